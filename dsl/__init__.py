@@ -1,0 +1,9 @@
+"""The riskc policy language: text in, checked and compiled ``Program`` out.
+
+Nothing here knows about brokers, SQLite or asyncio. ``engine`` imports ``dsl``, never the reverse.
+"""
+
+from .errors import Diagnostic, RiskError, Severity, Span
+from .parser import ParseResult, parse
+
+__all__ = ["Diagnostic", "ParseResult", "RiskError", "Severity", "Span", "parse"]
