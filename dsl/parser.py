@@ -18,7 +18,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from . import ast
 from .errors import PARSE_ERROR, Diagnostic, Span
-from .syntax_errors import RESERVED, describe_unexpected
+from .syntax_errors import RESERVED, describe_unexpected, keyword_used_as_name
 
 _STARTS = ("start", "header", "use", "rule")
 
@@ -54,7 +54,7 @@ def parse(source: str, file: str = "<input>") -> ParseResult:
     builder = _Builder(file)
     try:
         items = _to_module(builder, grammar().parse(source, start="start"), source, file)
-        return ParseResult(items, tuple(builder.problems), source)
+        return ParseResult(items, tuple(sorted(builder.problems, key=lambda d: d.span.sort_key)), source)
     except UnexpectedInput as error:
         result = _parse_by_item(source, file)
         if result.diagnostics:
@@ -74,7 +74,8 @@ def parse_or_raise(source: str, file: str = "<input>") -> ast.Module:
 
 # ---- recovery: one item at a time -------------------------------------------------------------
 
-_ITEM_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|(?<![.\w])(policy|use|rule)(?!\w)')
+# `policy` opens an item only before its name: the word is common in stray prose.
+_ITEM_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|(?<![.\w])(policy(?=\s*")|use|rule)(?!\w)')
 
 
 def _item_starts(source: str) -> list[tuple[int, str]]:
@@ -101,7 +102,7 @@ def _parse_by_item(source: str, file: str) -> ParseResult:
         if problem:
             diagnostics.append(problem)
         elif isinstance(node, ast.Header) and (header is not None or items):
-            diagnostics.append(_misplaced_header(node))
+            diagnostics.append(_misplaced_header(node.span, duplicate=header is not None))
         elif isinstance(node, ast.Header):
             header = node
         elif node is not None and not isinstance(node, ast.Module):
@@ -111,27 +112,43 @@ def _parse_by_item(source: str, file: str) -> ParseResult:
     return ParseResult(module, tuple(sorted(diagnostics, key=lambda d: d.span.sort_key)), source)
 
 
-def _misplaced_header(node: ast.Header) -> Diagnostic:
+def _misplaced_header(span: Span, duplicate: bool) -> Diagnostic:
     return Diagnostic(
         PARSE_ERROR,
         "the `policy` header must come first in the file, and only once",
-        node.span,
-        help="move it above the first `use` or `rule`",
+        span,
+        help="merge its settings into the first header" if duplicate else "move it above the first `use` or `rule`",
     )
 
 
 def _parse_chunk(builder, source, offset, end, start_symbol, file):
-    line = source.count("\n", 0, offset) + 1
-    col = offset - (source.rfind("\n", 0, offset) + 1) + 1
+    line, col = _position(source, offset)
+    # Padding keeps every line and column as in the file; messages read the padded text.
     padded = "\n" * (line - 1) + " " * (col - 1) + source[offset:end]
     try:
         tree = grammar().parse(padded, start=start_symbol)
     except UnexpectedInput as error:
-        return None, _diagnostic_from(error, source, file)
+        return None, _diagnostic_from(_at_next_item(error, source, end), padded, file)
     try:
         return builder.transform(tree), None
     except VisitError as error:  # a bug in the builder, not the user's mistake: keep it loud
         raise error.orig_exc from error
+
+
+def _position(source: str, offset: int) -> tuple[int, int]:
+    return source.count("\n", 0, offset) + 1, offset - (source.rfind("\n", 0, offset) + 1) + 1
+
+
+def _at_next_item(error: UnexpectedInput, source: str, end: int) -> UnexpectedInput:
+    """A chunk stops where the next item begins, so running out of text there means the next
+    item's keyword came too early: report that keyword, where the person sees it."""
+    if not (isinstance(error, UnexpectedToken) and error.token.type == "$END" and end < len(source)):
+        return error
+    word = re.match(r"\w+", source[end:]).group()
+    line, col = _position(source, end)
+    error.token = Token(word.upper(), word, end, line, col, line, col + len(word), end + len(word))
+    error.line, error.column = line, col
+    return error
 
 
 def _diagnostic_from(error: UnexpectedInput, source: str, file: str) -> Diagnostic:
@@ -141,9 +158,9 @@ def _diagnostic_from(error: UnexpectedInput, source: str, file: str) -> Diagnost
         width = max(1, len(str(error.token)))
     if isinstance(error, UnexpectedToken) and error.token.type == "$END":
         line, col = _end_position(source)
-    history = getattr(error, "token_history", None) or []
-    if history and history[-1].type == "NAME" and str(history[-1]) in RESERVED:
-        line, col, width = history[-1].line, history[-1].column, len(str(history[-1]))
+    keyword = keyword_used_as_name(error)
+    if keyword is not None:
+        line, col, width = keyword.line, keyword.column, len(str(keyword))
     message, help_text = describe_unexpected(error, source, grammar())
     return Diagnostic(PARSE_ERROR, message, Span(file, line, col, line, col + width), help=help_text)
 
@@ -173,8 +190,8 @@ def _comments(source: str, file: str) -> tuple[ast.Comment, ...]:
 
 
 def _file_span(source: str, file: str) -> Span:
-    line, col = _end_position(source)
-    return Span(file, 1, 1, line, col + 1)
+    line, col = _end_position(source)  # already the column just past the last character
+    return Span(file, 1, 1, line, col)
 
 
 def _to_module(builder: _Builder, tree, source: str, file: str) -> ast.Module:
@@ -228,6 +245,8 @@ class _Builder(Transformer):
 
     def setting(self, meta, children):
         name, value = children
+        if name == "policy":  # a second header reads, to the grammar, as a setting of the first
+            self.problems.append(_misplaced_header(self._span(meta), duplicate=True))
         return ast.Setting(self._ident(name), value, span=self._span(meta))
 
     def path(self, meta, children):
@@ -391,7 +410,14 @@ class _Builder(Transformer):
         return ast.Call(func, args, span=self._span(meta))
 
     def name(self, meta, children):
-        return ast.Name(str(children[0]), span=self._span(meta))
+        text, span = str(children[0]), self._span(meta)
+        if text in RESERVED:  # the contextual lexer reads a keyword as a name where no keyword fits
+            self._problem(
+                f"expected a value before `{text}`",
+                span,
+                f"`{text}` is a keyword; the expression before it is incomplete",
+            )
+        return ast.Name(text, span=span)
 
     def list(self, meta, children):
         return ast.ListExpr(tuple(c for c in children if c is not None), span=self._span(meta))

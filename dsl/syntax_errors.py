@@ -7,7 +7,9 @@ message of their own.
 
 from __future__ import annotations
 
-from lark import Lark
+from copy import copy
+
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.lexer import PatternStr
 
@@ -29,6 +31,11 @@ WORDS = {
     "$END": "the end of the file",
 }
 
+_ACTION_KEYWORDS = frozenset({
+    "FLATTEN", "CLOSE", "REDUCE", "REDUCE_TOTAL", "CANCEL_ORDERS", "CANCEL", "LOCKOUT", "BLOCK",
+    "MOVE_STOP", "PLACE_STOP", "ALERT",
+})  # fmt: skip
+
 # When a group's trigger terminals are all expected, its word replaces every terminal it absorbs.
 _EXPRESSION_START = frozenset({
     "MONEY", "INT", "DECIMAL", "DURATION", "CLOCK", "NAME", "STRING", "SYMBOL", "DATE", "PERCENT",
@@ -37,17 +44,14 @@ _EXPRESSION_START = frozenset({
 _GROUPS = (
     (frozenset({"MONEY", "INT", "NAME", "STRING"}), _EXPRESSION_START, "an expression"),
     (frozenset({"COMPARE", "ADD_OP", "MUL_OP"}), frozenset({"COMPARE", "ADD_OP", "MUL_OP", "DOT", "IN"}), "an operator"),
+    (frozenset(_ACTION_KEYWORDS), frozenset(_ACTION_KEYWORDS), "an action (flatten, close, lockout, alert, ...)"),
 )
 RESERVED = frozenset({
     "policy", "use", "as", "rule", "on", "for", "when", "then", "severity", "and", "or", "not", "in",
     "true", "false", "none", "to", "until", "while", "at", "manual", "flatten", "close", "reduce",
     "reduce_total", "cancel_orders", "cancel", "lockout", "block", "move_stop", "place_stop", "alert",
 })  # fmt: skip
-_ACTION_KEYWORDS = {
-    "FLATTEN", "CLOSE", "REDUCE", "REDUCE_TOTAL", "CANCEL_ORDERS", "CANCEL", "LOCKOUT", "BLOCK",
-    "MOVE_STOP", "PLACE_STOP", "ALERT",
-}  # fmt: skip
-_ITEM_KEYWORDS = {"RULE", "USE", "$END"}
+_ITEM_KEYWORDS = {"POLICY", "RULE", "USE", "$END"}
 
 
 def describe_unexpected(error: UnexpectedInput, source: str, parser: Lark) -> tuple[str, str | None]:
@@ -82,15 +86,18 @@ def _unexpected_character(error: UnexpectedCharacters, source: str, parser: Lark
     if char == "=":
         return ("unexpected `=`", "write `==` to compare, or `:` to name an argument")
     shown = repr(char)[1:-1] if char else "end of input"
-    return f"unexpected character `{shown}`; expected {_expected_words(error.allowed or set(), parser)}", None
+    return f"unexpected character `{shown}`; expected {_expected_words(_acceptable(error), parser)}", None
 
 
 def _unexpected_token(error: UnexpectedToken, parser: Lark) -> tuple[str, str | None]:
     token, expected = error.token, _acceptable(error)
     found = "the end of the file" if token.type == "$END" else f"`{token}`"
+    head = "the file ends too early" if token.type == "$END" else f"unexpected {found}"
     keyword = _keyword_used_as_name(error)
-    if keyword:
+    if keyword and _read_as_value(error):
         return (f"expected a value before `{keyword}`", f"`{keyword}` is a keyword; the expression before it is incomplete")
+    if keyword:
+        return (f"expected a name before `{keyword}`", f"`{keyword}` is a keyword, so it cannot be a name")
     if token.type == "EQUAL" and "COLON" in expected:
         return ("arguments are written `name: value`, not `name = value`", "use `:` instead of `=`")
     if token.type == "EQUAL":
@@ -102,37 +109,98 @@ def _unexpected_token(error: UnexpectedToken, parser: Lark) -> tuple[str, str | 
     if token.type == "NAME" and _previous_is(error, "INT") and str(token) in _UNIT_WORDS:
         return (f"unexpected `{token}` after a number", f"write {_UNIT_WORDS[str(token)]} with no space")
     if "COLON" in expected and _previous_is(error, "NAME") and token.type not in _ITEM_KEYWORDS:
-        return (f"unexpected {found}; expected `:`", "arguments are written `name: value`")
-    if token.type == "$END":
-        return (f"the file ends too early; expected {_expected_words(expected, parser)}", None)
-    return f"unexpected {found}; expected {_expected_words(expected, parser)}", None
+        return (f"{head}; expected `:`", _COLON_HELP[_item_keyword(error)])
+    if expected == {"BINDER_KIND"}:
+        return (f"{head}; expected `position` or `order`", "a rule loops over `for position p` or `for order o`")
+    if token.type == "VBAR":
+        return ("unexpected `|`", "write `or` to combine conditions")
+    if token.type == "NAME" and _ACTION_KEYWORDS <= expected:
+        return (f"`{token}` is not an action", f"the actions are {_ACTION_LIST}")
+    if _previous_is(error, "SEVERITY"):
+        return (f"{head}; expected a severity", "write one of info, low, medium, high or critical")
+    return f"{head}; expected {_expected_words(expected, parser)}", None
 
 
-def _acceptable(error: UnexpectedToken) -> set[str]:
+def _acceptable(error: UnexpectedInput) -> set[str]:
     """What the parser would truly accept here: LALR's raw expected set also holds tokens that
-    only fit in other contexts that share the state."""
-    interactive = getattr(error, "interactive_parser", None)
-    if interactive is not None:
-        try:
-            return set(interactive.accepts())
-        except Exception:  # accepts() simulates the parse; fall back to the raw set
-            pass
-    return set(error.expected)
+    only fit in other contexts that share the state, so each candidate is tried on a copy."""
+    raw = set(getattr(error, "expected", None) or getattr(error, "allowed", None) or ())
+    state = getattr(error, "state", None)
+    if state is None or not hasattr(state, "feed_token"):
+        return raw
+    conf = copy(state.parse_conf)
+    conf.callbacks = {}  # simulate the parse only: build no tree
+    accepted = {name for name in raw if _feeds(state, conf, name)}
+    return accepted or raw
+
+
+def _feeds(state, conf, terminal: str) -> bool:
+    trial = state.copy(deepcopy_values=False)
+    trial.parse_conf = conf
+    try:
+        trial.feed_token(Token(terminal, ""))
+    except UnexpectedInput:
+        return False
+    return True
+
+
+def _read_as_value(error: UnexpectedToken) -> bool:
+    """Whether the keyword read as a name stood where a value could start (`a > then`), rather
+    than where only a name fits (`rule when`). Looks at the parser state before the keyword."""
+    state = getattr(error, "state", None)
+    try:
+        before = state.parse_conf.parse_table.states[state.state_stack[-2]]
+    except (AttributeError, IndexError, KeyError):
+        return True
+    return "INT" in before
+
+
+def _item_keyword(error: UnexpectedInput) -> str:
+    """`rule`, `use` or `policy`: the item being parsed when the error happened."""
+    values = getattr(getattr(error, "state", None), "value_stack", None) or []
+    for value in values:
+        if isinstance(value, Token) and value.type in ("RULE", "USE", "POLICY"):
+            return str(value)
+    return "use"
+
+
+_COLON_HELP = {
+    "rule": "parameters are written `name: type`, e.g. `limit: money` or `grace: duration = 30s`",
+    "use": "arguments are written `name: value`",
+    "policy": "arguments are written `name: value`",
+}
+_ACTION_LIST = (
+    "flatten, close, reduce, reduce_total, cancel_orders, cancel, lockout, block, move_stop, "
+    "place_stop and alert"
+)
 
 
 _UNIT_WORDS = {"s": "30s", "m": "15m", "h": "1h", "d": "2d", "sec": "30s", "min": "15m", "secs": "30s", "mins": "15m"}
 
 
-def _keyword_used_as_name(error: UnexpectedToken) -> str | None:
+def previous_token(error: UnexpectedInput) -> Token | None:
+    """The token read just before the error (Lark records ``[None]`` when there was none)."""
     history = getattr(error, "token_history", None) or []
-    if history and history[-1].type == "NAME" and str(history[-1]) in RESERVED:
-        return str(history[-1])
-    return None
+    if history and history[-1] is not None:
+        return history[-1]
+    values = getattr(getattr(error, "state", None), "value_stack", None) or []  # at end of input
+    return values[-1] if values and isinstance(values[-1], Token) else None
+
+
+def keyword_used_as_name(error: UnexpectedInput) -> Token | None:
+    """A reserved word that the lexer read as a name because no keyword fitted there."""
+    token = previous_token(error)
+    return token if token is not None and token.type == "NAME" and str(token) in RESERVED else None
+
+
+def _keyword_used_as_name(error: UnexpectedToken) -> str | None:
+    token = keyword_used_as_name(error)
+    return str(token) if token is not None else None
 
 
 def _previous_is(error: UnexpectedToken, token_type: str) -> bool:
-    history = getattr(error, "token_history", None) or []
-    return bool(history) and history[-1].type == token_type
+    token = previous_token(error)
+    return token is not None and token.type == token_type
 
 
 def _expected_words(expected: set[str], parser: Lark) -> str:
