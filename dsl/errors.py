@@ -20,7 +20,7 @@ BAD_SETTING = "risk_bad_setting"
 BAD_ACTION = "risk_bad_action"
 NEVER_FIRES = "risk_never_fires"
 CONFLICTING_ACTIONS = "risk_conflicting_actions"
-RECURSIVE_USE = "risk_recursive_use"
+UNUSED_PARAM = "risk_unused_param"
 
 
 class Severity(StrEnum):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import inspect
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -75,7 +76,9 @@ def parse_or_raise(source: str, file: str = "<input>") -> ast.Module:
 # ---- recovery: one item at a time -------------------------------------------------------------
 
 # `policy` opens an item only before its name: the word is common in stray prose.
-_ITEM_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|(?<![.\w])(policy(?=\s*")|use|rule)(?!\w)')
+_ITEM_SCAN = re.compile(
+    r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"?|#[^\n]*|(?<![.\w])(policy(?=\s*")|use|rule)(?!\w)'
+)
 
 
 def _item_starts(source: str) -> list[tuple[int, str]]:
@@ -174,7 +177,7 @@ def _end_position(source: str) -> tuple[int, int]:
 
 # ---- tree -> AST ------------------------------------------------------------------------------
 
-_COMMENT_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"|(#[^\n]*)')
+_COMMENT_SCAN = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|(#[^\n]*)')
 
 
 def _comments(source: str, file: str) -> tuple[ast.Comment, ...]:
@@ -481,7 +484,11 @@ class _Builder(Transformer):
         return self._string(children[0])
 
     def _string(self, token: Token) -> ast.StringLit:
-        return ast.StringLit(unescape(str(token)[1:-1]), span=self._tok(token))
+        text = str(token)
+        if text.startswith('"""'):
+            # Triple-quoted strings may span lines; indentation is normalised like Python's.
+            return ast.StringLit(unescape(inspect.cleandoc(text[3:-3])), span=self._tok(token))
+        return ast.StringLit(unescape(text[1:-1]), span=self._tok(token))
 
     def symbol(self, meta, children):
         return ast.SymbolLit(str(children[0]), span=self._span(meta))

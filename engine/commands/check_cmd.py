@@ -6,7 +6,8 @@ import json
 
 import click
 
-from dsl import parse
+from dsl.checker import check
+from dsl.library import stdlib_sources
 
 from .common import EXIT_FAILED, EXIT_OK, collect_risk_files, read_source
 
@@ -20,11 +21,10 @@ from .common import EXIT_FAILED, EXIT_OK, collect_risk_files, read_source
 def command(paths: tuple[str, ...], fmt: str, max_errors: int | None, strict: bool, debug: bool) -> None:
     """Validate policy files; print nothing and exit 0 when clean."""
     files = collect_risk_files(paths)
-    sources = {str(f): read_source(f) for f in files}
-    diagnostics = []
-    for name, text in sources.items():
-        diagnostics.extend(parse(text, name).diagnostics)
-    diagnostics.sort(key=lambda d: d.span.sort_key)
+    from engine.snapshot import SCHEMA
+
+    result = check([(str(f), read_source(f)) for f in files], SCHEMA, stdlib_sources())
+    sources, diagnostics = result.sources, result.diagnostics
     shown = diagnostics[:max_errors] if max_errors else diagnostics
     if fmt == "json":
         click.echo(json.dumps([d.to_json() for d in shown], indent=2))

@@ -1,0 +1,515 @@
+"""Types every expression and action of a rule body, reporting unknown names and unit errors.
+
+The result of checking an expression is its type; the type is also recorded in ``types`` (keyed
+by node identity) for the compiler. An expression that fails gets the type ``ANY`` so one
+mistake is reported once, not again by every expression around it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from . import ast
+from . import types as T
+from .errors import (
+    ARITY_ERROR,
+    BAD_ACTION,
+    TYPE_ERROR,
+    UNIT_ERROR,
+    UNKNOWN_NAME,
+    DiagnosticSink,
+    Span,
+)
+from .schema import SAME, Schema
+from .types import ANY, FuncT, Member, ObjT, Type
+
+_LITERAL_TYPES = {
+    ast.MoneyLit: T.MONEY,
+    ast.PercentLit: T.PERCENT,
+    ast.DurationLit: T.DURATION,
+    ast.ClockLit: T.CLOCK,
+    ast.DateLit: T.DATE,
+    ast.TicksLit: T.TICKS,
+    ast.ContractsLit: T.CONTRACTS,
+    ast.StringLit: T.STRING,
+    ast.SymbolLit: T.SYMBOL,
+    ast.BoolLit: T.BOOL,
+    ast.NoneLit: T.NONE,
+}
+# The order in which a bare number is tried against the other operand of an arithmetic operator.
+_INT_PREFERENCE = (T.INT, T.CONTRACTS, T.DECIMAL, T.POINTS, T.PRICE)
+_DECIMAL_PREFERENCE = (T.DECIMAL, T.POINTS, T.PRICE)
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """`did you mean ...?` for a misspelt name, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean `{matches[0]}`?" if matches else None
+
+
+def polymorphic_literal(e: ast.Expr) -> tuple[Type, ...] | None:
+    """The types a bare number may take, or None when ``e`` is not a bare number."""
+    if isinstance(e, ast.Neg):
+        return polymorphic_literal(e.operand)
+    if isinstance(e, ast.IntLit):
+        return _INT_PREFERENCE
+    if isinstance(e, ast.DecimalLit):
+        return _DECIMAL_PREFERENCE
+    return None
+
+
+def assignable(actual: Type, expected: Type) -> bool:
+    if actual == expected or ANY in (actual, expected) or T.same_family(actual, expected):
+        return True
+    if isinstance(expected, T.OptionalT):
+        return actual == T.NONE or assignable(actual, expected.inner)
+    if isinstance(expected, T.ListT) and isinstance(actual, T.ListT):
+        return assignable(actual.elem, expected.elem)
+    if isinstance(expected, T.MapT) and isinstance(actual, T.MapT):
+        return assignable(actual.key, expected.key) and assignable(actual.value, expected.value)
+    if isinstance(expected, T.EnumT) and isinstance(actual, T.EnumT):
+        return set(actual.members) <= set(expected.members)
+    return False
+
+
+def _mismatch_code(a: Type, b: Type) -> str:
+    units = T.UNITS | T.NUMERIC
+    return UNIT_ERROR if a in units and b in units else TYPE_ERROR
+
+
+@dataclass(slots=True)
+class Scope:
+    """Names visible in one rule body."""
+
+    schema: Schema
+    locals: dict[str, Type] = field(default_factory=dict)
+    event: ObjT | None = None
+    event_kinds: tuple[str, ...] = ()
+
+    def lookup(self, name: str) -> Type | None:
+        if name in self.locals:
+            return self.locals[name]
+        if name in self.schema.roots:
+            return self.schema.roots[name].type
+        if name == "event" and self.event is not None:
+            return self.event
+        return None
+
+    def names(self) -> list[str]:
+        return [*self.locals, *self.schema.roots, "event"]
+
+
+class TypeChecker:
+    def __init__(self, sink: DiagnosticSink, types: dict[int, Type]):
+        self.sink = sink
+        self.types = types
+
+    # ---- entry points --------------------------------------------------------------------------
+
+    def check(self, e: ast.Expr, scope: Scope, expected: Type | None = None) -> Type:
+        t = self._check(e, scope, expected)
+        self.types[id(e)] = t
+        return t
+
+    def expect(self, e: ast.Expr, scope: Scope, want: Type, what: str) -> Type:
+        """Check ``e`` and report when it is not a ``want``; ``what`` names the slot in messages."""
+        have = self.check(e, scope, want)
+        if not assignable(have, want):
+            self._mismatch(e.span, f"{what} must be {_article(want)}, not {_article(have)}", have, want)
+        return have
+
+    # ---- dispatch ------------------------------------------------------------------------------
+
+    def _check(self, e: ast.Expr, scope: Scope, expected: Type | None) -> Type:
+        literal = _LITERAL_TYPES.get(type(e))
+        if literal is not None:
+            return literal
+        method = getattr(self, "_" + type(e).__name__)
+        return method(e, scope, expected)
+
+    def _IntLit(self, e, scope, expected):
+        return expected if expected in T.INT_LITERAL_CAN_BE else T.INT
+
+    def _DecimalLit(self, e, scope, expected):
+        return expected if expected in T.DECIMAL_LITERAL_CAN_BE else T.DECIMAL
+
+    def _Name(self, e: ast.Name, scope: Scope, expected):
+        found = scope.lookup(e.id)
+        if found is not None:
+            return found
+        enum = T.strip_optional(expected) if expected is not None else None
+        if isinstance(enum, T.EnumT) and e.id in enum.members:
+            return enum
+        if e.id in scope.schema.functions:
+            self.sink.error(TYPE_ERROR, f"`{e.id}` is a function; call it with arguments", e.span,
+                            help=f"{e.id}{scope.schema.functions[e.id]}")  # fmt: skip
+            return ANY
+        candidates = scope.names() + (list(enum.members) if isinstance(enum, T.EnumT) else [])
+        want = f"one of {', '.join(enum.members)}" if isinstance(enum, T.EnumT) else None
+        self.sink.error(UNKNOWN_NAME, f"unknown name `{e.id}`", e.span, help=suggest(e.id, candidates), want=want)
+        return ANY
+
+    def _Field(self, e: ast.Field, scope: Scope, expected):
+        owner = self.check(e.obj, scope)
+        if owner == ANY:
+            return ANY
+        if isinstance(owner, T.OptionalT):
+            self.sink.error(TYPE_ERROR, f"`{_text(e.obj)}` may be none", e.obj.span)
+            return ANY
+        if not isinstance(owner, ObjT):
+            self.sink.error(TYPE_ERROR, f"{_article(owner)} has no fields", e.span, have=str(owner))
+            return ANY
+        member = owner.members.get(e.name)
+        if member is not None:
+            return member.type
+        self._unknown_member(e, owner, scope)
+        return ANY
+
+    def _unknown_member(self, e: ast.Field, owner: ObjT, scope: Scope) -> None:
+        if owner is scope.event:
+            kinds = scope.schema.event_kinds_with(e.name)
+            if kinds:
+                on = ", ".join(kinds)
+                self.sink.error(
+                    UNKNOWN_NAME,
+                    f"`event.{e.name}` exists only for {on} events",
+                    e.span,
+                    help=f"restrict the rule with `on {kinds[0]}`"
+                    if not scope.event_kinds
+                    else f"this rule also runs on events without it ({', '.join(scope.event_kinds)})",
+                )
+                return
+        self.sink.error(
+            UNKNOWN_NAME,
+            f"{owner.name} has no field `{e.name}`",
+            e.span,
+            help=suggest(e.name, owner.members),
+        )
+
+    def _Call(self, e: ast.Call, scope: Scope, expected):
+        signature, label = self._callee(e, scope)
+        if signature is None:
+            for arg in e.args:
+                self.check(arg.value, scope)
+            return ANY
+        return self._apply(signature, label, e, scope)
+
+    def _callee(self, e: ast.Call, scope: Scope) -> tuple[FuncT | None, str]:
+        if isinstance(e.func, ast.Name):
+            name = e.func.id
+            if name in scope.schema.functions:
+                return scope.schema.functions[name], name
+            if scope.lookup(name) is not None:
+                self.sink.error(TYPE_ERROR, f"`{name}` is not a function", e.func.span)
+            else:
+                self.sink.error(UNKNOWN_NAME, f"unknown function `{name}`", e.func.span,
+                                help=suggest(name, scope.schema.functions))  # fmt: skip
+            return None, name
+        member_type = self.check(e.func, scope)
+        if isinstance(member_type, FuncT):
+            return member_type, _text(e.func)
+        if member_type != ANY:
+            self.sink.error(TYPE_ERROR, f"`{_text(e.func)}` is not a method", e.func.span, have=str(member_type))
+        return None, _text(e.func)
+
+    def _apply(self, sig: FuncT, label: str, e: ast.Call, scope: Scope) -> Type:
+        bound = self._bind_args(sig, label, e)
+        if bound is None:
+            for arg in e.args:
+                self.check(arg.value, scope)
+            return ANY
+        if label == "get":
+            return self._lookup(bound, scope)
+        same: Type | None = None
+        for param, arg in bound:
+            want = param.type
+            if want == SAME:
+                have = self.check(arg.value, scope, same)
+                if same is None:
+                    same = T.strip_optional(have) if label == "coalesce" else have
+                    continue
+                want = same
+            elif want == ANY:
+                have = self.check(arg.value, scope)
+                if label == "len" and not isinstance(have, (T.ListT, T.MapT)) and have != ANY:
+                    self._mismatch(arg.value.span, "`len` needs a list or a map", have, None)
+                continue
+            self.expect(arg.value, scope, want, f"argument `{param.name}` of `{label}`")
+        if sig.result == SAME:
+            if same is not None and label in {"min", "max", "abs"} and same not in T.ORDERED | {ANY}:
+                self._mismatch(e.span, f"`{label}` needs numbers, amounts, durations or times", same, None)
+            return same or ANY
+        return sig.result
+
+    def _lookup(self, bound: list, scope: Scope) -> Type:
+        """`get(map, key, fallback)`: typed from the map, so it needs no generic signature."""
+        (_, map_arg), (_, key_arg), (_, fallback_arg) = bound
+        container = self.check(map_arg.value, scope)
+        if container == ANY:
+            self.check(key_arg.value, scope)
+            self.check(fallback_arg.value, scope)
+            return ANY
+        if not isinstance(container, T.MapT):
+            self._mismatch(map_arg.value.span, "`get` looks up a key in a map", container, None)
+            return ANY
+        self.expect(key_arg.value, scope, container.key, "the key of `get`")
+        self.expect(fallback_arg.value, scope, container.value, "the fallback of `get`")
+        return container.value
+
+    def _bind_args(self, sig: FuncT, label: str, e: ast.Call) -> list | None:
+        by_name = {p.name: p for p in sig.params}
+        bound: dict[str, tuple] = {}
+        for index, arg in enumerate(e.args):
+            if arg.name is None:
+                if index >= len(sig.params):
+                    self.sink.error(ARITY_ERROR, f"`{label}` takes {len(sig.params)} argument(s), got {len(e.args)}",
+                                    arg.span, help=f"{label}{sig}")  # fmt: skip
+                    return None
+                param = sig.params[index]
+            else:
+                param = by_name.get(arg.name.text)
+                if param is None:
+                    self.sink.error(UNKNOWN_NAME, f"`{label}` has no parameter `{arg.name.text}`", arg.name.span,
+                                    help=suggest(arg.name.text, by_name))  # fmt: skip
+                    return None
+            if param.name in bound:
+                self.sink.error(ARITY_ERROR, f"argument `{param.name}` given twice", arg.span)
+                return None
+            bound[param.name] = (param, arg)
+        missing = [p.name for p in sig.params if p.required and p.name not in bound]
+        if missing:
+            self.sink.error(ARITY_ERROR, f"`{label}` is missing argument(s): {', '.join(missing)}", e.span,
+                            help=f"{label}{sig}")  # fmt: skip
+            return None
+        return [bound[p.name] for p in sig.params if p.name in bound]
+
+    def _Neg(self, e: ast.Neg, scope: Scope, expected):
+        t = self.check(e.operand, scope, expected)
+        if t not in T.NUMERIC and t != ANY:
+            self._mismatch(e.span, f"cannot negate {_article(t)}", t, None)
+            return ANY
+        return t
+
+    def _Not(self, e: ast.Not, scope: Scope, expected):
+        self.expect(e.operand, scope, T.BOOL, "the operand of `not`")
+        return T.BOOL
+
+    def _BoolOp(self, e: ast.BoolOp, scope: Scope, expected):
+        self.expect(e.left, scope, T.BOOL, f"each side of `{e.op}`")
+        self.expect(e.right, scope, T.BOOL, f"each side of `{e.op}`")
+        return T.BOOL
+
+    def _Arith(self, e: ast.Arith, scope: Scope, expected):
+        left, right = self._operands(e.left, e.right, scope, e.op)
+        if ANY in (left, right):
+            return ANY
+        if isinstance(left, T.OptionalT) or isinstance(right, T.OptionalT):
+            self._optional_error(e, left, right)
+            return ANY
+        result = T.arith_result(left, e.op, right)
+        if result is None:
+            self._mismatch(e.span, f"cannot compute {left} {e.op} {right}", left, right,
+                           help=_arith_help(left, e.op, right))  # fmt: skip
+            return ANY
+        return result
+
+    def _operands(self, left_e, right_e, scope, op: str | None) -> tuple[Type, Type]:
+        """Types of both operands; a bare number takes the unit that fits the other side."""
+        left_options, right_options = polymorphic_literal(left_e), polymorphic_literal(right_e)
+        if left_options and not right_options:
+            right = self.check(right_e, scope)
+            left = self._fit(left_e, left_options, right, op, scope, literal_left=True)
+            return left, right
+        left = self.check(left_e, scope)
+        if right_options:
+            return left, self._fit(right_e, right_options, left, op, scope, literal_left=False)
+        return left, self.check(right_e, scope, left)
+
+    def _fit(self, literal_e, options, other: Type, op: str | None, scope, literal_left: bool) -> Type:
+        inner = T.strip_optional(other)
+        for candidate in options:
+            if op is None:
+                fits = T.same_family(candidate, inner)
+            else:
+                pair = (candidate, op, inner) if literal_left else (inner, op, candidate)
+                fits = T.arith_result(*pair) is not None
+            if fits:
+                return self.check(literal_e, scope, candidate)
+        return self.check(literal_e, scope)
+
+    def _Compare(self, e: ast.Compare, scope: Scope, expected):
+        if e.op in ("in", "not in"):
+            return self._membership(e, scope)
+        left, right = self._comparands(e, scope)
+        if ANY in (left, right):
+            return T.BOOL
+        if e.op in ("==", "!="):
+            if not (assignable(left, right) or assignable(right, left)):
+                self._mismatch(e.span, f"cannot compare {_article(left)} with {_article(right)}", left, right)
+            return T.BOOL
+        if isinstance(left, T.OptionalT) or isinstance(right, T.OptionalT):
+            self._optional_error(e, left, right)
+        elif left not in T.ORDERED or not T.same_family(left, right):
+            self._mismatch(e.span, f"cannot compare {_article(left)} with {_article(right)}", left, right,
+                           help=_compare_help(left, right))  # fmt: skip
+        return T.BOOL
+
+    def _comparands(self, e: ast.Compare, scope: Scope) -> tuple[Type, Type]:
+        # An enum constant on the left (`long == p.side`) takes its type from the right.
+        if isinstance(e.left, ast.Name) and scope.lookup(e.left.id) is None and not polymorphic_literal(e.right):
+            right = self.check(e.right, scope)
+            return self.check(e.left, scope, right), right
+        return self._operands(e.left, e.right, scope, None)
+
+    def _membership(self, e: ast.Compare, scope: Scope) -> Type:
+        container = self.check(e.right, scope)
+        if container == ANY:
+            self.check(e.left, scope)
+            return T.BOOL
+        if isinstance(container, T.ListT):
+            want = container.elem
+        elif isinstance(container, T.MapT):
+            want = container.key
+        else:
+            self._mismatch(e.right.span, f"`{e.op}` needs a list or a map on its right", container, None)
+            self.check(e.left, scope)
+            return T.BOOL
+        if want != ANY:
+            self.expect(e.left, scope, want, f"the left side of `{e.op}`")
+        else:
+            self.check(e.left, scope)
+        return T.BOOL
+
+    def _ListExpr(self, e: ast.ListExpr, scope: Scope, expected):
+        want = expected.elem if isinstance(expected, T.ListT) else None
+        return T.ListT(self._uniform(e.items, scope, want, "list items"))
+
+    def _MapExpr(self, e: ast.MapExpr, scope: Scope, expected):
+        want_key = expected.key if isinstance(expected, T.MapT) else None
+        want_value = expected.value if isinstance(expected, T.MapT) else None
+        key = self._uniform([m.key for m in e.entries], scope, want_key, "map keys")
+        value = self._uniform([m.value for m in e.entries], scope, want_value, "map values")
+        return T.MapT(key, value)
+
+    def _uniform(self, items, scope, want: Type | None, what: str) -> Type:
+        if not items:
+            return want or ANY
+        first = want
+        for item in items:
+            have = self.check(item, scope, first)
+            if first is None:
+                first = have
+            elif not assignable(have, first):
+                self._mismatch(item.span, f"{what} must all be {_article(first)}", have, first)
+        return first or ANY
+
+    # ---- errors --------------------------------------------------------------------------------
+
+    def _mismatch(self, span: Span, message: str, have: Type, want: Type | None, help: str | None = None) -> None:
+        code = _mismatch_code(have, want) if want is not None else TYPE_ERROR
+        self.sink.error(code, message, span, have=str(have), want=str(want) if want is not None else None, help=help)
+
+    def _optional_error(self, e, left: Type, right: Type) -> None:
+        self.sink.error(
+            TYPE_ERROR,
+            "this value may be none",
+            e.span,
+            have=f"{left} and {right}",
+            help="use coalesce(value, fallback) to give it a value when it is none",
+        )
+
+    # ---- actions -------------------------------------------------------------------------------
+
+    def check_action(self, a: ast.Action, scope: Scope) -> None:
+        getattr(self, "_act_" + type(a).__name__)(a, scope)
+
+    def _target(self, e: ast.Expr, scope: Scope, kind: str, verb: str) -> None:
+        have = self.check(e, scope)
+        if have == ANY:
+            return
+        if not (isinstance(have, ObjT) and have.name == kind):
+            binder = "p" if kind == "position" else "o"
+            self.sink.error(BAD_ACTION, f"`{verb}` needs {_article_word(kind)}", e.span, have=str(have), want=kind,
+                            help=f"quantify with `for {kind} {binder}` and write `{verb} {binder}`")  # fmt: skip
+
+    def _act_Flatten(self, a, scope):
+        pass
+
+    def _act_Close(self, a: ast.Close, scope):
+        self._target(a.target, scope, "position", "close")
+
+    def _act_Reduce(self, a: ast.Reduce, scope):
+        self._target(a.target, scope, "position", "reduce")
+        self.expect(a.to, scope, T.CONTRACTS, "`reduce ... to`")
+
+    def _act_ReduceTotal(self, a: ast.ReduceTotal, scope):
+        self.expect(a.to, scope, T.CONTRACTS, "`reduce_total to`")
+
+    def _act_CancelOrders(self, a: ast.CancelOrders, scope):
+        if a.symbol is not None:
+            self.expect(a.symbol, scope, T.SYMBOL, "`cancel_orders for`")
+
+    def _act_Cancel(self, a: ast.Cancel, scope):
+        self._target(a.target, scope, "order", "cancel")
+
+    def _act_Lockout(self, a: ast.Lockout, scope):
+        if a.mode == "for":
+            self.expect(a.value, scope, T.DURATION, "`lockout for`")
+        elif a.mode == "while":
+            self.expect(a.value, scope, T.BOOL, "`lockout while`")
+        elif a.mode == "until":
+            have = self.check(a.value, scope)
+            if have not in (T.CLOCK, T.TIME, ANY):
+                self.sink.error(BAD_ACTION, f"`lockout until` needs a time of day or an instant, not {_article(have)}",
+                                a.value.span, have=str(have), want="clock | time",
+                                help="e.g. `lockout until 17:00`, `lockout until next_trading_day`, `lockout until manual`")  # fmt: skip
+
+    def _act_Block(self, a: ast.Block, scope):
+        self.expect(a.symbol, scope, T.SYMBOL, "`block`")
+        if a.duration is not None:
+            self.expect(a.duration, scope, T.DURATION, "`block ... for`")
+
+    def _act_MoveStop(self, a: ast.MoveStop, scope):
+        self._target(a.target, scope, "position", "move_stop")
+        self.expect(a.price, scope, T.PRICE, "`move_stop ... to`")
+
+    def _act_PlaceStop(self, a: ast.PlaceStop, scope):
+        self._target(a.target, scope, "position", "place_stop")
+        self.expect(a.price, scope, T.PRICE, "`place_stop ... at`")
+
+    def _act_Alert(self, a: ast.Alert, scope):
+        self.expect(a.message, scope, T.STRING, "`alert`")
+
+
+def _article(t: Type) -> str:
+    return T.describe(t)
+
+
+def _article_word(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _text(e: ast.Expr) -> str:
+    if isinstance(e, ast.Name):
+        return e.id
+    if isinstance(e, ast.Field):
+        return f"{_text(e.obj)}.{e.name}"
+    return "expression"
+
+
+def _arith_help(left: Type, op: str, right: Type) -> str | None:
+    if {left, right} == {T.POINTS, T.MONEY} or {left, right} == {T.PRICE, T.MONEY}:
+        return "convert through the instrument: points_to_money(p.symbol, points)"
+    if {left, right} == {T.TICKS, T.PRICE} or {left, right} == {T.TICKS, T.POINTS}:
+        return "convert through the instrument: ticks_to_points(p.symbol, ticks)"
+    if left == T.PRICE and right == T.PRICE and op == "+":
+        return "prices can be subtracted (giving points), not added"
+    return None
+
+
+def _compare_help(left: Type, right: Type) -> str | None:
+    if {left, right} == {T.DURATION, T.CLOCK}:
+        return "a duration (30s) is an amount of time; a clock (15:08) is a time of day"
+    return None
