@@ -59,7 +59,14 @@ class Day:
     eod_high_balance: Decimal = visible(
         T.MONEY, "Highest end-of-trading-day balance so far (for trailing drawdown).", ZERO
     )
-    fill_times: tuple[dt.datetime, ...] = ()  # recent fills, newest last, for fills_within
+    fill_times: tuple[dt.datetime, ...] = ()  # recent fills, oldest first, for fills_within
+    now: dt.datetime | None = None  # the evaluation's instant, for fills_within
+
+    def fills_within(self, window: dt.timedelta) -> int:
+        if self.now is None:
+            return 0
+        start = self.now - window
+        return sum(1 for t in reversed(self.fill_times) if t > start) if self.fill_times else 0
 
     METHODS = {
         "fills_within": FuncT(
@@ -248,3 +255,26 @@ SCHEMA = Schema(
     events=frozen_map(_event_schema()),
     functions=frozen_map({**LANGUAGE_FUNCTIONS, **ENGINE_FUNCTIONS}),
 )  # fmt: skip
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The read-only view one evaluation sees. Engine functions of the schema are methods."""
+
+    account: Account = field(default_factory=Account)
+    day: Day = field(default_factory=Day)
+    positions: tuple[Position, ...] = ()
+    orders: tuple[Order, ...] = ()
+    session: Session = field(default_factory=Session)
+    next_trading_day: dt.datetime | None = None
+    event: Event = field(default_factory=Event)
+    instruments: Any = None  # engine.instruments.Instruments
+
+    def ticks_to_points(self, symbol: str, ticks: int) -> Decimal:
+        return self.instruments.ticks_to_points(symbol, ticks)
+
+    def points_to_ticks(self, symbol: str, points: Decimal) -> int:
+        return self.instruments.points_to_ticks(symbol, points)
+
+    def points_to_money(self, symbol: str, points: Decimal) -> Decimal:
+        return self.instruments.points_to_money(symbol, points)

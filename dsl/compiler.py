@@ -1,0 +1,477 @@
+"""Checked policy -> Python source -> one code object (the way Jinja compiles templates).
+
+Every rule instance becomes a block of one generated ``evaluate(s)`` function: its `on` filter,
+its `for` loop and its `when` condition, with parameters folded in as constants and literals
+hoisted out of the hot path. A rule that holds only records ``(rule, target)``; its actions and
+the reason are built afterwards, by per-rule functions generated beside it, and only for rules
+that fired. Each rule's block has its own ``try``, so one rule that raises (a division by zero,
+an instrument without a spec) yields the policy's ``on_error`` action and the others still run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable
+
+from . import ast, runtime
+from . import types as T
+from .checker import CheckedPolicy, CheckResult, RuleInstance
+from .decision import Action, Decision, Firing, plan
+from .format import _action as format_action  # noqa: PLC2701 (made public once fmt lands)
+from .format import _expr as format_expr  # noqa: PLC2701
+from .types import Type
+from .walk import walk
+
+_LANGUAGE_CALLS = {"abs": "abs", "min": "min", "max": "max", "len": "len", "coalesce": "_rt.coalesce"}
+_BINDER = "_t"  # the generated name of the `for` variable
+
+
+class CompileError(Exception):
+    """An internal error: the checker accepted something the compiler cannot translate."""
+
+
+@dataclass(slots=True)
+class _Unit:
+    """Code generation state for one policy."""
+
+    types: dict[int, Type]
+    constants: dict[str, Any] = field(default_factory=dict)
+    counter: itertools.count = field(default_factory=itertools.count)
+    lines: list[str] = field(default_factory=list)
+
+    def const(self, value: Any) -> str:
+        name = f"_c{next(self.counter)}"
+        self.constants[name] = value
+        return name
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleCode:
+    instance: RuleInstance
+    index: int
+    names: dict[str, str]  # language name -> Python expression (parameters, the binder)
+
+
+class Program:
+    """A compiled policy. ``evaluate`` is the hot path; everything else runs only on a breach."""
+
+    def __init__(self, policy: CheckedPolicy, source: str, namespace: dict[str, Any]):
+        self.policy = policy
+        self.source = source
+        self._evaluate: Callable = namespace["evaluate"]
+        self._actions: list[Callable] = namespace["ACTIONS"]
+        self._explain: list[Callable] = namespace["EXPLAIN"]
+        self._whiles: dict[str, Callable] = namespace["WHILES"]
+        self.rules = policy.instances
+        self.timezone = policy.settings.timezone
+
+    def evaluate(self, snapshot) -> Decision:
+        fired = self._evaluate(snapshot)
+        if not fired:
+            return _NOTHING
+        return self._decide(snapshot, fired)
+
+    def lockout_holds(self, rule_id: str, snapshot) -> bool:
+        """Whether a `lockout while EXPR` set by ``rule_id`` still holds."""
+        check = self._whiles.get(rule_id)
+        return bool(check and check(snapshot))
+
+    def _decide(self, s, fired: list[tuple[int, Any]]) -> Decision:
+        actions: list[Action] = []
+        firings: list[Firing] = []
+        errors: list[Firing] = []
+        for index, target in fired:
+            if index < 0:
+                errors.append(self._error_firing(-index - 1, target))
+                actions.extend(self._on_error(-index - 1, target, s))
+                continue
+            instance = self.rules[index]
+            why = self._reason(index, s, target)
+            firings.append(Firing(instance.id, instance.severity, why, _target_id(target)))
+            actions.extend(self._actions[index](s, target, why))
+        return Decision(plan(actions), tuple(firings), tuple(errors))
+
+    def _reason(self, index: int, s, target) -> str:
+        try:
+            return self._explain[index](s, target)
+        except Exception as error:  # noqa: BLE001 - a reason must never stop an enforcement
+            return f"(could not explain: {error})"
+
+    def _error_firing(self, index: int, error: Exception) -> Firing:
+        instance = self.rules[index]
+        return Firing(instance.id, "critical", f"{instance.id} could not be evaluated: {type(error).__name__}: {error}")
+
+    def _on_error(self, index: int, error: Exception, s) -> list[Action]:
+        instance = self.rules[index]
+        why = f"{instance.id} could not be evaluated ({type(error).__name__}: {error}); on_error {self.policy.settings.on_error}"
+        if self.policy.settings.on_error == "alert":
+            return [Action("alert", instance.id, "critical", why, message=why)]
+        return [Action("flatten", instance.id, "critical", why)]
+
+
+_NOTHING = Decision((), ())
+
+
+def _target_id(target) -> str | None:
+    if target is None:
+        return None
+    return getattr(target, "contract_id", None) or str(getattr(target, "id", ""))
+
+
+def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
+    """Translate one checked policy. ``result`` must be the CheckResult it came from (its type
+    table types the literals)."""
+    unit = _Unit(result.types)
+    rules = [_RuleCode(instance, i, _bind_params(instance, unit)) for i, instance in enumerate(policy.instances)]
+    source = "\n".join([
+        *_evaluate_function(rules, unit),
+        *itertools.chain.from_iterable(_action_function(r, unit, policy) for r in rules),
+        *itertools.chain.from_iterable(_explain_function(r, unit, policy) for r in rules),
+        *_while_functions(rules, unit),
+        f"ACTIONS = [{', '.join(f'_actions_{r.index}' for r in rules)}]",
+        f"EXPLAIN = [{', '.join(f'_explain_{r.index}' for r in rules)}]",
+    ])  # fmt: skip
+    namespace: dict[str, Any] = {"_rt": runtime, "_Action": Action, "_Decimal": Decimal, "_dt": dt, **unit.constants}
+    code = compile(source, f"<policy {policy.path}>", "exec")
+    exec(code, namespace)  # noqa: S102 - our own generated code, from a checked AST
+    return Program(policy, source, namespace)
+
+
+# ---- parameters --------------------------------------------------------------------------------
+
+
+def _bind_params(instance: RuleInstance, unit: _Unit) -> dict[str, str]:
+    names = {}
+    for param in instance.rule.params:
+        value = constant_value(instance.args[param.name.text], unit.types)
+        names[param.name.text] = unit.const(value)
+    if instance.rule.binder is not None:
+        names[instance.rule.binder.var.text] = _BINDER
+    return names
+
+
+def constant_value(e: ast.Expr, types: dict[int, Type]) -> Any:
+    """The runtime value of a constant expression (a `use` argument or a parameter default)."""
+    if isinstance(e, ast.Neg):
+        return -constant_value(e.operand, types)
+    if isinstance(e, ast.ListExpr):
+        return tuple(constant_value(i, types) for i in e.items)
+    if isinstance(e, ast.MapExpr):
+        return {constant_value(m.key, types): constant_value(m.value, types) for m in e.entries}
+    if isinstance(e, ast.Name):  # an enum constant
+        return e.id
+    return literal_value(e, types.get(id(e)))
+
+
+def literal_value(e: ast.Literal, typ: Type | None) -> Any:
+    match e:
+        case ast.IntLit(value=v):
+            return Decimal(v) if typ in (T.DECIMAL, T.PRICE, T.POINTS) else v
+        case ast.DecimalLit(value=v) | ast.MoneyLit(amount=v):
+            return v
+        case ast.PercentLit(value=v):
+            return v / 100
+        case ast.DurationLit(seconds=s):
+            return dt.timedelta(seconds=s)
+        case ast.ClockLit(value=v) | ast.DateLit(value=v) | ast.StringLit(value=v) | ast.BoolLit(value=v):
+            return v
+        case ast.TicksLit(count=n) | ast.ContractsLit(count=n):
+            return n
+        case ast.SymbolLit(code=c):
+            return c
+        case ast.NoneLit():
+            return None
+    raise CompileError(f"not a literal: {e!r}")
+
+
+# ---- the hot path --------------------------------------------------------------------------------
+
+
+def _evaluate_function(rules: list[_RuleCode], unit: _Unit) -> list[str]:
+    body = [line for r in rules for line in _rule_block(r, unit)]
+    prologue = ["def evaluate(s):", "    fired = []", "    kind = s.event.kind"]
+    # Roots read by several rules are loaded once per evaluation into locals.
+    for root in sorted(_ROOTS):
+        uses = sum(line.count(f"s.{root}.") for line in body)
+        if uses > 1:
+            alias = f"_{root}"
+            prologue.append(f"    {alias} = s.{root}")
+            body = [line.replace(f"s.{root}.", f"{alias}.") for line in body]
+    return [*prologue, *body, "    return fired"]
+
+
+def _rule_block(r: _RuleCode, unit: _Unit) -> list[str]:
+    rule, indent = r.instance.rule, "        "
+    body = [f"    # {r.instance.id}", "    try:"]
+    if rule.on:
+        kinds = tuple(k.text for k in rule.on)
+        body.append(f"{indent}if kind in {unit.const(frozenset(kinds))}:")
+        indent += "    "
+    if rule.binder is not None:
+        collection = "s.positions" if rule.binder.kind == "position" else "s.orders"
+        body.append(f"{indent}for {_BINDER} in {collection}:")
+        indent += "    "
+    target = _BINDER if rule.binder is not None else "None"
+    condition = _expr(rule.when, r, unit)
+    if condition == "False":
+        return [f"    # {r.instance.id}: never fires with these arguments"]
+    body.append(f"{indent}if {condition}:")
+    body.append(f"{indent}    fired.append(({r.index}, {target}))")
+    body += ["    except Exception as error:", f"        fired.append(({-r.index - 1}, error))"]
+    return body
+
+
+def _expr(e: ast.Expr, r: _RuleCode, unit: _Unit) -> str:
+    """Python source for a checked expression; what depends on no data is folded to a constant
+    (parameters are constants, so `count == gross` costs nothing at run time)."""
+    code = _translate(e, r, unit)
+    if isinstance(e, ast.LITERAL_TYPES) or not _is_constant(e, r) or code in ("True", "False"):
+        return code
+    value = eval(code, {"_rt": runtime, **unit.constants})  # noqa: S307 - constants only
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    return unit.const(value)
+
+
+def _translate(e: ast.Expr, r: _RuleCode, unit: _Unit) -> str:
+    match e:
+        case ast.Name(id=name):
+            return _name(name, r)
+        case ast.Field(obj=obj, name=name):
+            return f"{_expr(obj, r, unit)}.{name}"
+        case ast.Call():
+            return _call(e, r, unit)
+        case ast.Neg(operand=operand):
+            return f"(-{_expr(operand, r, unit)})"
+        case ast.Not(operand=operand):
+            inner = _expr(operand, r, unit)
+            return {"True": "False", "False": "True"}.get(inner, f"(not {inner})")
+        case ast.BoolOp(op=op, left=left, right=right):
+            return _bool_op(op, _expr(left, r, unit), _expr(right, r, unit))
+        case ast.Compare(op=op, left=left, right=right):
+            return f"({_expr(left, r, unit)} {op} {_expr(right, r, unit)})"
+        case ast.Arith():
+            return _arith(e, r, unit)
+        case ast.ListExpr(items=items):
+            inner = "".join(f"{_expr(i, r, unit)}, " for i in items)
+            return f"({inner})"
+        case ast.MapExpr(entries=entries):
+            inner = ", ".join(f"{_expr(m.key, r, unit)}: {_expr(m.value, r, unit)}" for m in entries)
+            return f"{{{inner}}}"
+    return unit.const(literal_value(e, unit.types.get(id(e))))
+
+
+def _bool_op(op: str, left: str, right: str) -> str:
+    """`and`/`or` with a folded side simplified away."""
+    absorbing, neutral = ("False", "True") if op == "and" else ("True", "False")
+    if absorbing in (left, right):
+        return absorbing
+    if left == neutral:
+        return right
+    if right == neutral:
+        return left
+    return f"({left} {op} {right})"
+
+
+def _name(name: str, r: _RuleCode) -> str:
+    if name in r.names:
+        return r.names[name]
+    if name in _ROOTS:
+        return f"s.{name}"
+    return repr(name)  # an enum constant, resolved by the checker
+
+
+_ROOTS = frozenset({"account", "day", "positions", "orders", "session", "next_trading_day", "event"})
+
+
+def _call(e: ast.Call, r: _RuleCode, unit: _Unit) -> str:
+    args = [_expr(a.value, r, unit) for a in e.args]  # the checker ordered them; names are positional
+    if isinstance(e.func, ast.Field):
+        return f"{_expr(e.func, r, unit)}({', '.join(args)})"
+    name = e.func.id
+    if name == "coalesce" and (unit.constants.get(args[0]) is not None):
+        return args[0]  # an optional parameter that was given: no run-time test needed
+    if name == "get":
+        return f"{args[0]}.get({args[1]}, {args[2]})"
+    if name in _LANGUAGE_CALLS:
+        return f"{_LANGUAGE_CALLS[name]}({', '.join(args)})"
+    return f"s.{name}({', '.join(args)})"  # functions the engine provides are snapshot methods
+
+
+def _arith(e: ast.Arith, r: _RuleCode, unit: _Unit) -> str:
+    left, right = _expr(e.left, r, unit), _expr(e.right, r, unit)
+    lt, rt = unit.types.get(id(e.left)), unit.types.get(id(e.right))
+    if e.op == "/":
+        return f"_rt.divide({left}, {right})"
+    if e.op == "*" and T.DURATION in (lt, rt):
+        return f"_rt.multiply({left}, {right})"
+    if lt == T.CLOCK and rt == T.DURATION:
+        return f"_rt.clock_add({left}, {right}, {1 if e.op == '+' else -1})"
+    if lt == T.CLOCK and rt == T.CLOCK:
+        return f"_rt.clock_diff({left}, {right})"
+    return f"({left} {e.op} {right})"
+
+
+# ---- actions and reasons (only on a breach) ------------------------------------------------------
+
+
+def _action_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[str]:
+    instance = r.instance
+    head = f"_Action(kind={{kind}}, rule={instance.id!r}, severity={instance.severity!r}, reason=why"
+    lines = [f"def _actions_{r.index}(s, {_BINDER}, why):", "    out = []"]
+    for action in instance.rule.actions:
+        lines.append("    out.append(" + _action_call(action, r, unit, policy, head) + ")")
+    lines.append("    return out")
+    return lines
+
+
+def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy, head: str) -> str:
+    def build(kind: str, **fields: str) -> str:
+        extra = "".join(f", {k}={v}" for k, v in fields.items())
+        return head.format(kind=repr(kind)) + extra + ")"
+
+    def ex(e: ast.Expr) -> str:
+        return _expr(e, r, unit)
+
+    position = {"symbol": f"{_BINDER}.symbol", "contract_id": f"{_BINDER}.contract_id"}
+    zone = repr(policy.settings.timezone)
+    match a:
+        case ast.Flatten():
+            return build("flatten")
+        case ast.Close():
+            return build("close", **position)
+        case ast.Reduce(to=to):
+            return build("reduce", **position, to=ex(to))
+        case ast.ReduceTotal(to=to):
+            return build("reduce_total", to=ex(to))
+        case ast.CancelOrders(symbol=symbol):
+            return build("cancel_orders", symbol=ex(symbol)) if symbol is not None else build("cancel_orders")
+        case ast.Cancel():
+            return build("cancel", symbol=f"{_BINDER}.symbol", contract_id=f"{_BINDER}.contract_id", order_id=f"{_BINDER}.id")
+        case ast.Lockout(mode="for", value=v):
+            return build("lockout", until=f"s.session.now + {ex(v)}")
+        case ast.Lockout(mode="manual"):
+            return build("lockout", condition="'manual'")
+        case ast.Lockout(mode="while"):
+            return build("lockout", condition="'while'")
+        case ast.Lockout(mode="until", value=v):
+            return build("lockout", until=_until(v, r, unit, zone))
+        case ast.Block(symbol=symbol, duration=duration):
+            until = f"s.session.now + {ex(duration)}" if duration is not None else "s.next_trading_day"
+            return build("block", symbol=ex(symbol), until=until)
+        case ast.MoveStop(price=price) | ast.PlaceStop(price=price):
+            kind = "move_stop" if isinstance(a, ast.MoveStop) else "place_stop"
+            return build(kind, **position, price=ex(price), side=f"{_BINDER}.side")
+        case ast.Alert(message=message):
+            return build("alert", message=ex(message))
+    raise CompileError(f"unknown action {a!r}")
+
+
+def _until(v: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
+    value = _expr(v, r, unit)
+    if unit.types.get(id(v)) == T.CLOCK:
+        return f"_rt.next_clock(s.session.now, {value}, {zone})"
+    return value
+
+
+def _explain_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[str]:
+    """``rule: fact; fact → actions``. The condition becomes a tree of tests (see ``_facts``);
+    each atom that made it hold is shown with its values: `day.realized_pnl = -$1,020.00 <= -$1,000.00`."""
+    zone = repr(policy.settings.timezone)
+    texts = _action_texts(r, unit, zone)
+    return [
+        f"_TREE_{r.index} = {_explain_node(r.instance.rule.when, r, unit, zone)}",
+        f"def _explain_{r.index}(s, {_BINDER}):",
+        f"    facts = _rt.facts(_TREE_{r.index}, s, {_BINDER})",
+        f"    return {r.instance.id!r}{_subject(r)} + ': ' + '; '.join(facts) + ' → ' + ', '.join([{texts}])",
+    ]
+
+
+def _subject(r: _RuleCode) -> str:
+    """` + ' [MNQ]'`: which position or order a quantified rule fired for."""
+    return f" + ' [' + {_BINDER}.symbol + ']'" if r.instance.rule.binder is not None else ""
+
+
+def _explain_node(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
+    test = f"lambda s, {_BINDER}: {_expr(e, r, unit)}"
+    if _is_constant(e, r):
+        return f"('const', {test})"
+    if isinstance(e, ast.BoolOp):
+        left, right = _explain_node(e.left, r, unit, zone), _explain_node(e.right, r, unit, zone)
+        return f"({e.op!r}, {test}, {left}, {right})"
+    if isinstance(e, ast.Not):
+        return f"('not', {test}, {_explain_node(e.operand, r, unit, zone)})"
+    return f"('atom', {test}, lambda s, {_BINDER}: {_fact_text(e, r, unit, zone)})"
+
+
+def _fact_text(atom: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
+    if isinstance(atom, ast.Compare):
+        left, right = _shown(atom.left, r, unit, zone), _shown(atom.right, r, unit, zone)
+        return f"{left} + ' {atom.op} ' + {right}"
+    return f"{format_expr(atom)!r} + ' = ' + _rt.show({_expr(atom, r, unit)}, {zone})"
+
+
+def _shown(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
+    """`name = value` for what depends on the snapshot, the value alone for a constant."""
+    value = _show_value(e, r, unit, zone)
+    if _is_constant(e, r):
+        return value
+    return f"{format_expr(e)!r} + ' = ' + {value}"
+
+
+def _show_value(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
+    code = _expr(e, r, unit)
+    if unit.types.get(id(e)) == T.MONEY:
+        return f"_rt.show_money({code})"
+    return f"_rt.show({code}, {zone})"
+
+
+def _is_constant(e: ast.Expr, r: _RuleCode) -> bool:
+    for node in walk(e):
+        if isinstance(node, (ast.Field, ast.Call)):
+            return False
+        if isinstance(node, ast.Name) and (node.id in _ROOTS or r.names.get(node.id) == _BINDER):
+            return False
+    return True
+
+
+def _action_texts(r: _RuleCode, unit: _Unit, zone: str) -> str:
+    return ", ".join(_action_text(a, r, unit, zone) for a in r.instance.rule.actions)
+
+
+def _action_text(a: ast.Action, r: _RuleCode, unit: _Unit, zone: str = "None") -> str:
+    """Code for the action as the reason shows it, with values: `lockout until 2026-03-10 17:00 CT`."""
+    words = format_action(a)
+    match a:
+        case ast.Lockout(mode="for", value=v):
+            return f"'lockout until ' + _rt.show(s.session.now + {_expr(v, r, unit)}, {zone})"
+        case ast.Lockout(mode="until", value=v):
+            return f"'lockout until ' + _rt.show({_until(v, r, unit, zone)}, {zone})"
+        case ast.Reduce(to=to):
+            return f"'reduce ' + {_BINDER}.symbol + ' to ' + str({_expr(to, r, unit)})"
+        case ast.ReduceTotal(to=to):
+            return f"'reduce_total to ' + str({_expr(to, r, unit)})"
+        case ast.Close():
+            return f"'close ' + {_BINDER}.symbol"
+        case ast.Block(symbol=symbol):
+            return f"'block ' + str({_expr(symbol, r, unit)})"
+        case ast.CancelOrders(symbol=symbol) if symbol is not None:
+            return f"'cancel_orders for ' + str({_expr(symbol, r, unit)})"
+        case ast.MoveStop(price=price) | ast.PlaceStop(price=price):
+            verb = "move_stop" if isinstance(a, ast.MoveStop) else "place_stop"
+            return f"'{verb} ' + {_BINDER}.symbol + ' to ' + _rt.show({_expr(price, r, unit)})"
+    return repr(words)
+
+
+def _while_functions(rules: list[_RuleCode], unit: _Unit) -> list[str]:
+    lines = ["WHILES = {}"]
+    for r in rules:
+        for action in r.instance.rule.actions:
+            if isinstance(action, ast.Lockout) and action.mode == "while":
+                lines.append(f"def _while_{r.index}(s, {_BINDER}=None):")
+                lines.append(f"    return {_expr(action.value, r, unit)}")
+                lines.append(f"WHILES[{r.instance.id!r}] = _while_{r.index}")
+    return lines

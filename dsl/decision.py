@@ -1,0 +1,178 @@
+"""What one evaluation decided: the actions (PRODUCT.md §3.4) and why (§3.5).
+
+``plan`` deduplicates and escalates the actions of one evaluation: `flatten` subsumes `close`,
+`reduce` and `cancel`; `close p` subsumes `reduce p`; the most restrictive `reduce` and the
+longest lockout or block win; a stop only ever moves to the tighter of two prices.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+KIND_ORDER = (
+    "flatten", "close", "reduce", "reduce_total", "cancel_orders", "cancel", "lockout", "block",
+    "move_stop", "place_stop", "alert",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: str
+    rule: str
+    severity: str
+    reason: str
+    symbol: str | None = None
+    contract_id: str | None = None
+    order_id: int | None = None
+    to: int | None = None
+    until: dt.datetime | None = None
+    condition: str | None = None  # "manual" or "while" for lockouts without an end time
+    price: Decimal | None = None
+    side: str | None = None  # long/short, for stop actions: which way is "tighter"
+    message: str | None = None
+
+    def to_record(self, ts: dt.datetime | None) -> dict[str, object]:
+        """The action record of PRODUCT.md §6.2 (`replay --json`, the audit log)."""
+        record: dict[str, object] = {"ts": ts.isoformat() if ts else None, "rule": self.rule, "action": self.kind}
+        if self.symbol is not None:
+            record["symbol"] = self.symbol
+        if self.contract_id is not None:
+            record["contract_id"] = self.contract_id
+        if self.order_id is not None:
+            record["order_id"] = self.order_id
+        if self.to is not None:
+            record["to"] = self.to
+        if self.until is not None:
+            record["until"] = self.until.astimezone(dt.UTC).isoformat()
+        if self.condition is not None:
+            record["condition"] = self.condition
+        if self.price is not None:
+            record["price"] = str(self.price)
+        if self.message is not None:
+            record["message"] = self.message
+        record["reason"] = self.reason
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """One rule whose condition held, with the values that made it hold."""
+
+    rule: str
+    severity: str
+    reason: str
+    target: str | None = None  # contract or order the rule fired for
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    actions: tuple[Action, ...]
+    fired: tuple[Firing, ...]
+    errors: tuple[Firing, ...] = ()  # rules that could not be evaluated, with the error
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions and not self.fired
+
+    def records(self, ts: dt.datetime | None) -> list[dict[str, object]]:
+        return [a.to_record(ts) for a in self.actions]
+
+
+def plan(actions: list[Action]) -> tuple[Action, ...]:
+    """Deduplicate and escalate the actions of one evaluation (see module docstring)."""
+    flatten = _strongest([a for a in actions if a.kind == "flatten"])
+    kept: list[Action] = [flatten] if flatten else []
+    if flatten is None:
+        kept += _positions(actions)
+        kept += _cancels(actions)
+    kept += _lockouts([a for a in actions if a.kind == "lockout"])
+    kept += _longest_per_symbol([a for a in actions if a.kind == "block"])
+    kept += _stops([a for a in actions if a.kind in ("move_stop", "place_stop")], flatten, actions)
+    kept += _unique([a for a in actions if a.kind == "alert"])
+    return tuple(sorted(kept, key=lambda a: (KIND_ORDER.index(a.kind), a.symbol or "", a.contract_id or "", a.rule)))
+
+
+def _strongest(candidates: list[Action]) -> Action | None:
+    if not candidates:
+        return None
+    return max(candidates, key=lambda a: SEVERITY_RANK.get(a.severity, 0))
+
+
+def _positions(actions: list[Action]) -> list[Action]:
+    closed = {a.contract_id: a for a in actions if a.kind == "close"}
+    kept = list(_unique(list(closed.values())))
+    reductions: dict[str, Action] = {}
+    for a in actions:
+        if a.kind == "reduce" and a.contract_id not in closed:
+            best = reductions.get(a.contract_id)
+            if best is None or a.to < best.to:
+                reductions[a.contract_id] = a
+    kept += reductions.values()
+    totals = [a for a in actions if a.kind == "reduce_total"]
+    if totals:
+        kept.append(min(totals, key=lambda a: a.to))
+    return kept
+
+
+def _cancels(actions: list[Action]) -> list[Action]:
+    everything = [a for a in actions if a.kind == "cancel_orders" and a.symbol is None]
+    if everything:
+        return [_strongest(everything)]
+    per_symbol = {a.symbol: a for a in actions if a.kind == "cancel_orders"}
+    singles = {a.order_id: a for a in actions if a.kind == "cancel"}
+    return list(per_symbol.values()) + list(singles.values())
+
+
+def _lockouts(lockouts: list[Action]) -> list[Action]:
+    """One account lockout: manual beats any end time, else the latest end wins. A `while`
+    lockout is kept beside it: it ends on a condition, not at a time."""
+    manual = [a for a in lockouts if a.condition == "manual"]
+    timed = [a for a in lockouts if a.until is not None]
+    kept = [_strongest(manual)] if manual else ([max(timed, key=lambda a: a.until)] if timed else [])
+    kept += _unique([a for a in lockouts if a.condition == "while"])[:1] if not manual else []
+    return kept
+
+
+def _longest_per_symbol(blocks: list[Action]) -> list[Action]:
+    best: dict[str, Action] = {}
+    for a in blocks:
+        current = best.get(a.symbol)
+        if current is None or _later(a.until, current.until):
+            best[a.symbol] = a
+    return list(best.values())
+
+
+def _later(a: dt.datetime | None, b: dt.datetime | None) -> bool:
+    if a is None:  # no end: until the next trading day or manual; the engine fills it in
+        return b is not None
+    return b is not None and a > b
+
+
+def _stops(stops: list[Action], flatten: Action | None, actions: list[Action]) -> list[Action]:
+    closed = {a.contract_id for a in actions if a.kind == "close"}
+    best: dict[tuple[str, str | None], Action] = {}
+    for a in stops:
+        if flatten is not None or a.contract_id in closed:
+            continue
+        key = (a.kind, a.contract_id)
+        current = best.get(key)
+        if current is None or _tighter(a, current):
+            best[key] = a
+    return list(best.values())
+
+
+def _tighter(a: Action, b: Action) -> bool:
+    if a.price is None or b.price is None:
+        return False
+    return a.price > b.price if a.side == "long" else a.price < b.price
+
+
+def _unique(actions: list[Action]) -> list[Action]:
+    seen: dict[tuple, Action] = {}
+    for a in actions:
+        key = replace(a, rule="", severity="", reason="")
+        seen.setdefault(key, a)
+    return list(seen.values())

@@ -1,0 +1,139 @@
+"""Helpers compiled rules call, and the one way values are shown in reasons.
+
+Runtime representations: money, prices, points, decimals and percentages are ``Decimal``
+(percent as a fraction: 2% is 0.02); ints, contracts and ticks are ``int``; durations are
+``timedelta``; clocks ``time``; dates ``date``; instants aware ``datetime``; symbols, strings and
+enum values ``str``; lists tuples; maps dicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+_DAY = dt.timedelta(days=1)
+
+
+def coalesce(value, fallback):
+    return fallback if value is None else value
+
+
+def divide(a, b):
+    """`/` of the language: exact for numbers and money, scaling for durations."""
+    if isinstance(a, int) and isinstance(b, int):
+        return Decimal(a) / Decimal(b)
+    if isinstance(a, dt.timedelta) and isinstance(b, dt.timedelta):
+        return Decimal(a // dt.timedelta(microseconds=1)) / Decimal(b // dt.timedelta(microseconds=1))
+    if isinstance(a, dt.timedelta):
+        return scale(a, 1 / Decimal(b))
+    return a / b
+
+
+def multiply(a, b):
+    if isinstance(a, dt.timedelta):
+        return scale(a, b)
+    if isinstance(b, dt.timedelta):
+        return scale(b, a)
+    return a * b
+
+
+def scale(duration: dt.timedelta, factor) -> dt.timedelta:
+    micros = Decimal(duration // dt.timedelta(microseconds=1)) * Decimal(factor)
+    return dt.timedelta(microseconds=int(micros))
+
+
+def clock_add(clock: dt.time, delta: dt.timedelta, sign: int = 1) -> dt.time:
+    base = dt.datetime.combine(dt.date(2000, 1, 1), clock)
+    return (base + sign * delta).time()
+
+
+def clock_diff(a: dt.time, b: dt.time) -> dt.timedelta:
+    """a - b on a 24-hour dial: how long after b the clock next shows a."""
+    delta = dt.datetime.combine(dt.date(2000, 1, 1), a) - dt.datetime.combine(dt.date(2000, 1, 1), b)
+    return delta if delta >= dt.timedelta(0) else delta + _DAY
+
+
+def next_clock(now: dt.datetime, clock: dt.time, zone: str) -> dt.datetime:
+    """The first instant after ``now`` whose wall-clock time in ``zone`` is ``clock``."""
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    for days in range(0, 3):
+        candidate = dt.datetime.combine(local.date() + dt.timedelta(days=days), clock, tz)
+        candidate = candidate.astimezone(dt.UTC).astimezone(tz)  # normalise a DST gap forward
+        if candidate > local:
+            return candidate.astimezone(dt.UTC)
+    raise AssertionError("a clock time recurs within two days")
+
+
+def facts(node: tuple, s, target, want: bool = True) -> list[str]:
+    """The atoms of a condition tree that made it come out ``want``: every conjunct of an `and`,
+    the first disjunct that holds of an `or` (De Morgan under `not`); constants are left out,
+    they are the policy's settings, not facts about the account."""
+    kind = node[0]
+    if kind == "const":
+        return []
+    if kind == "atom":
+        return [node[2](s, target)] if bool(node[1](s, target)) == want else []
+    if kind == "not":
+        return facts(node[2], s, target, not want)
+    left, right = node[2], node[3]
+    every = (kind == "and") == want
+    if every:
+        return facts(left, s, target, want) + facts(right, s, target, want)
+    if bool(left[1](s, target)) == want:
+        return facts(left, s, target, want)
+    return facts(right, s, target, want)
+
+
+# ---- showing values in reasons -------------------------------------------------------------------
+
+
+def show(value, zone: str | None = None) -> str:
+    """A value as a trader reads it: `-$1,020.00`, `45s`, `15:08`, `2026-03-10 17:00 CT`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, dt.timedelta):
+        return show_duration(value)
+    if isinstance(value, dt.datetime):
+        return show_instant(value, zone)
+    if isinstance(value, dt.time):
+        return value.strftime("%H:%M")
+    if isinstance(value, tuple):
+        return "[" + ", ".join(show(v, zone) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{show(k, zone)}: {show(v, zone)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def show_money(amount: Decimal) -> str:
+    if not amount.is_finite():
+        return "unbounded" if amount > 0 else "-unbounded"
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.2f}"
+
+
+def show_duration(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds == 0:
+        return "0s"
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return sign + "".join(parts)
+
+
+_ABBREVIATIONS = {"America/Chicago": "CT", "America/New_York": "ET"}
+
+
+def show_instant(instant: dt.datetime, zone: str | None) -> str:
+    if zone is None:
+        return instant.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    local = instant.astimezone(ZoneInfo(zone))
+    label = _ABBREVIATIONS.get(zone) or local.tzname() or zone
+    return local.strftime("%Y-%m-%d %H:%M ") + label

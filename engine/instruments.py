@@ -1,0 +1,93 @@
+"""Instrument specs: tick size and tick value of the common CME contracts (PRODUCT.md §3.2).
+
+Live, the ProjectX adapter overrides these with the broker's contract data; offline (check,
+eval, replay) this table is used. Values are exact decimals.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentSpec:
+    symbol: str
+    tick_size: Decimal  # points
+    tick_value: Decimal  # money per tick per contract
+    name: str = ""
+
+    @property
+    def point_value(self) -> Decimal:
+        return self.tick_value / self.tick_size
+
+
+def _spec(symbol: str, tick_size: str, tick_value: str, name: str) -> tuple[str, InstrumentSpec]:
+    return symbol, InstrumentSpec(symbol, Decimal(tick_size), Decimal(tick_value), name)
+
+
+CME_SPECS: Mapping[str, InstrumentSpec] = MappingProxyType(dict([
+    _spec("ES", "0.25", "12.50", "E-mini S&P 500"),
+    _spec("MES", "0.25", "1.25", "Micro E-mini S&P 500"),
+    _spec("NQ", "0.25", "5.00", "E-mini Nasdaq-100"),
+    _spec("MNQ", "0.25", "0.50", "Micro E-mini Nasdaq-100"),
+    _spec("RTY", "0.10", "5.00", "E-mini Russell 2000"),
+    _spec("M2K", "0.10", "0.50", "Micro E-mini Russell 2000"),
+    _spec("YM", "1", "5.00", "E-mini Dow"),
+    _spec("MYM", "1", "0.50", "Micro E-mini Dow"),
+    _spec("CL", "0.01", "10.00", "Crude Oil"),
+    _spec("MCL", "0.01", "1.00", "Micro WTI Crude Oil"),
+    _spec("NG", "0.001", "10.00", "Henry Hub Natural Gas"),
+    _spec("GC", "0.10", "10.00", "Gold"),
+    _spec("MGC", "0.10", "1.00", "Micro Gold"),
+    _spec("SI", "0.005", "25.00", "Silver"),
+    _spec("ZB", "0.03125", "31.25", "U.S. Treasury Bond"),
+    _spec("ZN", "0.015625", "15.625", "10-Year T-Note"),
+    _spec("6E", "0.00005", "6.25", "Euro FX"),
+]))  # fmt: skip
+
+_CONTRACT_ID = re.compile(r"^CON\.F\.[A-Z]+\.([A-Z0-9]+)\.[A-Z]\d{1,2}$")
+
+
+def symbol_of(contract_id: str) -> str:
+    """`CON.F.US.MNQ.Z25` -> `MNQ`; anything else is returned unchanged (already a symbol)."""
+    match = _CONTRACT_ID.match(contract_id)
+    return match.group(1) if match else contract_id
+
+
+class UnknownInstrument(LookupError):
+    def __init__(self, symbol: str):
+        super().__init__(f"no instrument spec for `{symbol}`: add it to the instruments table")
+        self.symbol = symbol
+
+
+class Instruments:
+    """The table a snapshot converts with; overridable per symbol (e.g. from the broker)."""
+
+    def __init__(self, overrides: Mapping[str, InstrumentSpec] | None = None):
+        self._specs = {**CME_SPECS, **(overrides or {})}
+
+    def spec(self, symbol: str) -> InstrumentSpec:
+        try:
+            return self._specs[symbol]
+        except KeyError:
+            raise UnknownInstrument(symbol) from None
+
+    def with_overrides(self, overrides: Mapping[str, InstrumentSpec]) -> Instruments:
+        return Instruments({**self._specs, **overrides})
+
+    def ticks_to_points(self, symbol: str, ticks: int) -> Decimal:
+        return self.spec(symbol).tick_size * ticks
+
+    def points_to_ticks(self, symbol: str, points: Decimal) -> int:
+        return int(points / self.spec(symbol).tick_size)  # int() truncates toward zero
+
+    def points_to_money(self, symbol: str, points: Decimal) -> Decimal:
+        spec = self.spec(symbol)
+        return points / spec.tick_size * spec.tick_value
+
+
+DEFAULT_INSTRUMENTS = Instruments()
