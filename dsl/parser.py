@@ -399,8 +399,9 @@ class _Builder(Transformer):
     def neg(self, meta, children):
         operand = children[0]
         span = self._span(meta)
-        if isinstance(operand, ast.MoneyLit) and operand.amount >= 0 and operand.span.col > span.col:
-            # `-$12.50` is a money literal in its own right (PRODUCT.md §3.2).
+        if isinstance(operand, ast.MoneyLit) and operand.amount >= 0:
+            # `-$12.50` is a money literal in its own right (PRODUCT.md §3.2), however it is
+            # spaced: layout (e.g. `-` at the end of a line) must never change the tree.
             return ast.MoneyLit(-operand.amount, span=span)
         return ast.Neg(operand, span=span)
 
