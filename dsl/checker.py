@@ -127,11 +127,18 @@ def collect_rules(ctx: Context) -> None:
         for rule in module.rules:
             previous = ctx.definitions.get(rule.id)
             if previous is not None:
-                where = f"{previous.rule.name.span}"
-                ctx.sink.error(DUPLICATE, f"rule `{rule.id}` is already defined at {where}", rule.name.span,
-                               help="rename one of them")  # fmt: skip
+                _report_duplicate_rule(rule, previous, ctx.sink)
                 continue
             ctx.definitions[rule.id] = RuleDef(rule, module.span.file, library)
+
+
+def _report_duplicate_rule(rule: ast.Rule, previous: RuleDef, sink: DiagnosticSink) -> None:
+    if previous.library:  # the standard library: its install path means nothing to the reader
+        sink.error(DUPLICATE, f"rule `{rule.id}` is already a standard library rule", rule.name.span,
+                   help=f"rename this rule, or switch the standard one on with `use {rule.id}(...)`")  # fmt: skip
+        return
+    sink.error(DUPLICATE, f"rule `{rule.id}` is already defined at {previous.rule.name.span}", rule.name.span,
+               help="rename one of them")  # fmt: skip
 
 
 def check_headers(ctx: Context) -> None:
@@ -152,9 +159,15 @@ def activate_rules(ctx: Context) -> None:
             continue
         path = module.span.file
         instances = [_instantiate(use, ctx) for use in module.uses]
-        instances += [_own_instance(rule) for rule in module.rules if not rule.params]
+        instances += [_own_instance(rule) for rule in module.rules if not rule.params and _is_defined(rule, ctx)]
         kept = _unique_ids([i for i in instances if i is not None], ctx.sink)
         ctx.policies.append(CheckedPolicy(path, ctx.settings[path], tuple(kept)))
+
+
+def _is_defined(rule: ast.Rule, ctx: Context) -> bool:
+    """False for the second definition of a name: `collect_rules` reported it already."""
+    definition = ctx.definitions.get(rule.id)
+    return definition is not None and definition.rule is rule
 
 
 def find_dead_rules(ctx: Context) -> None:
@@ -220,15 +233,17 @@ def _settings(header: ast.Header | None, sink: DiagnosticSink) -> Settings:
     if header is None:
         return Settings()
     values: dict[str, object] = {}
+    seen: set[str] = set()  # not `values`: a setting with a bad value was still given
     for setting in header.settings:
         name = setting.name.text
         if name not in _SETTINGS:
             sink.error(BAD_SETTING, f"unknown setting `{name}`", setting.name.span,
                        help=suggest(name, _SETTINGS) or f"settings are: {', '.join(_SETTINGS)}")  # fmt: skip
             continue
-        if name in values:
+        if name in seen:
             sink.error(DUPLICATE, f"setting `{name}` is given twice", setting.span)
             continue
+        seen.add(name)
         value = _SETTING_READERS[name](setting.value, sink)
         if value is not None:
             values[name] = value
@@ -326,8 +341,9 @@ def resolve_type(ref: ast.TypeRef, sink: DiagnosticSink) -> Type:
     if isinstance(ref, ast.OptionalType):
         return T.OptionalT(resolve_type(ref.inner, sink))
     if isinstance(ref, ast.EnumType):
-        if len(set(ref.members)) != len(ref.members):
-            sink.error(DUPLICATE, "an enumeration lists a value twice", ref.span)
+        twice = [m for i, m in enumerate(ref.members) if m in ref.members[:i]]
+        if twice:
+            sink.error(DUPLICATE, f"the enumeration lists `{twice[0]}` twice", ref.span)
         return T.EnumT(ref.members)
     if isinstance(ref, ast.GenericType):
         return _generic(ref, sink)
@@ -348,6 +364,8 @@ def _generic(ref: ast.GenericType, sink: DiagnosticSink) -> Type:
         sink.error(ARITY_ERROR, f"`{ref.name}` takes {arity} type argument(s), got {len(ref.args)}", ref.span)
         return T.ANY
     args = [resolve_type(a, sink) for a in ref.args]
+    if T.ANY in args:  # an argument was reported already; `list[any]` would only cause more errors
+        return T.ANY
     return T.ListT(args[0]) if ref.name == "list" else T.MapT(args[0], args[1])
 
 
@@ -437,6 +455,8 @@ def _with_defaults(use: ast.Use, rule: ast.Rule, given: dict, ctx: Context) -> d
 
 
 def _signature_help(rule: ast.Rule) -> str:
+    if not rule.params:
+        return f"`{rule.id}` takes no parameters: write `use {rule.id}`"
     quiet = DiagnosticSink()
     params = [
         f"{p.name.text}: {resolve_type(p.type, quiet)}" + (" = ..." if p.default is not None else "")
@@ -457,8 +477,9 @@ def _unique_ids(instances: list[RuleInstance], sink: DiagnosticSink) -> list[Rul
     seen: dict[str, RuleInstance] = {}
     for instance in instances:
         if instance.id in seen:
-            sink.error(DUPLICATE, f"rule id `{instance.id}` is used twice in this policy", instance.span,
-                       help=f"give the second one its own id: `use {instance.name}(...) as {instance.id}_2`")  # fmt: skip
+            own = instance.span == instance.rule.span  # a rule of the policy itself, not a `use`
+            fix = "rename this rule" if own else f"give the second one its own id: `use {instance.name}(...) as {instance.id}_2`"
+            sink.error(DUPLICATE, f"rule id `{instance.id}` is used twice in this policy", instance.span, help=fix)
             continue
         seen[instance.id] = instance
     return list(seen.values())

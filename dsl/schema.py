@@ -46,7 +46,7 @@ def frozen_map(items: dict) -> Mapping:
 
 # Generic built-ins. Their signatures use the checker's own polymorphism (see checker.check_call):
 # `SAME` means "the type of the first argument".
-SAME = T.Prim("<same>")
+SAME = T.Prim("T")  # shown in signatures: abs(x: T) -> T
 
 LANGUAGE_FUNCTIONS: Mapping[str, FuncT] = frozen_map({
     "abs": FuncT((Param("x", SAME),), SAME, "Absolute value of a number, amount or duration."),

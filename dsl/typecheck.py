@@ -39,6 +39,8 @@ _LITERAL_TYPES = {
     ast.NoneLit: T.NONE,
 }
 # The order in which a bare number is tried against the other operand of an arithmetic operator.
+# Passed as `expected` when an expression is the function of a call: only there may a method be named.
+_CALLEE = T.Prim("<callee>")
 _INT_PREFERENCE = (T.INT, T.CONTRACTS, T.DECIMAL, T.POINTS, T.PRICE)
 _DECIMAL_PREFERENCE = (T.DECIMAL, T.POINTS, T.PRICE)
 
@@ -117,7 +119,8 @@ class TypeChecker:
         """Check ``e`` and report when it is not a ``want``; ``what`` names the slot in messages."""
         have = self.check(e, scope, want)
         if not assignable(have, want):
-            self._mismatch(e.span, f"{what} must be {_article(want)}, not {_article(have)}", have, want)
+            self._mismatch(e.span, f"{what} must be {_article(want)}, not {_article(have)}", have, want,
+                           help=_literal_help(e, want) or _conversion_help(have, want))  # fmt: skip
         return have
 
     # ---- dispatch ------------------------------------------------------------------------------
@@ -142,6 +145,8 @@ class TypeChecker:
         enum = T.strip_optional(expected) if expected is not None else None
         if isinstance(enum, T.EnumT) and e.id in enum.members:
             return enum
+        if expected == ANY:  # the other side already failed: this may be one of its enum constants
+            return ANY
         if e.id in scope.schema.functions:
             self.sink.error(TYPE_ERROR, f"`{e.id}` is a function; call it with arguments", e.span,
                             help=f"{e.id}{scope.schema.functions[e.id]}")  # fmt: skip
@@ -162,6 +167,10 @@ class TypeChecker:
             self.sink.error(TYPE_ERROR, f"{_article(owner)} has no fields", e.span, have=str(owner))
             return ANY
         member = owner.members.get(e.name)
+        if member is not None and isinstance(member.type, FuncT) and expected is not _CALLEE:
+            self.sink.error(TYPE_ERROR, f"`{_text(e)}` is a method; call it with arguments", e.span,
+                            help=f"{_text(e)}{member.type}")  # fmt: skip
+            return ANY
         if member is not None:
             return member.type
         self._unknown_member(e, owner, scope)
@@ -172,13 +181,14 @@ class TypeChecker:
             kinds = scope.schema.event_kinds_with(e.name)
             if kinds:
                 on = ", ".join(kinds)
+                lacking = [k for k in scope.event_kinds if k not in kinds]
                 self.sink.error(
                     UNKNOWN_NAME,
                     f"`event.{e.name}` exists only for {on} events",
                     e.span,
                     help=f"restrict the rule with `on {kinds[0]}`"
                     if not scope.event_kinds
-                    else f"this rule also runs on events without it ({', '.join(scope.event_kinds)})",
+                    else f"this rule also runs on events without it ({', '.join(lacking)})",
                 )
                 return
         self.sink.error(
@@ -207,7 +217,7 @@ class TypeChecker:
                 self.sink.error(UNKNOWN_NAME, f"unknown function `{name}`", e.func.span,
                                 help=suggest(name, scope.schema.functions))  # fmt: skip
             return None, name
-        member_type = self.check(e.func, scope)
+        member_type = self.check(e.func, scope, _CALLEE)
         if isinstance(member_type, FuncT):
             return member_type, _text(e.func)
         if member_type != ANY:
@@ -310,8 +320,8 @@ class TypeChecker:
             return ANY
         result = T.arith_result(left, e.op, right)
         if result is None:
-            self._mismatch(e.span, f"cannot compute {left} {e.op} {right}", left, right,
-                           help=_arith_help(left, e.op, right))  # fmt: skip
+            self._binary_mismatch(e.span, f"cannot compute {left} {e.op} {right}", left, right,
+                                  help=_arith_help(left, e.op, right))  # fmt: skip
             return ANY
         return result
 
@@ -347,13 +357,15 @@ class TypeChecker:
             return T.BOOL
         if e.op in ("==", "!="):
             if not (assignable(left, right) or assignable(right, left)):
-                self._mismatch(e.span, f"cannot compare {_article(left)} with {_article(right)}", left, right)
+                self._binary_mismatch(e.span, f"cannot compare {_article(left)} with {_article(right)}", left, right,
+                                      help=_compare_help(left, right))  # fmt: skip
             return T.BOOL
         if isinstance(left, T.OptionalT) or isinstance(right, T.OptionalT):
             self._optional_error(e, left, right)
         elif left not in T.ORDERED or not T.same_family(left, right):
-            self._mismatch(e.span, f"cannot compare {_article(left)} with {_article(right)}", left, right,
-                           help=_compare_help(left, right))  # fmt: skip
+            self._binary_mismatch(e.span, f"cannot compare {_article(left)} with {_article(right)}", left, right,
+                                  help=_literal_help(e.right, left) or _literal_help(e.left, right)
+                                  or _compare_help(left, right))  # fmt: skip
         return T.BOOL
 
     def _comparands(self, e: ast.Compare, scope: Scope) -> tuple[Type, Type]:
@@ -411,13 +423,20 @@ class TypeChecker:
         code = _mismatch_code(have, want) if want is not None else TYPE_ERROR
         self.sink.error(code, message, span, have=str(have), want=str(want) if want is not None else None, help=help)
 
+    def _binary_mismatch(self, span: Span, message: str, left: Type, right: Type, help: str | None = None) -> None:
+        # Neither side is "wanted": the message names both, so no have/want lines.
+        self.sink.error(_mismatch_code(left, right), message, span, help=help)
+
     def _optional_error(self, e, left: Type, right: Type) -> None:
+        operand, have = (e.left, left) if isinstance(left, T.OptionalT) else (e.right, right)
+        name = _text(operand)
+        subject = f"`{name}`" if name != "expression" else "this value"
         self.sink.error(
             TYPE_ERROR,
-            "this value may be none",
-            e.span,
-            have=f"{left} and {right}",
-            help="use coalesce(value, fallback) to give it a value when it is none",
+            f"{subject} may be none, so `{e.op}` cannot use it directly",
+            operand.span,
+            have=str(have),
+            help=f"give it a value for when it is none: coalesce({name if name != 'expression' else 'value'}, fallback)",
         )
 
     # ---- actions -------------------------------------------------------------------------------
@@ -426,13 +445,17 @@ class TypeChecker:
         getattr(self, "_act_" + type(a).__name__)(a, scope)
 
     def _target(self, e: ast.Expr, scope: Scope, kind: str, verb: str) -> None:
+        binder = "p" if kind == "position" else "o"
+        if isinstance(e, ast.Name) and scope.lookup(e.id) is None:
+            self.sink.error(UNKNOWN_NAME, f"unknown name `{e.id}`", e.span,
+                            help=f"name the {kind} first: `for {kind} {e.id}` before `when`")  # fmt: skip
+            return
         have = self.check(e, scope)
         if have == ANY:
             return
         if not (isinstance(have, ObjT) and have.name == kind):
-            binder = "p" if kind == "position" else "o"
             self.sink.error(BAD_ACTION, f"`{verb}` needs {_article_word(kind)}", e.span, have=str(have), want=kind,
-                            help=f"quantify with `for {kind} {binder}` and write `{verb} {binder}`")  # fmt: skip
+                            help=_target_help(have, kind, verb, binder))  # fmt: skip
 
     def _act_Flatten(self, a, scope):
         pass
@@ -499,6 +522,14 @@ def _text(e: ast.Expr) -> str:
     return "expression"
 
 
+def _target_help(have: Type, kind: str, verb: str, binder: str) -> str:
+    if isinstance(have, ObjT) and have.name == "order" and verb == "close":
+        return "an order is cancelled, not closed: `cancel o`"
+    if isinstance(have, ObjT) and have.name == "position" and verb == "cancel":
+        return "a position is closed, not cancelled: `close p`"
+    return f"quantify with `for {kind} {binder}` and write `{verb} {binder}`"
+
+
 def _arith_help(left: Type, op: str, right: Type) -> str | None:
     if {left, right} == {T.POINTS, T.MONEY} or {left, right} == {T.PRICE, T.MONEY}:
         return "convert through the instrument: points_to_money(p.symbol, points)"
@@ -512,4 +543,35 @@ def _arith_help(left: Type, op: str, right: Type) -> str | None:
 def _compare_help(left: Type, right: Type) -> str | None:
     if {left, right} == {T.DURATION, T.CLOCK}:
         return "a duration (30s) is an amount of time; a clock (15:08) is a time of day"
-    return None
+    if {left, right} == {T.SYMBOL, T.STRING}:
+        return "write a symbol without quotes: MNQ"
+    return _conversion_help(left, right) or _conversion_help(right, left)
+
+
+def _conversion_help(have: Type, want: Type) -> str | None:
+    """How to turn ``have`` into ``want`` through the instrument."""
+    return _CONVERSIONS.get((have, want))
+
+
+_CONVERSIONS = {
+    (T.POINTS, T.MONEY): "convert through the instrument: points_to_money(p.symbol, points)",
+    (T.TICKS, T.POINTS): "convert through the instrument: ticks_to_points(p.symbol, ticks)",
+    (T.TICKS, T.PRICE): "ticks are a distance, a price a level: p.avg_price + ticks_to_points(p.symbol, ticks)",
+}
+
+
+# A bare number where a unit is wanted: how to write it with the unit.
+_UNIT_SPELLING = {
+    T.MONEY: "${}",
+    T.DURATION: "{}s or {}m",
+    T.TICKS: "{} ticks",
+    T.PERCENT: "{}%",
+    T.CLOCK: "{}:00",
+}
+
+
+def _literal_help(e: ast.Expr, want: Type) -> str | None:
+    spelling = _UNIT_SPELLING.get(T.strip_optional(want))
+    if spelling is None or not isinstance(e, (ast.IntLit, ast.DecimalLit)):
+        return None
+    return "write the unit: " + spelling.replace("{}", str(e.value))

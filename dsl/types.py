@@ -167,6 +167,8 @@ for _unit in (MONEY, POINTS, DURATION, DECIMAL, PRICE):
     _rule(PERCENT, "*", _unit, _unit)
 for _unit in (MONEY, CONTRACTS, POINTS, TICKS, DURATION):
     _rule(_unit, "/", _unit, DECIMAL)  # a ratio has no unit
+_rule(MONEY, "*", CONTRACTS, MONEY)  # an amount per contract, times contracts
+_rule(CONTRACTS, "*", MONEY, MONEY)
 _rule(CONTRACTS, "+-", INT, CONTRACTS)
 _rule(INT, "+-", CONTRACTS, CONTRACTS)
 _rule(INT, "*", INT, INT)
