@@ -318,7 +318,7 @@ async def test_only_first_item_of_a_multi_item_invocation_is_forwarded(gw: FakeG
     await gw.push_raw("user", "GatewayUserPosition", [a, b])
     await rec.wait("position_update")
     await asyncio.sleep(0.2)
-    assert rec.of("position_update") == [a]  # b is silently dropped (event_handling.py:707)
+    assert rec.of("position_update") == [a]  # b is silently dropped (async_hub.py:97-101 + event_handling.py:684)
 
 
 @bounded(15)
@@ -515,3 +515,24 @@ async def test_stale_market_feed_watchdog_reconnects_both_hubs_in_a_loop(gw: Fak
     settled = len(gw.negotiations)
     await asyncio.sleep(0.6)
     assert len(gw.negotiations) == settled
+
+
+@bounded(10)
+async def test_update_jwt_token_reports_failure_and_reverts_attribute(gw: FakeGateway, px: ProjectX, rt: Any) -> None:
+    await connect_and_subscribe(rt, gw)
+    old = px.session_token
+    await px.authenticate()  # a fresh REST token
+    new = px.session_token
+    assert await rt.update_jwt_token(new, timeout=5) is False  # its connect() sees stale ready events
+    assert rt.jwt_token == old  # "recovered" to the original token ...
+    await gw.wait_for(lambda: rt.user_connected and rt.market_connected)
+    assert gw.negotiations[-1]["query"]["access_token"] == new  # ... yet the live hubs use the new one
+
+    # Deterministic recipe (docs/sdk-notes.md §5.6)
+    await rt.disconnect()
+    rt.jwt_token = new
+    rt.setup_complete = False
+    rt.user_hub_ready.clear()
+    rt.market_hub_ready.clear()
+    assert await rt.connect() is True
+    assert gw.negotiations[-1]["query"]["access_token"] == new
