@@ -108,7 +108,7 @@ def _rule_units(rule: ast.Rule, blank: bool):
     head_end = rule.params[-1].span if rule.params else rule.name.span
     yield _unit([head], "", rule.span, head_end, blank, top_level=True)
     if rule.doc is not None:
-        yield _clause([_string(rule.doc.value)], rule.doc.span, rule.doc.span)
+        yield _clause(_docstring(rule.doc.value), rule.doc.span, rule.doc.span)
     if rule.on:
         yield _clause(["on " + ", ".join(i.text for i in rule.on)], rule.on[0].span, rule.on[-1].span)
     if rule.binder is not None:
@@ -121,7 +121,7 @@ def _rule_units(rule: ast.Rule, blank: bool):
 
 
 def _clause(lines: list[str], first: Span, last: Span) -> _Unit:
-    return _unit([INDENT + line for line in lines], INDENT, first, last)
+    return _unit([INDENT + line if line else line for line in lines], INDENT, first, last)
 
 
 def _param(param: ast.Param) -> str:
@@ -361,6 +361,31 @@ _ESCAPE = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"})
 
 def _string(value: str) -> str:
     return '"' + value.translate(_ESCAPE) + '"'
+
+
+_TRIPLE_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t"})  # raw tabs would be expanded
+_CLOSING_QUOTE = re.compile(r'"(?="|$)')  # a quote is escaped only where it could end the string
+
+
+def _docstring(value: str) -> list[str]:
+    """A docstring of several lines is written as one, triple-quoted, its lines at the clause
+    indent (the parser removes that indent again, like Python's ``inspect.cleandoc``). A value
+    that cleandoc would not give back exactly (leading or trailing blank lines, no line starting
+    at the margin) stays a one-line string with ``\\n`` escapes."""
+    lines = value.split("\n")
+    if len(lines) == 1 or not _survives_cleandoc(lines):
+        return [_string(value)]
+    body = _CLOSING_QUOTE.sub(r'\\"', value.translate(_TRIPLE_ESCAPE)).split("\n")
+    body[0] = '"""' + body[0]
+    body[-1] += '"""'
+    return body
+
+
+def _survives_cleandoc(lines: list[str]) -> bool:
+    def at_margin(line: str) -> bool:
+        return bool(line) and not line[0].isspace()
+
+    return at_margin(lines[0]) and bool(lines[-1]) and any(at_margin(line) for line in lines[1:])
 
 
 # ---- comments ----------------------------------------------------------------------------------
