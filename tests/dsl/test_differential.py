@@ -9,13 +9,12 @@ and the planned actions are equal except for their reason text (the compiler's j
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 
 import pytest
 from eval_strategies import SCHEMA, RandomPick, policies, policy_text, snapshots
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from interpreter import Interpreter
+from interpreter import Interpreter, comparable
 
 from dsl.checker import check
 from dsl.compiler import compile_policy
@@ -33,12 +32,9 @@ def compiled_outcome(program, snapshot):
     decision = program.evaluate(snapshot)
     fired = tuple((f.rule, f.target) for f in decision.fired)
     errors = tuple(f.rule for f in decision.errors)
-    return without_reasons(decision.actions), fired, errors
+    return comparable(decision.actions), fired, errors
 
 
-def without_reasons(actions) -> list:
-    """Actions with the reason left out; an on_error alert's message is its reason too."""
-    return [replace(a, reason="", message=None if a.message == a.reason else a.message) for a in actions]
 
 
 def assert_same_decision(text: str, snapshot) -> None:
@@ -46,7 +42,7 @@ def assert_same_decision(text: str, snapshot) -> None:
     policy = result.policies[0]
     want = Interpreter(policy, result).run(snapshot)
     have = compiled_outcome(compile_policy(policy, result), snapshot)
-    assert have == (without_reasons(want.actions), want.fired, want.errors), text
+    assert have == (comparable(want.actions), want.fired, want.errors), text
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -61,7 +57,7 @@ def test_compiled_and_interpreted_decide_the_same(text, batch):
     for snapshot in batch:
         want = reference.run(snapshot)
         have = compiled_outcome(program, snapshot)
-        assert have == (without_reasons(want.actions), want.fired, want.errors), text
+        assert have == (comparable(want.actions), want.fired, want.errors), text
         event("fired" if want.fired else "nothing fired")
         event("a rule raised" if want.errors else "no rule raised")
 
