@@ -20,8 +20,7 @@ from . import ast, runtime
 from . import types as T
 from .checker import CheckedPolicy, CheckResult, RuleInstance
 from .decision import Action, Decision, Firing, plan
-from .format import _action as format_action  # noqa: PLC2701 (made public once fmt lands)
-from .format import _expr as format_expr  # noqa: PLC2701
+from .format import format_action, format_expr
 from .types import Type
 from .walk import walk
 

@@ -477,3 +477,12 @@ def _render(units: list[_Unit], placed: _Placed) -> str:
     while out and out[-1] == "":
         out.pop()
     return "\n".join(out) + "\n" if out else ""
+
+
+def format_expr(expr: ast.Expr) -> str:
+    """One expression in canonical form (reasons and messages quote rules this way)."""
+    return _expr(expr)
+
+
+def format_action(action: ast.Action) -> str:
+    return _action(action)
