@@ -376,6 +376,9 @@ class TypeChecker:
         return self._operands(e.left, e.right, scope, None)
 
     def _membership(self, e: ast.Compare, scope: Scope) -> Type:
+        enum_on_left = isinstance(e.left, ast.Name) and scope.lookup(e.left.id) is None
+        if isinstance(e.right, ast.ListExpr) and not enum_on_left:
+            return self._membership_in_literal(e, scope)
         container = self.check(e.right, scope)
         if container == ANY:
             self.check(e.left, scope)
@@ -392,6 +395,12 @@ class TypeChecker:
             self.expect(e.left, scope, want, f"the left side of `{e.op}`")
         else:
             self.check(e.left, scope)
+        return T.BOOL
+
+    def _membership_in_literal(self, e: ast.Compare, scope: Scope) -> Type:
+        """`p.side in [long, short]`: the items take the left side's type, so enum constants resolve."""
+        left = self.check(e.left, scope)
+        self.check(e.right, scope, T.ListT(left) if left != ANY else None)
         return T.BOOL
 
     def _ListExpr(self, e: ast.ListExpr, scope: Scope, expected):

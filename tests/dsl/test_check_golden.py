@@ -75,7 +75,10 @@ def test_fixture_sets_are_large_enough():
 def test_every_diagnostic_code_has_a_golden_case():
     seen = set()
     for case in INVALID:
-        for line in _read(_expected_path(case)).splitlines():
+        expected = _expected_path(case)
+        if not expected.exists():  # reported by test_invalid_case_reports_expected_diagnostics
+            continue
+        for line in _read(expected).splitlines():
             seen.update(code for code in ALL_CODES if f": {code}: " in line)
     assert ALL_CODES - seen == set()
 
