@@ -478,7 +478,8 @@ def _unique_ids(instances: list[RuleInstance], sink: DiagnosticSink) -> list[Rul
     for instance in instances:
         if instance.id in seen:
             own = instance.span == instance.rule.span  # a rule of the policy itself, not a `use`
-            fix = "rename this rule" if own else f"give the second one its own id: `use {instance.name}(...) as {instance.id}_2`"
+            as_id = f"give the second one its own id: `use {instance.name}(...) as {instance.id}_2`"
+            fix = "rename this rule" if own else as_id
             sink.error(DUPLICATE, f"rule id `{instance.id}` is used twice in this policy", instance.span, help=fix)
             continue
         seen[instance.id] = instance

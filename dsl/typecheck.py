@@ -439,13 +439,13 @@ class TypeChecker:
     def _optional_error(self, e, left: Type, right: Type) -> None:
         operand, have = (e.left, left) if isinstance(left, T.OptionalT) else (e.right, right)
         name = _text(operand)
-        subject = f"`{name}`" if name != "expression" else "this value"
+        subject, value = (f"`{name}`", name) if name != "expression" else ("this value", "value")
         self.sink.error(
             TYPE_ERROR,
             f"{subject} may be none, so `{e.op}` cannot use it directly",
             operand.span,
             have=str(have),
-            help=f"give it a value for when it is none: coalesce({name if name != 'expression' else 'value'}, fallback)",
+            help=f"give it a value for when it is none: coalesce({value}, fallback)",
         )
 
     # ---- actions -------------------------------------------------------------------------------
