@@ -90,7 +90,11 @@ class Program:
             instance = self.rules[index]
             why = self._reason(index, s, target)
             firings.append(Firing(instance.id, instance.severity, why, _target_id(target)))
-            actions.extend(self._actions[index](s, target, why))
+            try:
+                actions.extend(self._actions[index](s, target, why))
+            except Exception as error:  # noqa: BLE001 - an action value that cannot be computed fails closed too
+                errors.append(self._error_firing(index, error))
+                actions.extend(self._on_error(index, error, s))
         return Decision(plan(actions), tuple(firings), tuple(errors))
 
     def _reason(self, index: int, s, target) -> str:
@@ -287,7 +291,7 @@ _ROOTS = frozenset({"account", "day", "positions", "orders", "session", "next_tr
 
 
 def _call(e: ast.Call, r: _RuleCode, unit: _Unit) -> str:
-    args = [_expr(a.value, r, unit) for a in e.args]  # the checker ordered them; names are positional
+    args = [_expr(a.value, r, unit) for a in _ordered_args(e, unit)]
     if isinstance(e.func, ast.Field):
         return f"{_expr(e.func, r, unit)}({', '.join(args)})"
     name = e.func.id
@@ -298,6 +302,15 @@ def _call(e: ast.Call, r: _RuleCode, unit: _Unit) -> str:
     if name in _LANGUAGE_CALLS:
         return f"{_LANGUAGE_CALLS[name]}({', '.join(args)})"
     return f"s.{name}({', '.join(args)})"  # functions the engine provides are snapshot methods
+
+
+def _ordered_args(e: ast.Call, unit: _Unit) -> list[ast.Arg]:
+    """Arguments in the signature's order, whatever order the names were written in."""
+    signature = unit.types.get(id(e.func))
+    if not isinstance(signature, T.FuncT) or all(a.name is None for a in e.args):
+        return list(e.args)
+    position = {p.name: i for i, p in enumerate(signature.params)}
+    return sorted(e.args, key=lambda a: position[a.name.text] if a.name else e.args.index(a))
 
 
 def _arith(e: ast.Arith, r: _RuleCode, unit: _Unit) -> str:
@@ -335,21 +348,24 @@ def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy
     def ex(e: ast.Expr) -> str:
         return _expr(e, r, unit)
 
-    position = {"symbol": f"{_BINDER}.symbol", "contract_id": f"{_BINDER}.contract_id"}
+    def target(e: ast.Expr) -> dict[str, str]:
+        code = ex(e)
+        return {"symbol": f"{code}.symbol", "contract_id": f"{code}.contract_id"}
+
     zone = repr(policy.settings.timezone)
     match a:
         case ast.Flatten():
             return build("flatten")
-        case ast.Close():
-            return build("close", **position)
-        case ast.Reduce(to=to):
-            return build("reduce", **position, to=ex(to))
+        case ast.Close(target=t):
+            return build("close", **target(t))
+        case ast.Reduce(target=t, to=to):
+            return build("reduce", **target(t), to=ex(to))
         case ast.ReduceTotal(to=to):
             return build("reduce_total", to=ex(to))
         case ast.CancelOrders(symbol=symbol):
             return build("cancel_orders", symbol=ex(symbol)) if symbol is not None else build("cancel_orders")
-        case ast.Cancel():
-            return build("cancel", symbol=f"{_BINDER}.symbol", contract_id=f"{_BINDER}.contract_id", order_id=f"{_BINDER}.id")
+        case ast.Cancel(target=t):
+            return build("cancel", **target(t), order_id=f"{ex(t)}.id")
         case ast.Lockout(mode="for", value=v):
             return build("lockout", until=f"s.session.now + {ex(v)}")
         case ast.Lockout(mode="manual"):
@@ -361,9 +377,9 @@ def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy
         case ast.Block(symbol=symbol, duration=duration):
             until = f"s.session.now + {ex(duration)}" if duration is not None else "s.next_trading_day"
             return build("block", symbol=ex(symbol), until=until)
-        case ast.MoveStop(price=price) | ast.PlaceStop(price=price):
+        case ast.MoveStop(target=t, price=price) | ast.PlaceStop(target=t, price=price):
             kind = "move_stop" if isinstance(a, ast.MoveStop) else "place_stop"
-            return build(kind, **position, price=ex(price), side=f"{_BINDER}.side")
+            return build(kind, **target(t), price=ex(price), side=f"{ex(t)}.side")
         case ast.Alert(message=message):
             return build("alert", message=ex(message))
     raise CompileError(f"unknown action {a!r}")
@@ -449,19 +465,21 @@ def _action_text(a: ast.Action, r: _RuleCode, unit: _Unit, zone: str = "None") -
             return f"'lockout until ' + _rt.show(s.session.now + {_expr(v, r, unit)}, {zone})"
         case ast.Lockout(mode="until", value=v):
             return f"'lockout until ' + _rt.show({_until(v, r, unit, zone)}, {zone})"
-        case ast.Reduce(to=to):
-            return f"'reduce ' + {_BINDER}.symbol + ' to ' + str({_expr(to, r, unit)})"
+        case ast.Reduce(target=t, to=to):
+            return f"'reduce ' + {_expr(t, r, unit)}.symbol + ' to ' + str({_expr(to, r, unit)})"
         case ast.ReduceTotal(to=to):
             return f"'reduce_total to ' + str({_expr(to, r, unit)})"
-        case ast.Close():
-            return f"'close ' + {_BINDER}.symbol"
+        case ast.Close(target=t):
+            return f"'close ' + {_expr(t, r, unit)}.symbol"
+        case ast.Cancel(target=t):
+            return f"'cancel order ' + str({_expr(t, r, unit)}.id)"
         case ast.Block(symbol=symbol):
             return f"'block ' + str({_expr(symbol, r, unit)})"
         case ast.CancelOrders(symbol=symbol) if symbol is not None:
             return f"'cancel_orders for ' + str({_expr(symbol, r, unit)})"
-        case ast.MoveStop(price=price) | ast.PlaceStop(price=price):
+        case ast.MoveStop(target=t, price=price) | ast.PlaceStop(target=t, price=price):
             verb = "move_stop" if isinstance(a, ast.MoveStop) else "place_stop"
-            return f"'{verb} ' + {_BINDER}.symbol + ' to ' + _rt.show({_expr(price, r, unit)})"
+            return f"'{verb} ' + {_expr(t, r, unit)}.symbol + ' to ' + _rt.show({_expr(price, r, unit)})"
     return repr(words)
 
 

@@ -210,6 +210,7 @@ class TypeChecker:
         if isinstance(e.func, ast.Name):
             name = e.func.id
             if name in scope.schema.functions:
+                self.types[id(e.func)] = scope.schema.functions[name]  # the compiler orders named args by it
                 return scope.schema.functions[name], name
             if scope.lookup(name) is not None:
                 self.sink.error(TYPE_ERROR, f"`{name}` is not a function", e.func.span)

@@ -88,7 +88,6 @@ def _hand_snapshot(kind: str = "fill"):
                     next_trading_day=now + dt.timedelta(hours=2), instruments=DEFAULT_INSTRUMENTS)  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="compiler passes named call arguments in written order, not by name")
 def test_named_arguments_bind_by_name():
     text = """rule gain
   for position p
@@ -98,7 +97,6 @@ def test_named_arguments_bind_by_name():
     assert_same_decision(text, _hand_snapshot())
 
 
-@pytest.mark.xfail(strict=True, reason="an action whose value raises escapes Program.evaluate instead of on_error")
 def test_action_that_raises_yields_on_error():
     text = """rule halve
   for position p
@@ -108,7 +106,6 @@ def test_action_that_raises_yields_on_error():
     assert_same_decision(text, _hand_snapshot())
 
 
-@pytest.mark.xfail(strict=True, reason="`cancel event.order` targets the rule's binder (None without `for`)")
 def test_cancel_the_event_order():
     text = """rule no_limits
   on order
