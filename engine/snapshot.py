@@ -8,6 +8,7 @@ Plain slots keep attribute reads cheap: compiled rules read them on every event.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
@@ -65,8 +66,8 @@ class Day:
     def fills_within(self, window: dt.timedelta) -> int:
         if self.now is None:
             return 0
-        start = self.now - window
-        return sum(1 for t in reversed(self.fill_times) if t > start) if self.fill_times else 0
+        # fill_times is sorted, so the count is one binary search, not a scan of the day's fills.
+        return len(self.fill_times) - bisect.bisect_right(self.fill_times, self.now - window)
 
     METHODS = {
         "fills_within": FuncT(
