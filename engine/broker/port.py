@@ -1,0 +1,108 @@
+"""What the engine asks of a broker, and what it gets back.
+
+The engine never talks to a broker directly: it turns a planned action into ``BrokerCall``s
+(each with an idempotency key) and hands them to an executor, which sends them through a
+``BrokerPort`` with a timeout, verifies the outcome against ``BrokerPort.state`` (the broker is
+the source of truth: the SDK's close swallows errors) and retries only what did not take effect.
+
+``BrokerState`` is in the Gateway's own JSON shape (the REST search results and the hub payloads
+share field names), so reconciliation feeds it through the same parsers as live messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+CallKind = Literal["close", "partial_close", "cancel", "modify_stop", "place_stop"]
+
+
+class BrokerError(Exception):
+    """A broker call that failed or whose outcome is unknown (timeout, HTTP error, rejected)."""
+
+    def __init__(self, message: str, *, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerCall:
+    """One call to the broker. ``size`` is the number of contracts to close (partial_close) or of
+    the stop (place_stop); ``expect_size`` the signed position size the call should leave, used to
+    verify it (0 for a close)."""
+
+    kind: CallKind
+    account_id: int
+    contract_id: str | None = None
+    order_id: int | None = None
+    size: int | None = None
+    side: Literal["buy", "sell"] | None = None
+    stop_price: Decimal | None = None
+    expect_size: int | None = None
+    key: str = ""
+    rule: str = ""
+    reason: str = ""
+
+    def describe(self) -> str:
+        match self.kind:
+            case "close":
+                return f"close {self.contract_id}"
+            case "partial_close":
+                return f"partial close {self.size} of {self.contract_id}"
+            case "cancel":
+                return f"cancel order {self.order_id}"
+            case "modify_stop":
+                return f"move stop {self.order_id} to {self.stop_price}"
+            case "place_stop":
+                return f"place {self.side} stop {self.size} {self.contract_id} at {self.stop_price}"
+        return self.kind
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"call": self.kind, "account_id": self.account_id}
+        for name in ("contract_id", "order_id", "size", "side", "expect_size", "key", "rule"):
+            value = getattr(self, name)
+            if value is not None and value != "":
+                record[name] = value
+        if self.stop_price is not None:
+            record["stop_price"] = str(self.stop_price)
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerState:
+    """The broker's view of one account, in Gateway JSON shape (field names as on the wire):
+    ``positions`` like ``GatewayUserPosition`` data, ``orders`` like ``GatewayUserOrder`` data
+    (open and suspended), ``trades`` like ``GatewayUserTrade`` data (today's), ``account`` like
+    ``GatewayUserAccount`` data (None when unknown)."""
+
+    positions: tuple[dict[str, Any], ...] = ()
+    orders: tuple[dict[str, Any], ...] = ()
+    trades: tuple[dict[str, Any], ...] = ()
+    account: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def position_size(self, contract_id: str) -> int:
+        """Signed size of the open position on ``contract_id`` (0 when flat). PositionType 1 is
+        LONG, 2 SHORT (PRODUCT.md §6.1)."""
+        for p in self.positions:
+            if p.get("contractId") == contract_id and p.get("size"):
+                return int(p["size"]) if p.get("type") == 1 else -int(p["size"])
+        return 0
+
+    def open_order(self, order_id: int) -> dict[str, Any] | None:
+        for o in self.orders:
+            if o.get("id") == order_id:
+                return o
+        return None
+
+
+class BrokerPort(Protocol):
+    """A broker riskc can enforce through. ``send`` raises ``BrokerError`` when the call failed or
+    its outcome is unknown; it never retries (the executor does, after verifying)."""
+
+    name: str
+
+    async def send(self, call: BrokerCall) -> dict[str, Any] | None: ...
+
+    async def state(self, account_id: int) -> BrokerState: ...

@@ -1,0 +1,142 @@
+"""Intake: every broker message, live or recorded, becomes one ``Message`` (PRODUCT.md §6.1).
+
+A recording line is ``{"ts", "hub", "target", "args"}`` with ``args`` exactly as the Gateway hub
+sent them. The live SDK hands riskc the same payloads through ``realtime.add_callback`` (user hub:
+``{"action", "data"}``; market hub: the contract id and the data), so ``from_callback`` wraps them
+into the same ``Message`` and everything after intake is one code path.
+
+A line that cannot be used is a ``Malformed`` with its line number, reason and content: counted,
+logged and skipped by the caller, never raised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+USER_TARGETS = frozenset({"GatewayUserAccount", "GatewayUserPosition", "GatewayUserOrder", "GatewayUserTrade"})
+MARKET_TARGETS = frozenset({"GatewayQuote", "GatewayTrade", "GatewayDepth"})
+HUB_OF = {**{t: "user" for t in USER_TARGETS}, **{t: "market" for t in MARKET_TARGETS}}
+# The SDK's callback names for each Gateway target (realtime/event_handling.py).
+CALLBACK_TARGETS = {
+    "account_update": "GatewayUserAccount",
+    "position_update": "GatewayUserPosition",
+    "order_update": "GatewayUserOrder",
+    "trade_execution": "GatewayUserTrade",
+    "quote_update": "GatewayQuote",
+    "market_trade": "GatewayTrade",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One hub message. ``args`` is the Gateway's argument list, numbers as ``Decimal``."""
+
+    ts: dt.datetime
+    hub: str
+    target: str
+    args: list[Any]
+    line: int = 0  # 1-based line in a recording; 0 when live
+
+    def to_json(self) -> str:
+        """The recording line (PRODUCT.md §6.1) for this message."""
+        return json.dumps(
+            {"ts": self.ts.isoformat(), "hub": self.hub, "target": self.target, "args": self.args},
+            default=_json_default, ensure_ascii=False,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    line: int
+    reason: str
+    content: str
+
+    def describe(self) -> str:
+        return f"line {self.line}: {self.reason}: {self.content[:200]}"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value) if value == value.to_integral_value() or len(str(value)) < 17 else str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} to a recording")
+
+
+def parse_time(text: Any) -> dt.datetime:
+    """An ISO-8601 instant with a zone (the Gateway's timestamps), as an aware datetime."""
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no timezone")
+    return moment
+
+
+def parse_line(text: str, line: int) -> Message | Malformed | None:
+    """One recording line: a ``Message``, a ``Malformed`` (why), or None for a blank line."""
+    if not text or text.isspace():
+        return None
+    try:
+        raw = json.loads(text, parse_float=Decimal)
+    except ValueError as error:
+        return Malformed(line, f"not JSON ({error})", text.rstrip("\n"))
+    if type(raw) is not dict:
+        return Malformed(line, "not a JSON object", text.rstrip("\n"))
+    try:
+        return _message(raw, line)
+    except (KeyError, TypeError, ValueError) as error:
+        return Malformed(line, _why(error), text.rstrip("\n"))
+
+
+def _message(raw: dict[str, Any], line: int) -> Message:
+    target = raw["target"]
+    hub = HUB_OF.get(target)
+    if hub is None:
+        raise ValueError(f"unknown target {target!r}")
+    if raw.get("hub", hub) != hub:
+        raise ValueError(f"target {target} belongs to the {hub} hub, not {raw.get('hub')!r}")
+    args = raw["args"]
+    if type(args) is not list or not args:
+        raise ValueError("`args` must be a non-empty list")
+    return Message(parse_time(raw["ts"]), hub, target, args, line)
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"missing field {error.args[0]!r}"
+    return str(error)
+
+
+def from_callback(callback: str, payload: Any, now: dt.datetime) -> Message:
+    """A live SDK callback payload as a ``Message``. User-hub callbacks receive the Gateway's
+    ``{"action", "data"}``; market-hub callbacks ``{"contract_id", "data"}``."""
+    target = CALLBACK_TARGETS[callback]
+    payload = _decimals(payload)
+    if HUB_OF[target] == "market" and isinstance(payload, dict) and "contract_id" in payload:
+        args = [payload["contract_id"], payload.get("data")]
+    else:
+        args = [payload]
+    return Message(now, HUB_OF[target], target, args)
+
+
+def _decimals(value: Any) -> Any:
+    """Floats from the live JSON decoder become exact decimals (shortest repr: 0.37 stays 0.37)."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    return value
+
+
+def read_recording(path: str):
+    """Messages and malformed lines of a recording file, in file order."""
+    with open(path, encoding="utf-8") as handle:
+        for number, text in enumerate(handle, 1):
+            item = parse_line(text, number)
+            if item is not None:
+                yield item
