@@ -16,6 +16,8 @@ changing the admin passphrase) raise it to ``FULL`` for their own commit.
   fsync covers every earlier frame in the file too, so everything before them is durable as well.
 - Why not ``FULL`` for all: the engine may audit every market event, and an fsync per
   transaction caps it at the disk's flush rate (see ``benchmarks/bench_store.py``).
+- ``OFF`` is for scratch stores only (`riskc replay` without ``--state``): nothing is fsynced,
+  durable writes included, because the file is thrown away at the end.
 
 Threads. One ``Store`` owns one connection and must be used from the thread that opened it
 (sqlite3's default check). Other processes (`riskc status`, `riskc lock`) open their own Store
@@ -38,7 +40,7 @@ from . import audit
 from .migrations import apply_migrations
 from .models import AuditRecord, AuditVerification, StoreError
 
-Synchronous = Literal["NORMAL", "FULL"]
+Synchronous = Literal["NORMAL", "FULL", "OFF"]
 _BUSY_TIMEOUT_MS = 5000
 
 
@@ -68,8 +70,8 @@ class StoreBase:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, synchronous: Synchronous = "NORMAL") -> Self:
         """Open (creating if needed) the state file and bring its schema up to date."""
-        if synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        if synchronous not in ("NORMAL", "FULL", "OFF"):
+            raise ValueError(f"synchronous must be NORMAL, FULL or OFF, not {synchronous!r}")
         path = Path(path)
         _create_private(path)
         db = Database(path, execute_plugins=False)
@@ -95,7 +97,7 @@ class StoreBase:
         conn = self.db.conn
         if conn.in_transaction:
             raise StoreError("internal error: store writes do not nest")
-        raise_sync = durable and self._synchronous != "FULL"
+        raise_sync = durable and self._synchronous == "NORMAL"
         if raise_sync:
             conn.execute("PRAGMA synchronous = FULL")
         try:

@@ -1,0 +1,504 @@
+"""The book: one account's positions, working orders, today's trades, last prices and balance,
+kept incrementally from Gateway messages (PRODUCT.md §2, §3.3, §6.1).
+
+``Book.apply(message)`` updates the state and returns the ``Event`` rules see (or None for a
+message that changes nothing: a duplicate, an older update, another account, market depth).
+``Book.snapshot(event)`` returns the ``Snapshot`` for one evaluation without copying the world:
+position views are rebuilt only for contracts whose size, price or stops changed, and the
+returned objects are reused — a snapshot is valid until the next ``apply``.
+
+The broker is the source of truth for positions (``GatewayUserPosition``), orders and trades; the
+book never infers a position from fills. Semantics (the things users report as bugs elsewhere):
+
+- realized P&L is the sum of the trades' ``profitAndLoss`` minus fees; the opening half
+  (``profitAndLoss`` null) contributes only its fees; voided trades count for nothing, and a trade
+  voided after the fact is taken back;
+- a trade, order or quote seen twice counts once (by id); an order update older than the one
+  applied (``updateTimestamp``), or a position or quote update older than the last one for its
+  contract, is ignored;
+- a position that goes flat → open, or flips sign, is a new position (new ``age``); a scale-in
+  restarts ``uncovered_for`` when the stops no longer cover it;
+- orders with status OPEN are working; PENDING orders (suspended bracket legs, orders not yet
+  acknowledged) are kept as suspended: they do not cover a position, but a flatten cancels them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .calendar import TradingCalendar
+from .instruments import Instruments, symbol_of
+from .intake import Message, parse_time
+from .snapshot import ORDER_TYPES, ZERO, Account, Day, Event, Order, Position, Session, Snapshot
+from .views import position_view
+
+SIDE = ("buy", "sell")  # OrderSide BUY=0 SELL=1
+ORDER_TYPE = {i + 1: name for i, name in enumerate(ORDER_TYPES)}  # LIMIT=1 ... JOIN_ASK=7
+STATUS = ("none", "open", "filled", "cancelled", "expired", "rejected", "pending")
+OPEN, PENDING = 1, 6
+LONG, SHORT = 1, 2  # PositionType
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+@dataclass(slots=True)
+class OpenPosition:
+    """The book's state for one contract's open position."""
+
+    contract_id: str
+    size: int
+    avg_price: Decimal
+    opened_at: dt.datetime
+    generation: int  # bumps when a position opens from flat or flips
+    episode: str = ""  # stable name of this position for idempotency keys (see Book.set_position)
+    uncovered_since: dt.datetime | None = None
+    view: Position | None = None
+
+
+@dataclass(slots=True)
+class BookOrder:
+    order: Order
+    status: int
+    placed_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(slots=True)
+class Fill:
+    id: Any
+    contract_id: str
+    time: dt.datetime
+    side: str
+    size: int
+    price: Decimal
+    pnl: Decimal | None
+    fees: Decimal
+    voided: bool
+
+
+@dataclass(slots=True)
+class DayState:
+    trading_day: dt.date
+    start: dt.datetime
+    end: dt.datetime
+    realized: Decimal = ZERO
+    fees: Decimal = ZERO
+    trades: int = 0
+    fills: dict[Any, Fill] = field(default_factory=dict)
+    fill_times: list[dt.datetime] = field(default_factory=list)
+    high_balance: Decimal | None = None
+
+
+class Book:
+    def __init__(self, calendar: TradingCalendar, instruments: Instruments, *, account_id: int | None = None,
+                 eod_high_balance: Decimal | None = None) -> None:
+        self.calendar = calendar
+        self.instruments = instruments
+        self.account = Account(id=account_id or 0)
+        self._account_known = account_id is not None
+        self.positions: dict[str, OpenPosition] = {}
+        self.orders: dict[int, BookOrder] = {}
+        self._finished: dict[int, dt.datetime] = {}  # terminal orders: a late "open" must not resurrect them
+        self.marks: dict[str, Decimal] = {}
+        self.quote_times: dict[str, dt.datetime] = {}
+        self.position_times: dict[str, dt.datetime] = {}
+        self.eod_high_balance = eod_high_balance
+        self.day: DayState | None = None
+        self.rolled: list[DayState] = []  # days closed since the caller last looked (see take_rolled)
+        self.now = NEVER
+        self._generation = 0
+        self._openings: dict[tuple[str, dt.datetime], int] = {}
+        self.coverage_changes: list[tuple[str, dt.datetime | None]] = []  # (contract, uncovered since), drained by the engine
+        self._seen_previous: set[Any] = set()
+        self._positions_view: tuple[Position, ...] | None = None
+        self._orders_view: tuple[Order, ...] | None = None
+        self._session_cache: tuple[int, Session, dt.datetime] | None = None
+        self._day_view = Day()
+        self._snapshot = Snapshot(instruments=instruments)
+        self._handlers = {
+            "GatewayUserAccount": self._on_account,
+            "GatewayUserPosition": self._on_position,
+            "GatewayUserOrder": self._on_order,
+            "GatewayUserTrade": self._on_trade,
+            "GatewayQuote": self._on_quote,
+            "GatewayTrade": self._on_market_trade,
+        }
+
+    # -- applying messages -------------------------------------------------------------------
+
+    def apply(self, message: Message) -> Event | None:
+        """Apply one hub message; the event it means for the rules, or None. Raises ``ValueError``
+        (or ``KeyError``/``TypeError``) on a payload the book cannot use; the caller counts it as
+        malformed and the book is unchanged."""
+        handler = self._handlers.get(message.target)
+        if handler is None:
+            return None
+        self.advance(message.ts)
+        return handler(message)
+
+    def advance(self, now: dt.datetime) -> None:
+        """Move the book's clock forward (never back), rolling the trading day at its boundary."""
+        if now > self.now:
+            self.now = now
+        if self.day is None or self.now >= self.day.end:
+            self._roll(self.now)
+
+    def _on_account(self, message: Message) -> Event | None:
+        data = _data(message)
+        if not self._mine(data.get("id")):
+            return None
+        account = self.account
+        account.id = int(data["id"])
+        account.name = data.get("name") or account.name
+        account.balance = _money(data["balance"])
+        account.can_trade = bool(data.get("canTrade", True))
+        if self.eod_high_balance is None:
+            self.eod_high_balance = account.balance
+        return Event(kind="account", time=message.ts, balance=account.balance, can_trade=account.can_trade)
+
+    def _on_position(self, message: Message) -> Event | None:
+        data = _data(message)
+        if not self._mine(data.get("accountId")):
+            return None
+        contract_id = data["contractId"]
+        if message.ts < self.position_times.get(contract_id, NEVER):
+            return None
+        self.position_times[contract_id] = message.ts
+        size = int(data.get("size") or 0)
+        kind = data.get("type")
+        signed = size if kind == LONG else -size if kind == SHORT else 0
+        if size and kind not in (LONG, SHORT):
+            raise ValueError(f"position type {kind!r} with size {size}: expected 1 (LONG) or 2 (SHORT)")
+        opened = _time(data.get("creationTimestamp")) or message.ts
+        self.set_position(contract_id, signed, _money(data.get("averagePrice") or 0), message.ts, opened)
+        return Event(kind="position", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id, size=signed)
+
+    def set_position(self, contract_id: str, size: int, avg_price: Decimal, now: dt.datetime,
+                     opened_at: dt.datetime | None = None) -> None:
+        current = self.positions.get(contract_id)
+        if size == 0:
+            if current is not None:
+                del self.positions[contract_id]
+                self._positions_view = None
+                if current.uncovered_since is not None:
+                    self.coverage_changes.append((contract_id, None))
+            return
+        if current is None or (current.size > 0) != (size > 0):
+            self._generation += 1
+            start = opened_at if current is None and opened_at is not None else now
+            current = self.positions[contract_id] = OpenPosition(contract_id, size, avg_price, start, self._generation)
+            current.episode = self._episode(contract_id, start)
+            self._update_coverage(current, now, restart=True)
+        else:
+            grew = abs(size) > abs(current.size)
+            current.size, current.avg_price = size, avg_price
+            self._update_coverage(current, now, restart=grew)
+        current.view = None
+        self._positions_view = None
+
+    def _episode(self, contract_id: str, opened_at: dt.datetime) -> str:
+        """The position's name in idempotency keys: when it opened (the broker's creation time,
+        the same after a restart), and how often the book saw it open at that time (a position
+        closed by riskc that a recording then shows again is a new episode)."""
+        key = (contract_id, opened_at)
+        count = self._openings[key] = self._openings.get(key, 0) + 1
+        return f"{opened_at.astimezone(dt.UTC).isoformat()}#{count}"
+
+    def restore_uncovered(self, contract_id: str, since: dt.datetime) -> None:
+        """After a restart: the grace period keeps the start it had (from the store's timers)."""
+        position = self.positions.get(contract_id)
+        if position is not None and position.uncovered_since is not None and since < position.uncovered_since:
+            position.uncovered_since = since
+
+    def _on_order(self, message: Message) -> Event | None:
+        data = _data(message)
+        if not self._mine(data.get("accountId")):
+            return None
+        order_id = int(data["id"])
+        updated = _time(data.get("updateTimestamp")) or message.ts
+        known = self.orders.get(order_id)
+        if known is not None and updated < known.updated_at:
+            return None
+        finished = self._finished.get(order_id)
+        if finished is not None and updated <= finished:
+            return None  # a late or repeated update of an order already filled or cancelled
+        status = int(data["status"])
+        order = _order(data)
+        contract_id = order.contract_id
+        if status in (OPEN, PENDING):
+            placed = known.placed_at if known else (_time(data.get("creationTimestamp")) or message.ts)
+            self.orders[order_id] = BookOrder(order, status, placed, updated)
+        elif known is None and status == 0:
+            return None
+        else:
+            self.orders.pop(order_id, None)
+            self._finished[order_id] = updated
+        self._orders_changed(contract_id, message.ts)
+        return Event(kind="order", time=message.ts, symbol=order.symbol, contract_id=contract_id, order=order,
+                     status=STATUS[status] if 0 <= status < len(STATUS) else "none", side=order.side, size=order.size)
+
+    def _on_trade(self, message: Message) -> Event | None:
+        data = _data(message)
+        if not self._mine(data.get("accountId")):
+            return None
+        fill = _fill(data, message.ts)
+        day = self.day
+        if fill.time < day.start or fill.id in self._seen_previous:
+            return None  # a trade of an earlier trading day (late or replayed after a roll)
+        known = day.fills.get(fill.id)
+        if known is not None:
+            if fill.voided and not known.voided:
+                self._count(known, -1)
+                known.voided = True
+            return None
+        day.fills[fill.id] = fill
+        if fill.voided:
+            return None
+        self._count(fill, +1)
+        before = self.positions[fill.contract_id].size if fill.contract_id in self.positions else 0
+        return Event(kind="fill", time=message.ts, symbol=symbol_of(fill.contract_id), contract_id=fill.contract_id,
+                     side=fill.side, size=fill.size, price=fill.price, pnl=fill.pnl if fill.pnl is not None else ZERO,
+                     fees=fill.fees, closing=fill.pnl is not None, position_before=before)
+
+    def _count(self, fill: Fill, sign: int) -> None:
+        day = self.day
+        day.realized += sign * ((fill.pnl or ZERO) - fill.fees)
+        day.fees += sign * fill.fees
+        day.trades += sign
+        if sign > 0:
+            _insort(day.fill_times, fill.time)
+        elif fill.time in day.fill_times:
+            day.fill_times.remove(fill.time)
+
+    def _on_quote(self, message: Message) -> Event | None:
+        contract_id, data = message.args[0], message.args[1]
+        stamp = _time(data.get("timestamp")) or message.ts
+        if stamp < self.quote_times.get(contract_id, NEVER):
+            return None
+        self.quote_times[contract_id] = stamp
+        last, bid, ask = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk")
+        if last is None and bid is not None and ask is not None:
+            last = (bid + ask) / 2
+        if last is not None:
+            self._mark(contract_id, _money(last))
+        mark = self.marks.get(contract_id, ZERO)
+        return Event(kind="quote", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id,
+                     last=mark, bid=_money(bid) if bid is not None else mark, ask=_money(ask) if ask is not None else mark)
+
+    def _on_market_trade(self, message: Message) -> Event | None:
+        contract_id, trades = message.args[0], message.args[1]
+        if isinstance(trades, dict):
+            trades = [trades]
+        if not trades:
+            return None
+        last = trades[-1]
+        stamp = _time(last.get("timestamp")) or message.ts
+        if stamp < self.quote_times.get(contract_id, NEVER):
+            return None
+        self.quote_times[contract_id] = stamp
+        price = _money(last["price"])
+        self._mark(contract_id, price)
+        return Event(kind="quote", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id,
+                     last=price, bid=price, ask=price)
+
+    def _mark(self, contract_id: str, price: Decimal) -> None:
+        if self.marks.get(contract_id) != price:
+            self.marks[contract_id] = price
+            position = self.positions.get(contract_id)
+            if position is not None:
+                position.view = None
+                self._positions_view = None
+
+    def _mine(self, account_id: Any) -> bool:
+        """Messages of other accounts on the same login are not this book's."""
+        if account_id is None:
+            return True
+        if not self._account_known:
+            self.account.id, self._account_known = int(account_id), True
+        return int(account_id) == self.account.id
+
+    # -- orders and stop coverage -----------------------------------------------------------
+
+    def _orders_changed(self, contract_id: str, now: dt.datetime) -> None:
+        self._orders_view = None
+        position = self.positions.get(contract_id)
+        if position is not None:
+            self._update_coverage(position, now, restart=False)
+            position.view = None
+            self._positions_view = None
+
+    def _update_coverage(self, position: OpenPosition, now: dt.datetime, *, restart: bool) -> None:
+        covered = self._coverage(position)
+        before = position.uncovered_since
+        if covered >= abs(position.size):
+            position.uncovered_since = None
+        elif restart or position.uncovered_since is None:
+            position.uncovered_since = now
+        if position.uncovered_since != before:
+            self.coverage_changes.append((position.contract_id, position.uncovered_since))
+
+    def _coverage(self, position: OpenPosition) -> int:
+        closing = "sell" if position.size > 0 else "buy"
+        total = 0
+        for entry in self.orders.values():
+            o = entry.order
+            if entry.status == OPEN and o.contract_id == position.contract_id and o.side == closing \
+                    and o.type in ("stop", "stop_limit", "trailing_stop"):
+                total += o.size
+        return total
+
+    def working_orders(self) -> tuple[Order, ...]:
+        if self._orders_view is None:
+            self._orders_view = tuple(e.order for e in self.orders.values() if e.status == OPEN)
+        return self._orders_view
+
+    def all_orders(self) -> list[Order]:
+        """Working and suspended orders: what a flatten cancels."""
+        return [e.order for e in self.orders.values()]
+
+    def suspended_orders(self) -> tuple[Order, ...]:
+        return tuple(e.order for e in self.orders.values() if e.status == PENDING)
+
+    # -- the trading day --------------------------------------------------------------------
+
+    def _roll(self, now: dt.datetime) -> None:
+        trading_day = self.calendar.trading_day(now)
+        previous = self.day
+        if previous is not None:
+            if trading_day == previous.trading_day:
+                return
+            self._close_day(previous)
+        start = self.calendar.day_start(trading_day)
+        self.day = DayState(trading_day, start, self.calendar.day_end(trading_day))
+        self._session_cache = None
+
+    def _close_day(self, day: DayState) -> None:
+        """The end-of-day high-water mark is taken at the boundary, on the balance at that time."""
+        equity = self.account.balance + self.unrealized()
+        if self.eod_high_balance is None or equity > self.eod_high_balance:
+            self.eod_high_balance = equity
+        self._seen_previous = set(day.fills)
+        self.rolled.append(day)
+
+    def take_rolled(self) -> list[DayState]:
+        rolled, self.rolled = self.rolled, []
+        return rolled
+
+    def unrealized(self) -> Decimal:
+        return sum((p.unrealized_pnl for p in self.position_views()), ZERO)
+
+    # -- the snapshot -----------------------------------------------------------------------
+
+    def position_views(self) -> tuple[Position, ...]:
+        if self._positions_view is None:
+            orders = self.working_orders()
+            for p in self.positions.values():
+                if p.view is None:
+                    mark = self.marks.get(p.contract_id, p.avg_price)
+                    p.view = position_view(p.contract_id, p.size, p.avg_price, mark, orders, self.instruments,
+                                           dt.timedelta(0), dt.timedelta(0))
+            self._positions_view = tuple(p.view for p in self.positions.values())
+        return self._positions_view
+
+    def snapshot(self, event: Event, zone: Any) -> Snapshot:
+        """The view one evaluation sees at ``self.now``. ``zone`` is the policy's ZoneInfo."""
+        now = self.now
+        positions = self.position_views()
+        for p in self.positions.values():
+            view = p.view
+            view.age = now - p.opened_at
+            view.uncovered_for = now - p.uncovered_since if p.uncovered_since is not None else dt.timedelta(0)
+        s = self._snapshot
+        s.account = self.account
+        s.positions = positions
+        s.orders = self.working_orders()
+        for entry in self.orders.values():
+            entry.order.age = now - entry.placed_at
+        s.day = self._day(positions, now)
+        s.session, s.next_trading_day = self._session(now, zone)
+        s.event = event
+        return s
+
+    def _day(self, positions: tuple[Position, ...], now: dt.datetime) -> Day:
+        state, view, account = self.day, self._day_view, self.account
+        unrealized = ZERO
+        gross = net = 0
+        for p in positions:
+            unrealized += p.unrealized_pnl
+            gross += p.qty
+            net += p.size
+        account.open_contracts, account.net_contracts = gross, net
+        equity = account.balance + unrealized
+        if state.high_balance is None or equity > state.high_balance:
+            state.high_balance = equity
+        view.realized_pnl, view.fees, view.trades = state.realized, state.fees, state.trades
+        view.unrealized_pnl, view.net_pnl = unrealized, state.realized + unrealized
+        view.high_balance = state.high_balance
+        view.eod_high_balance = self.eod_high_balance if self.eod_high_balance is not None else account.balance
+        view.fill_times, view.now = state.fill_times, now
+        return view
+
+    def _session(self, now: dt.datetime, zone: Any) -> tuple[Session, dt.datetime]:
+        second = int(now.timestamp())
+        cached = self._session_cache
+        if cached is not None and cached[0] == second:
+            return cached[1], cached[2]
+        local = now.astimezone(zone)
+        session = Session(now, local.time().replace(second=0, microsecond=0), WEEKDAYS[local.weekday()],
+                          self.day.trading_day, self.calendar.is_session_open(now))
+        result = (second, session, self.day.end)
+        self._session_cache = result
+        return session, self.day.end
+
+
+def _data(message: Message) -> dict[str, Any]:
+    payload = message.args[0]
+    data = payload.get("data", payload) if type(payload) is dict else None
+    if type(data) is not dict:
+        raise ValueError(f"{message.target} payload is not an object")
+    return data
+
+
+def _time(text: Any) -> dt.datetime | None:
+    return parse_time(text) if text else None
+
+
+def _money(value: Any) -> Decimal:
+    if type(value) is Decimal:
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(value)
+
+
+def _order(data: dict[str, Any]) -> Order:
+    contract_id = data["contractId"]
+    size = int(data["size"]) - int(data.get("fillVolume") or 0)
+    limit, stop = data.get("limitPrice"), data.get("stopPrice")
+    return Order(
+        id=int(data["id"]), symbol=symbol_of(contract_id), contract_id=contract_id,
+        type=ORDER_TYPE.get(int(data["type"]), "market"), side=SIDE[int(data["side"])], size=size,
+        price=_money(limit) if limit is not None else None, stop_price=_money(stop) if stop is not None else None,
+    )
+
+
+def _fill(data: dict[str, Any], ts: dt.datetime) -> Fill:
+    pnl = data.get("profitAndLoss")
+    return Fill(
+        id=data["id"], contract_id=data["contractId"], time=_time(data.get("creationTimestamp")) or ts,
+        side=SIDE[int(data["side"])], size=int(data["size"]), price=_money(data["price"]),
+        pnl=_money(pnl) if pnl is not None else None, fees=_money(data.get("fees") or 0),
+        voided=bool(data.get("voided")),
+    )
+
+
+def _insort(times: list[dt.datetime], moment: dt.datetime) -> None:
+    if not times or moment >= times[-1]:
+        times.append(moment)
+    else:
+        import bisect
+
+        bisect.insort(times, moment)

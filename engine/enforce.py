@@ -1,0 +1,258 @@
+"""Enforcement planning: from a planned ``Action`` and the book to broker calls, lockouts and
+alerts, exactly once (PRODUCT.md §3.4, §7, §8).
+
+Every broker effect has an idempotency key naming the *effect*, not the rule that asked for it:
+``close|CON.F.US.MNQ.Z25|2025-10-29|<position episode>``. Two rules (or a rule and a lockout)
+that want the same position closed therefore share one call, and a rule that keeps firing on the
+same breach sends nothing new while the first call is in flight or after it succeeded. The key
+goes through the store (planned → sent → confirmed/failed), so a restart does not resend what
+already went out; a call that failed may be planned again after ``RETRY_AFTER``.
+
+An action produces a record (§6.2) only when it changes something: a call planned, a lockout set
+or lengthened, an alert on the rising edge of a firing. A `flatten` on a flat account is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dsl.decision import Action
+
+from .broker.port import BrokerCall
+from .store import idempotency_key
+
+if TYPE_CHECKING:
+    from .book import Book, OpenPosition
+    from .snapshot import Order
+    from .store import Lockout, Store
+
+RETRY_AFTER = dt.timedelta(seconds=5)
+
+
+@dataclass(slots=True)
+class Effects:
+    """What one evaluation changed: §6.2 records, broker calls to execute, alerts to send."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[BrokerCall] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: Effects) -> None:
+        self.records += other.records
+        self.calls += other.calls
+        self.alerts += other.alerts
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.calls or self.alerts)
+
+
+class Enforcer:
+    def __init__(self, store: Store, account_id: int) -> None:
+        self.store = store
+        self.account_id = account_id
+        self.pending: dict[str, BrokerCall] = {}  # sent, outcome not known yet
+        self._done: set[str] = set()
+        self._retry_at: dict[str, dt.datetime] = {}
+        self._firing: set[tuple[str, str | None]] = set()
+
+    # -- one evaluation ---------------------------------------------------------------------
+
+    def enforce(self, actions: list[Action], firings: set[tuple[str, str | None]], book: Book,
+                now: dt.datetime, policy_hash: str | None) -> Effects:
+        effects = Effects()
+        rising = firings - self._firing
+        self._firing = firings
+        for action in actions:
+            calls, changed = self._effect(action, book, now, policy_hash, rising)
+            if calls or changed:
+                record = action.to_record(now)
+                effects.records.append(record)
+                effects.calls += calls
+                if action.kind == "alert" or action.severity in ("high", "critical"):
+                    effects.alerts.append(record)
+        return effects
+
+    def _effect(self, action: Action, book: Book, now: dt.datetime, policy_hash: str | None,
+                rising: set) -> tuple[list[BrokerCall], bool]:
+        kind = action.kind
+        if kind == "alert":
+            return [], (action.rule, action.contract_id) in rising or (action.rule, None) in rising
+        if kind in ("lockout", "block"):
+            return [], self._lock(action, book, now)
+        candidates = self._calls(action, book)
+        return [c for c in candidates if self._plan(c, action, book, now, policy_hash)], False
+
+    def _calls(self, action: Action, book: Book) -> list[BrokerCall]:
+        kind, rule, why = action.kind, action.rule, action.reason
+        if kind == "flatten":
+            return [*self._closes(book.positions.values(), book, rule, why),
+                    *self._cancels(book.all_orders(), book, rule, why)]
+        if kind == "close":
+            return self._closes([p for p in book.positions.values() if p.contract_id == action.contract_id], book, rule, why)
+        if kind == "reduce":
+            position = book.positions.get(action.contract_id)
+            return [] if position is None else self._reduce(position, action.to, book, rule, why)
+        if kind == "reduce_total":
+            return self._reduce_total(action.to, book, rule, why)
+        if kind == "cancel_orders":
+            orders = [o for o in book.all_orders() if action.symbol is None or o.symbol == action.symbol]
+            return self._cancels(orders, book, rule, why)
+        if kind == "cancel":
+            return self._cancels([o for o in book.all_orders() if o.id == action.order_id], book, rule, why)
+        if kind == "move_stop":
+            return self._move_stops(action, book)
+        if kind == "place_stop":
+            return self._place_stop(action, book)
+        return []
+
+    # -- calls for each action --------------------------------------------------------------
+
+    def _key(self, kind: str, target: str, book: Book, episode: str) -> str:
+        return idempotency_key(kind, target, book.day.trading_day, episode)
+
+    def _closes(self, positions, book: Book, rule: str, why: str) -> list[BrokerCall]:
+        return [
+            BrokerCall("close", self.account_id, contract_id=p.contract_id, expect_size=0,
+                       key=self._key("close", p.contract_id, book, p.episode), rule=rule, reason=why)
+            for p in list(positions)
+        ]
+
+    def _cancels(self, orders, book: Book, rule: str, why: str) -> list[BrokerCall]:
+        """Market orders are left alone: they fill at once, and the ones in flight are usually
+        riskc's own closes."""
+        return [
+            BrokerCall("cancel", self.account_id, contract_id=o.contract_id, order_id=o.id,
+                       key=self._key("cancel", f"order:{o.id}", book, "1"), rule=rule, reason=why)
+            for o in orders if o.type != "market"
+        ]
+
+    def _reduce(self, position: OpenPosition, to: int, book: Book, rule: str, why: str) -> list[BrokerCall]:
+        qty = abs(position.size)
+        if to >= qty:
+            return []
+        if to <= 0:
+            return self._closes([position], book, rule, why)
+        sign = 1 if position.size > 0 else -1
+        return [BrokerCall("partial_close", self.account_id, contract_id=position.contract_id, size=qty - to,
+                           expect_size=sign * to, rule=rule, reason=why,
+                           key=self._key("reduce", position.contract_id, book, f"{position.episode}:{qty}->{to}"))]
+
+    def _reduce_total(self, limit: int, book: Book, rule: str, why: str) -> list[BrokerCall]:
+        """Largest positions first, until the gross total is at most ``limit``."""
+        excess = sum(abs(p.size) for p in book.positions.values()) - limit
+        calls: list[BrokerCall] = []
+        for position in sorted(book.positions.values(), key=lambda p: (-abs(p.size), p.contract_id)):
+            if excess <= 0:
+                break
+            cut = min(excess, abs(position.size))
+            calls += self._reduce(position, abs(position.size) - cut, book, rule, why)
+            excess -= cut
+        return calls
+
+    def _move_stops(self, action: Action, book: Book) -> list[BrokerCall]:
+        position = book.positions.get(action.contract_id)
+        if position is None or action.price is None:
+            return []
+        closing = "sell" if position.size > 0 else "buy"
+        return [
+            BrokerCall("modify_stop", self.account_id, contract_id=o.contract_id, order_id=o.id, stop_price=action.price,
+                       key=self._key("stop", f"order:{o.id}", book, str(action.price)), rule=action.rule, reason=action.reason)
+            for o in book.working_orders()
+            if o.contract_id == action.contract_id and o.side == closing and o.type in ("stop", "stop_limit", "trailing_stop")
+            and o.stop_price != action.price
+        ]  # fmt: skip
+
+    def _place_stop(self, action: Action, book: Book) -> list[BrokerCall]:
+        position = book.positions.get(action.contract_id)
+        if position is None or action.price is None:
+            return []
+        view = next((p for p in book.position_views() if p.contract_id == action.contract_id), None)
+        uncovered = abs(position.size) - (view.stop_coverage if view else 0)
+        if uncovered <= 0:
+            return []
+        side = "sell" if position.size > 0 else "buy"
+        return [BrokerCall("place_stop", self.account_id, contract_id=position.contract_id, side=side, size=uncovered,
+                           stop_price=action.price, rule=action.rule, reason=action.reason,
+                           key=self._key("place_stop", position.contract_id, book, f"{position.episode}:{uncovered}"))]
+
+    # -- exactly once -----------------------------------------------------------------------
+
+    def _plan(self, call: BrokerCall, action: Action, book: Book, now: dt.datetime, policy_hash: str | None) -> bool:
+        key = call.key
+        if key in self.pending or key in self._done:
+            return False
+        retry_at = self._retry_at.get(key)
+        if retry_at is not None and now < retry_at:
+            return False
+        payload = call.to_record() | {"action": action.kind, "reason": action.reason}
+        record, is_new = self.store.plan_action(key, self.account_id, call.rule, payload, now, policy_hash=policy_hash)
+        if not is_new:
+            if record.state == "confirmed":
+                self._done.add(key)
+            return False
+        self.pending[key] = call
+        return True
+
+    def mark_sent(self, call: BrokerCall, now: dt.datetime) -> None:
+        self.store.mark_sent(call.key, now)
+
+    def finished(self, call: BrokerCall, confirmed: bool, now: dt.datetime, detail: str = "",
+                 result: dict[str, Any] | None = None) -> None:
+        """The executor's outcome for a call planned here."""
+        self.pending.pop(call.key, None)
+        if confirmed:
+            self._done.add(call.key)
+            self._retry_at.pop(call.key, None)
+            self.store.mark_confirmed(call.key, now, result)
+        else:
+            self._retry_at[call.key] = now + RETRY_AFTER
+            self.store.mark_failed(call.key, now, detail or "failed", retryable=True)
+
+    # -- lockouts ---------------------------------------------------------------------------
+
+    def _lock(self, action: Action, book: Book, now: dt.datetime) -> bool:
+        """Set or lengthen a lockout; True when it changed (the store merges same-rule lockouts)."""
+        until, condition = action.until, action.condition
+        if action.kind == "block" and until is None and condition is None:
+            until = book.day.end  # a block lasts until the next trading day unless a duration is given
+        if condition == "while":
+            condition = f"while:{action.rule}"
+        if until is not None and until <= now:
+            return False
+        symbol = action.symbol if action.kind == "block" else None
+        before = {(lo.id, lo.until, lo.condition) for lo in self.store.active_lockouts(self.account_id, now)}
+        lockout = self.store.add_lockout(self.account_id, action.rule, action.reason, now, until=until,
+                                         condition=condition, symbol=symbol)
+        return (lockout.id, lockout.until, lockout.condition) not in before
+
+
+def lockout_calls(enforcer: Enforcer, lockouts: list[Lockout], book: Book) -> list[tuple[Lockout, list[BrokerCall]]]:
+    """Keep a locked account (or symbol) flat: close its positions, cancel its working orders
+    except exits (orders that only reduce an open position are always allowed)."""
+    result = []
+    for lockout in lockouts:
+        scope = [p for p in book.positions.values() if lockout.symbol is None or _symbol(p.contract_id) == lockout.symbol]
+        why = f"{'account' if lockout.symbol is None else lockout.symbol} locked by {lockout.rule}: {lockout.reason}"
+        calls = enforcer._closes(scope, book, lockout.rule, why)
+        orders = [o for o in book.all_orders()
+                  if (lockout.symbol is None or o.symbol == lockout.symbol) and not _is_exit(o, book)]
+        calls += enforcer._cancels(orders, book, lockout.rule, why)
+        if calls:
+            result.append((lockout, calls))
+    return result
+
+
+def _is_exit(order: Order, book: Book) -> bool:
+    position = book.positions.get(order.contract_id)
+    if position is None:
+        return False
+    closing = "sell" if position.size > 0 else "buy"
+    return order.side == closing and order.size <= abs(position.size)
+
+
+def _symbol(contract_id: str) -> str:
+    from .instruments import symbol_of
+
+    return symbol_of(contract_id)

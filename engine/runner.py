@@ -1,0 +1,366 @@
+"""The engine: one account's book, its policies, its state and its enforcement, driven by messages
+and clock ticks (PRODUCT.md §2). The live daemon and `riskc replay` run this same code; only the
+clock (wall or recorded) and the broker port (projectx, sim, dry-run) differ.
+
+``Engine.on_message`` and ``Engine.on_tick`` are synchronous and return ``Effects``: the §6.2
+records of what changed, the broker calls to execute (already planned in the store under their
+idempotency keys) and the alerts to send. The caller executes the calls and reports each outcome
+with ``Engine.finished``. Policies are swapped with ``Engine.swap`` between two events, never
+during an evaluation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dsl.compiler import Program
+from dsl.decision import Action, plan
+
+from .book import Book
+from .broker.port import BrokerCall, BrokerState
+from .calendar import TradingCalendar
+from .enforce import Effects, Enforcer, lockout_calls
+from .instruments import DEFAULT_INSTRUMENTS, Instruments
+from .intake import Message
+from .snapshot import Event
+from .store import Lockout, Store
+
+log = logging.getLogger("riskc.engine")
+_NO_EFFECTS = Effects()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """The compiled policies of one account and the content hash of each source file."""
+
+    programs: tuple[Program, ...]
+    hashes: tuple[tuple[str, str], ...]  # (path, sha256)
+
+    @property
+    def digest(self) -> str:
+        """One hash for the whole set: what every decision in the audit log carries."""
+        joined = "\n".join(f"{path}={digest}" for path, digest in self.hashes)
+        return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_sources(cls, sources: list[tuple[str, str]]):
+        """(PolicySet or None, diagnostics, check result) for ``(path, text)`` pairs."""
+        from .policy_loader import load_sources
+
+        loaded = load_sources(sources)
+        if not loaded.ok or not loaded.programs:
+            return None, loaded.diagnostics, loaded.result
+        hashes = tuple((path, hashlib.sha256(text.encode()).hexdigest()) for path, text in sources)
+        return cls(loaded.programs, hashes), loaded.diagnostics, loaded.result
+
+    @classmethod
+    def from_paths(cls, paths: list[Path]):
+        return cls.from_sources([(str(p), p.read_text(encoding="utf-8")) for p in paths])
+
+
+class Engine:
+    def __init__(self, policies: PolicySet, store: Store, *, account_id: int | None = None,
+                 instruments: Instruments = DEFAULT_INSTRUMENTS, persist_book: bool = False) -> None:
+        settings = policies.programs[0].policy.settings
+        self.calendar = TradingCalendar(settings.timezone, settings.trading_day_starts)
+        self.zone = ZoneInfo(settings.timezone)
+        self.store = store
+        eod_high = store.eod_high_balance(account_id) if account_id is not None else None
+        self.book = Book(self.calendar, instruments, account_id=account_id, eod_high_balance=eod_high)
+        self.enforcer = Enforcer(store, account_id or 0)
+        self.policies = policies
+        self.persist_book = persist_book
+        self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
+        self.malformed = 0
+        self.events = 0
+        self._lockouts: list[Lockout] = []
+        self._lockouts_checked: dt.datetime | None = None
+        self._lockouts_expire: dt.datetime | None = None
+
+    # -- driving the engine -----------------------------------------------------------------
+
+    def on_message(self, message: Message) -> Effects:
+        try:
+            event = self.book.apply(message)
+        except (KeyError, TypeError, ValueError, ArithmeticError, IndexError) as error:
+            self.malformed += 1
+            log.warning("malformed %s message skipped (%s): %s", message.target, error, message.to_json()[:500])
+            return _NO_EFFECTS
+        self._after_apply(message, event)
+        if event is None:
+            return _NO_EFFECTS
+        self.events += 1
+        return self._evaluate(event)
+
+    def on_tick(self, now: dt.datetime) -> Effects:
+        """The 1-second clock: time-based rules (grace periods, trading hours) see time pass."""
+        self.book.advance(now)
+        self._roll_days()
+        return self._evaluate(Event(kind="clock", time=self.book.now))
+
+    def swap(self, policies: PolicySet) -> None:
+        """Atomically replace the policies (between two events). The trading-day settings of
+        the book stay those it started with; a timezone change needs a restart."""
+        self.policies = policies
+
+    def finished(self, call: BrokerCall, confirmed: bool, now: dt.datetime, detail: str = "",
+                 result: dict[str, Any] | None = None) -> None:
+        self.enforcer.finished(call, confirmed, now, detail, result)
+
+    def mark_sent(self, call: BrokerCall, now: dt.datetime) -> None:
+        self.enforcer.mark_sent(call, now)
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def _evaluate(self, event: Event) -> Effects:
+        if self.stale:
+            return _NO_EFFECTS
+        book = self.book
+        snapshot = book.snapshot(event, self.zone)
+        actions: list[Action] = []
+        firings: set[tuple[str, str | None]] = set()
+        programs = self.policies.programs
+        for program in programs:
+            decision = program.evaluate(snapshot)
+            if decision.actions:
+                actions += decision.actions
+                firings.update((f.rule, f.target) for f in decision.fired)
+                firings.update((f.rule, f.target) for f in decision.errors)
+        lockouts = self._active_lockouts(book.now, snapshot)
+        if not actions and not firings and not self.enforcer._firing and not (lockouts and (book.positions or book.orders)):
+            return _NO_EFFECTS
+        if len(programs) > 1:
+            actions = list(plan(actions))
+        self.enforcer.account_id = book.account.id
+        effects = self.enforcer.enforce(actions, firings, book, book.now, self.policies.digest)
+        if lockouts:
+            effects.extend(self._keep_flat(lockouts))
+        if any(a.kind in ("lockout", "block") for a in actions):
+            self._lockouts_checked = None  # re-read: a lockout was just set
+        if effects.records:
+            self._audit_decision(event, effects)
+        return effects
+
+    def _keep_flat(self, lockouts: list[Lockout]) -> Effects:
+        effects = Effects()
+        book = self.book
+        for lockout, calls in lockout_calls(self.enforcer, lockouts, book):
+            planned = [c for c in calls if self.enforcer._plan(c, _lockout_action(lockout, c), book, book.now, self.policies.digest)]
+            for call in planned:
+                record = _lockout_action(lockout, call).to_record(book.now)
+                effects.records.append(record)
+            effects.calls += planned
+        return effects
+
+    def _active_lockouts(self, now: dt.datetime, snapshot) -> list[Lockout]:
+        """Active lockouts, read from the store only when one may have changed (one was set, one
+        expired, or after a restart), and `while` lockouts released once their condition clears."""
+        if self._lockouts_checked is None or (self._lockouts_expire is not None and now >= self._lockouts_expire):
+            self._lockouts = self.store.active_lockouts(self.book.account.id, now)
+            self._lockouts_checked = now
+            ends = [lo.until for lo in self._lockouts if lo.until is not None]
+            self._lockouts_expire = min(ends) if ends else None
+        if any(lo.condition and lo.condition.startswith("while:") for lo in self._lockouts):
+            self._release_cleared(now, snapshot)
+        return self._lockouts
+
+    def _release_cleared(self, now: dt.datetime, snapshot) -> None:
+        for lockout in list(self._lockouts):
+            if not (lockout.condition and lockout.condition.startswith("while:")):
+                continue
+            rule = lockout.condition.removeprefix("while:")
+            program = next((p for p in self.policies.programs if any(r.id == rule for r in p.rules)), None)
+            if program is not None and program.lockout_holds(rule, snapshot):
+                continue
+            self.store.release_lockout(lockout.id, now, by="engine", reason=f"`while` condition of {rule} no longer holds")
+            self._lockouts.remove(lockout)
+
+    # -- state kept in the store ------------------------------------------------------------
+
+    def _after_apply(self, message: Message, event: Event | None) -> None:
+        book, store = self.book, self.store
+        self._roll_days()
+        account_id = book.account.id
+        if message.target == "GatewayUserTrade":
+            self._record_trade(message)
+        elif event is not None and event.kind == "account":
+            store.record_balance(account_id, message.ts, book.day.trading_day, event.balance)
+        if book.coverage_changes:
+            for contract_id, since in book.coverage_changes:
+                if since is None:
+                    store.clear_timer(account_id, f"uncovered:{contract_id}")
+                else:
+                    store.set_timer(account_id, f"uncovered:{contract_id}", since, replace=True)
+            book.coverage_changes.clear()
+        if self.persist_book and event is not None and event.kind in ("position", "order"):
+            self.save_book()
+
+    def _record_trade(self, message: Message) -> None:
+        data = message.args[0].get("data", message.args[0])
+        fill_time = dt.datetime.fromisoformat(data["creationTimestamp"]) if data.get("creationTimestamp") else message.ts
+        pnl = data.get("profitAndLoss")
+        self.store.record_trade(
+            self.book.account.id, data["id"], self.calendar.trading_day(fill_time), data["contractId"], fill_time,
+            int(data["side"]), int(data["size"]), Decimal(str(data["price"])),
+            None if pnl is None else Decimal(str(pnl)), Decimal(str(data.get("fees") or 0)), bool(data.get("voided")),
+        )
+
+    def _roll_days(self) -> None:
+        for day in self.book.take_rolled():
+            account_id = self.book.account.id
+            self.store.close_day(account_id, day.trading_day, self.book.account.balance + self.book.unrealized())
+            self.store.append_audit("day_roll", {"trading_day": day.trading_day.isoformat(),
+                                                 "realized_pnl": str(day.realized), "trades": day.trades,
+                                                 "eod_high_balance": str(self.book.eod_high_balance)},
+                                    self.book.now, account_id=account_id)  # fmt: skip
+
+    def save_book(self) -> None:
+        import json
+
+        book = self.book
+        positions = [{"contract_id": p.contract_id, "size": p.size, "avg_price": str(p.avg_price),
+                      "opened_at": p.opened_at.isoformat(), "episode": p.episode} for p in book.positions.values()]
+        orders = [{"id": e.order.id, "contract_id": e.order.contract_id, "type": e.order.type, "side": e.order.side,
+                   "size": e.order.size, "stop_price": None if e.order.stop_price is None else str(e.order.stop_price),
+                   "price": None if e.order.price is None else str(e.order.price), "status": e.status}
+                  for e in book.orders.values()]
+        self.store.save_book(book.account.id, json.dumps(positions), json.dumps(orders), book.now)
+
+    def _audit_decision(self, event: Event, effects: Effects) -> None:
+        payload = {"event": event.kind, "time": event.time.isoformat() if event.time else None,
+                   "actions": effects.records, "calls": [c.to_record() for c in effects.calls]}
+        self.store.append_audit("decision", payload, self.book.now, account_id=self.book.account.id,
+                                policy_hash=self.policies.digest)
+
+    # -- reconciliation ---------------------------------------------------------------------
+
+    def reconcile(self, state: BrokerState, now: dt.datetime) -> tuple[list[str], Effects]:
+        """Correct the book from the broker's REST state (the source of truth), audit the drift,
+        mark the feed fresh again and evaluate a `reconnect` event. Returns (drift, effects)."""
+        book = self.book
+        book.advance(now)
+        drift = _drift(book, state)
+        for message in _state_messages(book, state, now):
+            self.on_message_quiet(message)
+        for timer in self.store.timers(book.account.id):
+            if timer.key.startswith("uncovered:"):
+                book.restore_uncovered(timer.key.removeprefix("uncovered:"), timer.started_at)
+        self._recover_unconfirmed(state, now)
+        if drift:
+            log.warning("reconciliation corrected the book: %s", "; ".join(drift))
+        self.store.append_audit("reconcile", {"drift": drift}, now, account_id=book.account.id)
+        self.stale = False
+        self._lockouts_checked = None
+        return drift, self._evaluate(Event(kind="reconnect", time=now))
+
+    def on_message_quiet(self, message: Message) -> None:
+        """Apply without evaluating (reconciliation replays the broker's state into the book)."""
+        try:
+            event = self.book.apply(message)
+        except (KeyError, TypeError, ValueError, ArithmeticError, IndexError) as error:
+            self.malformed += 1
+            log.warning("malformed %s state skipped (%s)", message.target, error)
+            return
+        self._after_apply(message, event)
+
+    def _recover_unconfirmed(self, state: BrokerState, now: dt.datetime) -> None:
+        """After a crash: an action planned or sent but never confirmed is checked against the
+        broker before anything is resent — confirmed if its effect is there, else failed (and so
+        planned again if the rule still fires)."""
+        for record in self.store.unconfirmed_actions(self.book.account.id):
+            call = _call_of(record.action, record.key)
+            if call is None:
+                continue
+            if took_effect(call, state):
+                self.store.mark_confirmed(record.key, now, {"recovered": "effect found in broker state"})
+            else:
+                self.store.mark_failed(record.key, now, "not found in broker state after restart", retryable=True)
+
+
+def took_effect(call: BrokerCall, state: BrokerState) -> bool:
+    """Whether the broker's state shows ``call`` done (the SDK's close swallows errors, so the
+    reply alone proves nothing)."""
+    if call.kind == "close":
+        return state.position_size(call.contract_id) == 0
+    if call.kind == "partial_close":
+        return abs(state.position_size(call.contract_id)) <= abs(call.expect_size or 0)
+    if call.kind == "cancel":
+        return state.open_order(call.order_id) is None
+    if call.kind == "modify_stop":
+        order = state.open_order(call.order_id)
+        return order is not None and order.get("stopPrice") is not None and Decimal(str(order["stopPrice"])) == call.stop_price
+    if call.kind == "place_stop":
+        side = 0 if call.side == "buy" else 1
+        return any(o.get("contractId") == call.contract_id and o.get("type") == 4 and o.get("side") == side
+                   and o.get("stopPrice") is not None and Decimal(str(o["stopPrice"])) == call.stop_price
+                   for o in state.orders)  # fmt: skip
+    return False
+
+
+def _call_of(action: dict[str, Any], key: str) -> BrokerCall | None:
+    kind = action.get("call")
+    if kind not in ("close", "partial_close", "cancel", "modify_stop", "place_stop"):
+        return None
+    stop = action.get("stop_price")
+    return BrokerCall(kind, int(action.get("account_id", 0)), contract_id=action.get("contract_id"),
+                      order_id=action.get("order_id"), size=action.get("size"), side=action.get("side"),
+                      stop_price=None if stop is None else Decimal(stop), expect_size=action.get("expect_size"),
+                      key=key, rule=action.get("rule", ""))  # fmt: skip
+
+
+def _lockout_action(lockout: Lockout, call: BrokerCall) -> Action:
+    scope = "account" if lockout.symbol is None else lockout.symbol
+    reason = f"{scope} locked by {lockout.rule}: {lockout.reason}"
+    kind = "close" if call.kind == "close" else "cancel"
+    return Action(kind, lockout.rule, "high", reason, symbol=lockout.symbol, contract_id=call.contract_id,
+                  order_id=call.order_id)
+
+
+def _drift(book: Book, state: BrokerState) -> list[str]:
+    drift = []
+    broker_positions = {p["contractId"]: (int(p["size"]) if p.get("type") == 1 else -int(p["size"]))
+                        for p in state.positions if p.get("size")}  # fmt: skip
+    for contract_id in sorted(set(broker_positions) | set(book.positions)):
+        ours = book.positions[contract_id].size if contract_id in book.positions else 0
+        theirs = broker_positions.get(contract_id, 0)
+        if ours != theirs:
+            drift.append(f"position {contract_id}: book {ours}, broker {theirs}")
+    broker_orders = {int(o["id"]) for o in state.orders}
+    for order_id in sorted(set(book.orders) ^ broker_orders):
+        drift.append(f"order {order_id}: {'only in the book' if order_id in book.orders else 'missing from the book'}")
+    return drift
+
+
+def _state_messages(book: Book, state: BrokerState, now: dt.datetime) -> list[Message]:
+    """The broker's state as hub messages, so reconciliation uses the same parsing as the feed."""
+    messages = []
+    if state.account is not None:
+        messages.append(Message(now, "user", "GatewayUserAccount", [{"action": 1, "data": state.account}]))
+    broker_contracts = set()
+    for p in state.positions:
+        broker_contracts.add(p["contractId"])
+        messages.append(Message(now, "user", "GatewayUserPosition", [{"action": 1, "data": p}]))
+    for contract_id in list(book.positions):
+        if contract_id not in broker_contracts:
+            gone = {"contractId": contract_id, "accountId": book.account.id, "type": 0, "size": 0, "averagePrice": 0}
+            messages.append(Message(now, "user", "GatewayUserPosition", [{"action": 1, "data": gone}]))
+    broker_orders = set()
+    for o in state.orders:
+        broker_orders.add(int(o["id"]))
+        messages.append(Message(now, "user", "GatewayUserOrder", [{"action": 1, "data": o}]))
+    for order_id, entry in list(book.orders.items()):
+        if order_id not in broker_orders:
+            o = entry.order
+            gone = {"id": order_id, "accountId": book.account.id, "contractId": o.contract_id, "status": 3,
+                    "type": 1, "side": 0 if o.side == "buy" else 1, "size": o.size, "updateTimestamp": now.isoformat()}
+            messages.append(Message(now, "user", "GatewayUserOrder", [{"action": 1, "data": gone}]))
+    for t in state.trades:
+        messages.append(Message(now, "user", "GatewayUserTrade", [{"action": 1, "data": t}]))
+    return messages
