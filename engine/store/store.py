@@ -2,13 +2,54 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from pathlib import Path
+from typing import Self
+
+from sqlite_utils import Database
+
 from .actions import ActionsMixin
 from .book import BookMixin
 from .ledger import LedgerMixin
 from .lockouts import LockoutsMixin
+from .migrations import MIGRATIONS
+from .models import StoreError
+
+# Every table that names an account: the accounts a state file knows are the union of them.
+_ACCOUNT_TABLES = ("lockouts", "timers", "trades", "balances", "book", "actions")
 
 
 class Store(LockoutsMixin, LedgerMixin, BookMixin, ActionsMixin):
     """Open with ``Store.open(path)``; see ``base`` for durability and threading, and each mixin
     for its part of the state. All times passed in are tz-aware (the store never reads the clock:
     replay and tests drive it with their own)."""
+
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike[str]) -> Self:
+        """Open an existing state file for reading only (`riskc status`): never creates it, never
+        migrates it, and cannot take a write lock, so it neither blocks nor disturbs a running
+        daemon. A missing, empty, foreign or outdated file is a ``StoreError`` saying which."""
+        path = Path(path)
+        if not path.is_file():
+            raise StoreError(f"no state file at {path}")
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            db = Database(conn, execute_plugins=False)
+            db.execute("PRAGMA busy_timeout = 5000")
+            applied = {m.name for m in MIGRATIONS.applied(db)}
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{path} is not a riskc state file ({error})") from None
+        if not applied:
+            conn.close()
+            raise StoreError(f"{path} is empty: no riskc daemon has written to it yet")
+        pending = [m.name for m in MIGRATIONS.pending(db)]
+        if pending:
+            conn.close()
+            raise StoreError(f"{path} was written by an older riskc; the daemon upgrades it when it next starts")
+        return cls(db, path, "NORMAL")
+
+    def account_ids(self) -> list[int]:
+        """Every account the file holds state for, in id order (to pick "the only account")."""
+        union = " UNION ".join(f"SELECT account_id FROM {table}" for table in _ACCOUNT_TABLES)
+        return [row[0] for row in self.db.execute(f"SELECT account_id FROM ({union}) ORDER BY account_id")]
