@@ -43,6 +43,12 @@ class Account:
     can_trade: bool = visible(T.BOOL, "The broker's `canTrade` flag.", True)
     open_contracts: int = visible(T.CONTRACTS, "Contracts open across all positions (gross).", 0)
     net_contracts: int = visible(T.CONTRACTS, "Signed sum of position sizes (net).", 0)
+    high_water_balance: Decimal = visible(
+        T.MONEY,
+        "Highest balance (realized + unrealized) the account has ever shown, across trading days: "
+        "the intraday high-water mark a trailing drawdown trails.",
+        ZERO,
+    )
 
 
 @dataclass(slots=True)
@@ -101,6 +107,22 @@ class Position:
     )
     tick_size: Decimal = visible(T.POINTS, "The instrument's minimum price increment.", ZERO)
     tick_value: Decimal = visible(T.MONEY, "Money per tick per contract.", ZERO)
+    stop_prices: tuple[Decimal, ...] = ()  # stop prices of the covering stops, for stop_looser_than
+
+    def stop_looser_than(self, price: Decimal) -> bool:
+        """Some covering stop sits further from the market than ``price`` (below it for a long,
+        above it for a short): moving the stops to ``price`` would tighten them."""
+        return any((price - stop) * self.direction > 0 for stop in self.stop_prices)
+
+    METHODS = {
+        "stop_looser_than": FuncT(
+            (Param("price", T.PRICE),),
+            T.BOOL,
+            "Some covering stop is further from the market than `price` (below it for a long, above it "
+            "for a short); false when no stop covers the position. Stop management uses it so a stop "
+            "only ever tightens.",
+        ),
+    }
 
 
 @dataclass(slots=True)

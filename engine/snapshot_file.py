@@ -4,7 +4,7 @@ computed by ``engine.views`` and the trading calendar, never written by hand.
 
 ```yaml
 now: 2026-03-10T20:08:00Z
-account: {id: 13298777, name: 50KTC, balance: 48980.00, can_trade: true}
+account: {id: 13298777, name: 50KTC, balance: 48980.00, can_trade: true, high_water_balance: 50100}
 day: {realized_pnl: -1020.00, trades: 9, high_balance: 50100, eod_high_balance: 50000}
 positions:
   - {contract_id: CON.F.US.MNQ.Z25, size: 2, avg_price: 21000.25, mark: 20990, age: 3m, uncovered_for: 40s}
@@ -71,7 +71,7 @@ class AccountIn(_Model):
     name: str = ""
     balance: Money = Decimal("0")
     can_trade: bool = True
-
+    high_water_balance: Money | None = None  # default: the higher of day.high_balance and day.eod_high_balance
 
 
 class DayIn(_Model):
@@ -220,6 +220,7 @@ def build_snapshot(model: SnapshotIn, timezone: str, day_starts: dt.time, instru
     )
     account = Account(model.account.id, model.account.name, model.account.balance, model.account.can_trade)
     day = _day(model.day, account.balance, now)
+    account.high_water_balance = _high_water(model.account.high_water_balance, day)
     totals(account, day, positions)
     session, next_day = _session(now, timezone, day_starts, model.session, calendar)
     return Snapshot(account, day, positions, orders, session, next_day, _event(model.event, now, orders), instruments)
@@ -234,6 +235,11 @@ def _day(d: DayIn, balance: Decimal, now: dt.datetime) -> Day:
     eod = d.eod_high_balance if d.eod_high_balance is not None else balance
     return Day(realized_pnl=d.realized_pnl, fees=d.fees, trades=d.trades, high_balance=high,
                eod_high_balance=eod, fill_times=tuple(sorted(t.astimezone(dt.UTC) for t in d.fills)), now=now)  # fmt: skip
+
+
+def _high_water(given: Decimal | None, day: Day) -> Decimal:
+    """The all-time intraday high is at least every high the day counters know of."""
+    return given if given is not None else max(day.high_balance, day.eod_high_balance)
 
 
 def _session(now, timezone, day_starts, override: SessionIn, calendar):

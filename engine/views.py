@@ -68,6 +68,7 @@ def position_view(
     symbol = symbol_of(contract_id)
     spec = instruments.spec(symbol)
     coverage = stop_coverage(contract_id, size, orders)
+    stops = tuple(o.stop_price for o in covering_stops(contract_id, size, orders) if o.stop_price is not None)
     return Position(
         symbol=symbol,
         contract_id=contract_id,
@@ -84,6 +85,7 @@ def position_view(
         uncovered_for=uncovered_for if coverage < abs(size) else dt.timedelta(0),
         tick_size=spec.tick_size,
         tick_value=spec.tick_value,
+        stop_prices=stops,
     )
 
 
