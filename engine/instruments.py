@@ -50,12 +50,22 @@ CME_SPECS: Mapping[str, InstrumentSpec] = MappingProxyType(dict([
 ]))  # fmt: skip
 
 _CONTRACT_ID = re.compile(r"^CON\.F\.[A-Z]+\.([A-Z0-9]+)\.[A-Z]\d{1,2}$")
+# The Gateway names some products by their data-feed code, not the CME symbol a policy uses:
+# NQ is `CON.F.US.ENQ.Z25`, ES `CON.F.US.EP.Z25`, CL `CON.F.US.CLE.F26` (symbolId `F.US.ENQ`).
+GATEWAY_PRODUCTS: Mapping[str, str] = MappingProxyType({
+    "EP": "ES", "ENQ": "NQ", "CLE": "CL", "MCLE": "MCL", "GCE": "GC", "NGE": "NG", "SIE": "SI",
+    "USA": "ZB", "TYA": "ZN", "EU6": "6E",
+})  # fmt: skip
 
 
 def symbol_of(contract_id: str) -> str:
-    """`CON.F.US.MNQ.Z25` -> `MNQ`; anything else is returned unchanged (already a symbol)."""
+    """`CON.F.US.MNQ.Z25` -> `MNQ`, `CON.F.US.ENQ.Z25` -> `NQ`; anything else is returned
+    unchanged (already a symbol)."""
     match = _CONTRACT_ID.match(contract_id)
-    return match.group(1) if match else contract_id
+    if not match:
+        return contract_id
+    product = match.group(1)
+    return GATEWAY_PRODUCTS.get(product, product)
 
 
 class UnknownInstrument(LookupError):
