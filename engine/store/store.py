@@ -53,3 +53,9 @@ class Store(LockoutsMixin, LedgerMixin, BookMixin, ActionsMixin):
         """Every account the file holds state for, in id order (to pick "the only account")."""
         union = " UNION ".join(f"SELECT account_id FROM {table}" for table in _ACCOUNT_TABLES)
         return [row[0] for row in self.db.execute(f"SELECT account_id FROM ({union}) ORDER BY account_id")]
+
+    def audit_head(self) -> tuple[int, str] | None:
+        """The last audit record's seq and hash. `riskc status` shows it so that it can be noted
+        outside the file, which is what makes a rewrite of the whole chain detectable."""
+        row = self.db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        return None if row is None else (row[0], row[1])

@@ -58,3 +58,11 @@ def test_account_ids_cover_every_kind_of_state(tmp_path: Path) -> None:
         store.record_trade(20, 1, "2025-10-29", "CON.F.US.MNQ.Z25", T0, 0, 1, 21000, None, "0.37")
         store.save_book(10, "[]", "[]", T0)
         assert store.account_ids() == [10, 20, 30]
+
+
+def test_audit_head(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "state.db") as store:
+        assert store.audit_head() is None
+        store.append_audit("event", {"n": 1}, T0)
+        record = store.append_audit("event", {"n": 2}, T0)
+        assert store.audit_head() == (2, record.hash)
