@@ -54,16 +54,28 @@ class _RuleCode:
     names: dict[str, str]  # language name -> Python expression (parameters, the binder)
 
 
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    """How one rule fared on one snapshot, for test coverage (see ``Program.trace``)."""
+
+    index: int  # into Program.rules
+    evaluated: bool  # the event passed the rule's `on` filter
+    outcomes: tuple[tuple[bool | None, ...], ...]  # per `when` evaluation (one per target): each clause, None if it raised
+
+
 class Program:
     """A compiled policy. ``evaluate`` is the hot path; everything else runs only on a breach."""
 
-    def __init__(self, policy: CheckedPolicy, source: str, namespace: dict[str, Any]):
+    def __init__(self, policy: CheckedPolicy, source: str, namespace: dict[str, Any],
+                 tracer: Callable[[], list[tuple[Callable, ...]]] | None = None):  # fmt: skip
         self.policy = policy
         self.source = source
         self._evaluate: Callable = namespace["evaluate"]
         self._actions: list[Callable] = namespace["ACTIONS"]
         self._explain: list[Callable] = namespace["EXPLAIN"]
         self._whiles: dict[str, Callable] = namespace["WHILES"]
+        self._make_tracer = tracer
+        self._clause_tests: list[tuple[Callable, ...]] | None = None
         self.rules = policy.instances
         self.timezone = policy.settings.timezone
 
@@ -72,6 +84,24 @@ class Program:
         if not fired:
             return _NOTHING
         return self._decide(snapshot, fired)
+
+    def trace(self, snapshot) -> tuple[RuleTrace, ...]:
+        """Which rules ``snapshot`` reached and what each clause of their `when` came to (see
+        ``when_clauses``): the coverage of `riskc test --coverage`. Compiled on first use and
+        separate from ``evaluate``, so the hot path pays nothing for it."""
+        if self._clause_tests is None:
+            self._clause_tests = self._make_tracer() if self._make_tracer else [() for _ in self.rules]
+        kind = snapshot.event.kind
+        traces = []
+        for index, instance in enumerate(self.rules):
+            rule = instance.rule
+            if rule.on and kind not in {k.text for k in rule.on}:
+                traces.append(RuleTrace(index, False, ()))
+                continue
+            targets = _targets(rule, snapshot)
+            tests = self._clause_tests[index]
+            traces.append(RuleTrace(index, True, tuple(tuple(_outcome(t, snapshot, x) for t in tests) for x in targets)))
+        return tuple(traces)
 
     def lockout_holds(self, rule_id: str, snapshot) -> bool:
         """Whether a `lockout while EXPR` set by ``rule_id`` still holds."""
@@ -118,6 +148,33 @@ class Program:
 _NOTHING = Decision((), ())
 
 
+def _targets(rule: ast.Rule, snapshot) -> tuple:
+    if rule.binder is None:
+        return (None,)
+    return tuple(snapshot.positions if rule.binder.kind == "position" else snapshot.orders)
+
+
+def _outcome(test: Callable, snapshot, target) -> bool | None:
+    try:
+        return bool(test(snapshot, target))
+    except Exception:  # noqa: BLE001 - coverage records that the clause raised; evaluate reports why
+        return None
+
+
+def when_clauses(when: ast.Expr) -> tuple[ast.Expr, ...]:
+    """The clauses coverage reports on: the operands of the condition's top-level `and` or `or`
+    chain (`a or b or c` has three), or the whole condition when it is not one."""
+    if not isinstance(when, ast.BoolOp):
+        return (when,)
+
+    def chain(e: ast.Expr) -> tuple[ast.Expr, ...]:
+        if isinstance(e, ast.BoolOp) and e.op == when.op:
+            return chain(e.left) + chain(e.right)
+        return (e,)
+
+    return chain(when)
+
+
 def _target_id(target) -> str | None:
     if target is None:
         return None
@@ -140,7 +197,18 @@ def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
     namespace: dict[str, Any] = {"_rt": runtime, "_Action": Action, "_Decimal": Decimal, "_dt": dt, **unit.constants}
     code = compile(source, f"<policy {policy.path}>", "exec")
     exec(code, namespace)  # noqa: S102 - our own generated code, from a checked AST
-    return Program(policy, source, namespace)
+    return Program(policy, source, namespace, tracer=lambda: _compile_clause_tests(rules, unit, policy))
+
+
+def _compile_clause_tests(rules: list[_RuleCode], unit: _Unit, policy: CheckedPolicy) -> list[tuple[Callable, ...]]:
+    """One test function per clause of each rule's `when` (``when_clauses``), for ``Program.trace``."""
+    lines = ["CLAUSES = []"]
+    for r in rules:
+        tests = "".join(f"lambda s, {_BINDER}: {_expr(c, r, unit)}, " for c in when_clauses(r.instance.rule.when))
+        lines.append(f"CLAUSES.append(({tests}))")
+    namespace: dict[str, Any] = {"_rt": runtime, "_Decimal": Decimal, "_dt": dt, **unit.constants}
+    exec(compile("\n".join(lines), f"<clauses of {policy.path}>", "exec"), namespace)  # noqa: S102 - as above
+    return namespace["CLAUSES"]
 
 
 # ---- parameters --------------------------------------------------------------------------------
