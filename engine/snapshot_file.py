@@ -168,7 +168,7 @@ def load_snapshot_text(
     except ValidationError as error:
         first = error.errors()[0]
         path = ".".join(str(p) for p in first["loc"])
-        raise SnapshotError(f"{path}: {first['msg']}", _line_of(data, first["loc"]), source) from None
+        raise SnapshotError(f"{path}: {first['msg']}", line_of(data, first["loc"]), source) from None
     return build_snapshot(model, timezone, day_starts, instruments, calendar)
 
 
@@ -196,7 +196,7 @@ def _read_yaml(text: str, source: str) -> Any:
     return data
 
 
-def _line_of(data: Any, loc: tuple) -> int | None:
+def line_of(data: Any, loc: tuple) -> int | None:
     """The 1-based line of the deepest key or item of ``loc`` that exists in the YAML."""
     line, node = None, data
     for key in loc:
