@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from .common import EXIT_FAILED, echo_err
+from .common import EXIT_USAGE, echo_err
 
 if TYPE_CHECKING:
     from engine.config import AccountConfig, Config
@@ -48,9 +48,9 @@ def load_config_or_exit(config_path: str | None) -> Config:
     try:
         found = find_config(config_path)
         return Config.default_demo() if found is None else load_config(found)
-    except ConfigError as error:
+    except ConfigError as error:  # exit 2, as `riskc run` does: nothing ran
         echo_err(str(error))
-        raise SystemExit(EXIT_FAILED) from None
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def state_path(config: Config, state: Path | None) -> Path:
@@ -166,4 +166,7 @@ def lockout_ends(lockout: Any, zone: ZoneInfo, now: dt.datetime) -> str:
         return f"ends in {span_text(lockout.until - now)}, {moment_text(lockout.until, zone, now)}"
     if lockout.condition == "manual":
         return "until manual unlock"
-    return "while " + str(lockout.condition).removeprefix("while:").strip()
+    condition = str(lockout.condition).removeprefix("while:").strip()
+    if re.fullmatch(r"\w+", condition):  # the engine names the rule whose `while` holds it
+        return f"while the condition of {condition} holds"
+    return f"while {condition}"

@@ -54,6 +54,12 @@ class Store(LockoutsMixin, LedgerMixin, BookMixin, ActionsMixin):
         union = " UNION ".join(f"SELECT account_id FROM {table}" for table in _ACCOUNT_TABLES)
         return [row[0] for row in self.db.execute(f"SELECT account_id FROM ({union}) ORDER BY account_id")]
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: it changes when *another* connection commits to the
+        file (never for this one's own writes). A daemon that caches lockouts can compare it on
+        each tick, for the price of one pragma, to notice a `riskc lock` or `unlock` at once."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
     def audit_head(self) -> tuple[int, str] | None:
         """The last audit record's seq and hash. `riskc status` shows it so that it can be noted
         outside the file, which is what makes a rewrite of the whole chain detectable."""

@@ -141,6 +141,7 @@ def test_status_json(config: Path, store: Store) -> None:
     assert account["id"] == ACCOUNT and account["timezone"] == "America/Chicago"
     assert [(lock["rule"], lock["condition"]) for lock in account["lockouts"]] == [
         ("daily_loss", None), ("symbol_block", "manual"), ("auth_guard", "while:not account.can_trade")]
+    assert account["lockouts"][2]["ends"] == "while not account.can_trade"
     assert 4300 < account["lockouts"][0]["remaining_seconds"] <= 4350
     day = account["day"]
     assert (day["realized_pnl"], day["gross_pnl"], day["fees"], day["trades"]) == ("-21.48", "-20.00", "1.48", 2)
@@ -178,7 +179,7 @@ def test_status_with_a_broken_config(tmp_path: Path) -> None:
     bad = tmp_path / "riskc.yaml"
     bad.write_text("accounts:\n  - id: 1\n    policies: [nowhere.risk]\n")
     result = riskc(bad, "status")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"{bad}:3:16: no such policy file or directory" in result.output and "Traceback" not in result.output
 
 
@@ -381,3 +382,34 @@ def test_the_confirmation_must_match_and_short_ones_are_refused(config: Path, st
     assert result.exit_code == 1 and "at least 8 characters" in result.output
     with Store.open(fresh) as store:
         assert not store.has_admin_passphrase()
+
+
+# -- how times are shown -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(45, "45s"), (245, "4m 05s"), (4350, "1h 12m"), (3 * 86400 + 7200 + 59, "3d 2h"), (-5, "0s")],
+)
+def test_span_text(seconds: int, text: str) -> None:
+    from engine.commands.statefile import span_text
+
+    assert span_text(dt.timedelta(seconds=seconds)) == text
+
+
+@pytest.mark.parametrize(
+    ("until", "condition", "text"),
+    [
+        (dt.datetime(2026, 3, 10, 22, 0, tzinfo=dt.UTC), None, "ends in 1h 30m, Tue 17:00 CDT (22:00 UTC)"),
+        (None, "manual", "until manual unlock"),
+        (None, "while:auth_guard", "while the condition of auth_guard holds"),
+        (None, "while:not account.can_trade", "while not account.can_trade"),
+    ],
+)
+def test_lockout_ends(until: dt.datetime | None, condition: str | None, text: str) -> None:
+    from engine.commands.statefile import lockout_ends
+    from engine.store import Lockout
+
+    at = dt.datetime(2026, 3, 10, 20, 30, tzinfo=dt.UTC)
+    lockout = Lockout(1, "account", 1, None, "r", "why", at, until, condition, "rule")
+    assert lockout_ends(lockout, ZoneInfo("America/Chicago"), at) == text

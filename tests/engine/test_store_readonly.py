@@ -66,3 +66,13 @@ def test_audit_head(tmp_path: Path) -> None:
         store.append_audit("event", {"n": 1}, T0)
         record = store.append_audit("event", {"n": 2}, T0)
         assert store.audit_head() == (2, record.hash)
+
+
+def test_data_version_moves_only_for_other_connections(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with Store.open(path) as daemon, Store.open(path) as cli:
+        seen = daemon.data_version()
+        daemon.append_audit("event", {}, T0)
+        assert daemon.data_version() == seen  # its own write
+        cli.add_lockout(1, "personal", "tilted", T0, until=T0 + timedelta(hours=1), origin="personal")
+        assert daemon.data_version() != seen
