@@ -8,7 +8,6 @@ client and the managers are built by hand from one ``ProjectXConfig``.
 from __future__ import annotations
 
 import logging
-import pkgutil
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,38 +18,11 @@ if TYPE_CHECKING:
 
 
 def quiet_sdk_logging(level: int = logging.WARNING) -> None:
-    """Silence project-x-py's own stdout handlers; let records propagate to the root config.
+    """Silence project-x-py's own stdout handlers (docs/sdk-notes.md §6). The recipe lives in
+    production code, ``engine.broker.projectx.quiet_sdk_logging``; the tests use the same one."""
+    from engine.broker.projectx import quiet_sdk_logging as quiet
 
-    At import, every SDK module calls ``ProjectXLogger.get_logger(__name__)``
-    (project_x_py/utils/logging_config.py:177-212), which attaches a
-    ``StreamHandler(sys.stdout)`` and sets ``propagate = False`` - but only if the logger has
-    no handler yet. So: (1) pre-create a logger with a ``NullHandler`` for every SDK module
-    (covers modules imported later), (2) replace existing handlers with a ``NullHandler`` and
-    turn propagation back on. No monkeypatching. Idempotent; call it again after building
-    objects that create dynamically named loggers (statistics/bounded_statistics.py:145).
-
-    pysignalr logs the hub URL *including* ``?access_token=<JWT>`` at INFO
-    (pysignalr/transport/websocket.py:335), so its logger is capped at WARNING.
-    """
-    import project_x_py
-
-    names = {"project_x_py"}
-    names.update(m.name for m in pkgutil.walk_packages(project_x_py.__path__, "project_x_py."))
-    names.update(
-        n for n in logging.root.manager.loggerDict if n == "project_x_py" or n.startswith("project_x_py.")
-    )
-    for name in names:
-        lg = logging.getLogger(name)
-        for handler in list(lg.handlers):
-            if not isinstance(handler, logging.NullHandler):
-                lg.removeHandler(handler)
-        if not lg.handlers:
-            lg.addHandler(logging.NullHandler())
-        lg.propagate = True
-        lg.setLevel(logging.NOTSET)
-    logging.getLogger("project_x_py").setLevel(level)
-    for name in ("pysignalr", "websockets"):
-        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    quiet(level)
 
 
 def make_config(gw: FakeGateway, **overrides: Any) -> ProjectXConfig:

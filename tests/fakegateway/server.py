@@ -5,8 +5,8 @@ It speaks exactly what project-x-py 4.4.1 sends (see docs/sdk-notes.md):
 * REST under ``/api``: ``/Auth/loginKey``, ``/Auth/validate``, ``/Account/search``,
   ``/Position/searchOpen``, ``/Position/closeContract``, ``/Position/partialCloseContract``,
   ``/Order/place``, ``/Order/modify``, ``/Order/cancel``, ``/Order/searchOpen``,
-  ``/Order/search``, ``/Order/searchById``, ``/Trade/search``, ``/Contract/searchById``,
-  ``/Contract/search``, ``/Contract/available``, ``GET /Status/ping``.
+  ``/Order/search``, ``/Order/searchById``, ``/Order/v2/query``, ``/Trade/search``,
+  ``/Contract/searchById``, ``/Contract/search``, ``/Contract/available``, ``GET /Status/ping``.
   Every request is recorded in :attr:`FakeGateway.requests`.
 * SignalR (JSON protocol, WebSocket transport) on ``/hubs/user`` and ``/hubs/market``:
   ``POST <hub>/negotiate`` (pysignalr always negotiates), the handshake
@@ -59,6 +59,7 @@ CLOSE = 7
 BUY, SELL = 0, 1
 LIMIT, MARKET, STOP_LIMIT, STOP, TRAILING_STOP, JOIN_BID, JOIN_ASK = 1, 2, 3, 4, 5, 6, 7
 ST_OPEN, ST_FILLED, ST_CANCELLED, ST_EXPIRED, ST_REJECTED, ST_PENDING = 1, 2, 3, 4, 5, 6
+ST_SUSPENDED = 8  # a bracket child waiting for its parent: not listed by /Order/searchOpen
 POS_UNDEFINED, POS_LONG, POS_SHORT = 0, 1, 2
 
 DEFAULT_ACCOUNT_ID = 13298777
@@ -593,6 +594,7 @@ class FakeGateway:
             "/Order/searchOpen": self._order_search_open,
             "/Order/search": self._order_search,
             "/Order/searchById": self._order_search_by_id,
+            "/Order/v2/query": self._order_query,
             "/Trade/search": self._trade_search,
             "/Contract/searchById": self._contract_search_by_id,
             "/Contract/search": self._contract_search,
@@ -713,6 +715,19 @@ class FakeGateway:
             return 200, fail(1, "Account not found", orders=[])
         acct = body["accountId"]
         return 200, ok(orders=[dict(o) for o in self.orders.values() if o["accountId"] == acct])
+
+    async def _order_query(self, body: dict[str, Any]) -> tuple[int, Any]:
+        """``/Order/v2/query`` (project-x-py's ``query_orders``): ``{"filter": {"accountId",
+        "statuses"?, "contractId"?}, "pageSize", "pageOffset", "includeTotalCount"}``."""
+        flt = body.get("filter") or {}
+        if not self._account_ok(flt):
+            return 200, fail(1, "Account not found", orders=[])
+        statuses, cid = flt.get("statuses"), flt.get("contractId")
+        found = [dict(o) for o in self.orders.values() if o["accountId"] == flt["accountId"]
+                 and (not statuses or o["status"] in statuses) and (not cid or o["contractId"] == cid)]
+        start, size = int(body.get("pageOffset") or 0), int(body.get("pageSize") or 50)
+        extra = {"totalCount": len(found)} if body.get("includeTotalCount") else {}
+        return 200, ok(orders=found[start:start + size], **extra)
 
     async def _order_search_by_id(self, body: dict[str, Any]) -> tuple[int, Any]:
         order = self.orders.get(body.get("orderId"))  # type: ignore[arg-type]
