@@ -135,6 +135,10 @@ class BrokerConfig(_Model):
     speed: float = Field(default=60.0, ge=0)
     timeout: Duration = dt.timedelta(seconds=5)
     retries: int = Field(default=3, ge=0, le=20)
+    # Where the Gateway is (projectx, dry-run); the defaults are TopstepX's.
+    api_url: str | None = None
+    user_hub_url: str | None = None
+    market_hub_url: str | None = None
 
     @model_validator(mode="after")
     def _sim_fields(self) -> Self:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .alerts import Alerts
-from .broker.port import BrokerCall, BrokerError, BrokerState
+from .broker.port import BrokerCall, BrokerState
 from .config import Config
 from .enforce import Effects
 from .intake import Malformed, Message, read_recording
@@ -145,35 +145,25 @@ class AccountLoop:
     # -- broker calls -----------------------------------------------------------------------
 
     async def _execute(self, call: BrokerCall) -> None:
-        """Send with a timeout, verify against the broker's state, retry only what did not take
-        effect; report the outcome to the engine through the queue-owning task's store."""
+        """Send with a timeout, verify against the broker's state, resend only what did not take
+        effect (``engine.broker.executor``); the outcome goes to the store. A dry run sends
+        nothing and so has nothing to verify."""
+        from .broker.executor import execute
+
+        if getattr(self.port, "verifies", True) is False:
+            result = await self.port.send(call)
+            return self._finished(call, True, "dry run", result)
         broker = self.daemon.config.broker
-        attempts = broker.retries + 1
-        detail = ""
-        for attempt in range(attempts):
-            try:
-                async with asyncio.timeout(broker.timeout.total_seconds()):
-                    result = await self.port.send(call)
-                self._drain_port()
-                if getattr(self.port, "verifies", True) is False:
-                    return self._finished(call, True, "", result)
-            except (BrokerError, TimeoutError) as error:
-                detail = f"{type(error).__name__}: {error}"
-                self._drain_port()
-            except Exception as error:  # noqa: BLE001 - an adapter bug is a failed call, not a dead daemon
-                detail = f"{type(error).__name__}: {error}"
-            try:
-                async with asyncio.timeout(broker.timeout.total_seconds()):
-                    state = await self.port.state(call.account_id)
-                if took_effect(call, state):
-                    return self._finished(call, True, "", {"verified": True, "attempts": attempt + 1})
-                detail = detail or "no effect in the broker's state after the call"
-            except Exception as error:  # noqa: BLE001
-                detail = f"could not verify: {type(error).__name__}: {error}"
-            await asyncio.sleep(min(0.25 * 2**attempt, 4.0))
-        self._finished(call, False, detail, None)
-        self.daemon.alerts.alert("critical", f"{call.describe()} failed after {attempts} attempt(s): {detail}",
-                                 rule=call.rule, account=call.account_id)  # fmt: skip
+        outcome = await execute(self.port, call, timeout=broker.timeout.total_seconds(), retries=broker.retries,
+                                backoff=0.25, audit=self._drain_hook)  # fmt: skip
+        self._drain_port()
+        self._finished(call, outcome.confirmed, outcome.detail, outcome.result)
+        if not outcome.confirmed:
+            self.daemon.alerts.alert("critical", f"{call.describe()} {outcome.status} after {outcome.attempts} "
+                                     f"attempt(s): {outcome.detail}", rule=call.rule, account=call.account_id)  # fmt: skip
+
+    def _drain_hook(self, step) -> None:
+        self._drain_port()
 
     def _finished(self, call: BrokerCall, confirmed: bool, detail: str, result: Any) -> None:
         now = self.engine.book.now
