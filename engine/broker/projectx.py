@@ -143,8 +143,12 @@ _TRANSPORT_LOGGERS = ("pysignalr", "pysignalr.client", "pysignalr.transport", "w
                       "websockets.client", "httpx", "httpcore")  # fmt: skip
 
 
-def quiet_sdk_logging(level: int = logging.WARNING) -> None:
-    """Silence project-x-py's stdout handlers and let its records propagate, redacted (§6).
+_sdk_log_level = logging.WARNING
+
+
+def quiet_sdk_logging(level: int | None = None) -> None:
+    """Silence project-x-py's stdout handlers and let its records propagate, redacted (§6), at
+    ``level`` and above (default: the last level asked for, else WARNING).
 
     At import every SDK module gets a ``StreamHandler(sys.stdout)`` and ``propagate = False``
     unless its logger already has a handler; so every SDK module logger gets a ``NullHandler``
@@ -156,6 +160,8 @@ def quiet_sdk_logging(level: int = logging.WARNING) -> None:
 
     import project_x_py
 
+    global _sdk_log_level
+    level = _sdk_log_level = _sdk_log_level if level is None else level
     names = {"project_x_py", *(m.name for m in pkgutil.walk_packages(project_x_py.__path__, "project_x_py."))}
     names.update(n for n in logging.root.manager.loggerDict if n.startswith("project_x_py."))
     for name in names:
@@ -611,6 +617,7 @@ class ProjectXConnection:
                 self._emit(hub, "disconnected", "" if not live else "the hub reconnected by itself")
             if not hub.live and live:
                 await self._settle()
+                await self._subscribe_again(hub.name)
                 hub.live = True
                 self._revival_backoff = 1.0
                 self._emit(hub, "reconnected", "")
@@ -626,12 +633,22 @@ class ProjectXConnection:
                 await self.client._ensure_authenticated()
 
     async def _settle(self) -> None:
-        """Let the SDK resend the subscriptions of a reopened hub (§5.5) before reporting it back,
-        so a REST reconcile started on ``reconnected`` misses nothing the stream will not bring."""
+        """Let the SDK's own restore of a reopened hub's subscriptions finish (§5.5): riskc reports
+        the hub back only once subscribed, so a REST reconcile started on ``reconnected`` misses
+        nothing the stream will not bring."""
         await asyncio.sleep(self.options.settle)
         deadline = time.monotonic() + 2.0
         while getattr(self._rt, "_restore_in_flight", False) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+
+    async def _subscribe_again(self, name: str) -> None:
+        """The SDK restores a reopened hub's subscriptions, but drops a restore while another is in
+        flight (connection_management.py:413-456), so when both hubs come back together one can be
+        left unsubscribed. Send them again: the SDK itself sends them twice in that case (§5.5)."""
+        if name == "user":
+            self._user_subscribed = bool(await self._rt.subscribe_user_updates())
+        elif self._contracts and not await self._rt.subscribe_market_data(sorted(self._contracts)):
+            self._unsubscribed.update(self._contracts)
 
     async def _revive(self) -> None:
         """Rebuild both hubs with a fresh token: the only reliable way back from a dead run task,
