@@ -85,6 +85,7 @@ class Replay:
             summary.malformed.append(Malformed(item.line, "the book could not use this message", item.to_json()))
         for message in triggered:
             self._handle(self.engine.on_message(message))
+        summary.events = self.engine.events
 
     def _tick_until(self, ts: dt.datetime) -> None:
         if self._next_tick is None:
@@ -118,4 +119,3 @@ class Replay:
             engine.finished(call, True, now, result={"sim": True})
         for message in answers:
             self._handle(engine.on_message(message))
-        summary.events = engine.events

@@ -27,7 +27,7 @@ from .book import Book
 from .broker.port import BrokerCall, BrokerState
 from .calendar import TradingCalendar
 from .enforce import Effects, Enforcer, lockout_calls
-from .instruments import DEFAULT_INSTRUMENTS, Instruments
+from .instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
 from .intake import Message
 from .snapshot import Event
 from .store import Lockout, Store
@@ -319,7 +319,8 @@ def _lockout_action(lockout: Lockout, call: BrokerCall) -> Action:
     scope = "account" if lockout.symbol is None else lockout.symbol
     reason = f"{scope} locked by {lockout.rule}: {lockout.reason}"
     kind = "close" if call.kind == "close" else "cancel"
-    return Action(kind, lockout.rule, "high", reason, symbol=lockout.symbol, contract_id=call.contract_id,
+    symbol = lockout.symbol or (symbol_of(call.contract_id) if call.contract_id else None)
+    return Action(kind, lockout.rule, "high", reason, symbol=symbol, contract_id=call.contract_id,
                   order_id=call.order_id)
 
 

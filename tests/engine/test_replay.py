@@ -1,7 +1,9 @@
 """`riskc replay` over the example sessions (PRODUCT.md §5, §6): golden §6.2 output for each
-session in ``examples/sessions``, determinism, malformed lines, the recorded clock, and the CLI.
+session in ``examples/sessions``, what each session's README line promises, determinism,
+malformed lines, the recorded clock, and the CLI's exit codes.
 
-Regenerate the golden files after a deliberate change with
+The golden file of a session is its ``riskc replay --json`` stdout (one §6.2 record a line)
+followed by the summary line. Regenerate them after a deliberate change with
 
     RISKC_UPDATE_GOLDEN=1 python -m pytest tests/engine/test_replay.py
 
@@ -10,9 +12,292 @@ and read the diff before committing it.
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner, Result
+
+from engine.cli import main
 from engine.instruments import symbol_of
+from engine.intake import Message
+from engine.replay import Replay
+from engine.runner import PolicySet
+from engine.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+SESSIONS = REPO / "examples" / "sessions"
+GOLDEN = REPO / "tests" / "fixtures" / "replay"
+TOPSTEP = REPO / "policies" / "topstep-50k.risk"
+UPDATE = os.environ.get("RISKC_UPDATE_GOLDEN") == "1"
+RECORDINGS = sorted(SESSIONS.glob("*.jsonl"))
+T0 = dt.datetime(2025, 12, 3, 16, 0, tzinfo=dt.UTC)  # a Wednesday, 10:00 CST
+MNQ = "CON.F.US.MNQ.Z25"
+
+
+def replay(*args: str) -> Result:
+    return CliRunner().invoke(main, ["replay", *args])
+
+
+def replay_json(recording: Path, policy: Path = TOPSTEP) -> tuple[list[dict], dict]:
+    result = replay(str(recording), "--policy", str(policy), "--json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    return records, _summary(result)
+
+
+def _summary(result: Result) -> dict:
+    lines = [line for line in result.stderr.splitlines() if line.startswith('{"summary"')]
+    assert len(lines) == 1, result.stderr
+    return json.loads(lines[0])["summary"]
+
+
+def golden_text(result: Result) -> str:
+    summary = json.dumps({"summary": _summary(result)}, ensure_ascii=False)
+    return result.stdout + summary + "\n"
+
+
+# -- the example sessions --------------------------------------------------------------------
+
+
+def test_there_are_the_promised_sessions():
+    names = {p.stem for p in RECORDINGS}
+    assert {"daily-loss-lockout", "scale-in-partial-stop", "symbol-block", "demo"} <= names
+    assert any(n.startswith("session-end-dst-") for n in names)
+    readme = (SESSIONS / "README.md").read_text(encoding="utf-8")
+    for name in names:
+        assert f"`riskc replay examples/sessions/{name}.jsonl --policy policies/topstep-50k.risk`" in readme
+
+
+@pytest.mark.parametrize("recording", RECORDINGS, ids=lambda p: p.stem)
+def test_session_replays_to_golden_output(recording: Path):
+    result = replay(str(recording), "--policy", str(TOPSTEP), "--json")
+    assert result.exit_code == 0, result.output
+    golden = GOLDEN / f"{recording.stem}.jsonl"
+    actual = golden_text(result)
+    if UPDATE:
+        GOLDEN.mkdir(parents=True, exist_ok=True)
+        golden.write_text(actual, encoding="utf-8")
+        return
+    assert golden.exists(), f"{golden.name} is missing; run with RISKC_UPDATE_GOLDEN=1 to create it"
+    assert actual == golden.read_text(encoding="utf-8")
+
+
+def _brief(records: list[dict]) -> list[tuple[str, str, str, str | None]]:
+    return [(r["ts"], r["rule"], r["action"], r.get("symbol")) for r in records]
+
+
+def test_daily_loss_flattens_locks_and_keeps_the_account_flat():
+    records, summary = replay_json(SESSIONS / "daily-loss-lockout.jsonl")
+    assert _brief(records) == [
+        ("2025-11-12T15:09:00+00:00", "daily_loss", "flatten", None),
+        ("2025-11-12T15:09:00+00:00", "daily_loss", "lockout", None),
+        ("2025-11-12T15:10:00.320000+00:00", "daily_loss", "close", "MNQ"),  # the re-entry
+        ("2025-11-12T15:10:03+00:00", "daily_loss", "cancel", "MNQ"),  # its stop, no longer an exit
+    ]
+    assert "day.realized_pnl = -$1,012.21 <= -$1,000.00" in records[0]["reason"]
+    assert records[1]["until"] == "2025-11-12T23:00:00+00:00"  # 17:00 CST, the next trading day
+    assert records[2]["reason"].startswith("account locked by daily_loss")
+    assert summary["malformed"] == 2
+    assert summary["broker_calls"] == 6  # flatten: 2 closes and 2 cancels; then a close and a cancel
+
+
+def test_scale_in_is_closed_when_the_grace_of_the_added_contracts_ends():
+    records, _ = replay_json(SESSIONS / "scale-in-partial-stop.jsonl")
+    assert _brief(records) == [("2025-12-03T16:01:30+00:00", "stop_required", "close", "MNQ")]
+    assert "p.stop_coverage = 2 < p.qty = 4" in records[0]["reason"]
+
+
+@pytest.mark.parametrize(("day", "utc_close", "utc_next_start"), [
+    ("2026-03-09", "2026-03-09T20:08:00+00:00", "2026-03-09T22:00:00+00:00"),  # CDT, UTC-5
+    ("2026-11-02", "2026-11-02T21:08:00+00:00", "2026-11-02T23:00:00+00:00"),  # CST, UTC-6
+])  # fmt: skip
+def test_session_end_on_a_dst_day_is_15_08_chicago(day: str, utc_close: str, utc_next_start: str):
+    records, summary = replay_json(SESSIONS / f"session-end-dst-{day}.jsonl")
+    assert _brief(records[:2]) == [(utc_close, "trading_hours", "flatten", None),
+                                   (utc_close, "trading_hours", "lockout", None)]
+    assert records[1]["until"] == utc_next_start
+    assert summary["broker_calls"] == 3  # the position, its stop, then the order placed at 15:15
+
+
+def test_symbol_block_closes_cl_and_cancels_its_later_orders():
+    records, _ = replay_json(SESSIONS / "symbol-block.jsonl")
+    assert [(r["rule"], r["action"], r["symbol"]) for r in records] == [
+        ("symbol_block", "close", "CL"), ("symbol_block", "block", "CL"),
+        ("symbol_block", "cancel", "CL"), ("symbol_block", "cancel", "CL"),
+    ]  # fmt: skip
+    assert records[0]["contract_id"] == "CON.F.US.CLE.F26"
+    assert records[1]["until"] == "2025-11-19T23:00:00+00:00"
+
+
+def test_demo_shows_a_breach_early_and_the_daily_loss_within_five_minutes():
+    records, summary = replay_json(SESSIONS / "demo.jsonl")
+    start = dt.datetime.fromisoformat(summary["from"])
+    first = dt.datetime.fromisoformat(records[0]["ts"])
+    assert first - start < dt.timedelta(minutes=1)
+    rules = [(r["rule"], r["action"]) for r in records]
+    assert rules[:5] == [("stop_required", "close"), ("symbol_block", "close"), ("symbol_block", "block"),
+                         ("daily_loss", "flatten"), ("daily_loss", "lockout")]  # fmt: skip
+    assert dt.timedelta(minutes=3) <= dt.datetime.fromisoformat(summary["to"]) - start <= dt.timedelta(minutes=8)
+
+
+def test_sessions_are_what_the_generator_builds():
+    run = subprocess.run([sys.executable, str(SESSIONS / "make_sessions.py"), "--check"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+
+
+# -- determinism, malformed lines, the recorded clock ------------------------------------------
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "timeline"])
+def test_two_runs_give_byte_identical_output(as_json: bool):
+    args = [str(SESSIONS / "demo.jsonl"), "--policy", str(TOPSTEP)] + (["--json"] if as_json else [])
+    first, second = replay(*args), replay(*args)
+    assert first.exit_code == second.exit_code == 0
+    assert first.stdout_bytes == second.stdout_bytes
+    assert first.stdout_bytes
+
+
+def _line(ts: dt.datetime, target: str, data) -> str:
+    hub = "market" if target == "GatewayQuote" else "user"
+    args = data if target == "GatewayQuote" else [{"action": 1, "data": data}]
+    return Message(ts, hub, target, args).to_json()
+
+
+def _account(ts: dt.datetime) -> str:
+    return _line(ts, "GatewayUserAccount", {"id": 7, "name": "test", "balance": 50000.0, "canTrade": True})
+
+
+def _position(ts: dt.datetime, size: int, kind: int = 1) -> str:
+    return _line(ts, "GatewayUserPosition", {"id": 1, "accountId": 7, "contractId": MNQ, "type": kind if size else 0,
+                                             "size": size, "creationTimestamp": ts.isoformat(), "averagePrice": 25600.0})
+
+
+def _quote(ts: dt.datetime, price: float = 25600.0) -> str:
+    return _line(ts, "GatewayQuote", [MNQ, {"lastPrice": price, "bestBid": price - 0.25, "bestAsk": price}])
+
+
+def write_recording(folder: Path, lines: list[str]) -> Path:
+    path = folder / "rec.jsonl"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_malformed_lines_are_counted_and_the_run_goes_on(tmp_path: Path):
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    recording = write_recording(tmp_path, [
+        _account(at(0)),
+        "this is not json",
+        '["a list, not an object"]',
+        '{"ts": "2025-12-03T16:00:02+00:00", "hub": "user", "target": "GatewayUserNothing", "args": [{}]}',
+        _position(at(3), 2, kind=7),  # PositionType 7 does not exist: the book cannot use it
+        "",
+        _position(at(5), 2),
+        _quote(at(36.5)),
+    ])  # fmt: skip
+    records, summary = replay_json(recording)
+    assert summary["malformed"] == 4
+    assert summary["messages"] == 4  # the good lines and the one the book refused
+    assert [(r["rule"], r["action"]) for r in records] == [("stop_required", "close")]
+    text = replay(str(recording), "--policy", str(TOPSTEP))
+    assert text.exit_code == 0
+    assert "malformed line 2: not JSON" in text.stdout
+    assert "4 malformed lines skipped" in " ".join(text.stdout.split())
+
+
+def test_the_clock_ticks_between_messages(tmp_path: Path):
+    """No message between 16:00:05 and 16:01:00: the grace of stop_required still ends at
+    16:00:35 exactly, on a tick of the recorded clock, and the session end (15:08 CST) fires at
+    15:08:00 though the next message comes at 15:20."""
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    close_of_day = dt.datetime(2025, 12, 3, 21, 7, 50, tzinfo=dt.UTC)
+    recording = write_recording(tmp_path, [
+        _account(at(0)), _quote(at(1)), _position(at(5), 2), _quote(at(60)),
+        _position(close_of_day, 0), _position(close_of_day + dt.timedelta(seconds=1), 1),
+        _quote(close_of_day + dt.timedelta(minutes=12)),
+    ])  # fmt: skip
+    records, summary = replay_json(recording)
+    assert _brief(records)[0] == ("2025-12-03T16:00:35+00:00", "stop_required", "close", "MNQ")
+    assert ("2025-12-03T21:08:00+00:00", "trading_hours", "flatten", None) in _brief(records)
+    last = dt.datetime.fromisoformat(summary["to"])
+    assert summary["ticks"] == int((last - T0).total_seconds())  # one a second, none skipped
+
+
+def test_replay_api_and_cli_agree(tmp_path: Path):
+    """The Replay class (what the daemon's demo and the benchmarks drive) emits what the CLI prints."""
+    from engine.intake import read_recording
+
+    policies, _, _ = PolicySet.from_paths([TOPSTEP])
+    emitted: list[dict] = []
+    with Store.open(tmp_path / "s.db") as store:
+        Replay(policies, store, emit=emitted.append).run(read_recording(str(SESSIONS / "symbol-block.jsonl")))
+    records, _ = replay_json(SESSIONS / "symbol-block.jsonl")
+    assert emitted == records
+
+
+def test_state_file_keeps_the_lockout(tmp_path: Path):
+    state = tmp_path / "state.db"
+    result = replay(str(SESSIONS / "daily-loss-lockout.jsonl"), "--policy", str(TOPSTEP), "--json", "--state", str(state))
+    assert result.exit_code == 0, result.output
+    with Store.open(state) as store:
+        lockouts = store.active_lockouts(13298777, dt.datetime(2025, 11, 12, 16, 0, tzinfo=dt.UTC))
+    assert [(lo.rule, lo.until) for lo in lockouts] == [("daily_loss", dt.datetime(2025, 11, 12, 23, 0, tzinfo=dt.UTC))]
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_timeline_shows_local_times_and_the_summary():
+    result = replay(str(SESSIONS / "scale-in-partial-stop.jsonl"), "--policy", str(TOPSTEP))
+    assert result.exit_code == 0
+    assert "2025-12-03 10:01:30 CST" in result.stdout
+    assert "stop_required" in result.stdout
+    assert "0 malformed lines skipped" in " ".join(result.stdout.split())
+
+
+def test_bad_policy_exits_1_with_diagnostics(tmp_path: Path):
+    policy = tmp_path / "bad.risk"
+    policy.write_text("rule mixed\n  when day.realized_pnl + account.open_contracts > $500\n  then flatten\n")
+    result = replay(str(SESSIONS / "demo.jsonl"), "--policy", str(policy))
+    assert result.exit_code == 1
+    assert f"{policy}:2:8: risk_unit_error: cannot compute money + contracts" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("missing", ["recording", "policy"])
+def test_missing_file_exits_2(tmp_path: Path, missing: str):
+    recording = tmp_path / "none.jsonl" if missing == "recording" else SESSIONS / "demo.jsonl"
+    policy = tmp_path / "none.risk" if missing == "policy" else TOPSTEP
+    result = replay(str(recording), "--policy", str(policy))
+    assert result.exit_code == 2
+    assert "none." in result.stderr
+
+
+def test_policy_is_required():
+    assert replay(str(SESSIONS / "demo.jsonl")).exit_code == 2
+
+
+def test_replay_does_not_import_the_sdk():
+    script = (
+        "import sys\n"
+        "from engine.cli import main\n"
+        "try:\n"
+        "    main(['replay', 'examples/sessions/demo.jsonl', '--policy', 'policies/topstep-50k.risk', '--json'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "assert 'project_x_py' not in sys.modules, sorted(m for m in sys.modules if m.startswith('project_x_py'))\n"
+        "print('ok', file=sys.stderr)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stderr.strip().endswith("ok"), run.stderr
+
+
+# -- engine fixes found by the sessions ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(("contract_id", "symbol"), [
@@ -27,3 +312,12 @@ def test_gateway_product_codes_map_to_cme_symbols(contract_id: str, symbol: str)
     """The Gateway names NQ `ENQ` and CL `CLE`: a policy's `symbol_block(symbols: [CL])` must see
     CL (it used to see `CLE`, and the instrument lookup crashed the engine)."""
     assert symbol_of(contract_id) == symbol
+
+
+def test_summary_counts_every_event_even_when_no_rule_acts(tmp_path: Path):
+    """`events` used to be updated only when an action was taken (0 for a quiet session)."""
+    policy = tmp_path / "quiet.risk"
+    policy.write_text("use daily_loss(limit: $5,000)\n")
+    _, summary = replay_json(SESSIONS / "scale-in-partial-stop.jsonl", policy)
+    assert summary["actions"] == []
+    assert summary["events"] == summary["messages"] > 0
