@@ -49,7 +49,8 @@ def command(config_path: str | None, state: Path | None, account: str | None, da
     try:
         store = Store.open_readonly(path)
     except StoreError as error:
-        echo_err(f"riskc status: {error}")
+        hint = "" if path.is_file() else " (has `riskc run` run with this config? --config and --state choose the file)"
+        echo_err(f"riskc status: {error}{hint}")
         raise SystemExit(EXIT_FAILED) from None
     with store:
         ids = store.account_ids()
