@@ -89,6 +89,9 @@ def _account(store: Any, config: Any, account_id: int, now: dt.datetime, day: dt
     trading_day = day or _trading_day(clock, now)
     totals = store.day_totals(account_id, trading_day)
     balance = store.day_balance(account_id, trading_day)
+    book = store.load_book(account_id)
+    # The day the daemon last saw the account: not today's after a stop or for a replayed session.
+    last_seen_day = _trading_day(clock, book.ts) if book is not None else None
     return {
         "id": account_id,
         "timezone": clock.timezone,
@@ -100,8 +103,9 @@ def _account(store: Any, config: Any, account_id: int, now: dt.datetime, day: dt
             "trades": totals.trade_count,
             "balance": balance.last_balance if balance else None,
             "high_balance": balance.high_water if balance else None,
+            "last_seen_trading_day": last_seen_day,
         },
-        "book": _book(store.load_book(account_id)),
+        "book": _book(book),
         "timers": [_timer(timer, now) for timer in store.timers(account_id)],
         "recent_actions": [_action(record) for record in store.recent_actions(account_id, action_limit)],
     }
@@ -245,6 +249,10 @@ def _print_day(console: Any, day: dict[str, Any]) -> None:
     if day["balance"] is not None:
         line += f"; balance {_money(day['balance'])}, high {_money(day['high_balance'])}"
     console.print(line)
+    last_seen = day["last_seen_trading_day"]
+    if last_seen is not None and last_seen != day["trading_day"]:
+        console.print(f"  [dim]the daemon last saw this account on trading day {last_seen}:"
+                      f" riskc status --day {last_seen}[/dim]")
 
 
 def _print_book(console: Any, book: dict[str, Any] | None, zone: Any, now: dt.datetime) -> None:

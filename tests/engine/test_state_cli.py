@@ -155,6 +155,19 @@ def test_status_json(config: Path, store: Store) -> None:
     assert actions[0]["reason"] == "p.stop_coverage = 1 < p.qty = 2" and actions[0]["error"] == "broker timeout"
 
 
+def test_status_points_at_the_day_the_daemon_last_saw(config: Path, store: Store) -> None:
+    then = dt.datetime(2025, 10, 29, 15, 0, tzinfo=dt.UTC)
+    store.record_trade(ACCOUNT, 1, "2025-10-29", MNQ, then, 1, 1, "21000", "-50.00", "0.37")
+    store.save_book(ACCOUNT, "[]", "[]", then)
+    result = riskc(config, "status")
+    assert "0 trade(s)" in result.output
+    assert "the daemon last saw this account on trading day 2025-10-29: riskc status --day 2025-10-29" in result.output
+    document = json.loads(riskc(config, "status", "--json", "--day", "2025-10-29").stdout)
+    day = document["accounts"][0]["day"]
+    assert (day["trading_day"], day["realized_pnl"], day["trades"], day["last_seen_trading_day"]) == (
+        "2025-10-29", "-50.37", 1, "2025-10-29")
+
+
 def test_status_lists_every_account_or_the_one_asked_for(config: Path, store: Store) -> None:
     populate(store)
     store.add_lockout(OTHER, "trade_frequency", "too many", now(), until=now() + dt.timedelta(minutes=5))
