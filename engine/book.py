@@ -39,6 +39,7 @@ SIDE = ("buy", "sell")  # OrderSide BUY=0 SELL=1
 ORDER_TYPE = {i + 1: name for i, name in enumerate(ORDER_TYPES)}  # LIMIT=1 ... JOIN_ASK=7
 STATUS = ("none", "open", "filled", "cancelled", "expired", "rejected", "pending")
 OPEN, PENDING = 1, 6
+SUSPENDED = frozenset({6, 7, 8})  # PENDING, PENDING_CANCELLATION, SUSPENDED (bracket legs waiting on their entry)
 LONG, SHORT = 1, 2  # PositionType
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -105,6 +106,7 @@ class Book:
         self.marks: dict[str, Decimal] = {}
         self.quote_times: dict[str, dt.datetime] = {}
         self.position_times: dict[str, dt.datetime] = {}
+        self.account_time = NEVER
         self.eod_high_balance = eod_high_balance
         self.day: DayState | None = None
         self.rolled: list[DayState] = []  # days closed since the caller last looked (see take_rolled)
@@ -132,7 +134,8 @@ class Book:
     def apply(self, message: Message) -> Event | None:
         """Apply one hub message; the event it means for the rules, or None. Raises ``ValueError``
         (or ``KeyError``/``TypeError``) on a payload the book cannot use; the caller counts it as
-        malformed and the book is unchanged."""
+        malformed and the book is unchanged: every handler parses the whole payload before it
+        changes anything. (The message's timestamp, checked by intake, still moves the clock.)"""
         handler = self._handlers.get(message.target)
         if handler is None:
             return None
@@ -148,12 +151,14 @@ class Book:
 
     def _on_account(self, message: Message) -> Event | None:
         data = _data(message)
-        if not self._mine(data.get("id")):
+        account_id, balance = int(data["id"]), _money(data["balance"])  # parse before changing anything
+        if not self._mine(account_id) or message.ts < self.account_time:
             return None
+        self.account_time = message.ts
         account = self.account
-        account.id = int(data["id"])
+        account.id = account_id
         account.name = data.get("name") or account.name
-        account.balance = _money(data["balance"])
+        account.balance = balance
         account.can_trade = bool(data.get("canTrade", True))
         if self.eod_high_balance is None:
             self.eod_high_balance = account.balance
@@ -161,19 +166,18 @@ class Book:
 
     def _on_position(self, message: Message) -> Event | None:
         data = _data(message)
-        if not self._mine(data.get("accountId")):
-            return None
-        contract_id = data["contractId"]
-        if message.ts < self.position_times.get(contract_id, NEVER):
-            return None
-        self.position_times[contract_id] = message.ts
+        contract_id = _contract(data["contractId"])
         size = int(data.get("size") or 0)
         kind = data.get("type")
         signed = size if kind == LONG else -size if kind == SHORT else 0
-        if size and kind not in (LONG, SHORT):
+        if size < 0 or size and kind not in (LONG, SHORT):
             raise ValueError(f"position type {kind!r} with size {size}: expected 1 (LONG) or 2 (SHORT)")
         opened = _time(data.get("creationTimestamp")) or message.ts
-        self.set_position(contract_id, signed, _money(data.get("averagePrice") or 0), message.ts, opened)
+        avg_price = _money(data.get("averagePrice") or 0)
+        if not self._mine(data.get("accountId")) or message.ts < self.position_times.get(contract_id, NEVER):
+            return None
+        self.position_times[contract_id] = message.ts
+        self.set_position(contract_id, signed, avg_price, message.ts, opened)
         return Event(kind="position", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id, size=signed)
 
     def set_position(self, contract_id: str, size: int, avg_price: Decimal, now: dt.datetime,
@@ -188,7 +192,10 @@ class Book:
             return
         if current is None or (current.size > 0) != (size > 0):
             self._generation += 1
-            start = opened_at if current is None and opened_at is not None else now
+            # A flip is a new position: it takes the broker's creation time when the broker gives
+            # it a new one, so a book rebuilt from the broker after a restart names it the same.
+            newer = opened_at is not None and (current is None or opened_at > current.opened_at)
+            start = opened_at if newer else now
             current = self.positions[contract_id] = OpenPosition(contract_id, size, avg_price, start, self._generation)
             current.episode = self._episode(contract_id, start)
             self._update_coverage(current, now, restart=True)
@@ -215,20 +222,18 @@ class Book:
 
     def _on_order(self, message: Message) -> Event | None:
         data = _data(message)
-        if not self._mine(data.get("accountId")):
-            return None
         order_id = int(data["id"])
         updated = _time(data.get("updateTimestamp")) or message.ts
-        known = self.orders.get(order_id)
-        if known is not None and updated < known.updated_at:
-            return None
-        finished = self._finished.get(order_id)
-        if finished is not None and updated <= finished:
-            return None  # a late or repeated update of an order already filled or cancelled
         status = int(data["status"])
         order = _order(data)
+        if not self._mine(data.get("accountId")) or order_id in self._finished:
+            return None  # another account's, or an order already filled or cancelled: that is final
+        known = self.orders.get(order_id)
+        if known is not None and (updated < known.updated_at or updated == known.updated_at
+                                  and status == known.status and _same_order(order, known.order)):
+            return None  # older than the update applied, or the same update again
         contract_id = order.contract_id
-        if status in (OPEN, PENDING):
+        if status == OPEN or status in SUSPENDED:
             placed = known.placed_at if known else (_time(data.get("creationTimestamp")) or message.ts)
             self.orders[order_id] = BookOrder(order, status, placed, updated)
         elif known is None and status == 0:
@@ -242,9 +247,9 @@ class Book:
 
     def _on_trade(self, message: Message) -> Event | None:
         data = _data(message)
+        fill = _fill(data, message.ts)
         if not self._mine(data.get("accountId")):
             return None
-        fill = _fill(data, message.ts)
         day = self.day
         if fill.time < day.start or fill.id in self._seen_previous:
             return None  # a trade of an earlier trading day (late or replayed after a roll)
@@ -274,32 +279,32 @@ class Book:
             day.fill_times.remove(fill.time)
 
     def _on_quote(self, message: Message) -> Event | None:
-        contract_id, data = message.args[0], message.args[1]
+        contract_id, data = _contract(message.args[0]), _object(message.args[1], "GatewayQuote data")
         stamp = _time(data.get("timestamp")) or message.ts
+        last, bid, ask = (None if data.get(k) is None else _money(data[k]) for k in ("lastPrice", "bestBid", "bestAsk"))
+        if last is None and bid is not None and ask is not None:
+            last = (bid + ask) / 2
         if stamp < self.quote_times.get(contract_id, NEVER):
             return None
         self.quote_times[contract_id] = stamp
-        last, bid, ask = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk")
-        if last is None and bid is not None and ask is not None:
-            last = (bid + ask) / 2
         if last is not None:
-            self._mark(contract_id, _money(last))
+            self._mark(contract_id, last)
         mark = self.marks.get(contract_id, ZERO)
         return Event(kind="quote", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id,
-                     last=mark, bid=_money(bid) if bid is not None else mark, ask=_money(ask) if ask is not None else mark)
+                     last=mark, bid=bid if bid is not None else mark, ask=ask if ask is not None else mark)
 
     def _on_market_trade(self, message: Message) -> Event | None:
-        contract_id, trades = message.args[0], message.args[1]
+        contract_id, trades = _contract(message.args[0]), message.args[1]
         if isinstance(trades, dict):
             trades = [trades]
         if not trades:
             return None
-        last = trades[-1]
+        last = _object(trades[-1], "GatewayTrade data")
         stamp = _time(last.get("timestamp")) or message.ts
+        price = _money(last["price"])
         if stamp < self.quote_times.get(contract_id, NEVER):
             return None
         self.quote_times[contract_id] = stamp
-        price = _money(last["price"])
         self._mark(contract_id, price)
         return Event(kind="quote", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id,
                      last=price, bid=price, ask=price)
@@ -360,7 +365,7 @@ class Book:
         return [e.order for e in self.orders.values()]
 
     def suspended_orders(self) -> tuple[Order, ...]:
-        return tuple(e.order for e in self.orders.values() if e.status == PENDING)
+        return tuple(e.order for e in self.orders.values() if e.status in SUSPENDED)
 
     # -- the trading day --------------------------------------------------------------------
 
@@ -434,6 +439,8 @@ class Book:
         equity = account.balance + unrealized
         if state.high_balance is None or equity > state.high_balance:
             state.high_balance = equity
+        if equity > account.high_water_balance:
+            account.high_water_balance = equity  # the all-time high, what an intraday trailing drawdown trails
         view.realized_pnl, view.fees, view.trades = state.realized, state.fees, state.trades
         view.unrealized_pnl, view.net_pnl = unrealized, state.realized + unrealized
         view.high_balance = state.high_balance
@@ -462,25 +469,53 @@ def _data(message: Message) -> dict[str, Any]:
     return data
 
 
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise ValueError(f"{what} is not an object")
+    return value
+
+
+def _contract(value: Any) -> str:
+    if type(value) is not str or not value:
+        raise ValueError(f"contract id {value!r} is not a string")
+    return value
+
+
 def _time(text: Any) -> dt.datetime | None:
     return parse_time(text) if text else None
 
 
 def _money(value: Any) -> Decimal:
     if type(value) is Decimal:
-        return value
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return Decimal(value)
+        amount = value
+    elif isinstance(value, float):
+        amount = Decimal(repr(value))
+    else:
+        amount = Decimal(value)
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return amount
+
+
+def _side(value: Any) -> str:
+    side = int(value)
+    if side not in (0, 1):
+        raise ValueError(f"side {value!r}: expected 0 (BUY) or 1 (SELL)")
+    return SIDE[side]
+
+
+def _same_order(a: Order, b: Order) -> bool:
+    return (a.contract_id, a.type, a.side, a.size, a.price, a.stop_price) == \
+        (b.contract_id, b.type, b.side, b.size, b.price, b.stop_price)
 
 
 def _order(data: dict[str, Any]) -> Order:
-    contract_id = data["contractId"]
+    contract_id = _contract(data["contractId"])
     size = int(data["size"]) - int(data.get("fillVolume") or 0)
     limit, stop = data.get("limitPrice"), data.get("stopPrice")
     return Order(
         id=int(data["id"]), symbol=symbol_of(contract_id), contract_id=contract_id,
-        type=ORDER_TYPE.get(int(data["type"]), "market"), side=SIDE[int(data["side"])], size=size,
+        type=ORDER_TYPE.get(int(data["type"]), "market"), side=_side(data["side"]), size=size,
         price=_money(limit) if limit is not None else None, stop_price=_money(stop) if stop is not None else None,
     )
 
@@ -488,8 +523,8 @@ def _order(data: dict[str, Any]) -> Order:
 def _fill(data: dict[str, Any], ts: dt.datetime) -> Fill:
     pnl = data.get("profitAndLoss")
     return Fill(
-        id=data["id"], contract_id=data["contractId"], time=_time(data.get("creationTimestamp")) or ts,
-        side=SIDE[int(data["side"])], size=int(data["size"]), price=_money(data["price"]),
+        id=data["id"], contract_id=_contract(data["contractId"]), time=_time(data.get("creationTimestamp")) or ts,
+        side=_side(data["side"]), size=int(data["size"]), price=_money(data["price"]),
         pnl=_money(pnl) if pnl is not None else None, fees=_money(data.get("fees") or 0),
         voided=bool(data.get("voided")),
     )
