@@ -486,3 +486,8 @@ def format_expr(expr: ast.Expr) -> str:
 
 def format_action(action: ast.Action) -> str:
     return _action(action)
+
+
+def format_type(ref: ast.TypeRef) -> str:
+    """A type annotation as written canonically (`map[symbol, contracts]`, `net|gross`, `money?`)."""
+    return _type(ref)
