@@ -172,3 +172,38 @@ def test_sigterm_stops_cleanly_and_a_restart_keeps_the_lockout(tmp_path: Path) -
     assert second.returncode == 0, second.stderr
     with Store.open(tmp_path / "state.db") as store:
         assert [lo.rule for lo in store.active_lockouts(ACCOUNT, START + dt.timedelta(minutes=5))] == ["daily_loss"]
+
+
+def test_the_embedded_demo_runs_without_credentials_and_takes_actions(tmp_path: Path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv("RISKC_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./riskc.yaml here
+    env = {"PROJECT_X_USERNAME": "", "PROJECT_X_API_KEY": ""}
+    result = CliRunner().invoke(main, ["run", "--plain", "--speed", "0", "--max-time", "60"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "riskc demo" in result.output and "daily_loss" in result.output
+    with Store.open(tmp_path / "riskc" / "demo.db") as store:
+        confirmed = [a for a in store.recent_actions(limit=100) if a.state == "confirmed"]
+        assert len(confirmed) >= 3
+        assert [lo.rule for lo in store.active_lockouts(None, dt.datetime(2026, 1, 14, 21, tzinfo=dt.UTC))]
+        assert store.verify_audit().ok
+
+
+def test_the_live_view_renders_positions_lockouts_and_actions(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from engine.live_view import render
+
+    rec = recording(tmp_path / "rec.jsonl", 20, [(2, position(START + dt.timedelta(seconds=2), 4))])
+    policy = tmp_path / "p.risk"
+    policy.write_text(POLICY.format(limit=2))
+    daemon = asyncio.run(run_daemon(write_config(tmp_path, rec, policy, speed=0), seconds=5))
+    daemon.store = Store.open(tmp_path / "state.db")
+    console = Console(record=True, width=160)
+    console.print(render(daemon))
+    text = console.export_text()
+    assert "MNQ" in text and "reduce_total" in text and "max_contracts" in text and "0/2" in text
