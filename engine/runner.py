@@ -83,6 +83,7 @@ class Engine:
         self._lockouts: list[Lockout] = []
         self._lockouts_checked: dt.datetime | None = None
         self._lockouts_expire: dt.datetime | None = None
+        self._data_version: int | None = None
 
     # -- driving the engine -----------------------------------------------------------------
 
@@ -103,6 +104,9 @@ class Engine:
         """The 1-second clock: time-based rules (grace periods, trading hours) see time pass."""
         self.book.advance(now)
         self._roll_days()
+        version = self.store.data_version()
+        if version != self._data_version:  # another process (riskc lock / unlock) changed the store
+            self._data_version, self._lockouts_checked = version, None
         return self._evaluate(Event(kind="clock", time=self.book.now))
 
     def swap(self, policies: PolicySet) -> None:
@@ -216,7 +220,8 @@ class Engine:
         for day in self.book.take_rolled():
             account_id = self.book.account.id
             self.store.close_day(account_id, day.trading_day, self.book.account.balance + self.book.unrealized())
-            self.store.append_audit("day_roll", {"trading_day": day.trading_day.isoformat(),
+            # Audit kinds are a fixed set (store/models.py): a day roll is an `event`.
+            self.store.append_audit("event", {"event": "day_roll", "trading_day": day.trading_day.isoformat(),
                                                  "realized_pnl": str(day.realized), "trades": day.trades,
                                                  "eod_high_balance": str(self.book.eod_high_balance)},
                                     self.book.now, account_id=account_id)  # fmt: skip
@@ -255,7 +260,8 @@ class Engine:
         self._recover_unconfirmed(state, now)
         if drift:
             log.warning("reconciliation corrected the book: %s", "; ".join(drift))
-        self.store.append_audit("reconcile", {"drift": drift}, now, account_id=book.account.id)
+        if drift:
+            self.store.append_audit("drift", {"drift": drift}, now, account_id=book.account.id)
         self.stale = False
         self._lockouts_checked = None
         return drift, self._evaluate(Event(kind="reconnect", time=now))

@@ -207,3 +207,23 @@ def test_the_live_view_renders_positions_lockouts_and_actions(tmp_path: Path) ->
     console.print(render(daemon))
     text = console.export_text()
     assert "MNQ" in text and "reduce_total" in text and "max_contracts" in text and "0/2" in text
+
+
+async def test_a_lock_from_another_process_is_enforced_on_the_next_tick(tmp_path: Path) -> None:
+    rec = recording(tmp_path / "rec.jsonl", 400, [(1, position(START + dt.timedelta(seconds=1), 1))])
+    policy = tmp_path / "p.risk"
+    policy.write_text(POLICY.format(limit=5))
+
+    async def lock(daemon: Daemon) -> None:
+        lp = None
+        await wait_until(lambda: daemon.loops and MNQ in daemon.loops[0].engine.book.positions)
+        lp = daemon.loops[0]
+        with Store.open(tmp_path / "state.db") as other:  # what `riskc lock` does, from its own connection
+            other.add_lockout(ACCOUNT, "personal", "done for today", START, until=START + dt.timedelta(hours=2),
+                              origin="personal")
+        await wait_until(lambda: MNQ not in lp.engine.book.positions)
+        daemon.stop()
+
+    await run_daemon(write_config(tmp_path, rec, policy, speed=40), seconds=30, during=lock)
+    closes = [a for a in actions(tmp_path) if a["action"] == "close"]
+    assert closes and "locked by personal" in closes[0]["reason"]
