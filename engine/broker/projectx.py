@@ -132,13 +132,17 @@ def redact(text: object) -> str:
 
 class _Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact(record.getMessage()), None
-        if record.exc_info:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        try:
+            record.msg, record.args = redact(record.getMessage()), None
+            if record.exc_info:
+                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        except Exception:  # a malformed record is logging's problem, not a reason to raise into the SDK
+            pass
         return True
 
 
 _REDACT = _Redact()
+log.addFilter(_REDACT)
 _TRANSPORT_LOGGERS = ("pysignalr", "pysignalr.client", "pysignalr.transport", "websockets",
                       "websockets.client", "httpx", "httpcore")  # fmt: skip
 
@@ -255,11 +259,14 @@ class ProjectXBroker:
         if call.account_id != self.account_id:
             raise BrokerError(f"{call.describe()}: account {call.account_id} is not the connected account "
                               f"{self.account_id}", retryable=False)  # fmt: skip
+        sender = self._SENDERS.get(call.kind)
+        if sender is None:
+            raise BrokerError(f"{call.describe()}: not a call the ProjectX adapter knows", retryable=False)
         deadline = asyncio.timeout(self.call_timeout)
         try:
             async with deadline:
                 await self.client._ensure_authenticated()  # mutating calls do not refresh the token (§2)
-                return await getattr(self, f"_{call.kind}")(call)
+                return await sender(self, call)
         except BrokerError:
             raise
         except Exception as error:
@@ -296,14 +303,17 @@ class ProjectXBroker:
                                                     float(call.stop_price), account_id=call.account_id)
         return {"success": True, "orderId": reply.orderId}
 
+    _SENDERS = {"close": _close, "partial_close": _partial_close, "cancel": _cancel, "modify_stop": _modify_stop,
+                "place_stop": _place_stop}  # fmt: skip
+
     def _broker_error(self, call: BrokerCall, error: Exception) -> BrokerError:
         errors = self._errors
-        why = redact(error) or type(error).__name__
         if isinstance(error, errors.OrderSubmissionUncertainError):
-            return BrokerError(f"{call.describe()}: outcome unknown (the request may have reached the broker): {why}")
+            return BrokerError(f"{call.describe()}: outcome unknown (the request may have reached the broker): "
+                               f"{redact(error)}")  # fmt: skip
         if isinstance(error, errors.ProjectXOrderError):
-            return BrokerError(f"{call.describe()}: rejected: {why}", retryable=False)
-        return BrokerError(f"{call.describe()}: {type(error).__name__}: {why}")
+            return BrokerError(f"{call.describe()}: rejected: {redact(error) or type(error).__name__}", retryable=False)
+        return BrokerError(f"{call.describe()}: {_why(error)}")
 
     # -- state ------------------------------------------------------------------------------
 
@@ -329,12 +339,13 @@ class ProjectXBroker:
             raise BrokerError(f"reading the account state took longer than {self.read_timeout:g}s") from None
         except Exception as error:
             _reraise_cancellation()
-            raise BrokerError(f"reading the account state: {type(error).__name__}: {redact(error)}") from None
+            raise BrokerError(f"reading the account state: {_why(error)}") from None
         for name, value in results.items():
             if isinstance(value, BaseException):
                 if isinstance(value, asyncio.CancelledError):
                     raise value
-                raise BrokerError(f"reading {name}: {type(value).__name__}: {redact(value)}")
+                raise BrokerError(f"reading {name}: {value}" if isinstance(value, BrokerError) else
+                                  f"reading {name}: {_why(value)}")
         return _state(account_id, results)
 
     async def _search(self, path: str, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -382,6 +393,11 @@ def _rejection(reply: Any) -> str:
     if isinstance(reply, dict):
         return f"{redact(reply.get('errorMessage') or 'no reason given')} (errorCode {reply.get('errorCode')})"
     return f"unexpected reply {redact(reply)[:200]}"
+
+
+def _why(error: BaseException) -> str:
+    text = redact(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _reraise_cancellation() -> None:
@@ -674,7 +690,7 @@ class ProjectXConnection:
                 await rt.connect()
         except Exception as error:
             _reraise_cancellation()
-            log.warning("rebuilding the hub connections failed: %s: %s", type(error).__name__, redact(error))
+            log.warning("rebuilding the hub connections failed: %s", _why(error))
         for hub in self._hubs.values():
             hub.down_since = time.monotonic()
 
@@ -709,7 +725,7 @@ async def connect(credentials: Credentials, urls: GatewayUrls = GatewayUrls(), a
         except ValueError as error:  # the named account is not among the active ones
             raise ConnectError(redact(error)) from None
         except (TimeoutError, errors.ProjectXError) as error:
-            raise ConnectError(f"cannot log in at {urls.api_url}: {type(error).__name__}: {redact(error)}") from None
+            raise ConnectError(f"cannot log in at {urls.api_url}: {_why(error)}") from None
         px.account_name = px.account_info.name  # a later re-login picks the same account
         connection = ProjectXConnection(px, sink, options)
         async with asyncio.timeout(options.connect_timeout):

@@ -350,3 +350,37 @@ async def test_modify_stop_and_cancel_through_the_executor(gateway: Any) -> None
     mock.faults["/Order/cancel"] = ["500+apply"]
     outcome = await execute(broker, BrokerCall("cancel", ACCT, contract_id=MNQ, order_id=55), **fast())
     assert (outcome.status, len(mock.requests_to("/Order/cancel"))) == ("confirmed", 1)
+
+
+# ------------------------------------------------------------------ credentials and imports
+
+
+def test_credentials_come_from_the_environment_and_never_print() -> None:
+    from engine.broker.projectx import Credentials, MissingCredentials
+
+    creds = Credentials.from_env({"PROJECT_X_USERNAME": "trader", "PROJECT_X_API_KEY": "k-0123456789-secret",
+                                  "PROJECT_X_ACCOUNT_NAME": "50KTC"})  # fmt: skip
+    assert (creds.username, creds.api_key, creds.account_name) == ("trader", "k-0123456789-secret", "50KTC")
+    assert "secret" not in repr(creds) and "trader" not in repr(creds)
+    with pytest.raises(MissingCredentials, match="set PROJECT_X_API_KEY in the environment"):
+        Credentials.from_env({"PROJECT_X_USERNAME": "trader"})
+
+
+def test_redact_hides_tokens_and_credentials_in_use() -> None:
+    from engine.broker import projectx
+
+    projectx._secrets.add("k-0123456789-secret")
+    text = projectx.redact("GET /hubs/user?access_token=abc.def&id=1 Bearer xyz eyJhbGciOi.eyJzdWIi.sig k-0123456789-secret")
+    assert text == "GET /hubs/user?access_token=***&id=1 Bearer *** *** ***"
+
+
+def test_importing_the_adapter_and_the_executor_does_not_import_the_sdk() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import sys, engine.broker.projectx, engine.broker.executor, engine.commands.record_cmd\n"
+              "assert 'project_x_py' not in sys.modules\nprint('ok')\n")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (run.returncode, run.stdout.strip()) == (0, "ok"), run.stderr
