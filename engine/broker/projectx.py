@@ -667,8 +667,8 @@ class ProjectXConnection:
             self._unsubscribed.update(self._contracts)
 
     async def _revive(self) -> None:
-        """Rebuild both hubs with a fresh token: the only reliable way back from a dead run task,
-        an exhausted retry budget or an expired token (§5.5-5.6)."""
+        """Rebuild both hubs after a fresh login: the only reliable way back from a dead run task,
+        an exhausted retry budget, or a token the hubs no longer accept (§5.5-5.6)."""
         self.revivals += 1
         self._next_revival = time.monotonic() + self._revival_backoff
         self._revival_backoff = min(self._revival_backoff * 2, 30.0)
@@ -680,7 +680,7 @@ class ProjectXConnection:
         try:
             async with asyncio.timeout(self.options.connect_timeout):
                 await rt.disconnect()
-                await self.client._ensure_authenticated()
+                await self.client.authenticate()  # the old token may be why the hub died
                 rt.jwt_token = self.client.session_token
                 rt.setup_complete = False
                 rt.user_hub_ready.clear()  # disconnect() leaves them set: connect() would not wait

@@ -258,3 +258,20 @@ async def test_hub_tokens_are_redacted_from_logs(gw: FakeGateway, live: tuple[Pr
     token = connection.client.session_token
     assert not any(token in r.getMessage() for r in caplog.records)
     assert "fake-api-key" not in caplog.text
+
+
+@bounded(25)
+async def test_hubs_refusing_the_token_are_rebuilt_after_a_fresh_login(
+        gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]) -> None:
+    connection, inbox = live
+    old = connection.client.session_token
+    gw.revoke_tokens()  # e.g. the session was ended elsewhere: REST and hubs refuse the old token
+    await gw.drop_connections()
+    await inbox.event("user", "disconnected")
+    await inbox.event("user", "reconnected", timeout=10)
+    new = connection.client.session_token
+    assert new != old and new in gw.tokens and connection.revivals >= 1
+    assert gw.negotiations[-1]["query"]["access_token"] == new
+    await gw.wait_for_invocation("SubscribeOrders", hub="user", count=2)
+    state = await connection.broker.state(connection.account_id)  # REST works with the new token too
+    assert state.position_size(MNQ) == 2
