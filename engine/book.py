@@ -215,10 +215,13 @@ class Book:
         return f"{opened_at.astimezone(dt.UTC).isoformat()}#{count}"
 
     def restore_uncovered(self, contract_id: str, since: dt.datetime) -> None:
-        """After a restart: the grace period keeps the start it had (from the store's timers)."""
+        """After a restart: the grace period keeps the start it had (from the store's timers),
+        unless the position opened after it (closed and reopened while riskc was away)."""
         position = self.positions.get(contract_id)
-        if position is not None and position.uncovered_since is not None and since < position.uncovered_since:
+        if position is not None and position.uncovered_since is not None \
+                and position.opened_at <= since < position.uncovered_since:
             position.uncovered_since = since
+            self.coverage_changes.append((contract_id, since))
 
     def _on_order(self, message: Message) -> Event | None:
         data = _data(message)

@@ -198,10 +198,15 @@ class Enforcer:
     def mark_sent(self, call: BrokerCall, now: dt.datetime) -> None:
         self.store.mark_sent(call.key, now)
 
-    def finished(self, call: BrokerCall, confirmed: bool, now: dt.datetime, detail: str = "",
+    def finished(self, call: BrokerCall, confirmed: bool | None, now: dt.datetime, detail: str = "",
                  result: dict[str, Any] | None = None) -> None:
-        """The executor's outcome for a call planned here."""
+        """The executor's outcome for a call planned here. ``confirmed`` None is *uncertain* (the
+        broker took the call but its state does not show the effect): the action stays `sent`,
+        is not planned again, and the next reconciliation verifies it as after a crash — a
+        partial close or a new stop sent twice would act twice."""
         self.pending.pop(call.key, None)
+        if confirmed is None:
+            return
         if confirmed:
             self._done.add(call.key)
             self._retry_at.pop(call.key, None)

@@ -74,6 +74,9 @@ class Engine:
         self.store = store
         eod_high = store.eod_high_balance(account_id) if account_id is not None else None
         self.book = Book(self.calendar, instruments, account_id=account_id, eod_high_balance=eod_high)
+        high_water = store.intraday_high_balance(account_id) if account_id is not None else None
+        if high_water is not None:
+            self.book.account.high_water_balance = high_water  # an intraday trailing drawdown survives a restart
         self.enforcer = Enforcer(store, account_id or 0)
         self.policies = policies
         self.persist_book = persist_book
@@ -114,8 +117,10 @@ class Engine:
         the book stay those it started with; a timezone change needs a restart."""
         self.policies = policies
 
-    def finished(self, call: BrokerCall, confirmed: bool, now: dt.datetime, detail: str = "",
+    def finished(self, call: BrokerCall, confirmed: bool | None, now: dt.datetime, detail: str = "",
                  result: dict[str, Any] | None = None) -> None:
+        """Report a call's outcome: True confirmed, False failed (retried after RETRY_AFTER), None
+        uncertain (left `sent` for the next reconciliation to verify)."""
         self.enforcer.finished(call, confirmed, now, detail, result)
 
     def mark_sent(self, call: BrokerCall, now: dt.datetime) -> None:
@@ -196,18 +201,24 @@ class Engine:
             self._record_trade(message)
         elif event is not None and event.kind == "account":
             store.record_balance(account_id, message.ts, book.day.trading_day, event.balance)
-        if book.coverage_changes:
-            for contract_id, since in book.coverage_changes:
-                if since is None:
-                    store.clear_timer(account_id, f"uncovered:{contract_id}")
-                else:
-                    store.set_timer(account_id, f"uncovered:{contract_id}", since, replace=True)
-            book.coverage_changes.clear()
+        self._save_coverage()
         if self.persist_book and event is not None and event.kind in ("position", "order"):
             self.save_book()
 
+    def _save_coverage(self) -> None:
+        """The grace-period timers (`uncovered:<contract>`) follow the book's stop coverage."""
+        book = self.book
+        for contract_id, since in book.coverage_changes:
+            if since is None:
+                self.store.clear_timer(book.account.id, f"uncovered:{contract_id}")
+            else:
+                self.store.set_timer(book.account.id, f"uncovered:{contract_id}", since, replace=True)
+        book.coverage_changes.clear()
+
     def _record_trade(self, message: Message) -> None:
         data = message.args[0].get("data", message.args[0])
+        if data.get("accountId") is not None and int(data["accountId"]) != self.book.account.id:
+            return  # another account's trade on the same login
         fill_time = dt.datetime.fromisoformat(data["creationTimestamp"]) if data.get("creationTimestamp") else message.ts
         pnl = data.get("profitAndLoss")
         self.store.record_trade(
@@ -252,11 +263,15 @@ class Engine:
         book = self.book
         book.advance(now)
         drift = _drift(book, state)
+        # Read the grace periods before replaying the state: a position the book (re)learns here
+        # starts uncovered "now", and saving that would overwrite the start the store kept.
+        started = [(t.key.removeprefix("uncovered:"), t.started_at)
+                   for t in self.store.timers(book.account.id) if t.key.startswith("uncovered:")]
         for message in _state_messages(book, state, now):
             self.on_message_quiet(message)
-        for timer in self.store.timers(book.account.id):
-            if timer.key.startswith("uncovered:"):
-                book.restore_uncovered(timer.key.removeprefix("uncovered:"), timer.started_at)
+        for contract_id, since in started:
+            book.restore_uncovered(contract_id, since)
+        self._save_coverage()
         self._recover_unconfirmed(state, now)
         if drift:
             log.warning("reconciliation corrected the book: %s", "; ".join(drift))
@@ -282,8 +297,8 @@ class Engine:
         planned again if the rule still fires)."""
         for record in self.store.unconfirmed_actions(self.book.account.id):
             call = _call_of(record.action, record.key)
-            if call is None:
-                continue
+            if call is None or record.key in self.enforcer.pending:
+                continue  # still on its way in this process: its executor reports the outcome
             if took_effect(call, state):
                 self.store.mark_confirmed(record.key, now, {"recovered": "effect found in broker state"})
             else:
