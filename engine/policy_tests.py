@@ -1,5 +1,6 @@
-"""Policy tests (`riskc test`): fixture files of cases, each a snapshot of an account and the
-actions the policy must plan for it. The format is described in docs/testing.md:
+"""Policy tests (`riskc test`): fixture files of cases, each a snapshot of an account (or a timed
+sequence of Gateway messages, see ``engine.fixture_events``) and the actions the policy must take.
+The format is described in docs/testing.md:
 
 ```yaml
 policy: |                            # the policy under test, inline ...
