@@ -157,7 +157,8 @@ class AccountLoop:
         outcome = await execute(self.port, call, timeout=broker.timeout.total_seconds(), retries=broker.retries,
                                 backoff=0.25, audit=self._drain_hook)  # fmt: skip
         self._drain_port()
-        self._finished(call, outcome.confirmed, outcome.detail, outcome.result)
+        verdict = {"confirmed": True, "failed": False}.get(outcome.status)  # uncertain: verified at the next reconcile
+        self._finished(call, verdict, outcome.detail, outcome.result)
         if not outcome.confirmed:
             self.daemon.alerts.alert("critical", f"{call.describe()} {outcome.status} after {outcome.attempts} "
                                      f"attempt(s): {outcome.detail}", rule=call.rule, account=call.account_id)  # fmt: skip
@@ -165,10 +166,11 @@ class AccountLoop:
     def _drain_hook(self, step) -> None:
         self._drain_port()
 
-    def _finished(self, call: BrokerCall, confirmed: bool, detail: str, result: Any) -> None:
+    def _finished(self, call: BrokerCall, confirmed: bool | None, detail: str, result: Any) -> None:
         now = self.engine.book.now
         self.engine.finished(call, confirmed, now, detail, result if isinstance(result, dict) else None)
-        self.daemon.log_record({"kind": "broker_call", "outcome": "confirmed" if confirmed else "failed",
+        outcome = "uncertain" if confirmed is None else "confirmed" if confirmed else "failed"
+        self.daemon.log_record({"kind": "broker_call", "outcome": outcome,
                                 "detail": detail} | call.to_record())  # fmt: skip
 
     def _drain_port(self) -> None:
