@@ -237,7 +237,7 @@ def run_events(program, policy_path: str, source: str, messages: list[Message],
             for message in messages:
                 replay.feed(message)
             if until is not None and messages:
-                replay._tick_until(until)  # the replay's own clock, past the last message
+                replay.tick_until(until)  # the replay's own clock, past the last message
         finally:
             store.close()
     return records

@@ -73,7 +73,7 @@ class Replay:
             summary.malformed.append(item)
             log.warning("malformed recording line skipped: %s", item.describe())
             return
-        self._tick_until(item.ts)
+        self.tick_until(item.ts)
         summary.messages += 1
         if summary.first is None:
             summary.first = item.ts
@@ -87,7 +87,7 @@ class Replay:
             self._handle(self.engine.on_message(message))
         summary.events = self.engine.events
 
-    def _tick_until(self, ts: dt.datetime) -> None:
+    def tick_until(self, ts: dt.datetime) -> None:
         if self._next_tick is None:
             self._next_tick = ts.replace(microsecond=0) + SECOND
             return
