@@ -37,7 +37,7 @@ from .broker.port import BrokerCall, BrokerState
 from .config import Config
 from .enforce import Effects
 from .intake import Malformed, Message, read_recording
-from .runner import Engine, PolicySet, took_effect
+from .runner import Engine, PolicySet
 from .store import Store
 
 log = logging.getLogger("riskc.daemon")

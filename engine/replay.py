@@ -23,7 +23,8 @@ from .broker.sim import SimBroker
 from .enforce import Effects
 from .instruments import DEFAULT_INSTRUMENTS, Instruments
 from .intake import Malformed, Message
-from .runner import Engine, PolicySet, took_effect
+from .broker.executor import took_effect
+from .runner import Engine, PolicySet
 from .store import Store
 
 log = logging.getLogger("riskc.replay")

@@ -124,6 +124,12 @@ async def execute(port: BrokerPort, call: BrokerCall, *, timeout: float = 10.0, 
     return outcome
 
 
+def took_effect(call: BrokerCall, state: BrokerState, instruments: Instruments = DEFAULT_INSTRUMENTS) -> bool:
+    """Whether ``state`` shows ``call`` done: the one check used after a send, after a crash
+    (planned-but-unconfirmed actions) and by the replay's simulated broker."""
+    return _Execution(None, call, 0.0, None, instruments, None).effect(state)[0]  # type: ignore[arg-type]
+
+
 def _delay(n: int, backoff: float, max_backoff: float, rng: Callable[[], float]) -> float:
     return min(max_backoff, backoff * 2**n) * (0.5 + rng() / 2)
 
