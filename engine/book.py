@@ -216,10 +216,12 @@ class Book:
 
     def restore_uncovered(self, contract_id: str, since: dt.datetime) -> None:
         """After a restart: the grace period keeps the start it had (from the store's timers),
-        unless the position opened after it (closed and reopened while riskc was away)."""
+        unless the position opened after it (closed and reopened while riskc was away). A timer
+        whose position is gone or now covered is dropped (riskc died before it saw the close)."""
         position = self.positions.get(contract_id)
-        if position is not None and position.uncovered_since is not None \
-                and position.opened_at <= since < position.uncovered_since:
+        if position is None or position.uncovered_since is None:
+            self.coverage_changes.append((contract_id, None))
+        elif position.opened_at <= since < position.uncovered_since:
             position.uncovered_since = since
             self.coverage_changes.append((contract_id, since))
 

@@ -451,6 +451,21 @@ def test_a_restart_keeps_the_grace_period_it_had(tmp_path):
         assert summary(second.tick(f.at(30))) == [("close", MNQ, None, None)]  # 30 s after the open, not the restart
 
 
+def test_a_restart_drops_the_grace_period_of_a_position_closed_while_away(tmp_path):
+    path = tmp_path / "state.db"
+    sources = policy("use stop_required(grace: 30s)")
+    with Store.open(path) as store:
+        first = Harness(store, sources)
+        first.feed(f.position(0, MNQ, 1, 21000), f.position(0, ES, 1, 6000))
+        first.port.positions.pop(MNQ)  # closed at the broker; riskc died before it heard
+        port = first.port
+    with Store.open(path) as store:
+        second = Harness(store, sources)
+        second.port = port
+        second.reconcile(f.at(20))
+        assert [t.key for t in store.timers(ACCOUNT)] == [f"uncovered:{ES}"]
+
+
 # -- alerts, malformed messages, the ledger ----------------------------------------------------
 
 
