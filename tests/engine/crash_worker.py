@@ -34,10 +34,11 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+from engine.broker.executor import took_effect
 from engine.broker.port import BrokerCall, BrokerState
 from engine.enforce import Effects
 from engine.intake import Message, parse_line
-from engine.runner import Engine, PolicySet, took_effect
+from engine.runner import Engine, PolicySet
 from engine.store import Store
 
 ACCOUNT = 13298777
@@ -81,7 +82,8 @@ class Worker:
     def __init__(self, recording: Path, state: Path, policy: Path, broker: str) -> None:
         self.lines = [parse_line(text, n) for n, text in enumerate(recording.read_text().splitlines(), 1)]
         self.store = Store.open(state)
-        self.store.db.execute(f"CREATE TABLE IF NOT EXISTS {PROGRESS} (id INTEGER PRIMARY KEY CHECK (id = 1), line INTEGER NOT NULL)")
+        self.store.db.execute(f"CREATE TABLE IF NOT EXISTS {PROGRESS}"
+                              " (id INTEGER PRIMARY KEY CHECK (id = 1), line INTEGER NOT NULL)")
         policies, diagnostics, _ = PolicySet.from_paths([policy])
         if policies is None:
             raise SystemExit("\n".join(map(str, diagnostics)))

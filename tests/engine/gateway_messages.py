@@ -63,7 +63,8 @@ class Feed:
               with_update_time: bool = True) -> Message:
         data: dict[str, Any] = {
             "id": order_id, "accountId": account_id or self.account_id, "contractId": contract,
-            "symbolId": "F.US." + contract.split(".")[3], "creationTimestamp": self.at(t if created is None else created).isoformat(),
+            "symbolId": "F.US." + contract.split(".")[3],
+            "creationTimestamp": self.at(t if created is None else created).isoformat(),
             "status": status, "type": type, "side": side, "size": size,
             "limitPrice": None if limit is None else D(limit), "stopPrice": None if stop is None else D(stop),
             "fillVolume": fill_volume, "filledPrice": None, "customTag": None,

@@ -223,7 +223,8 @@ class FakeBroker:
                 self._balance(pnl, fees)]
 
     def _balance(self, pnl: Any, fees: Any) -> str:
-        self.account = dict(self.account, balance=Decimal(str(self.account["balance"])) + Decimal(str(pnl)) - Decimal(str(fees)))
+        balance = Decimal(str(self.account["balance"])) + Decimal(str(pnl)) - Decimal(str(fees))
+        self.account = dict(self.account, balance=balance)
         return self._line("GatewayUserAccount", self.account)
 
     def _line(self, target: str, data: dict[str, Any]) -> str:
@@ -406,7 +407,7 @@ def outcome(path: Path) -> dict[str, Any]:
     with Store.open(path) as store:
         db = store.db
         return {
-            "lockouts": sorted(db.execute("SELECT scope, symbol, rule, until, condition, released_at FROM lockouts").fetchall(),
+            "lockouts": sorted(db.execute("SELECT scope, symbol, rule, until, condition, released_at FROM lockouts"),
                                key=repr),
             "timers": [(t.key, t.started_at, t.expires_at) for t in store.timers(ACCOUNT)],
             "days": {day: store.day_totals(ACCOUNT, day) for day in ("2025-10-29", "2025-10-30")},

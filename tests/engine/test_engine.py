@@ -484,9 +484,8 @@ def test_a_malformed_message_is_counted_and_changes_nothing(harness, store):
     h = harness(policy("use daily_loss(limit: $100)"))
     h.feed(f.account(0, 50000))
     before = store.audit_records()
-    bad = Message(f.at(1), "user", "GatewayUserTrade", [{"action": 1, "data": {"id": 9, "accountId": ACCOUNT,
-                                                                               "contractId": MNQ, "side": 1, "size": 1,
-                                                                               "price": "n/a", "profitAndLoss": -500}}])  # fmt: skip
+    data = {"id": 9, "accountId": ACCOUNT, "contractId": MNQ, "side": 1, "size": 1, "price": "n/a", "profitAndLoss": -500}
+    bad = Message(f.at(1), "user", "GatewayUserTrade", [{"action": 1, "data": data}])
     assert h.feed(bad) == []
     assert h.engine.malformed == 1
     assert store.day_totals(ACCOUNT, "2025-10-29").trade_count == 0 and store.audit_records() == before
