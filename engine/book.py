@@ -43,6 +43,7 @@ SUSPENDED = frozenset({6, 7, 8})  # PENDING, PENDING_CANCELLATION, SUSPENDED (br
 LONG, SHORT = 1, 2  # PositionType
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
+_SECOND = dt.timedelta(seconds=1)
 
 
 @dataclass(slots=True)
@@ -117,7 +118,7 @@ class Book:
         self._seen_previous: set[Any] = set()
         self._positions_view: tuple[Position, ...] | None = None
         self._orders_view: tuple[Order, ...] | None = None
-        self._session_cache: tuple[int, Session, dt.datetime] | None = None
+        self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
         self._day_view = Day()
         self._snapshot = Snapshot(instruments=instruments)
         self._handlers = {
@@ -285,8 +286,12 @@ class Book:
 
     def _on_quote(self, message: Message) -> Event | None:
         contract_id, data = _contract(message.args[0]), _object(message.args[1], "GatewayQuote data")
-        stamp = _time(data.get("timestamp")) or message.ts
-        last, bid, ask = (None if data.get(k) is None else _money(data[k]) for k in ("lastPrice", "bestBid", "bestAsk"))
+        stamp = data.get("timestamp")
+        stamp = parse_time(stamp) if stamp else message.ts
+        last, bid, ask = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk")  # the hot path: no loop
+        last = None if last is None else _money(last)
+        bid = None if bid is None else _money(bid)
+        ask = None if ask is None else _money(ask)
         if last is None and bid is not None and ask is not None:
             last = (bid + ask) / 2
         if stamp < self.quote_times.get(contract_id, NEVER):
@@ -294,7 +299,9 @@ class Book:
         self.quote_times[contract_id] = stamp
         if last is not None:
             self._mark(contract_id, last)
-        mark = self.marks.get(contract_id, ZERO)
+            mark = last
+        else:
+            mark = self.marks.get(contract_id, ZERO)
         return Event(kind="quote", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id,
                      last=mark, bid=bid if bid is not None else mark, ask=ask if ask is not None else mark)
 
@@ -454,14 +461,15 @@ class Book:
         return view
 
     def _session(self, now: dt.datetime, zone: Any) -> tuple[Session, dt.datetime]:
-        second = int(now.timestamp())
         cached = self._session_cache
-        if cached is not None and cached[0] == second:
+        if cached is not None and cached[3] <= now < cached[4]:  # the same whole second
             return cached[1], cached[2]
+        second = int(now.timestamp())
         local = now.astimezone(zone)
         session = Session(now, local.time().replace(second=0, microsecond=0), WEEKDAYS[local.weekday()],
                           self.day.trading_day, self.calendar.is_session_open(now))
-        result = (second, session, self.day.end)
+        start = now.replace(microsecond=0)
+        result = (second, session, self.day.end, start, start + _SECOND)
         self._session_cache = result
         return session, self.day.end
 

@@ -22,6 +22,7 @@ from dsl.decision import Action
 
 from .broker.port import BrokerCall
 from .store import idempotency_key
+from .store.lockouts import _is_longer, _strength  # the store's "longest lockout wins" order
 
 if TYPE_CHECKING:
     from .book import Book, OpenPosition
@@ -56,6 +57,11 @@ class Enforcer:
         self._done: set[str] = set()
         self._retry_at: dict[str, dt.datetime] = {}
         self._firing: set[tuple[str, str | None]] = set()
+        # The lockouts in force as the engine last read them (it re-reads when one changes, and
+        # when another process writes the store): a breach that keeps firing on every event
+        # asks for a lockout it already has, and that must not cost a store transaction each time.
+        self.active: list[Lockout] = []
+        self.locks_changed = False
 
     # -- one evaluation ---------------------------------------------------------------------
 
@@ -227,10 +233,17 @@ class Enforcer:
         if until is not None and until <= now:
             return False
         symbol = action.symbol if action.kind == "block" else None
+        wanted = _strength(until, condition)
+        for held in self.active:
+            if (held.rule, held.symbol, held.account_id) == (action.rule, symbol, self.account_id) \
+                    and held.is_active(now) and not _is_longer(wanted, _strength(held.until, held.condition)):
+                return False  # what add_lockout would answer, without its write transaction
         before = {(lo.id, lo.until, lo.condition) for lo in self.store.active_lockouts(self.account_id, now)}
         lockout = self.store.add_lockout(self.account_id, action.rule, action.reason, now, until=until,
                                          condition=condition, symbol=symbol)
-        return (lockout.id, lockout.until, lockout.condition) not in before
+        changed = (lockout.id, lockout.until, lockout.condition) not in before
+        self.locks_changed |= changed
+        return changed
 
 
 def lockout_calls(enforcer: Enforcer, lockouts: list[Lockout], book: Book) -> list[tuple[Lockout, list[BrokerCall]]]:

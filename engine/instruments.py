@@ -6,6 +6,7 @@ eval, replay) this table is used. Values are exact decimals.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -58,6 +59,7 @@ GATEWAY_PRODUCTS: Mapping[str, str] = MappingProxyType({
 })  # fmt: skip
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every quote, of a handful of contracts
 def symbol_of(contract_id: str) -> str:
     """`CON.F.US.MNQ.Z25` -> `MNQ`, `CON.F.US.ENQ.Z25` -> `NQ`; anything else is returned
     unchanged (already a symbol)."""

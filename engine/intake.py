@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 USER_TARGETS = frozenset({"GatewayUserAccount", "GatewayUserPosition", "GatewayUserOrder", "GatewayUserTrade"})
 MARKET_TARGETS = frozenset({"GatewayQuote", "GatewayTrade", "GatewayDepth"})
 HUB_OF = {**{t: "user" for t in USER_TARGETS}, **{t: "market" for t in MARKET_TARGETS}}
@@ -31,9 +33,10 @@ CALLBACK_TARGETS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs 0.6 µs more to build, once per message
 class Message:
-    """One hub message. ``args`` is the Gateway's argument list, numbers as ``Decimal``."""
+    """One hub message. ``args`` is the Gateway's argument list, numbers as ``Decimal``.
+    Treat it as read-only: the book, the simulated broker and the audit all see the same one."""
 
     ts: dt.datetime
     hub: str
@@ -80,12 +83,13 @@ def parse_line(text: str, line: int) -> Message | Malformed | None:
     if not text or text.isspace():
         return None
     try:
-        raw = json.loads(text, parse_float=Decimal)
+        raw = orjson.loads(text)  # floats, made exact decimals below as the live path does
     except ValueError as error:
         return Malformed(line, f"not JSON ({error})", text.rstrip("\n"))
     if type(raw) is not dict:
         return Malformed(line, "not a JSON object", text.rstrip("\n"))
     try:
+        raw["args"] = _decimals(raw["args"])
         return _message(raw, line)
     except (KeyError, TypeError, ValueError) as error:
         return Malformed(line, _why(error), text.rstrip("\n"))
@@ -123,7 +127,16 @@ def from_callback(callback: str, payload: Any, now: dt.datetime) -> Message:
 
 
 def _decimals(value: Any) -> Any:
-    """Floats from the live JSON decoder become exact decimals (shortest repr: 0.37 stays 0.37)."""
+    """Floats from a JSON decoder become exact decimals (shortest repr: 0.37 stays 0.37)."""
+    kind = type(value)  # exact types first: this runs on every recorded line
+    if kind is dict:
+        return {k: v if type(v) in _PLAIN else _cached(v) or _decimal(v) if type(v) is float else _decimals(v)
+                for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _PLAIN else _cached(v) or _decimal(v) if type(v) is float else _decimals(v)
+                for v in value]
+    if kind is float:
+        return _decimal(value)
     if isinstance(value, float):
         return Decimal(repr(value))
     if isinstance(value, dict):
@@ -131,6 +144,22 @@ def _decimals(value: Any) -> Any:
     if isinstance(value, list):
         return [_decimals(v) for v in value]
     return value
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})  # JSON values with nothing to convert
+_DECIMALS: dict[float, Decimal] = {}  # prices repeat: repr + Decimal costs more than the JSON parse
+_cached = _DECIMALS.get
+
+
+def _decimal(value: float) -> Decimal:
+    exact = _DECIMALS.get(value)
+    if exact is None:
+        exact = Decimal(repr(value))
+        if value:  # 0.0 and -0.0 are one key but two decimals
+            if len(_DECIMALS) >= 100_000:
+                _DECIMALS.clear()
+            _DECIMALS[value] = exact
+    return exact
 
 
 def read_recording(path: str):

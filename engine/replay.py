@@ -74,19 +74,23 @@ class Replay:
             summary.malformed.append(item)
             log.warning("malformed recording line skipped: %s", item.describe())
             return
-        self.tick_until(item.ts)
+        ts, engine = item.ts, self.engine
+        if self._next_tick is None or ts >= self._next_tick:  # most messages share their second
+            self.tick_until(ts)
         summary.messages += 1
         if summary.first is None:
-            summary.first = item.ts
-        summary.last = item.ts
+            summary.first = ts
+        summary.last = ts
         triggered = self.sim.observe(item)
-        before = self.engine.malformed
-        self._handle(self.engine.on_message(item))
-        if self.engine.malformed > before:
+        before = engine.malformed
+        effects = engine.on_message(item)
+        if effects:
+            self._handle(effects)
+        if engine.malformed > before:
             summary.malformed.append(Malformed(item.line, "the book could not use this message", item.to_json()))
         for message in triggered:
-            self._handle(self.engine.on_message(message))
-        summary.events = self.engine.events
+            self._handle(engine.on_message(message))
+        summary.events = engine.events
 
     def tick_until(self, ts: dt.datetime) -> None:
         if self._next_tick is None:

@@ -12,6 +12,7 @@ during an evaluation.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -46,8 +47,7 @@ class PolicySet:
     @property
     def digest(self) -> str:
         """One hash for the whole set: what every decision in the audit log carries."""
-        joined = "\n".join(f"{path}={digest}" for path, digest in self.hashes)
-        return hashlib.sha256(joined.encode()).hexdigest()[:16]
+        return _digest(self.hashes)
 
     @classmethod
     def from_sources(cls, sources: list[tuple[str, str]]):
@@ -86,6 +86,7 @@ class Engine:
         self._lockouts: list[Lockout] = []
         self._lockouts_checked: dt.datetime | None = None
         self._lockouts_expire: dt.datetime | None = None
+        self._lockouts_while = False  # one of them is a `while` lockout (checked on every evaluation)
         self._data_version: int | None = None
 
     # -- driving the engine -----------------------------------------------------------------
@@ -143,16 +144,19 @@ class Engine:
                 firings.update((f.rule, f.target) for f in decision.fired)
                 firings.update((f.rule, f.target) for f in decision.errors)
         lockouts = self._active_lockouts(book.now, snapshot)
-        if not actions and not firings and not self.enforcer._firing and not (lockouts and (book.positions or book.orders)):
+        exposed = bool(lockouts) and _exposed(lockouts, book)
+        if not actions and not firings and not self.enforcer._firing and not exposed:
             return _NO_EFFECTS
         if len(programs) > 1:
             actions = list(plan(actions))
         self.enforcer.account_id = book.account.id
+        self.enforcer.active = lockouts
         effects = self.enforcer.enforce(actions, firings, book, book.now, self.policies.digest)
-        if lockouts:
+        if exposed:
             effects.extend(self._keep_flat(lockouts))
-        if any(a.kind in ("lockout", "block") for a in actions):
-            self._lockouts_checked = None  # re-read: a lockout was just set
+        if self.enforcer.locks_changed:
+            self.enforcer.locks_changed = False
+            self._lockouts_checked = None  # re-read: a lockout was just set or lengthened
         if effects.records:
             self._audit_decision(event, effects)
         return effects
@@ -176,7 +180,8 @@ class Engine:
             self._lockouts_checked = now
             ends = [lo.until for lo in self._lockouts if lo.until is not None]
             self._lockouts_expire = min(ends) if ends else None
-        if any(lo.condition and lo.condition.startswith("while:") for lo in self._lockouts):
+            self._lockouts_while = any(lo.condition and lo.condition.startswith("while:") for lo in self._lockouts)
+        if self._lockouts_while:
             self._release_cleared(now, snapshot)
         return self._lockouts
 
@@ -195,13 +200,15 @@ class Engine:
 
     def _after_apply(self, message: Message, event: Event | None) -> None:
         book, store = self.book, self.store
-        self._roll_days()
+        if book.rolled:
+            self._roll_days()
         account_id = book.account.id
         if message.target == "GatewayUserTrade":
             self._record_trade(message)
         elif event is not None and event.kind == "account":
             store.record_balance(account_id, message.ts, book.day.trading_day, event.balance)
-        self._save_coverage()
+        if book.coverage_changes:
+            self._save_coverage()
         if self.persist_book and event is not None and event.kind in ("position", "order"):
             self.save_book()
 
@@ -323,6 +330,25 @@ def took_effect(call: BrokerCall, state: BrokerState) -> bool:
                    and o.get("stopPrice") is not None and Decimal(str(o["stopPrice"])) == call.stop_price
                    for o in state.orders)  # fmt: skip
     return False
+
+
+def _exposed(lockouts: list[Lockout], book: Book) -> bool:
+    """Whether a lockout has a position or order to keep flat (a CL block has nothing to do with
+    an MNQ position): on a locked day the keep-flat pass would otherwise run on every event."""
+    if not (book.positions or book.orders):
+        return False
+    symbols = set()
+    for lockout in lockouts:
+        if lockout.symbol is None:
+            return True
+        symbols.add(lockout.symbol)
+    return any(symbol_of(c) in symbols for c in book.positions) or any(e.order.symbol in symbols for e in book.orders.values())
+
+
+@functools.lru_cache(maxsize=16)  # asked on every evaluation that acts
+def _digest(hashes: tuple[tuple[str, str], ...]) -> str:
+    joined = "\n".join(f"{path}={digest}" for path, digest in hashes)
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
 def _call_of(action: dict[str, Any], key: str) -> BrokerCall | None:

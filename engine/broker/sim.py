@@ -115,7 +115,7 @@ class SimBroker:
         price = data.get("lastPrice", data.get("price"))
         if price is None:
             return []
-        self.quotes[contract_id] = Decimal(str(price))
+        self.quotes[contract_id] = price if type(price) is Decimal else Decimal(str(price))
         pending = self._pending.pop(contract_id, None)
         out: list[Message] = []
         while pending:

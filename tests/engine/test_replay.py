@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,97 @@ def test_summary_counts_every_event_even_when_no_rule_acts(tmp_path: Path):
     _, summary = replay_json(SESSIONS / "scale-in-partial-stop.jsonl", policy)
     assert summary["actions"] == []
     assert summary["events"] == summary["messages"] > 0
+
+
+# -- the hot path: optimisations that must not change what the engine decides ---------------------
+
+
+def _policy(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.risk"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _balance(ts: dt.datetime, can_trade: bool = True, balance: float = 50000.0) -> str:
+    return _line(ts, "GatewayUserAccount", {"id": 7, "name": "test", "balance": balance, "canTrade": can_trade})
+
+
+def _trade(ts: dt.datetime, trade_id: int, pnl: float | None) -> str:
+    return _line(ts, "GatewayUserTrade", {"id": trade_id, "accountId": 7, "contractId": MNQ, "price": 25600.0,
+                                          "profitAndLoss": pnl, "fees": 0.37, "side": 1, "size": 1,
+                                          "voided": False, "creationTimestamp": ts.isoformat()})
+
+
+def test_a_breach_that_keeps_firing_writes_its_lockout_once(tmp_path: Path, monkeypatch):
+    """daily_loss fires on every event of the rest of the day: the lockout it asks for is already
+    in force, so the store is not written again (it used to be, once per event)."""
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    recording = write_recording(tmp_path, [_balance(at(0)), _trade(at(1), 1, -1200.0)]
+                                + [_quote(at(2 + i / 10)) for i in range(300)])
+    writes = []
+    original = Store.add_lockout
+    monkeypatch.setattr(Store, "add_lockout", lambda self, *a, **k: writes.append(a) or original(self, *a, **k))
+    records, _ = replay_json(recording, _policy(tmp_path, "use daily_loss(limit: $1,000)\n"))
+    assert [(r["rule"], r["action"]) for r in records] == [("daily_loss", "lockout")]  # flat: no flatten record
+    assert len(writes) == 1
+
+
+def test_a_longer_lockout_of_the_same_rule_still_extends_it(tmp_path: Path):
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    recording = write_recording(tmp_path, [_balance(at(0)), _trade(at(1), 1, -400.0), _quote(at(2)),
+                                           _trade(at(300), 2, -400.0), _quote(at(301))])  # fmt: skip
+    records, _ = replay_json(recording, _policy(tmp_path, "use cooldown_after_loss(loss: $300, cooldown: 15m)\n"))
+    assert [(r["action"], r["until"]) for r in records] == [
+        ("lockout", "2025-12-03T16:15:01+00:00"), ("lockout", "2025-12-03T16:20:00+00:00")]
+
+
+def test_a_while_lockout_released_in_process_is_set_again_when_the_condition_returns(tmp_path: Path):
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    recording = write_recording(tmp_path, [
+        _balance(at(0)), _quote(at(1)), _balance(at(2), can_trade=False), _quote(at(3)),
+        _balance(at(4), can_trade=True), _quote(at(5)), _balance(at(6), can_trade=False), _quote(at(7)),
+    ])  # fmt: skip
+    records, _ = replay_json(recording, _policy(tmp_path, "use auth_guard\n"))
+    lockouts = [r["ts"] for r in records if r["action"] == "lockout"]
+    assert lockouts == ["2025-12-03T16:00:02+00:00", "2025-12-03T16:00:06+00:00"]
+
+
+def test_a_symbol_block_leaves_other_symbols_alone_and_still_cancels_its_own(tmp_path: Path):
+    """The keep-flat pass runs only when a lockout has something in scope; the CL block must
+    still catch a CL order while an MNQ position is open."""
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    cl = "CON.F.US.CLE.F26"
+    cl_position = _line(at(2), "GatewayUserPosition", {"id": 2, "accountId": 7, "contractId": cl, "type": 1, "size": 1,
+                                                       "creationTimestamp": at(2).isoformat(), "averagePrice": 59.4})
+    cl_quote = _line(at(2.5), "GatewayQuote", [cl, {"lastPrice": 59.41, "bestBid": 59.4, "bestAsk": 59.41}])
+    cl_order = _line(at(20), "GatewayUserOrder", {"id": 77, "accountId": 7, "contractId": cl, "status": 1, "type": 1,
+                                                  "side": 0, "size": 1, "limitPrice": 59.3,
+                                                  "creationTimestamp": at(20).isoformat()})
+    recording = write_recording(tmp_path, [_balance(at(0)), _quote(at(1)), cl_position, cl_quote,
+                                           _position(at(10), 1), _quote(at(11)), cl_order, _quote(at(21))])  # fmt: skip
+    records, _ = replay_json(recording, _policy(tmp_path, "use symbol_block(symbols: [CL])\n"))
+    assert [(r["action"], r.get("symbol"), r.get("order_id")) for r in records] == [
+        ("close", "CL", None), ("block", "CL", None), ("cancel", "CL", 77)]
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("25479.50", Decimal("25479.5")), ("0.37", Decimal("0.37")), ("-0.0", Decimal("-0.0")), ("0.0", Decimal("0.0")),
+    ("1e-7", Decimal("1E-7")), ("50000", 50000),
+])  # fmt: skip
+def test_recorded_numbers_are_the_decimals_the_live_path_makes(text: str, value):
+    from engine.intake import from_callback, parse_line
+
+    line = f'{{"ts": "2025-12-03T16:00:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["X", {{"lastPrice": {text}}}]}}'
+    for _ in range(2):  # the second time from the cache
+        got = parse_line(line, 1).args[1]["lastPrice"]
+        assert (got, type(got), str(got)) == (value, type(value), str(value))
+    live = from_callback("quote_update", {"contract_id": "X", "data": {"lastPrice": float(text)}}, T0)
+    if isinstance(value, Decimal):
+        assert str(live.args[1]["lastPrice"]) == str(value)
+
+
+def test_a_non_finite_price_in_a_recording_is_a_malformed_line():
+    from engine.intake import Malformed, parse_line
+
+    line = '{"ts": "2025-12-03T16:00:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["X", {"lastPrice": NaN}]}'
+    assert isinstance(parse_line(line, 3), Malformed)
