@@ -162,12 +162,13 @@ class Enforcer:
         if position is None or action.price is None:
             return []
         closing = "sell" if position.size > 0 else "buy"
+        price = _on_grid(action.price, book.instruments.spec(_symbol(position.contract_id)).tick_size, up=position.size > 0)
         return [
-            BrokerCall("modify_stop", self.account_id, contract_id=o.contract_id, order_id=o.id, stop_price=action.price,
-                       key=self._key("stop", f"order:{o.id}", book, str(action.price)), rule=action.rule, reason=action.reason)
+            BrokerCall("modify_stop", self.account_id, contract_id=o.contract_id, order_id=o.id, stop_price=price,
+                       key=self._key("stop", f"order:{o.id}", book, str(price)), rule=action.rule, reason=action.reason)
             for o in book.working_orders()
             if o.contract_id == action.contract_id and o.side == closing and o.type in ("stop", "stop_limit", "trailing_stop")
-            and o.stop_price != action.price
+            and o.stop_price is not None and _looser(o.stop_price, price, long=position.size > 0)
         ]  # fmt: skip
 
     def _place_stop(self, action: Action, book: Book) -> list[BrokerCall]:
@@ -260,6 +261,22 @@ def lockout_calls(enforcer: Enforcer, lockouts: list[Lockout], book: Book) -> li
         if calls:
             result.append((lockout, calls))
     return result
+
+
+def _on_grid(price, tick, *, up: bool):
+    """A stop price on the instrument's tick grid, rounded toward tighter (up for a long's sell
+    stop, down for a short's buy stop): an average entry after a scale-in is often off-grid."""
+    import decimal
+
+    if not tick:
+        return price
+    steps = (price / tick).to_integral_value(rounding=decimal.ROUND_CEILING if up else decimal.ROUND_FLOOR)
+    return steps * tick
+
+
+def _looser(current, target, *, long: bool) -> bool:
+    """Only a stop looser than the target moves: a stop never loosens."""
+    return current < target if long else current > target
 
 
 def _is_exit(order: Order, book: Book) -> bool:

@@ -25,6 +25,7 @@ from dsl.compiler import Program
 from dsl.decision import Action, plan
 
 from .book import Book
+from .broker.executor import took_effect
 from .broker.port import BrokerCall, BrokerState
 from .calendar import TradingCalendar
 from .enforce import Effects, Enforcer, lockout_calls
@@ -310,26 +311,6 @@ class Engine:
                 self.store.mark_confirmed(record.key, now, {"recovered": "effect found in broker state"})
             else:
                 self.store.mark_failed(record.key, now, "not found in broker state after restart", retryable=True)
-
-
-def took_effect(call: BrokerCall, state: BrokerState) -> bool:
-    """Whether the broker's state shows ``call`` done (the SDK's close swallows errors, so the
-    reply alone proves nothing)."""
-    if call.kind == "close":
-        return state.position_size(call.contract_id) == 0
-    if call.kind == "partial_close":
-        return abs(state.position_size(call.contract_id)) <= abs(call.expect_size or 0)
-    if call.kind == "cancel":
-        return state.open_order(call.order_id) is None
-    if call.kind == "modify_stop":
-        order = state.open_order(call.order_id)
-        return order is not None and order.get("stopPrice") is not None and Decimal(str(order["stopPrice"])) == call.stop_price
-    if call.kind == "place_stop":
-        side = 0 if call.side == "buy" else 1
-        return any(o.get("contractId") == call.contract_id and o.get("type") == 4 and o.get("side") == side
-                   and o.get("stopPrice") is not None and Decimal(str(o["stopPrice"])) == call.stop_price
-                   for o in state.orders)  # fmt: skip
-    return False
 
 
 def _exposed(lockouts: list[Lockout], book: Book) -> bool:
