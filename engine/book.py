@@ -33,7 +33,7 @@ from .calendar import TradingCalendar
 from .instruments import Instruments, symbol_of
 from .intake import Message, parse_time
 from .snapshot import ORDER_TYPES, ZERO, Account, Day, Event, Order, Position, Session, Snapshot
-from .views import position_view
+from .views import position_view, unrealized
 
 SIDE = ("buy", "sell")  # OrderSide BUY=0 SELL=1
 ORDER_TYPE = {i + 1: name for i, name in enumerate(ORDER_TYPES)}  # LIMIT=1 ... JOIN_ASK=7
@@ -325,9 +325,12 @@ class Book:
         if self.marks.get(contract_id) != price:
             self.marks[contract_id] = price
             position = self.positions.get(contract_id)
-            if position is not None:
-                position.view = None
-                self._positions_view = None
+            if position is not None and position.view is not None:
+                # Only the mark and the open P&L follow the price (coverage and risk at stop do
+                # not): update the view in place rather than rebuild it on every quote.
+                view = position.view
+                view.mark = price
+                view.unrealized_pnl = unrealized(contract_id, position.size, position.avg_price, price, self.instruments)
 
     def _mine(self, account_id: Any) -> bool:
         """Messages of other accounts on the same login are not this book's."""

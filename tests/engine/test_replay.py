@@ -416,3 +416,15 @@ def test_a_non_finite_price_in_a_recording_is_a_malformed_line():
 
     line = '{"ts": "2025-12-03T16:00:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["X", {"lastPrice": NaN}]}'
     assert isinstance(parse_line(line, 3), Malformed)
+
+
+def test_open_pnl_follows_every_quote_of_an_open_position(tmp_path: Path):
+    """A quote updates the position's mark and open P&L in place (the view is not rebuilt): the
+    rule sees the price of the quote it is evaluated on, no earlier one."""
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    prices = [25600.0, 25595.0, 25590.0, 25590.0, 25588.0, 25587.5, 25587.0]  # -$50 at 25,587.50
+    recording = write_recording(tmp_path, [_balance(at(0)), _quote(at(1)), _position(at(2), 2)]
+                                + [_quote(at(3 + i / 10), p) for i, p in enumerate(prices)])
+    records, _ = replay_json(recording, _policy(tmp_path, "use position_loss(limit: $50)\n"))
+    assert [(r["ts"], r["action"]) for r in records] == [("2025-12-03T16:00:03.500000+00:00", "close")]
+    assert "p.unrealized_pnl = -$50.00" in records[0]["reason"]
