@@ -156,7 +156,7 @@ def _decimal(value: float) -> Decimal:
     if exact is None:
         exact = Decimal(repr(value))
         if value:  # 0.0 and -0.0 are one key but two decimals
-            if len(_DECIMALS) >= 100_000:
+            if len(_DECIMALS) >= 20_000:  # a few days of prices of a handful of contracts
                 _DECIMALS.clear()
             _DECIMALS[value] = exact
     return exact
