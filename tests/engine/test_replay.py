@@ -428,3 +428,15 @@ def test_open_pnl_follows_every_quote_of_an_open_position(tmp_path: Path):
     records, _ = replay_json(recording, _policy(tmp_path, "use position_loss(limit: $50)\n"))
     assert [(r["ts"], r["action"]) for r in records] == [("2025-12-03T16:00:03.500000+00:00", "close")]
     assert "p.unrealized_pnl = -$50.00" in records[0]["reason"]
+
+
+def test_a_position_in_an_instrument_without_a_spec_stops_the_replay_with_a_message(tmp_path: Path):
+    """It used to end in a traceback (UnknownInstrument out of the snapshot)."""
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    corn = "CON.F.US.ZC.H26"
+    recording = write_recording(tmp_path, [_balance(at(0)), _line(at(2), "GatewayUserPosition", {
+        "id": 4, "accountId": 7, "contractId": corn, "type": 1, "size": 1, "averagePrice": 440.25,
+        "creationTimestamp": at(2).isoformat()})])  # fmt: skip
+    result = replay(str(recording), "--policy", str(TOPSTEP))
+    assert result.exit_code == 1
+    assert "no instrument spec for `ZC`" in result.stderr and "Traceback" not in result.output
