@@ -15,12 +15,14 @@ or lengthened, an alert on the rising edge of a firing. A `flatten` on a flat ac
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dsl.decision import Action
 
 from .broker.port import BrokerCall
+from .instruments import symbol_of
 from .store import idempotency_key
 from .store.lockouts import _is_longer, _strength  # the store's "longest lockout wins" order
 
@@ -162,7 +164,7 @@ class Enforcer:
         if position is None or action.price is None:
             return []
         closing = "sell" if position.size > 0 else "buy"
-        price = _on_grid(action.price, book.instruments.spec(_symbol(position.contract_id)).tick_size, up=position.size > 0)
+        price = _on_grid(action.price, book.instruments.spec(symbol_of(position.contract_id)).tick_size, up=position.size > 0)
         return [
             BrokerCall("modify_stop", self.account_id, contract_id=o.contract_id, order_id=o.id, stop_price=price,
                        key=self._key("stop", f"order:{o.id}", book, str(price)), rule=action.rule, reason=action.reason)
@@ -222,6 +224,28 @@ class Enforcer:
             self._retry_at[call.key] = now + RETRY_AFTER
             self.store.mark_failed(call.key, now, detail or "failed", retryable=True)
 
+    # -- keeping a locked account flat ---------------------------------------------------
+
+    def keep_flat(self, lockouts: list[Lockout], book: Book, now: dt.datetime, policy_hash: str | None) -> Effects:
+        """While an account (or a symbol) is locked: close its positions and cancel its working
+        orders, except exits (orders that only reduce an open position are always allowed).
+        Each call goes through the same idempotency keys as a rule's, so nothing is sent twice."""
+        effects = Effects()
+        for lockout in lockouts:
+            scope = "account" if lockout.symbol is None else lockout.symbol
+            why = f"{scope} locked by {lockout.rule}: {lockout.reason}"
+            positions = [p for p in book.positions.values() if lockout.symbol is None or symbol_of(p.contract_id) == lockout.symbol]
+            orders = [o for o in book.all_orders()
+                      if (lockout.symbol is None or o.symbol == lockout.symbol) and not _is_exit(o, book)]
+            for call in self._closes(positions, book, lockout.rule, why) + self._cancels(orders, book, lockout.rule, why):
+                action = Action("close" if call.kind == "close" else "cancel", lockout.rule, "high", why,
+                                symbol=lockout.symbol or symbol_of(call.contract_id or ""),
+                                contract_id=call.contract_id, order_id=call.order_id)  # fmt: skip
+                if self._plan(call, action, book, now, policy_hash):
+                    effects.records.append(action.to_record(now))
+                    effects.calls.append(call)
+        return effects
+
     # -- lockouts ---------------------------------------------------------------------------
 
     def _lock(self, action: Action, book: Book, now: dt.datetime) -> bool:
@@ -247,27 +271,9 @@ class Enforcer:
         return changed
 
 
-def lockout_calls(enforcer: Enforcer, lockouts: list[Lockout], book: Book) -> list[tuple[Lockout, list[BrokerCall]]]:
-    """Keep a locked account (or symbol) flat: close its positions, cancel its working orders
-    except exits (orders that only reduce an open position are always allowed)."""
-    result = []
-    for lockout in lockouts:
-        scope = [p for p in book.positions.values() if lockout.symbol is None or _symbol(p.contract_id) == lockout.symbol]
-        why = f"{'account' if lockout.symbol is None else lockout.symbol} locked by {lockout.rule}: {lockout.reason}"
-        calls = enforcer._closes(scope, book, lockout.rule, why)
-        orders = [o for o in book.all_orders()
-                  if (lockout.symbol is None or o.symbol == lockout.symbol) and not _is_exit(o, book)]
-        calls += enforcer._cancels(orders, book, lockout.rule, why)
-        if calls:
-            result.append((lockout, calls))
-    return result
-
-
 def _on_grid(price, tick, *, up: bool):
     """A stop price on the instrument's tick grid, rounded toward tighter (up for a long's sell
     stop, down for a short's buy stop): an average entry after a scale-in is often off-grid."""
-    import decimal
-
     if not tick:
         return price
     steps = (price / tick).to_integral_value(rounding=decimal.ROUND_CEILING if up else decimal.ROUND_FLOOR)
@@ -285,9 +291,3 @@ def _is_exit(order: Order, book: Book) -> bool:
         return False
     closing = "sell" if position.size > 0 else "buy"
     return order.side == closing and order.size <= abs(position.size)
-
-
-def _symbol(contract_id: str) -> str:
-    from .instruments import symbol_of
-
-    return symbol_of(contract_id)

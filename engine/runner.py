@@ -28,7 +28,7 @@ from .book import Book
 from .broker.executor import took_effect
 from .broker.port import BrokerCall, BrokerState
 from .calendar import TradingCalendar
-from .enforce import Effects, Enforcer, lockout_calls
+from .enforce import Effects, Enforcer
 from .instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
 from .intake import Message
 from .snapshot import Event
@@ -154,7 +154,7 @@ class Engine:
         self.enforcer.active = lockouts
         effects = self.enforcer.enforce(actions, firings, book, book.now, self.policies.digest)
         if exposed:
-            effects.extend(self._keep_flat(lockouts))
+            effects.extend(self.enforcer.keep_flat(lockouts, book, book.now, self.policies.digest))
         if self.enforcer.locks_changed:
             self.enforcer.locks_changed = False
             self._lockouts_checked = None  # re-read: a lockout was just set or lengthened
@@ -162,16 +162,9 @@ class Engine:
             self._audit_decision(event, effects)
         return effects
 
-    def _keep_flat(self, lockouts: list[Lockout]) -> Effects:
-        effects = Effects()
-        book = self.book
-        for lockout, calls in lockout_calls(self.enforcer, lockouts, book):
-            planned = [c for c in calls if self.enforcer._plan(c, _lockout_action(lockout, c), book, book.now, self.policies.digest)]
-            for call in planned:
-                record = _lockout_action(lockout, call).to_record(book.now)
-                effects.records.append(record)
-            effects.calls += planned
-        return effects
+    def lockouts_at(self, now: dt.datetime) -> list[Lockout]:
+        """The lockouts in force as the engine last read them (for the live view: no store I/O)."""
+        return [lo for lo in self._lockouts if lo.is_active(now)]
 
     def _active_lockouts(self, now: dt.datetime, snapshot) -> list[Lockout]:
         """Active lockouts, read from the store only when one may have changed (one was set, one
@@ -341,15 +334,6 @@ def _call_of(action: dict[str, Any], key: str) -> BrokerCall | None:
                       order_id=action.get("order_id"), size=action.get("size"), side=action.get("side"),
                       stop_price=None if stop is None else Decimal(stop), expect_size=action.get("expect_size"),
                       key=key, rule=action.get("rule", ""))  # fmt: skip
-
-
-def _lockout_action(lockout: Lockout, call: BrokerCall) -> Action:
-    scope = "account" if lockout.symbol is None else lockout.symbol
-    reason = f"{scope} locked by {lockout.rule}: {lockout.reason}"
-    kind = "close" if call.kind == "close" else "cancel"
-    symbol = lockout.symbol or (symbol_of(call.contract_id) if call.contract_id else None)
-    return Action(kind, lockout.rule, "high", reason, symbol=symbol, contract_id=call.contract_id,
-                  order_id=call.order_id)
 
 
 def _drift(book: Book, state: BrokerState) -> list[str]:
