@@ -41,7 +41,6 @@ from .runner import Engine, PolicySet
 from .store import Store
 
 log = logging.getLogger("riskc.daemon")
-SECOND = dt.timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +62,7 @@ class Swap:
 
 @dataclass(slots=True)
 class Activity:
-    """What the live view and `riskc status` show beyond the store: the last actions."""
+    """What the live view shows beyond the store: the last actions and some counters."""
 
     actions: deque = field(default_factory=lambda: deque(maxlen=12))
     messages: int = 0
@@ -91,11 +90,8 @@ class AccountLoop:
     # -- the one consumer -------------------------------------------------------------------
 
     async def consume(self) -> None:
-        engine = self.engine
         while True:
             item = await self.queue.get()
-            if item is None:
-                return
             try:
                 self._apply(item)
             except Exception:  # noqa: BLE001 - one bad item must never stop enforcement
@@ -299,21 +295,18 @@ def recording_feed(path: Path, speed: float) -> Callable:
     broker's fills right after the quote that fills them."""
 
     async def feed(lp: AccountLoop) -> None:
-        sim = lp.port
-        next_tick: dt.datetime | None = None
+        from .replay import RecordedClock
+
+        sim, clock = lp.port, RecordedClock()
         previous: dt.datetime | None = None
         for item in read_recording(str(path)):
             if type(item) is Malformed:
                 await lp.queue.put(item)
                 continue
-            if next_tick is None:
-                next_tick = item.ts.replace(microsecond=0) + SECOND
-                previous = item.ts
-            while next_tick <= item.ts:
-                await _pace(previous, next_tick, speed)
-                previous = next_tick
-                await lp.queue.put(Tick(next_tick))
-                next_tick += SECOND
+            for tick in clock.due(item.ts):
+                await _pace(previous, tick, speed)
+                previous = tick
+                await lp.queue.put(Tick(tick))
             await _pace(previous, item.ts, speed)
             previous = item.ts
             triggered = sim.observe(item)
@@ -339,12 +332,9 @@ def wall_clock_feed(inner: Callable) -> Callable:
 
     async def feed(lp: AccountLoop) -> None:
         async def ticks() -> None:
-            loop = asyncio.get_running_loop()
             while True:
-                now = _utcnow()
-                await asyncio.sleep(1 - now.microsecond / 1e6)
+                await asyncio.sleep(1 - _utcnow().microsecond / 1e6)  # to the next whole second
                 await lp.queue.put(Tick(_utcnow().replace(microsecond=0)))
-                del loop
 
         ticker = asyncio.create_task(ticks())
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,26 @@ class ReplaySummary:
 Emit = Callable[[dict[str, Any]], None]
 
 
+class RecordedClock:
+    """The 1-second clock of a recording: it ticks at every whole second of recorded time after
+    the first message, also between messages. Shared by `riskc replay` and the daemon's sim feed."""
+
+    __slots__ = ("next",)
+
+    def __init__(self) -> None:
+        self.next: dt.datetime | None = None  # the next tick due
+
+    def due(self, ts: dt.datetime) -> Iterator[dt.datetime]:
+        """The ticks up to and including ``ts``, in order (none for the first message)."""
+        if self.next is None:
+            self.next = ts.replace(microsecond=0) + SECOND
+            return
+        while self.next <= ts:
+            tick = self.next
+            self.next += SECOND
+            yield tick
+
+
 class Replay:
     def __init__(self, policies: PolicySet, store: Store, *, instruments: Instruments = DEFAULT_INSTRUMENTS,
                  emit: Emit | None = None, account_id: int | None = None) -> None:
@@ -61,7 +81,7 @@ class Replay:
         self.sim = SimBroker(instruments)
         self.summary = ReplaySummary()
         self.emit = emit or (lambda record: None)
-        self._next_tick: dt.datetime | None = None
+        self.clock = RecordedClock()
 
     def run(self, items: Iterable[Message | Malformed]) -> ReplaySummary:
         for item in items:
@@ -75,7 +95,7 @@ class Replay:
             log.warning("malformed recording line skipped: %s", item.describe())
             return
         ts, engine = item.ts, self.engine
-        if self._next_tick is None or ts >= self._next_tick:  # most messages share their second
+        if self.clock.next is None or ts >= self.clock.next:  # most messages share their second
             self.tick_until(ts)
         summary.messages += 1
         if summary.first is None:
@@ -93,13 +113,9 @@ class Replay:
         summary.events = engine.events
 
     def tick_until(self, ts: dt.datetime) -> None:
-        if self._next_tick is None:
-            self._next_tick = ts.replace(microsecond=0) + SECOND
-            return
-        while self._next_tick <= ts:
+        for tick in self.clock.due(ts):
             self.summary.ticks += 1
-            self._handle(self.engine.on_tick(self._next_tick))
-            self._next_tick += SECOND
+            self._handle(self.engine.on_tick(tick))
 
     def _handle(self, effects: Effects) -> None:
         if not effects:
