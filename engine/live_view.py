@@ -36,11 +36,11 @@ def account_panel(daemon: Daemon, lp: AccountLoop) -> Panel:
         return Panel(Text("waiting for the first message…", style="dim"), title="riskc")
     zone = engine.zone
     now = book.now
-    snapshot_day = book._day(book.position_views(), now)
+    realized = book.day.realized
     header = Text.assemble(
         (f"{book.account.name or book.account.id}  ", "bold"),
         f"balance ${book.account.balance:,.2f}   day P&L ",
-        _money(snapshot_day.net_pnl), f" (realized ", _money(snapshot_day.realized_pnl), f", {snapshot_day.trades} fills)   ",
+        _money(realized + book.unrealized()), " (realized ", _money(realized), f", {book.day.trades} fills)   ",
         (now.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"), "dim"),
     )  # fmt: skip
     parts: list = [header, positions_table(lp), lockouts_table(lp, now, zone), actions_table(lp, zone)]
@@ -66,7 +66,7 @@ def positions_table(lp: AccountLoop) -> Table:
 
 def lockouts_table(lp: AccountLoop, now: dt.datetime, zone) -> Table:
     table = Table("scope", "rule", "ends", "reason", title="lockouts", expand=True)
-    for lockout in lp.daemon.store.active_lockouts(lp.engine.book.account.id, now):
+    for lockout in lp.engine.lockouts_at(now):
         if lockout.until is not None:
             ends = f"{lockout.until.astimezone(zone):%H:%M %Z} (in {_duration(lockout.until - now)})"
         else:
