@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -38,9 +39,10 @@ from .snapshot_file import parse_duration
 CONFIG_ENV = "RISKC_CONFIG"
 CONFIG_NAME = "riskc.yaml"
 SEVERITIES = ("info", "low", "medium", "high", "critical")
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_RECORDING = REPO_ROOT / "examples" / "sessions" / "demo.jsonl"
-DEMO_POLICY = REPO_ROOT / "policies" / "topstep-50k.risk"
+# The embedded demo's files are package data, so an installed riskc finds them as a checkout does.
+# The recording is a copy of examples/sessions/demo.jsonl (make_sessions.py writes both).
+DEMO_RECORDING = Path(str(resources.files("engine") / "demo.jsonl"))
+DEMO_POLICY = Path(str(resources.files("policies") / "topstep-50k.risk"))
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -51,7 +51,7 @@ def _demo_config(speed: float | None):
     _fresh(config.state)
     recording = config.broker.recording
     if not recording.is_file():
-        echo_err(f"error: the demo recording {recording} is missing (is this a full checkout?)")
+        echo_err(f"error: the demo recording {recording} is missing (riskc's package data: reinstall riskc)")
         raise SystemExit(EXIT_FAILED)
     if speed is None:
         speed = max(1.0, _recorded_seconds(recording) / DEMO_SECONDS)

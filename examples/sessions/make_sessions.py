@@ -1,7 +1,7 @@
 """Build the example sessions in this folder: recordings in the format of PRODUCT.md §6.1, made
 to show the rules of ``policies/topstep-50k.risk`` at work under ``riskc replay``.
 
-    python examples/sessions/make_sessions.py            # rewrite the .jsonl files
+    python examples/sessions/make_sessions.py            # rewrite the .jsonl files (and engine/demo.jsonl)
     python examples/sessions/make_sessions.py --check    # exit 1 if a file is not what it builds
 
 Deterministic: no clock, no randomness beyond a seeded wiggle, so the files are reproducible
@@ -374,18 +374,24 @@ def build(name: str) -> str:
     return text
 
 
+# The embedded demo of `riskc run` plays a copy shipped as package data of `engine` (an installed
+# riskc has no examples/ folder).
+REPO = HERE.parents[1]
+PACKAGED = {"demo": (REPO / "engine" / "demo.jsonl",)}
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
     for name in SESSIONS:
-        path = HERE / f"{name}.jsonl"
         text = build(name)
-        if check:
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                stale.append(path.name)
-        else:
-            path.write_text(text, encoding="utf-8")
-            print(f"{path.name}: {text.count(chr(10))} lines")
+        for path in (HERE / f"{name}.jsonl", *PACKAGED.get(name, ())):
+            if check:
+                if not path.exists() or path.read_text(encoding="utf-8") != text:
+                    stale.append(str(path.relative_to(REPO)))
+            else:
+                path.write_text(text, encoding="utf-8")
+                print(f"{path.relative_to(REPO)}: {text.count(chr(10))} lines")
     if stale:
         print(f"out of date: {', '.join(stale)} (run python {Path(__file__).name})", file=sys.stderr)
         return 1
