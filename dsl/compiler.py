@@ -85,6 +85,29 @@ class Program:
             return _NOTHING
         return self._decide(snapshot, fired)
 
+    def fire(self, snapshot) -> list[tuple[int, Any]]:
+        """The hot path alone: ``(rule index, target)`` for each rule that holds (a negative
+        index for a rule that raised, with the error as target). ``decide`` turns it into a
+        ``Decision``; ``evaluate`` is the two together."""
+        return self._evaluate(snapshot)
+
+    def decide(self, snapshot, fired: list[tuple[int, Any]]) -> Decision:
+        """The planned actions of the rules that fired, with their reasons."""
+        if not fired:
+            return _NOTHING
+        return self._decide(snapshot, fired)
+
+    def raw_actions(self, snapshot, fired: list[tuple[int, Any]]) -> tuple[Action, ...]:
+        """The actions of the rules that fired as values, not planned and without reasons (a
+        reason quotes prices that move): for a caller that only needs to know whether they
+        changed (the engine, while a breach keeps firing). A rule that raised is left out; the
+        caller checks for those (a negative index) itself."""
+        actions: list[Action] = []
+        for index, target in fired:
+            if index >= 0:
+                actions += self._actions[index](snapshot, target, "")
+        return tuple(actions)
+
     def trace(self, snapshot) -> tuple[RuleTrace, ...]:
         """Which rules ``snapshot`` reached and what each clause of their `when` came to (see
         ``when_clauses``): the coverage of `riskc test --coverage`. Compiled on first use and

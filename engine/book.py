@@ -113,6 +113,9 @@ class Book:
         self.rolled: list[DayState] = []  # days closed since the caller last looked (see take_rolled)
         self.now = NEVER
         self._generation = 0
+        # Counts every change but a price or the clock: positions, orders, the account, fills,
+        # the trading day. The engine compares it to know that nothing it enforces on changed.
+        self.version = 0
         self._openings: dict[tuple[str, dt.datetime], int] = {}
         self.coverage_changes: list[tuple[str, dt.datetime | None]] = []  # (contract, uncovered since), drained by the engine
         self._seen_previous: set[Any] = set()
@@ -141,6 +144,8 @@ class Book:
         if handler is None:
             return None
         self.advance(message.ts)
+        if message.hub != "market":
+            self.version += 1
         return handler(message)
 
     def advance(self, now: dt.datetime) -> None:
@@ -183,6 +188,7 @@ class Book:
 
     def set_position(self, contract_id: str, size: int, avg_price: Decimal, now: dt.datetime,
                      opened_at: dt.datetime | None = None) -> None:
+        self.version += 1
         current = self.positions.get(contract_id)
         if size == 0:
             if current is not None:
@@ -219,6 +225,7 @@ class Book:
         """After a restart: the grace period keeps the start it had (from the store's timers),
         unless the position opened after it (closed and reopened while riskc was away). A timer
         whose position is gone or now covered is dropped (riskc died before it saw the close)."""
+        self.version += 1
         position = self.positions.get(contract_id)
         if position is None or position.uncovered_since is None:
             self.coverage_changes.append((contract_id, None))
@@ -385,6 +392,7 @@ class Book:
     # -- the trading day --------------------------------------------------------------------
 
     def _roll(self, now: dt.datetime) -> None:
+        self.version += 1
         trading_day = self.calendar.trading_day(now)
         previous = self.day
         if previous is not None:

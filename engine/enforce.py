@@ -10,6 +10,13 @@ already went out; a call that failed may be planned again after ``RETRY_AFTER``.
 
 An action produces a record (§6.2) only when it changes something: a call planned, a lockout set
 or lengthened, an alert on the rising edge of a firing. A `flatten` on a flat account is a no-op.
+
+A position riskc closes leaves its exit orders behind (a protective stop, a target): once flat,
+a sell stop left under a closed long would *open* a short when the market reaches it. They are
+cancelled once the close is confirmed and the book shows the contract flat, not with the close:
+if the close failed, the stop is still the position's only protection. Only the exit orders that
+were working when the close was planned are cancelled, so an order the trader places afterwards
+(a new entry) is left alone.
 """
 
 from __future__ import annotations
@@ -51,6 +58,17 @@ class Effects:
         return bool(self.records or self.calls or self.alerts)
 
 
+@dataclass(frozen=True, slots=True)
+class _Exits:
+    """The exit orders of a position riskc is closing, cancelled once it is flat."""
+
+    contract_id: str
+    episode: str
+    order_ids: tuple[int, ...]
+    rule: str
+    reason: str
+
+
 class Enforcer:
     def __init__(self, store: Store, account_id: int) -> None:
         self.store = store
@@ -58,20 +76,33 @@ class Enforcer:
         self.pending: dict[str, BrokerCall] = {}  # sent, outcome not known yet
         self._done: set[str] = set()
         self._retry_at: dict[str, dt.datetime] = {}
-        self._firing: set[tuple[str, str | None]] = set()
+        self.firing: set[tuple[str, str | None]] = set()
         # The lockouts in force as the engine last read them (it re-reads when one changes, and
         # when another process writes the store): a breach that keeps firing on every event
         # asks for a lockout it already has, and that must not cost a store transaction each time.
         self.active: list[Lockout] = []
         self.locks_changed = False
+        # Counts every change of what planning depends on besides the book and the actions:
+        # calls planned or finished, lockouts set. The engine compares it (see Engine._evaluate).
+        self.version = 0
+        self._exits: dict[str, _Exits] = {}  # close key -> its position's exit orders, while in flight
+        self.orphans: list[_Exits] = []  # closes confirmed: their exit orders go once the book is flat
+
+    def retrying(self, now: dt.datetime) -> bool:
+        """A failed call waits for RETRY_AFTER: the clock alone can make it plannable again.
+        (A wait that has passed is forgotten: `_plan` would let the call through either way.)"""
+        if self._retry_at:
+            for key in [k for k, at in self._retry_at.items() if at <= now]:
+                del self._retry_at[key]
+        return bool(self._retry_at)
 
     # -- one evaluation ---------------------------------------------------------------------
 
     def enforce(self, actions: list[Action], firings: set[tuple[str, str | None]], book: Book,
                 now: dt.datetime, policy_hash: str | None) -> Effects:
         effects = Effects()
-        rising = firings - self._firing
-        self._firing = firings
+        rising = firings - self.firing
+        self.firing = firings
         for action in actions:
             calls, changed = self._effect(action, book, now, policy_hash, rising)
             if calls or changed:
@@ -80,6 +111,8 @@ class Enforcer:
                 effects.calls += calls
                 if action.kind == "alert" or action.severity in ("high", "critical"):
                     effects.alerts.append(record)
+        if self.orphans:
+            effects.extend(self._cancel_orphans(book, now, policy_hash))
         return effects
 
     def _effect(self, action: Action, book: Book, now: dt.datetime, policy_hash: str | None,
@@ -197,12 +230,50 @@ class Enforcer:
             return False
         payload = call.to_record() | {"action": action.kind, "reason": action.reason}
         record, is_new = self.store.plan_action(key, self.account_id, call.rule, payload, now, policy_hash=policy_hash)
+        self.version += 1
         if not is_new:
             if record.state == "confirmed":
                 self._done.add(key)
             return False
         self.pending[key] = call
+        if call.kind == "close":
+            self._remember_exits(call, book)
         return True
+
+    def _remember_exits(self, call: BrokerCall, book: Book) -> None:
+        position = book.positions.get(call.contract_id or "")
+        if position is None:
+            return
+        closing = "sell" if position.size > 0 else "buy"
+        exits = tuple(o.id for o in book.all_orders()
+                      if o.contract_id == position.contract_id and o.side == closing and o.type != "market")
+        if exits:
+            self._exits[call.key] = _Exits(position.contract_id, position.episode, exits, call.rule,
+                                           f"exit order of the {position.contract_id} position closed by {call.rule}")
+
+    def _cancel_orphans(self, book: Book, now: dt.datetime, policy_hash: str | None) -> Effects:
+        """Cancel the exit orders of closed positions once the book shows them flat. While the
+        book still has the same position (its fill not seen yet) they wait; a new position on the
+        contract (another episode) means the trader is trading again, and they are left alone."""
+        effects = Effects()
+        waiting = []
+        for exits in self.orphans:
+            position = book.positions.get(exits.contract_id)
+            if position is not None:
+                if position.episode == exits.episode:
+                    waiting.append(exits)
+                continue
+            orders = [o for o in book.all_orders() if o.id in exits.order_ids]
+            if orders:
+                waiting.append(exits)  # until the broker confirms them gone (a failed cancel is retried)
+            for call in self._cancels(orders, book, exits.rule, exits.reason):
+                action = Action("cancel", exits.rule, "high", exits.reason, symbol=symbol_of(exits.contract_id),
+                                contract_id=exits.contract_id, order_id=call.order_id)
+                if self._plan(call, action, book, now, policy_hash):
+                    effects.records.append(action.to_record(now))
+                    effects.calls.append(call)
+        self.orphans = waiting
+        return effects
 
     def mark_sent(self, call: BrokerCall, now: dt.datetime) -> None:
         self.store.mark_sent(call.key, now)
@@ -213,10 +284,14 @@ class Enforcer:
         broker took the call but its state does not show the effect): the action stays `sent`,
         is not planned again, and the next reconciliation verifies it as after a crash — a
         partial close or a new stop sent twice would act twice."""
+        self.version += 1
         self.pending.pop(call.key, None)
+        exits = self._exits.pop(call.key, None)
         if confirmed is None:
             return
         if confirmed:
+            if exits is not None:
+                self.orphans.append(exits)
             self._done.add(call.key)
             self._retry_at.pop(call.key, None)
             self.store.mark_confirmed(call.key, now, result)
@@ -267,6 +342,7 @@ class Enforcer:
         lockout = self.store.add_lockout(self.account_id, action.rule, action.reason, now, until=until,
                                          condition=condition, symbol=symbol)
         changed = (lockout.id, lockout.until, lockout.condition) not in before
+        self.version += 1
         self.locks_changed |= changed
         return changed
 

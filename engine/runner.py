@@ -89,6 +89,8 @@ class Engine:
         self._lockouts_expire: dt.datetime | None = None
         self._lockouts_while = False  # one of them is a `while` lockout (checked on every evaluation)
         self._data_version: int | None = None
+        self._lockouts_version = 0  # counts reads of the lockouts (and releases)
+        self._steady: tuple | None = None  # see _evaluate
 
     # -- driving the engine -----------------------------------------------------------------
 
@@ -133,34 +135,66 @@ class Engine:
     def _evaluate(self, event: Event) -> Effects:
         if self.stale:
             return _NO_EFFECTS
-        book = self.book
+        book, enforcer = self.book, self.enforcer
         snapshot = book.snapshot(event, self.zone)
+        programs = self.policies.programs
+        fired = [program.fire(snapshot) for program in programs]
+        lockouts = self._active_lockouts(book.now, snapshot)
+        exposed = bool(lockouts) and _exposed(lockouts, book)
+        if not any(fired) and not enforcer.firing and not exposed and not enforcer.orphans:
+            self._steady = None
+            return _NO_EFFECTS
+        steady = self._steady_key(snapshot, fired, exposed)
+        if steady is not None and steady == self._steady:
+            return _NO_EFFECTS
+        effects = self._enforce(snapshot, fired, lockouts, exposed)
+        if effects:
+            self._audit_decision(event, effects)
+        # Nothing changed and nothing was done: while the same breach keeps firing on the same
+        # book, the next evaluation with the same key is known to do nothing too.
+        self._steady = None if effects else self._steady_key(snapshot, fired, exposed)
+        return effects
+
+    def _enforce(self, snapshot, fired, lockouts: list[Lockout], exposed: bool) -> Effects:
+        book, enforcer = self.book, self.enforcer
         actions: list[Action] = []
         firings: set[tuple[str, str | None]] = set()
-        programs = self.policies.programs
-        for program in programs:
-            decision = program.evaluate(snapshot)
+        for program, hits in zip(self.policies.programs, fired, strict=True):
+            decision = program.decide(snapshot, hits)
             if decision.actions:
                 actions += decision.actions
                 firings.update((f.rule, f.target) for f in decision.fired)
                 firings.update((f.rule, f.target) for f in decision.errors)
-        lockouts = self._active_lockouts(book.now, snapshot)
-        exposed = bool(lockouts) and _exposed(lockouts, book)
-        if not actions and not firings and not self.enforcer._firing and not exposed:
-            return _NO_EFFECTS
-        if len(programs) > 1:
+        if len(fired) > 1:
             actions = list(plan(actions))
-        self.enforcer.account_id = book.account.id
-        self.enforcer.active = lockouts
-        effects = self.enforcer.enforce(actions, firings, book, book.now, self.policies.digest)
+        enforcer.account_id = book.account.id
+        enforcer.active = lockouts
+        effects = enforcer.enforce(actions, firings, book, book.now, self.policies.digest)
         if exposed:
-            effects.extend(self.enforcer.keep_flat(lockouts, book, book.now, self.policies.digest))
-        if self.enforcer.locks_changed:
-            self.enforcer.locks_changed = False
+            effects.extend(enforcer.keep_flat(lockouts, book, book.now, self.policies.digest))
+        if enforcer.locks_changed:
+            enforcer.locks_changed = False
             self._lockouts_checked = None  # re-read: a lockout was just set or lengthened
-        if effects.records:
-            self._audit_decision(event, effects)
         return effects
+
+    def _steady_key(self, snapshot, fired, exposed: bool) -> tuple | None:
+        """What enforcement depends on, when it can be compared: which rules fired for which
+        targets, their actions by value (unexplained: a reason quotes prices that move), the
+        book's version (positions, orders, account, fills, trading day), the enforcer's (calls
+        planned or finished, lockouts set) and the lockouts read. A planned retry waits for the
+        clock, a rule that raised reports its error, an exit order waits for the book: those are
+        never steady. None when it cannot be compared."""
+        enforcer = self.enforcer
+        if enforcer.orphans or enforcer.retrying(self.book.now) or any(i < 0 for hits in fired for i, _ in hits):
+            return None
+        try:
+            actions = tuple(program.raw_actions(snapshot, hits)
+                            for program, hits in zip(self.policies.programs, fired, strict=True))
+        except Exception:  # noqa: BLE001 - an action that cannot be computed: _enforce reports it
+            return None
+        targets = tuple(tuple((i, _target_key(t)) for i, t in hits) for hits in fired)
+        return (targets, actions, exposed, self.book.version, enforcer.version, self._lockouts_version,
+                self.policies.digest)
 
     def lockouts_at(self, now: dt.datetime) -> list[Lockout]:
         """The lockouts in force as the engine last read them (for the live view: no store I/O)."""
@@ -171,6 +205,7 @@ class Engine:
         expired, or after a restart), and `while` lockouts released once their condition clears."""
         if self._lockouts_checked is None or (self._lockouts_expire is not None and now >= self._lockouts_expire):
             self._lockouts = self.store.active_lockouts(self.book.account.id, now)
+            self._lockouts_version += 1
             self._lockouts_checked = now
             ends = [lo.until for lo in self._lockouts if lo.until is not None]
             self._lockouts_expire = min(ends) if ends else None
@@ -189,6 +224,7 @@ class Engine:
                 continue
             self.store.release_lockout(lockout.id, now, by="engine", reason=f"`while` condition of {rule} no longer holds")
             self._lockouts.remove(lockout)
+            self._lockouts_version += 1
 
     # -- state kept in the store ------------------------------------------------------------
 
@@ -317,6 +353,14 @@ def _exposed(lockouts: list[Lockout], book: Book) -> bool:
             return True
         symbols.add(lockout.symbol)
     return any(symbol_of(c) in symbols for c in book.positions) or any(e.order.symbol in symbols for e in book.orders.values())
+
+
+def _target_key(target: Any) -> Any:
+    """A rule's target as a value: a position by contract, an order by id (the book's version
+    covers what else may have changed about them)."""
+    if target is None:
+        return None
+    return getattr(target, "contract_id", None) if hasattr(target, "qty") else getattr(target, "id", id(target))
 
 
 @functools.lru_cache(maxsize=16)  # asked on every evaluation that acts

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from dsl import ast, runtime
@@ -220,7 +220,7 @@ def _target_id(target) -> str | None:
 def comparable(actions) -> list[Action]:
     """Actions without their reason (the compiler's job); an on_error alert's message is its
     reason, so it goes too."""
-    return [replace(a, reason="", message=None if a.message == a.reason else a.message) for a in actions]
+    return [a._replace(reason="", message=None if a.message == a.reason else a.message) for a in actions]
 
 
 def interpret(policy: CheckedPolicy, result: CheckResult, snapshot) -> list[Action]:

@@ -243,6 +243,56 @@ def test_place_stop_covers_only_the_uncovered_contracts(harness):
     assert (calls[0].side, calls[0].stop_price) == ("sell", D("20995.00"))
 
 
+# -- the exit orders of a closed position ---------------------------------------------------
+
+EXITS = (f.order(0, 50, MNQ, type=STOP, side=SELL, size=1, stop=20990),  # its stop
+         f.order(0, 51, MNQ, type=LIMIT, side=SELL, size=1, limit=21040),  # its target
+         f.order(0, 52, MNQ, type=LIMIT, side=BUY, size=1, limit=20950))  # an entry to add: not an exit
+
+
+def test_a_closed_positions_exit_orders_are_cancelled_once_it_is_flat(harness):
+    h = harness(policy("use position_loss(limit: $10)"))
+    h.feed(f.position(0, MNQ, 1, 21000), *EXITS)
+    assert summary(h.feed(f.quote(1, MNQ, 20990))) == [("close", MNQ, None, None)]
+    assert h.tick(f.at(2)) == []  # confirmed, but the book still has the position: the stop stays
+    calls = h.feed(f.position(3, MNQ, 0))
+    assert summary(calls) == [("cancel", MNQ, 50, None), ("cancel", MNQ, 51, None)]
+    assert h.records[-1]["reason"] == f"exit order of the {MNQ} position closed by position_loss"
+    h.feed(f.order(4, 50, MNQ, type=STOP, side=SELL, size=1, stop=20990, status=3),
+           f.order(4, 51, MNQ, type=LIMIT, side=SELL, size=1, limit=21040, status=3))
+    assert h.tick(f.at(5)) == [] and len(h.port.calls) == 3
+
+
+def test_the_exit_orders_stay_while_the_close_failed(harness):
+    h = harness(policy("use position_loss(limit: $10)"))
+    h.port.failing = True
+    h.feed(f.position(0, MNQ, 1, 21000), *EXITS)
+    assert summary(h.feed(f.quote(1, MNQ, 20990))) == [("close", MNQ, None, None)]
+    assert h.tick(f.at(2)) == [] and h.tick(f.at(3)) == []  # the stop is still its only protection
+
+
+def test_an_order_placed_after_the_close_is_left_alone(harness):
+    h = harness(policy("use position_loss(limit: $10)"))
+    h.auto = False
+    h.feed(f.position(0, MNQ, 1, 21000), *EXITS)
+    h.feed(f.quote(1, MNQ, 20990))
+    h.execute(h.in_flight)
+    h.in_flight.clear()
+    # The trader places a sell stop to go short, then the fill of riskc's close arrives.
+    assert h.feed(f.order(2, 53, MNQ, type=STOP, side=SELL, size=1, stop=20900)) == []
+    h.feed(f.position(3, MNQ, 0))
+    assert summary(h.in_flight) == [("cancel", MNQ, 50, None), ("cancel", MNQ, 51, None)]
+
+
+def test_a_position_reopened_before_the_flat_was_seen_keeps_its_orders(harness):
+    h = harness(policy("use position_loss(limit: $10)"))
+    h.feed(f.position(0, MNQ, 1, 21000), *EXITS)
+    h.feed(f.quote(1, MNQ, 20990))
+    h.engine.book.apply(f.position(2, MNQ, 0))  # flat and short in one burst, not evaluated between
+    assert h.feed(f.position(3, MNQ, -1, 21000)) == []  # another episode: the trader's orders again
+    assert h.tick(f.at(4)) == [] and not h.engine.enforcer.orphans
+
+
 # -- exactly once ------------------------------------------------------------------------------
 
 
@@ -292,6 +342,18 @@ def test_a_lockout_keeping_the_account_flat_shares_the_rules_close(harness, stor
     h.feed(*LOSS)  # locked out
     h.feed(f.position(10, MNQ, 1, 21000))  # daily_loss's flatten and the lockout both want it closed
     assert summary(h.in_flight) == [("close", MNQ, None, None)]
+
+
+def test_a_breach_that_keeps_firing_still_acts_on_an_order_placed_meanwhile(harness):
+    """While daily_loss fires on every event its evaluations are skipped as steady (see
+    Engine._steady_key); a new entry order changes the book, so it is cancelled at once."""
+    h = harness(policy("use daily_loss(limit: $100)"))
+    h.auto = False
+    h.feed(f.position(0, MNQ, 1, 21000), *LOSS)
+    assert summary(h.in_flight) == [("close", MNQ, None, None)]  # still in flight
+    assert h.feed(f.quote(2, MNQ, 21001)) == [] and h.feed(f.quote(3, MNQ, 21002)) == []  # steady
+    calls = h.feed(f.order(4, 60, MNQ, type=LIMIT, side=BUY, size=1, limit=20950))
+    assert summary(calls) == [("cancel", MNQ, 60, None)]
 
 
 # -- lockouts ----------------------------------------------------------------------------------

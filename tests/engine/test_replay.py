@@ -109,8 +109,13 @@ def test_daily_loss_flattens_locks_and_keeps_the_account_flat():
 
 def test_scale_in_is_closed_when_the_grace_of_the_added_contracts_ends():
     records, _ = replay_json(SESSIONS / "scale-in-partial-stop.jsonl")
-    assert _brief(records) == [("2025-12-03T16:01:30+00:00", "stop_required", "close", "MNQ")]
+    assert _brief(records) == [
+        ("2025-12-03T16:01:30+00:00", "stop_required", "close", "MNQ"),
+        # the stop of the first two contracts: left working, it would open a short when hit
+        ("2025-12-03T16:01:30.320000+00:00", "stop_required", "cancel", "MNQ"),
+    ]
     assert "p.stop_coverage = 2 < p.qty = 4" in records[0]["reason"]
+    assert records[1]["reason"] == "exit order of the CON.F.US.MNQ.Z25 position closed by stop_required"
 
 
 @pytest.mark.parametrize(("day", "utc_close", "utc_next_start"), [
@@ -141,8 +146,8 @@ def test_demo_shows_a_breach_early_and_the_daily_loss_within_five_minutes():
     first = dt.datetime.fromisoformat(records[0]["ts"])
     assert first - start < dt.timedelta(minutes=1)
     rules = [(r["rule"], r["action"]) for r in records]
-    assert rules[:5] == [("stop_required", "close"), ("symbol_block", "close"), ("symbol_block", "block"),
-                         ("daily_loss", "flatten"), ("daily_loss", "lockout")]  # fmt: skip
+    assert rules[:6] == [("stop_required", "close"), ("stop_required", "cancel"), ("symbol_block", "close"),
+                         ("symbol_block", "block"), ("daily_loss", "flatten"), ("daily_loss", "lockout")]  # fmt: skip
     assert dt.timedelta(minutes=3) <= dt.datetime.fromisoformat(summary["to"]) - start <= dt.timedelta(minutes=8)
 
 

@@ -1,0 +1,84 @@
+"""The engine skips an evaluation whose enforcement is known to do nothing: the same rules fired
+for the same targets with the same actions, on a book, an enforcer and lockouts that have not
+changed since an evaluation that did nothing (``Engine._steady_key``). That is an optimisation
+and must be invisible: every recording, under every shipped policy, gives the same action
+records, broker calls and stored actions with the skip as without it.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.intake import parse_line
+from engine.replay import Replay
+from engine.runner import Engine, PolicySet
+from engine.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+POLICIES = sorted((REPO / "policies").glob("*.risk"))
+SESSIONS = sorted((REPO / "examples" / "sessions").glob("*.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def generated() -> list[str]:
+    """The replay benchmark's recording, 100,000 lines: a trade a minute with breaches of
+    stop_required, max_contracts and symbol_block, then a daily loss and a locked-out hour."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from benchmarks.bench_replay import _Generator
+    finally:
+        sys.path.remove(str(REPO))
+    out = io.StringIO()
+    _Generator(out, 100_000).write()
+    return out.getvalue().splitlines()
+
+
+def _run(lines: list[str], policy: Path, tmp_path: Path, name: str) -> tuple[list, list, list]:
+    policies, diagnostics, _ = PolicySet.from_paths([policy])
+    assert policies is not None, diagnostics
+    records: list[dict] = []
+    with Store.open(tmp_path / f"{name}.db", synchronous="OFF") as store:
+        replay = Replay(policies, store, emit=records.append)
+        replay.run(item for n, line in enumerate(lines, 1) if (item := parse_line(line, n)) is not None)
+        calls = [c.to_record() for c in replay.sim.sent]
+        actions = sorted((a.key, a.state, a.attempts) for a in store.recent_actions(limit=1_000_000))
+    return records, calls, actions
+
+
+def _both(lines: list[str], policy: Path, tmp_path: Path, monkeypatch) -> None:
+    skipping = _run(lines, policy, tmp_path, "skipping")
+    with monkeypatch.context() as patch:
+        patch.setattr(Engine, "_steady_key", lambda self, *args: None)  # never steady: evaluate everything
+        everything = _run(lines, policy, tmp_path, "everything")
+    assert skipping[0], "the recording breaches nothing: the comparison would prove nothing"
+    assert skipping == everything
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.stem)
+def test_skipping_steady_evaluations_changes_nothing_on_a_long_session(generated, policy, tmp_path, monkeypatch):
+    _both(generated, policy, tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("session", SESSIONS, ids=lambda p: p.stem)
+def test_skipping_steady_evaluations_changes_nothing_on_the_example_sessions(session, tmp_path, monkeypatch):
+    lines = session.read_text(encoding="utf-8").splitlines()
+    _both(lines, REPO / "policies" / "topstep-50k.risk", tmp_path, monkeypatch)
+
+
+def test_a_breach_that_keeps_firing_is_skipped_after_the_first_evaluation(generated, tmp_path, monkeypatch):
+    """Control: the skip does happen (else the comparison above compares a thing with itself)."""
+    keys: list = []
+    original = Engine._steady_key
+
+    def counting(self, *args):
+        key = original(self, *args)
+        keys.append(key is not None and key == self._steady)
+        return key
+
+    monkeypatch.setattr(Engine, "_steady_key", counting)
+    _run(generated, REPO / "policies" / "topstep-50k.risk", tmp_path, "counted")
+    assert sum(keys) > 1_000
