@@ -43,13 +43,17 @@ DISCORD_LIMIT = 2000
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One notification. ``rule`` is the rule id that raised it (None for the daemon's own
-    alerts: a broken policy edit, a lost connection); ``account`` an id or name."""
+    alerts: a broken policy edit, a lost connection); ``account`` an id or name; ``action`` the
+    kind of the enforcement action it reports (``close``, ``alert``...), None when it reports
+    none (drift found by a reconciliation, a failed broker call): the daemon already shows every
+    action on its console, so the console sink can leave those out."""
 
     ts: datetime
     severity: Severity
     rule: str | None
     text: str
     account: int | str | None = None
+    action: str | None = None
 
     def __post_init__(self) -> None:
         if self.severity not in _RANK:
@@ -59,8 +63,8 @@ class Alert:
 
     @classmethod
     def now(cls, severity: Severity, text: str, *, rule: str | None = None,
-            account: int | str | None = None) -> Alert:
-        return cls(datetime.now(UTC), severity, rule, text, account)
+            account: int | str | None = None, action: str | None = None) -> Alert:
+        return cls(datetime.now(UTC), severity, rule, text, account, action)
 
     def at_least(self, severity: str) -> bool:
         return _RANK[self.severity] >= _RANK[severity]
@@ -93,16 +97,22 @@ _STYLES = {"info": "dim", "low": "cyan", "medium": "yellow", "high": "bold red",
 
 
 class ConsoleSink:
-    def __init__(self, console: Console | None = None, min_severity: Severity = "info") -> None:
+    """One line per alert. With ``actions=False`` it leaves out the alerts that report an action,
+    for a console where the actions are shown already (`riskc run`'s lines or live view): one
+    line per action there, not an action line and an alert line saying the same."""
+
+    def __init__(self, console: Console | None = None, min_severity: Severity = "info", *,
+                 actions: bool = True) -> None:
         if console is None:
             from rich.console import Console
 
             console = Console(stderr=True)
         self.console = console
         self.min_severity = min_severity
+        self.actions = actions
 
     def send(self, alert: Alert) -> None:
-        if not alert.at_least(self.min_severity):
+        if not alert.at_least(self.min_severity) or (alert.action is not None and not self.actions):
             return
         from rich.text import Text
 
@@ -372,10 +382,11 @@ class Alerts:
         self.sinks = list(sinks)
 
     @classmethod
-    def from_config(cls, config: Config, *, console: Console | None = None) -> Alerts:
+    def from_config(cls, config: Config, *, console: Console | None = None, console_actions: bool = True) -> Alerts:
+        """``console_actions=False`` when ``console`` shows the actions already (the daemon's)."""
         sinks: list[Sink] = []
         if config.alerts.console:
-            sinks.append(ConsoleSink(console))
+            sinks.append(ConsoleSink(console, actions=console_actions))
         if config.log is not None:
             sinks.append(JsonLogSink(config.log))
         for hook in config.alerts.webhooks:
@@ -390,12 +401,12 @@ class Alerts:
                 log.exception("alert sink %r failed", sink)
 
     def alert(self, severity: Severity, text: str, *, rule: str | None = None,
-              account: int | str | None = None, ts: datetime | None = None) -> None:
+              account: int | str | None = None, ts: datetime | None = None, action: str | None = None) -> None:
         try:
-            alert = Alert(ts or datetime.now(UTC), severity, rule, text, account)
+            alert = Alert(ts or datetime.now(UTC), severity, rule, text, account, action)
         except ValueError:
             log.exception("malformed alert (%s): %s", severity, text)
-            alert = Alert(datetime.now(UTC), "high", rule, text, account)
+            alert = Alert(datetime.now(UTC), "high", rule, text, account, action)
         self.send(alert)
 
     async def aclose(self, timeout: float = 5.0) -> None:

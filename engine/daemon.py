@@ -129,7 +129,7 @@ class AccountLoop:
             self.daemon.print_action(record)
         for record in effects.alerts:
             severity = "high" if record["action"] != "alert" else "medium"
-            self.daemon.alerts.alert(severity, record["reason"], rule=record["rule"], account=account,
+            self.daemon.alerts.alert(severity, record["reason"], rule=record["rule"], account=account, action=record["action"],
                                      ts=dt.datetime.fromisoformat(record["ts"]) if record.get("ts") else None)  # fmt: skip
         for call in effects.calls:
             self.activity.calls += 1
@@ -184,13 +184,19 @@ class AccountLoop:
 class Daemon:
     def __init__(self, config: Config, *, console: Any = None, live_view: bool = True,
                  max_seconds: float | None = None, demo: bool = False) -> None:
+        if console is None:
+            from rich.console import Console
+
+            console = Console(highlight=False)
         self.config = config
         self.console = console
         self.live_view = live_view
         self.max_seconds = max_seconds
         self.demo = demo
         self.store = Store.open(config.state)
-        self.alerts = Alerts.from_config(config, console=console)
+        # The console shows every action once, as a line (print_action) or in the live view, so
+        # its alert sink prints only the alerts that report no action.
+        self.alerts = Alerts.from_config(config, console=console, console_actions=False)
         self.loops: list[AccountLoop] = []
         self._stop = asyncio.Event()
         self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
@@ -200,8 +206,10 @@ class Daemon:
             self._log_sink.write(record)
 
     def print_action(self, record: dict[str, Any]) -> None:
-        """Without the live view, one line per action (the view shows them otherwise)."""
-        if self.live_view or self.console is None:
+        """Without the live view, one line per action (the view shows them otherwise). It is the
+        only console line of an action: the alert the action raises goes to the log and the
+        webhooks, not to this console."""
+        if self.live_view:
             return
         from rich.text import Text
 
