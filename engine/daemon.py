@@ -127,10 +127,10 @@ class AccountLoop:
             self.activity.actions.appendleft(record)
             self.daemon.log_record({"kind": "action", "account": account} | record)
             self.daemon.print_action(record)
-        for record in effects.alerts:
-            severity = "high" if record["action"] != "alert" else "medium"
-            self.daemon.alerts.alert(severity, record["reason"], rule=record["rule"], account=account, action=record["action"],
-                                     ts=dt.datetime.fromisoformat(record["ts"]) if record.get("ts") else None)  # fmt: skip
+        for severity, record in _one_per_firing(effects.alerts):
+            when = dt.datetime.fromisoformat(record["ts"]) if record.get("ts") else None
+            self.daemon.alerts.alert(severity, record["reason"], rule=record["rule"], account=account, ts=when,
+                                     action=record["action"])
         for call in effects.calls:
             self.activity.calls += 1
             self.engine.mark_sent(call, self.engine.book.now)
@@ -179,6 +179,19 @@ class AccountLoop:
         """Give in-flight broker calls a bounded time to finish (shutdown)."""
         if self._calls:
             await asyncio.wait(list(self._calls), timeout=timeout)
+
+
+def _one_per_firing(records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(severity, record) of the alerts to send: one per firing of a rule, at the highest
+    severity of its actions. The actions of one firing share its reason (`close CL, block CL`),
+    so a webhook hears of the firing once, not once per action."""
+    found: dict[tuple[str, str], list] = {}
+    for record in records:
+        severity = "high" if record["action"] != "alert" else "medium"
+        first = found.setdefault((record["rule"], record["reason"]), [severity, record])
+        if severity == "high":
+            first[0] = "high"
+    return [(severity, record) for severity, record in found.values()]
 
 
 class Daemon:

@@ -93,3 +93,12 @@ def test_a_console_sink_can_leave_out_the_alerts_that_report_an_action() -> None
     ConsoleSink(Console(file=out, width=200, color_system=None)).send(
         Alert(now, "high", "daily_loss", "flattened", ACCOUNT, action="flatten"))
     assert "flattened" in out.getvalue()  # by default a console sink prints every alert
+
+
+def test_a_firing_with_two_actions_is_one_alert_for_the_log_and_the_webhooks(tmp_path: Path) -> None:
+    _, log = _run(tmp_path, live_view=False)
+    acted = [r["action"] for r in log if r["kind"] == "action" and r["rule"] == "daily_loss"]
+    alerted = [r for r in log if r["kind"] == "alert" and r["rule"] == "daily_loss"]
+    assert acted[:2] == ["flatten", "lockout"]  # one firing, one reason
+    assert len(alerted) == 1 and alerted[0]["severity"] == "high"
+    assert alerted[0]["text"].endswith("→ flatten, lockout until 2026-03-10 17:00 CT")
