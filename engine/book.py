@@ -121,6 +121,7 @@ class Book:
         self._seen_previous: set[Any] = set()
         self._positions_view: tuple[Position, ...] | None = None
         self._orders_view: tuple[Order, ...] | None = None
+        self._unpriced: tuple[str, ...] = ()
         self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
         self._day_view = Day()
         self._snapshot = Snapshot(instruments=instruments)
@@ -292,15 +293,19 @@ class Book:
             day.fill_times.remove(fill.time)
 
     def _on_quote(self, message: Message) -> Event | None:
+        """The hot path (most messages are quotes): no loop, and the three prices checked in one
+        test when they are what intake makes of them (finite decimals)."""
         contract_id, data = _contract(message.args[0]), _object(message.args[1], "GatewayQuote data")
         stamp = data.get("timestamp")
         stamp = parse_time(stamp) if stamp else message.ts
-        last, bid, ask = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk")  # the hot path: no loop
-        last = None if last is None else _money(last)
-        bid = None if bid is None else _money(bid)
-        ask = None if ask is None else _money(ask)
-        if last is None and bid is not None and ask is not None:
-            last = (bid + ask) / 2
+        last, bid, ask = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk")
+        if not (type(last) is Decimal and type(bid) is Decimal and type(ask) is Decimal
+                and last.is_finite() and bid.is_finite() and ask.is_finite()):
+            last = None if last is None else _money(last)
+            bid = None if bid is None else _money(bid)
+            ask = None if ask is None else _money(ask)
+            if last is None and bid is not None and ask is not None:
+                last = (bid + ask) / 2
         if stamp < self.quote_times.get(contract_id, NEVER):
             return None
         self.quote_times[contract_id] = stamp
@@ -332,7 +337,7 @@ class Book:
         if self.marks.get(contract_id) != price:
             self.marks[contract_id] = price
             position = self.positions.get(contract_id)
-            if position is not None and position.view is not None:
+            if position is not None and position.view is not None and position.view.tick_size:
                 # Only the mark and the open P&L follow the price (coverage and risk at stop do
                 # not): update the view in place rather than rebuild it on every quote.
                 view = position.view
@@ -420,6 +425,11 @@ class Book:
 
     # -- the snapshot -----------------------------------------------------------------------
 
+    def unpriced(self) -> tuple[str, ...]:
+        """Open positions in instruments without a spec (no tick value: no P&L, no risk)."""
+        self.position_views()
+        return self._unpriced
+
     def position_views(self) -> tuple[Position, ...]:
         if self._positions_view is None:
             orders = self.working_orders()
@@ -429,6 +439,7 @@ class Book:
                     p.view = position_view(p.contract_id, p.size, p.avg_price, mark, orders, self.instruments,
                                            dt.timedelta(0), dt.timedelta(0))
             self._positions_view = tuple(p.view for p in self.positions.values())
+            self._unpriced = tuple(v.contract_id for v in self._positions_view if not v.tick_size)
         return self._positions_view
 
     def snapshot(self, event: Event, zone: Any) -> Snapshot:

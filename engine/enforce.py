@@ -197,7 +197,9 @@ class Enforcer:
         if position is None or action.price is None:
             return []
         closing = "sell" if position.size > 0 else "buy"
-        price = _on_grid(action.price, book.instruments.spec(symbol_of(position.contract_id)).tick_size, up=position.size > 0)
+        book.position_views()  # every open position has its view (tick size zero without an instrument spec)
+        tick = position.view.tick_size if position.view is not None else None
+        price = _on_grid(action.price, tick, up=position.size > 0)
         return [
             BrokerCall("modify_stop", self.account_id, contract_id=o.contract_id, order_id=o.id, stop_price=price,
                        key=self._key("stop", f"order:{o.id}", book, str(price)), rule=action.rule, reason=action.reason)

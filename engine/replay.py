@@ -128,15 +128,19 @@ class Replay:
         answers: list[Message] = []
         for call in effects.calls:
             summary.calls += 1
-            engine.mark_sent(call, now)
+            # The simulated broker answers at once, in this process: nothing can die between
+            # the call and its `sent` mark, which is written after it (the call is planned
+            # durably before) so the breach reaches the adapter after one store transaction.
             try:
                 answers += self.sim.submit(call, now)
             except BrokerError as error:
                 # Like the live executor: a refused call whose effect is already there (the
                 # position was flat by then) is done, not failed.
+                engine.mark_sent(call, now)
                 done = took_effect(call, self.sim.state_now())
                 engine.finished(call, done, now, str(error), result={"sim": True, "note": str(error)})
                 continue
+            engine.mark_sent(call, now)
             engine.finished(call, True, now, result={"sim": True})
         for message in answers:
             self._handle(engine.on_message(message))

@@ -91,17 +91,23 @@ class Engine:
         self._data_version: int | None = None
         self._lockouts_version = 0  # counts reads of the lockouts (and releases)
         self._steady: tuple | None = None  # see _evaluate
+        self._unaudited: list[tuple] = []  # decisions whose calls are on their way (see _audit_decision)
+        self._exposure_key: tuple[int, int] | None = None
+        self._exposure = False
 
     # -- driving the engine -----------------------------------------------------------------
 
     def on_message(self, message: Message) -> Effects:
+        if self._unaudited:
+            self.flush_audit()
         try:
             event = self.book.apply(message)
         except (KeyError, TypeError, ValueError, ArithmeticError, IndexError) as error:
             self.malformed += 1
             log.warning("malformed %s message skipped (%s): %s", message.target, error, message.to_json()[:500])
             return _NO_EFFECTS
-        self._after_apply(message, event)
+        if message.hub != "market" or self.book.rolled or self.book.coverage_changes:  # a quote stores nothing
+            self._after_apply(message, event)
         if event is None:
             return _NO_EFFECTS
         self.events += 1
@@ -109,6 +115,7 @@ class Engine:
 
     def on_tick(self, now: dt.datetime) -> Effects:
         """The 1-second clock: time-based rules (grace periods, trading hours) see time pass."""
+        self.flush_audit()
         self.book.advance(now)
         self._roll_days()
         version = self.store.data_version()
@@ -125,9 +132,11 @@ class Engine:
                  result: dict[str, Any] | None = None) -> None:
         """Report a call's outcome: True confirmed, False failed (retried after RETRY_AFTER), None
         uncertain (left `sent` for the next reconciliation to verify)."""
+        self.flush_audit()
         self.enforcer.finished(call, confirmed, now, detail, result)
 
     def mark_sent(self, call: BrokerCall, now: dt.datetime) -> None:
+        self.flush_audit()
         self.enforcer.mark_sent(call, now)
 
     # -- evaluation -------------------------------------------------------------------------
@@ -138,24 +147,25 @@ class Engine:
         book, enforcer = self.book, self.enforcer
         snapshot = book.snapshot(event, self.zone)
         programs = self.policies.programs
-        fired = [program.fire(snapshot) for program in programs]
+        fired = [programs[0].fire(snapshot)] if len(programs) == 1 else [p.fire(snapshot) for p in programs]
         lockouts = self._active_lockouts(book.now, snapshot)
-        exposed = bool(lockouts) and _exposed(lockouts, book)
-        if not any(fired) and not enforcer.firing and not exposed and not enforcer.orphans:
+        exposed = bool(lockouts) and self._exposed(lockouts)
+        unpriced = book.unpriced()
+        if not any(fired) and not unpriced and not enforcer.firing and not exposed and not enforcer.orphans:
             self._steady = None
             return _NO_EFFECTS
-        steady = self._steady_key(snapshot, fired, exposed)
+        steady = self._steady_key(snapshot, fired, exposed, unpriced)
         if steady is not None and steady == self._steady:
             return _NO_EFFECTS
-        effects = self._enforce(snapshot, fired, lockouts, exposed)
-        if effects:
+        effects = self._enforce(snapshot, fired, lockouts, exposed, unpriced)
+        if effects.records:
             self._audit_decision(event, effects)
         # Nothing changed and nothing was done: while the same breach keeps firing on the same
         # book, the next evaluation with the same key is known to do nothing too.
-        self._steady = None if effects else self._steady_key(snapshot, fired, exposed)
+        self._steady = None if effects else self._steady_key(snapshot, fired, exposed, unpriced)
         return effects
 
-    def _enforce(self, snapshot, fired, lockouts: list[Lockout], exposed: bool) -> Effects:
+    def _enforce(self, snapshot, fired, lockouts: list[Lockout], exposed: bool, unpriced: tuple[str, ...]) -> Effects:
         book, enforcer = self.book, self.enforcer
         actions: list[Action] = []
         firings: set[tuple[str, str | None]] = set()
@@ -165,7 +175,10 @@ class Engine:
                 actions += decision.actions
                 firings.update((f.rule, f.target) for f in decision.fired)
                 firings.update((f.rule, f.target) for f in decision.errors)
-        if len(fired) > 1:
+        for contract_id in unpriced:
+            actions += self._unpriced_actions(contract_id)
+            firings.add((_UNPRICED, contract_id))
+        if len(fired) > 1 or unpriced:
             actions = list(plan(actions))
         enforcer.account_id = book.account.id
         enforcer.active = lockouts
@@ -177,7 +190,7 @@ class Engine:
             self._lockouts_checked = None  # re-read: a lockout was just set or lengthened
         return effects
 
-    def _steady_key(self, snapshot, fired, exposed: bool) -> tuple | None:
+    def _steady_key(self, snapshot, fired, exposed: bool, unpriced: tuple[str, ...]) -> tuple | None:
         """What enforcement depends on, when it can be compared: which rules fired for which
         targets, their actions by value (unexplained: a reason quotes prices that move), the
         book's version (positions, orders, account, fills, trading day), the enforcer's (calls
@@ -193,8 +206,28 @@ class Engine:
         except Exception:  # noqa: BLE001 - an action that cannot be computed: _enforce reports it
             return None
         targets = tuple(tuple((i, _target_key(t)) for i, t in hits) for hits in fired)
-        return (targets, actions, exposed, self.book.version, enforcer.version, self._lockouts_version,
+        return (targets, actions, unpriced, exposed, self.book.version, enforcer.version, self._lockouts_version,
                 self.policies.digest)
+
+    def _unpriced_actions(self, contract_id: str) -> list[Action]:
+        """A position riskc cannot price (no instrument spec: no P&L, no risk, no tick grid) is
+        a rule that cannot be evaluated: the first policy's `on_error` decides, as for a rule
+        that raises. `flatten` closes that position (fail closed where the unknown is); `alert`
+        only alerts. Either way the alert says what to add."""
+        symbol = symbol_of(contract_id)
+        why = (f"no instrument spec for `{symbol}` ({contract_id}): riskc cannot count this position's P&L or "
+               f"risk; on_error {self.policies.programs[0].policy.settings.on_error}")  # fmt: skip
+        alert = Action("alert", _UNPRICED, "critical", why, symbol=symbol, contract_id=contract_id, message=why)
+        if self.policies.programs[0].policy.settings.on_error == "alert":
+            return [alert]
+        return [Action("close", _UNPRICED, "critical", why, symbol=symbol, contract_id=contract_id), alert]
+
+    def _exposed(self, lockouts: list[Lockout]) -> bool:
+        """``_exposed``, asked again only when the book or the lockouts changed."""
+        key = (self.book.version, self._lockouts_version)
+        if key != self._exposure_key:
+            self._exposure_key, self._exposure = key, _exposed(lockouts, self.book)
+        return self._exposure
 
     def lockouts_at(self, now: dt.datetime) -> list[Lockout]:
         """The lockouts in force as the engine last read them (for the live view: no store I/O)."""
@@ -275,6 +308,7 @@ class Engine:
                                     self.book.now, account_id=account_id)  # fmt: skip
 
     def save_book(self) -> None:
+        self.flush_audit()
         import json
 
         book = self.book
@@ -287,16 +321,28 @@ class Engine:
         self.store.save_book(book.account.id, json.dumps(positions), json.dumps(orders), book.now)
 
     def _audit_decision(self, event: Event, effects: Effects) -> None:
+        """The decision goes to the audit log; when it has broker calls, just after they leave
+        (``flush_audit``, from ``mark_sent``): the calls are already planned durably, and the
+        breach should not wait for one more transaction before the broker hears of it."""
         payload = {"event": event.kind, "time": event.time.isoformat() if event.time else None,
                    "actions": effects.records, "calls": [c.to_record() for c in effects.calls]}
-        self.store.append_audit("decision", payload, self.book.now, account_id=self.book.account.id,
-                                policy_hash=self.policies.digest)
+        self._unaudited.append((payload, self.book.now, self.book.account.id, self.policies.digest))
+        if not effects.calls:
+            self.flush_audit()
+
+    def flush_audit(self) -> None:
+        """Write the decisions not yet in the audit log. Every entry point calls it first, so a
+        decision is written before anything that follows it, whoever forgets to."""
+        while self._unaudited:
+            payload, now, account_id, digest = self._unaudited.pop(0)
+            self.store.append_audit("decision", payload, now, account_id=account_id, policy_hash=digest)
 
     # -- reconciliation ---------------------------------------------------------------------
 
     def reconcile(self, state: BrokerState, now: dt.datetime) -> tuple[list[str], Effects]:
         """Correct the book from the broker's REST state (the source of truth), audit the drift,
         mark the feed fresh again and evaluate a `reconnect` event. Returns (drift, effects)."""
+        self.flush_audit()
         book = self.book
         book.advance(now)
         drift = _drift(book, state)
@@ -353,6 +399,9 @@ def _exposed(lockouts: list[Lockout], book: Book) -> bool:
             return True
         symbols.add(lockout.symbol)
     return any(symbol_of(c) in symbols for c in book.positions) or any(e.order.symbol in symbols for e in book.orders.values())
+
+
+_UNPRICED = "instrument_spec"  # the rule name of what riskc does about a position it cannot price
 
 
 def _target_key(target: Any) -> Any:

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
 
-from .instruments import Instruments, symbol_of
+from .instruments import Instruments, UnknownInstrument, symbol_of
 from .snapshot import UNBOUNDED, ZERO, Account, Day, Order, Position
 
 STOP_TYPES = frozenset({"stop", "stop_limit", "trailing_stop"})
@@ -64,11 +64,21 @@ def position_view(
     age: dt.timedelta,
     uncovered_for: dt.timedelta,
 ) -> Position:
+    """A position in an instrument without a spec still gets a view (its side, size, coverage):
+    its P&L counts as zero and its risk as unbounded, and the engine acts on it as on a rule
+    that cannot be evaluated (``Engine._unpriced_actions``)."""
     orders = tuple(orders)
     symbol = symbol_of(contract_id)
-    spec = instruments.spec(symbol)
     coverage = stop_coverage(contract_id, size, orders)
     stops = tuple(o.stop_price for o in covering_stops(contract_id, size, orders) if o.stop_price is not None)
+    try:
+        spec = instruments.spec(symbol)
+    except UnknownInstrument:
+        return Position(symbol=symbol, contract_id=contract_id, side="long" if size > 0 else "short", size=size,
+                        qty=abs(size), direction=1 if size > 0 else -1, avg_price=avg_price, mark=mark,
+                        unrealized_pnl=ZERO, stop_coverage=coverage, risk_at_stop=UNBOUNDED, age=age,
+                        uncovered_for=uncovered_for if coverage < abs(size) else dt.timedelta(0),
+                        tick_size=ZERO, tick_value=ZERO, stop_prices=stops)  # fmt: skip
     return Position(
         symbol=symbol,
         contract_id=contract_id,

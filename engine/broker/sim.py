@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ..instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
+from ..instruments import DEFAULT_INSTRUMENTS, Instruments, UnknownInstrument, symbol_of
 from ..intake import Message
 from .port import BrokerCall, BrokerError, BrokerState
 
@@ -61,7 +61,6 @@ class SimBroker:
         self.instruments = instruments
         self.fees = fees or {}
         self.account = _Account()
-        self.quotes: dict[str, Decimal] = {}
         self.now = dt.datetime.min.replace(tzinfo=dt.UTC)
         self.sent: list[BrokerCall] = []
         self._pending: dict[str, deque[_Fill]] = {}
@@ -109,17 +108,21 @@ class SimBroker:
             self.account.orders.pop(int(data["id"]), None)
 
     def _on_price(self, message: Message) -> list[Message]:
+        """Fill the market orders waiting for this contract's next price (nothing to do for most
+        quotes: the price itself is not kept, a fill only ever uses the next one)."""
         contract_id, data = message.args[0], message.args[1]
+        if contract_id not in self._pending:
+            return []
         if isinstance(data, list):
             data = data[-1] if data else {}
         price = data.get("lastPrice", data.get("price"))
         if price is None:
             return []
-        self.quotes[contract_id] = price if type(price) is Decimal else Decimal(str(price))
-        pending = self._pending.pop(contract_id, None)
+        price = price if type(price) is Decimal else Decimal(str(price))
+        pending = self._pending.pop(contract_id)
         out: list[Message] = []
         while pending:
-            out += self._fill(pending.popleft(), self.quotes[contract_id], message.ts)
+            out += self._fill(pending.popleft(), price, message.ts)
         return out
 
     # -- calls ------------------------------------------------------------------------------
@@ -205,11 +208,14 @@ class SimBroker:
     def _close_position(self, position: dict[str, Any], fill: _Fill, price: Decimal, now: dt.datetime) -> list[Message]:
         contract_id = position["contractId"]
         symbol = symbol_of(contract_id)
-        spec = self.instruments.spec(symbol)
         size = min(fill.size, int(position["size"]))
         direction = 1 if position.get("type") == 1 else -1
         avg = Decimal(str(position["averagePrice"]))
-        pnl = (price - avg) * direction * size / spec.tick_size * spec.tick_value
+        try:
+            spec = self.instruments.spec(symbol)
+            pnl = (price - avg) * direction * size / spec.tick_size * spec.tick_value
+        except UnknownInstrument:
+            pnl = Decimal(0)  # a Gateway knows every contract; the simulation cannot price this one
         fees = self.fees.get(symbol, default_fee(symbol)) * size
         trade = {"id": self._take_trade_id(), "accountId": self.account.id, "contractId": contract_id,
                  "creationTimestamp": now.isoformat(), "price": price, "profitAndLoss": pnl.quantize(Decimal("0.01")),

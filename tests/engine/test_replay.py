@@ -435,13 +435,18 @@ def test_open_pnl_follows_every_quote_of_an_open_position(tmp_path: Path):
     assert "p.unrealized_pnl = -$50.00" in records[0]["reason"]
 
 
-def test_a_position_in_an_instrument_without_a_spec_stops_the_replay_with_a_message(tmp_path: Path):
-    """It used to end in a traceback (UnknownInstrument out of the snapshot)."""
+def test_a_position_in_an_instrument_without_a_spec_is_closed_as_on_error_says(tmp_path: Path):
+    """It used to end in a traceback (UnknownInstrument out of the snapshot), and in the daemon
+    every later event raised the same: nothing was enforced any more. Now riskc treats it as a
+    rule it cannot evaluate (topstep-50k: on_error flatten) and goes on."""
     at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
     corn = "CON.F.US.ZC.H26"
     recording = write_recording(tmp_path, [_balance(at(0)), _line(at(2), "GatewayUserPosition", {
         "id": 4, "accountId": 7, "contractId": corn, "type": 1, "size": 1, "averagePrice": 440.25,
-        "creationTimestamp": at(2).isoformat()})])  # fmt: skip
-    result = replay(str(recording), "--policy", str(TOPSTEP))
-    assert result.exit_code == 1
-    assert "no instrument spec for `ZC`" in result.stderr and "Traceback" not in result.output
+        "creationTimestamp": at(2).isoformat()}),
+        _line(at(3), "GatewayQuote", [corn, {"lastPrice": 440.5, "bestBid": 440.25, "bestAsk": 440.5}])])  # fmt: skip
+    records, summary = replay_json(recording)
+    assert [(r["rule"], r["action"], r.get("contract_id")) for r in records] == [
+        ("instrument_spec", "close", corn), ("instrument_spec", "alert", corn)]
+    assert "no instrument spec for `ZC`" in records[0]["reason"]
+    assert summary["broker_calls"] == 1
