@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable
@@ -78,6 +79,9 @@ class Program:
         self._clause_tests: list[tuple[Callable, ...]] | None = None
         self.rules = policy.instances
         self.timezone = policy.settings.timezone
+        # Every attribute name the generated code reads (a superset of the snapshot fields its
+        # rules use): the engine leaves fields no rule reads, like ages, out of the snapshot.
+        self.reads = frozenset(re.findall(r"\.([A-Za-z_]\w*)", source))
 
     def evaluate(self, snapshot) -> Decision:
         fired = self._evaluate(snapshot)

@@ -121,7 +121,9 @@ class Book:
         self._seen_previous: set[Any] = set()
         self._positions_view: tuple[Position, ...] | None = None
         self._orders_view: tuple[Order, ...] | None = None
-        self._unpriced: tuple[str, ...] = ()
+        self.unpriced_now: tuple[str, ...] = ()  # positions without an instrument spec, as of position_views()
+        self._pnl_changes = 0  # open P&L updates in place (see _mark), for _day's memo
+        self._day_key: tuple[int, int] | None = None
         self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
         self._day_view = Day()
         self._snapshot = Snapshot(instruments=instruments)
@@ -144,7 +146,11 @@ class Book:
         handler = self._handlers.get(message.target)
         if handler is None:
             return None
-        self.advance(message.ts)
+        ts = message.ts  # advance(), inlined: this runs for every message
+        if ts > self.now:
+            self.now = ts
+        if self.day is None or self.now >= self.day.end:
+            self._roll(self.now)
         if message.hub != "market":
             self.version += 1
         return handler(message)
@@ -342,6 +348,7 @@ class Book:
                 # not): update the view in place rather than rebuild it on every quote.
                 view = position.view
                 view.mark = price
+                self._pnl_changes += 1
                 view.unrealized_pnl = unrealized(contract_id, position.size, position.avg_price, price, self.instruments)
 
     def _mine(self, account_id: Any) -> bool:
@@ -428,7 +435,7 @@ class Book:
     def unpriced(self) -> tuple[str, ...]:
         """Open positions in instruments without a spec (no tick value: no P&L, no risk)."""
         self.position_views()
-        return self._unpriced
+        return self.unpriced_now
 
     def position_views(self) -> tuple[Position, ...]:
         if self._positions_view is None:
@@ -439,29 +446,39 @@ class Book:
                     p.view = position_view(p.contract_id, p.size, p.avg_price, mark, orders, self.instruments,
                                            dt.timedelta(0), dt.timedelta(0))
             self._positions_view = tuple(p.view for p in self.positions.values())
-            self._unpriced = tuple(v.contract_id for v in self._positions_view if not v.tick_size)
+            self.unpriced_now = tuple(v.contract_id for v in self._positions_view if not v.tick_size)
         return self._positions_view
 
-    def snapshot(self, event: Event, zone: Any) -> Snapshot:
-        """The view one evaluation sees at ``self.now``. ``zone`` is the policy's ZoneInfo."""
+    def snapshot(self, event: Event, zone: Any, *, ages: bool = True) -> Snapshot:
+        """The view one evaluation sees at ``self.now``. ``zone`` is the policy's ZoneInfo.
+        ``ages=False`` leaves positions' and orders' `age` as they were (no rule reads them)."""
         now = self.now
         positions = self.position_views()
         for p in self.positions.values():
             view = p.view
-            view.age = now - p.opened_at
+            if ages:
+                view.age = now - p.opened_at
             view.uncovered_for = now - p.uncovered_since if p.uncovered_since is not None else dt.timedelta(0)
         s = self._snapshot
         s.account = self.account
         s.positions = positions
         s.orders = self.working_orders()
-        for entry in self.orders.values():
-            entry.order.age = now - entry.placed_at
+        if ages:
+            for entry in self.orders.values():
+                entry.order.age = now - entry.placed_at
         s.day = self._day(positions, now)
         s.session, s.next_trading_day = self._session(now, zone)
         s.event = event
         return s
 
     def _day(self, positions: tuple[Position, ...], now: dt.datetime) -> Day:
+        """The day's totals, summed again only when a position, the account, a fill or an open
+        P&L changed: most quotes are of contracts without a position, and change none of them."""
+        key = (self.version, self._pnl_changes)
+        if key == self._day_key:
+            self._day_view.now = now
+            return self._day_view
+        self._day_key = key
         state, view, account = self.day, self._day_view, self.account
         unrealized = ZERO
         gross = net = 0

@@ -91,9 +91,10 @@ class Enforcer:
     def retrying(self, now: dt.datetime) -> bool:
         """A failed call waits for RETRY_AFTER: the clock alone can make it plannable again.
         (A wait that has passed is forgotten: `_plan` would let the call through either way.)"""
-        if self._retry_at:
-            for key in [k for k, at in self._retry_at.items() if at <= now]:
-                del self._retry_at[key]
+        if not self._retry_at:
+            return False
+        for key in [k for k, at in self._retry_at.items() if at <= now]:
+            del self._retry_at[key]
         return bool(self._retry_at)
 
     # -- one evaluation ---------------------------------------------------------------------

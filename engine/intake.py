@@ -97,28 +97,23 @@ def parse_line(text: str, line: int) -> Message | Malformed | None:
         return Malformed(line, f"not JSON ({error})", text.rstrip("\n"))
     if type(raw) is not dict:
         return Malformed(line, "not a JSON object", text.rstrip("\n"))
-    try:
+    try:  # one function, not two: this runs for every line of a recording
+        target = raw["target"]
+        hub = HUB_OF.get(target)
+        if hub is None:
+            raise ValueError(f"unknown target {target!r}")
+        if raw.get("hub", hub) != hub:
+            raise ValueError(f"target {target} belongs to the {hub} hub, not {raw.get('hub')!r}")
         args = raw["args"]
-        if type(args) is list and len(args) == 2 and type(args[1]) is dict:  # a quote: convert in place
+        if type(args) is not list or not args:
+            raise ValueError("`args` must be a non-empty list")
+        if len(args) == 2 and type(args[1]) is dict:  # a quote: its own dict, converted in place
             _floats_in_place(args[1])
         else:
-            raw["args"] = _decimals(args)
-        return _message(raw, line)
+            args = _decimals(args)
+        return Message(parse_time(raw["ts"]), hub, target, args, line)
     except (KeyError, TypeError, ValueError) as error:
         return Malformed(line, _why(error), text.rstrip("\n"))
-
-
-def _message(raw: dict[str, Any], line: int) -> Message:
-    target = raw["target"]
-    hub = HUB_OF.get(target)
-    if hub is None:
-        raise ValueError(f"unknown target {target!r}")
-    if raw.get("hub", hub) != hub:
-        raise ValueError(f"target {target} belongs to the {hub} hub, not {raw.get('hub')!r}")
-    args = raw["args"]
-    if type(args) is not list or not args:
-        raise ValueError("`args` must be a non-empty list")
-    return Message(parse_time(raw["ts"]), hub, target, args, line)
 
 
 def _why(error: Exception) -> str:

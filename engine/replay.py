@@ -24,7 +24,7 @@ from .enforce import Effects
 from .instruments import DEFAULT_INSTRUMENTS, Instruments
 from .intake import Malformed, Message
 from .broker.executor import took_effect
-from .runner import Engine, PolicySet
+from .runner import NO_EFFECTS, Engine, PolicySet
 from .store import Store
 
 log = logging.getLogger("riskc.replay")
@@ -104,12 +104,13 @@ class Replay:
         triggered = self.sim.observe(item)
         before = engine.malformed
         effects = engine.on_message(item)
-        if effects:
+        if effects is not NO_EFFECTS:
             self._handle(effects)
         if engine.malformed > before:
             summary.malformed.append(Malformed(item.line, "the book could not use this message", item.to_json()))
-        for message in triggered:
-            self._handle(engine.on_message(message))
+        if triggered:
+            for message in triggered:
+                self._handle(engine.on_message(message))
         summary.events = engine.events
 
     def tick_until(self, ts: dt.datetime) -> None:

@@ -35,7 +35,7 @@ from .snapshot import Event
 from .store import Lockout, Store
 
 log = logging.getLogger("riskc.engine")
-_NO_EFFECTS = Effects()
+NO_EFFECTS = _NO_EFFECTS = Effects()  # what most events produce: compare with `is`
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,7 @@ class Engine:
             self.book.account.high_water_balance = high_water  # an intraday trailing drawdown survives a restart
         self.enforcer = Enforcer(store, account_id or 0)
         self.policies = policies
+        self._ages = _reads_ages(policies)
         self.persist_book = persist_book
         self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
         self.malformed = 0
@@ -127,6 +128,7 @@ class Engine:
         """Atomically replace the policies (between two events). The trading-day settings of
         the book stay those it started with; a timezone change needs a restart."""
         self.policies = policies
+        self._ages = _reads_ages(policies)
 
     def finished(self, call: BrokerCall, confirmed: bool | None, now: dt.datetime, detail: str = "",
                  result: dict[str, Any] | None = None) -> None:
@@ -145,12 +147,16 @@ class Engine:
         if self.stale:
             return _NO_EFFECTS
         book, enforcer = self.book, self.enforcer
-        snapshot = book.snapshot(event, self.zone)
         programs = self.policies.programs
+        snapshot = book.snapshot(event, self.zone, ages=self._ages)
         fired = [programs[0].fire(snapshot)] if len(programs) == 1 else [p.fire(snapshot) for p in programs]
-        lockouts = self._active_lockouts(book.now, snapshot)
+        expire = self._lockouts_expire
+        if self._lockouts_checked is not None and not self._lockouts_while and (expire is None or book.now < expire):
+            lockouts = self._lockouts  # _active_lockouts would read nothing: the usual case, inlined
+        else:
+            lockouts = self._active_lockouts(book.now, snapshot)
         exposed = bool(lockouts) and self._exposed(lockouts)
-        unpriced = book.unpriced()
+        unpriced = book.unpriced_now  # as of the snapshot just taken
         if not any(fired) and not unpriced and not enforcer.firing and not exposed and not enforcer.orphans:
             self._steady = None
             return _NO_EFFECTS
@@ -198,14 +204,20 @@ class Engine:
         clock, a rule that raised reports its error, an exit order waits for the book: those are
         never steady. None when it cannot be compared."""
         enforcer = self.enforcer
-        if enforcer.orphans or enforcer.retrying(self.book.now) or any(i < 0 for hits in fired for i, _ in hits):
+        if enforcer.orphans or enforcer.retrying(self.book.now):
             return None
+        targets = []
+        for hits in fired:
+            for index, target in hits:
+                if index < 0:
+                    return None
+                targets.append((index, None if target is None else _target_key(target)))
         try:
-            actions = tuple(program.raw_actions(snapshot, hits)
-                            for program, hits in zip(self.policies.programs, fired, strict=True))
+            programs = self.policies.programs
+            actions = programs[0].raw_actions(snapshot, fired[0]) if len(programs) == 1 else \
+                tuple(p.raw_actions(snapshot, hits) for p, hits in zip(programs, fired, strict=True))
         except Exception:  # noqa: BLE001 - an action that cannot be computed: _enforce reports it
             return None
-        targets = tuple(tuple((i, _target_key(t)) for i, t in hits) for hits in fired)
         return (targets, actions, unpriced, exposed, self.book.version, enforcer.version, self._lockouts_version,
                 self.policies.digest)
 
@@ -399,6 +411,11 @@ def _exposed(lockouts: list[Lockout], book: Book) -> bool:
             return True
         symbols.add(lockout.symbol)
     return any(symbol_of(c) in symbols for c in book.positions) or any(e.order.symbol in symbols for e in book.orders.values())
+
+
+def _reads_ages(policies: PolicySet) -> bool:
+    """Whether a rule may read a position's or an order's `age` (kept up to date only then)."""
+    return any("age" in program.reads for program in policies.programs)
 
 
 _UNPRICED = "instrument_spec"  # the rule name of what riskc does about a position it cannot price

@@ -356,6 +356,15 @@ def test_a_breach_that_keeps_firing_still_acts_on_an_order_placed_meanwhile(harn
     assert summary(calls) == [("cancel", MNQ, 60, None)]
 
 
+def test_ages_are_kept_up_to_date_for_a_policy_that_reads_them(harness):
+    """The engine updates `age` only when a rule may read it (Program.reads)."""
+    h = harness(policy("rule stale_order\n  for order o\n  when o.age >= 30s\n  then cancel o"))
+    assert h.engine._ages
+    h.feed(f.order(0, 70, MNQ, type=LIMIT, side=BUY, size=1, limit=20950))
+    assert h.tick(f.at(29)) == []
+    assert summary(h.tick(f.at(30))) == [("cancel", MNQ, 70, None)]
+
+
 # -- a position riskc cannot price --------------------------------------------------------------
 
 UNKNOWN = "CON.F.US.XYZ.Z25"  # no instrument spec
