@@ -508,9 +508,12 @@ class Book:
         session = Session(now, local.time().replace(second=0, microsecond=0), WEEKDAYS[local.weekday()],
                           self.day.trading_day, self.calendar.is_session_open(now))
         start = now.replace(microsecond=0)
-        result = (second, session, self.day.end, start, start + _SECOND)
+        # `next_trading_day` is the next trading-day *start*: on a Friday, Sunday 17:00, not the
+        # end of Friday's day; before a holiday, the day after it.
+        following = self.calendar.next_trading_day_start(now)
+        result = (second, session, following, start, start + _SECOND)
         self._session_cache = result
-        return session, self.day.end
+        return session, following
 
 
 def _data(message: Message) -> dict[str, Any]:

@@ -330,7 +330,7 @@ class Enforcer:
         """Set or lengthen a lockout; True when it changed (the store merges same-rule lockouts)."""
         until, condition = action.until, action.condition
         if action.kind == "block" and until is None and condition is None:
-            until = book.day.end  # a block lasts until the next trading day unless a duration is given
+            until = book.calendar.next_trading_day_start(now)  # until the next trading day unless a duration is given
         if condition == "while":
             condition = f"while:{action.rule}"
         if until is not None and until <= now:

@@ -389,6 +389,11 @@ def test_a_position_without_an_instrument_spec_fails_closed_and_the_engine_keeps
 @pytest.mark.parametrize(("start", "until"), [
     (f.start, dt.datetime(2025, 10, 29, 22, 0, tzinfo=dt.UTC)),  # 17:00 CDT
     (dt.datetime(2025, 11, 3, 15, 0, tzinfo=dt.UTC), dt.datetime(2025, 11, 3, 23, 0, tzinfo=dt.UTC)),  # 17:00 CST
+    # A Friday: the next trading day starts on Sunday at 17:00, not when Friday's day ends.
+    (dt.datetime(2025, 11, 7, 15, 0, tzinfo=dt.UTC), dt.datetime(2025, 11, 9, 23, 0, tzinfo=dt.UTC)),
+    # Christmas Eve 2025: no session on the 25th, so the next trading day (the 26th) starts on
+    # the 25th at 17:00 CST, not when the 24th's day ends.
+    (dt.datetime(2025, 12, 24, 15, 0, tzinfo=dt.UTC), dt.datetime(2025, 12, 25, 23, 0, tzinfo=dt.UTC)),
 ])  # fmt: skip
 def test_lockout_until_next_trading_day_is_stored_with_the_boundary_instant(harness, store, start, until):
     h = harness(policy("use daily_loss(limit: $100)"))
