@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dsl.decision import SEVERITY_RANK
+
 from .alerts import Alerts
 from .broker.port import BrokerCall, BrokerState
 from .config import Config
@@ -187,10 +189,10 @@ def _one_per_firing(records: list[dict[str, Any]]) -> list[tuple[str, dict[str, 
     so a webhook hears of the firing once, not once per action."""
     found: dict[tuple[str, str], list] = {}
     for record in records:
-        severity = "high" if record["action"] != "alert" else "medium"
+        severity = record.get("severity") or ("high" if record["action"] != "alert" else "medium")
         first = found.setdefault((record["rule"], record["reason"]), [severity, record])
-        if severity == "high":
-            first[0] = "high"
+        if SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK.get(first[0], 0):
+            first[0] = severity
     return [(severity, record) for severity, record in found.values()]
 
 

@@ -111,7 +111,7 @@ class Enforcer:
                 effects.records.append(record)
                 effects.calls += calls
                 if action.kind == "alert" or action.severity in ("high", "critical"):
-                    effects.alerts.append(record)
+                    effects.alerts.append(record | {"severity": action.severity})  # the rule's, for alert routing
         if self.orphans:
             effects.extend(self._cancel_orphans(book, now, policy_hash))
         return effects

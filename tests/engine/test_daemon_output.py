@@ -100,5 +100,7 @@ def test_a_firing_with_two_actions_is_one_alert_for_the_log_and_the_webhooks(tmp
     acted = [r["action"] for r in log if r["kind"] == "action" and r["rule"] == "daily_loss"]
     alerted = [r for r in log if r["kind"] == "alert" and r["rule"] == "daily_loss"]
     assert acted[:2] == ["flatten", "lockout"]  # one firing, one reason
-    assert len(alerted) == 1 and alerted[0]["severity"] == "high"
+    assert len(alerted) == 1 and alerted[0]["severity"] == "critical"  # daily_loss's own severity
+    [heads_up] = [r for r in log if r["kind"] == "alert" and r["rule"] == "heads_up"]
+    assert heads_up["severity"] == "medium"
     assert alerted[0]["text"].endswith("→ flatten, lockout until 2026-03-10 17:00 CT")
