@@ -221,6 +221,22 @@ class Config(_Model):
             accounts=[AccountConfig(policies=[DEMO_POLICY])],
         )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _state_per_broker(cls, data: Any) -> Any:
+        """Without an explicit ``state:``/``log:``, a dry run and a simulation keep their own
+        files (``dry-run.db``, ``sim.db``): a dry-run daily-loss lockout must never flatten
+        tomorrow's live account, which reads ``state.db``."""
+        if not isinstance(data, dict):
+            return data
+        broker = data.get("broker")
+        kind = broker.get("kind") if isinstance(broker, dict) else getattr(broker, "kind", None)
+        if kind in ("dry-run", "sim"):
+            data = dict(data)
+            data.setdefault("state", default_state_dir() / f"{kind}.db")
+            data.setdefault("log", default_state_dir() / f"{kind}.log.jsonl")
+        return data
+
     def account(self, key: int | str) -> AccountConfig | None:
         """The entry whose id or name is ``key`` (an id may come as text from the command line)."""
         for account in self.accounts:

@@ -102,6 +102,20 @@ def test_defaults(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.alerts.console and config.alerts.webhooks == []
 
 
+@pytest.mark.parametrize("kind", ["dry-run", "sim"])
+def test_a_dry_run_or_a_simulation_keeps_its_own_state_by_default(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  kind: str) -> None:
+    """A dry-run lockout in the live daemon's state.db would flatten tomorrow's live account."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "xdg"))
+    (home / "rec.jsonl").write_text("")
+    extra = "  recording: rec.jsonl\n" if kind == "sim" else ""
+    config = load_config(write(home, f"accounts:\n  - policies: [policies]\nbroker:\n  kind: {kind}\n{extra}"), {})
+    assert config.state == home / "xdg" / "riskc" / f"{kind}.db"
+    assert config.log == home / "xdg" / "riskc" / f"{kind}.log.jsonl"
+    explicit = load_config(write(home, f"state: s.db\naccounts:\n  - policies: [policies]\nbroker:\n  kind: {kind}\n{extra}"), {})
+    assert explicit.state == home / "s.db"  # what the file says wins
+
+
 def test_the_demo_config_does_not_need_its_recording(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     demo = Config.default_demo()
