@@ -262,6 +262,8 @@ class Book:
             self.orders.pop(order_id, None)
             self._finished[order_id] = updated
         self._orders_changed(contract_id, message.ts)
+        if known is not None and known.order.contract_id != contract_id:
+            self._orders_changed(known.order.contract_id, message.ts)  # it covered that one's position
         return Event(kind="order", time=message.ts, symbol=order.symbol, contract_id=contract_id, order=order,
                      status=STATUS[status] if 0 <= status < len(STATUS) else "none", side=order.side, size=order.size)
 
