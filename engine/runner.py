@@ -368,6 +368,8 @@ class Engine:
             book.restore_uncovered(contract_id, since)
         self._save_coverage()
         self._recover_unconfirmed(state, now)
+        if state.account is not None:
+            self._close_missed_day()
         if drift:
             log.warning("reconciliation corrected the book: %s", "; ".join(drift))
         if drift:
@@ -375,6 +377,25 @@ class Engine:
         self.stale = False
         self._lockouts_checked = None
         return drift, self._evaluate(Event(kind="reconnect", time=now))
+
+    def _close_missed_day(self) -> None:
+        """The previous trading day ended while riskc was not running: close it now, or an end-of-day trailing drawdown trails a stale high. Its end-of-day
+        balance is exact: the broker's balance less today's net realized P&L (today's fills,
+        which reconciliation has just loaded), since fills are what move the balance."""
+        book = self.book
+        if book.day is None or not book.account.id:
+            return
+        previous = self.calendar.previous_trading_day(book.day.trading_day)
+        closed = self.store.day_balance(book.account.id, previous)
+        if closed is not None and closed.eod_balance is not None:
+            return
+        if closed is None and self.store.eod_high_balance(book.account.id) is None:
+            return  # riskc never followed this account before today: nothing of its own to close
+        self.store.close_day(book.account.id, previous, book.account.balance - book.day.realized)
+        self.store.append_audit("event", {"event": "day_close_after_restart", "trading_day": previous.isoformat(),
+                                          "eod_balance": str(book.account.balance - book.day.realized)},
+                                book.now, account_id=book.account.id)  # fmt: skip
+        book.eod_high_balance = self.store.eod_high_balance(book.account.id)
 
     def on_message_quiet(self, message: Message) -> None:
         """Apply without evaluating (reconciliation replays the broker's state into the book)."""

@@ -560,6 +560,28 @@ def test_a_restart_drops_the_grace_period_of_a_position_closed_while_away(tmp_pa
         assert [t.key for t in store.timers(ACCOUNT)] == [f"uncovered:{ES}"]
 
 
+def test_a_day_that_ended_while_riskc_was_down_is_closed_at_the_restart(tmp_path):
+    """Its end-of-day balance is the broker's balance less the new day's fills, exactly; an
+    end-of-day trailing drawdown would otherwise trail a stale high."""
+    path = tmp_path / "state.db"
+    sources = policy("use trailing_drawdown(amount: $2,000, mode: end_of_day)")
+    wednesday = Feed(account_id=ACCOUNT, start=dt.datetime(2025, 10, 29, 15, 0, tzinfo=dt.UTC))
+    thursday = Feed(account_id=ACCOUNT, start=dt.datetime(2025, 10, 30, 15, 0, tzinfo=dt.UTC))
+    with Store.open(path) as store:
+        first = Harness(store, sources)
+        first.feed(wednesday.account(0, 50000), wednesday.trade(1, 1, MNQ, side=SELL, pnl=500, fees=0),
+                   wednesday.account(2, 50500))
+    with Store.open(path) as store:  # Thursday: a losing trade happened while riskc was down
+        second = Harness(store, sources)
+        second.port.account = dict(thursday.account(0, "50299.63").args[0]["data"])
+        second.port.trades = [dict(thursday.trade(0, 2, MNQ, side=SELL, pnl=-200, fees="0.37").args[0]["data"])]
+        second.reconcile(thursday.at(1))
+        closed = store.day_balance(ACCOUNT, dt.date(2025, 10, 29))
+        assert (closed.eod_balance, store.eod_high_balance(ACCOUNT)) == (D("50500.00"), D("50500.00"))
+        assert second.engine.book.eod_high_balance == D("50500.00")
+        assert any(a.get("event") == "day_close_after_restart" for a in audit(store, "event"))
+
+
 # -- alerts, malformed messages, the ledger ----------------------------------------------------
 
 
