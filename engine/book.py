@@ -43,6 +43,7 @@ SUSPENDED = frozenset({6, 7, 8})  # PENDING, PENDING_CANCELLATION, SUSPENDED (br
 LONG, SHORT = 1, 2  # PositionType
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
+_NO_TIME = dt.timedelta(0)
 _SECOND = dt.timedelta(seconds=1)
 
 
@@ -460,7 +461,7 @@ class Book:
             view = p.view
             if ages:
                 view.age = now - p.opened_at
-            view.uncovered_for = now - p.uncovered_since if p.uncovered_since is not None else dt.timedelta(0)
+            view.uncovered_for = now - p.uncovered_since if p.uncovered_since is not None else _NO_TIME
         s = self._snapshot
         s.account = self.account
         s.positions = positions

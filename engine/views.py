@@ -74,11 +74,7 @@ def position_view(
     try:
         spec = instruments.spec(symbol)
     except UnknownInstrument:
-        return Position(symbol=symbol, contract_id=contract_id, side="long" if size > 0 else "short", size=size,
-                        qty=abs(size), direction=1 if size > 0 else -1, avg_price=avg_price, mark=mark,
-                        unrealized_pnl=ZERO, stop_coverage=coverage, risk_at_stop=UNBOUNDED, age=age,
-                        uncovered_for=uncovered_for if coverage < abs(size) else dt.timedelta(0),
-                        tick_size=ZERO, tick_value=ZERO, stop_prices=stops)  # fmt: skip
+        spec = None
     return Position(
         symbol=symbol,
         contract_id=contract_id,
@@ -88,13 +84,13 @@ def position_view(
         direction=1 if size > 0 else -1,
         avg_price=avg_price,
         mark=mark,
-        unrealized_pnl=unrealized(contract_id, size, avg_price, mark, instruments),
+        unrealized_pnl=unrealized(contract_id, size, avg_price, mark, instruments) if spec else ZERO,
         stop_coverage=coverage,
-        risk_at_stop=risk_at_stop(contract_id, size, avg_price, orders, instruments),
+        risk_at_stop=risk_at_stop(contract_id, size, avg_price, orders, instruments) if spec else UNBOUNDED,
         age=age,
         uncovered_for=uncovered_for if coverage < abs(size) else dt.timedelta(0),
-        tick_size=spec.tick_size,
-        tick_value=spec.tick_value,
+        tick_size=spec.tick_size if spec else ZERO,
+        tick_value=spec.tick_value if spec else ZERO,
         stop_prices=stops,
     )
 
