@@ -10,6 +10,7 @@ stays active and the diagnostics are printed and alerted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -110,6 +111,11 @@ async def watch_and_reload(daemon: Daemon) -> None:
 async def reload_loop(daemon: Daemon, lp: AccountLoop) -> Candidate:
     candidate = await asyncio.to_thread(validate, lp.paths)
     account = lp.engine.book.account.id or None
+    if candidate.policies is not None and candidate.policies.clock != lp.engine.policies.clock:
+        zone, start = candidate.policies.clock
+        candidate = dataclasses.replace(candidate, policies=None, problems=(
+            *candidate.problems, f"the edit moves the trading clock to {zone}, day from {start:%H:%M}: the book keeps "
+            f"its trading days, so restart riskc to apply it"))  # fmt: skip
     if candidate.policies is None:
         lp.activity.reload_errors += 1
         text = "policy edit rejected, the last good policies stay active:\n" + "\n".join(candidate.problems)

@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dsl.compiler import Program
+from dsl.errors import BAD_SETTING, Diagnostic, Span
 from dsl.decision import Action, plan
 
 from .book import Book
@@ -58,12 +59,38 @@ class PolicySet:
         loaded = load_sources(sources)
         if not loaded.ok or not loaded.programs:
             return None, loaded.diagnostics, loaded.result
+        clash = _clock_clash(loaded.programs)
+        if clash is not None:
+            return None, (*loaded.diagnostics, clash), loaded.result
         hashes = tuple((path, hashlib.sha256(text.encode()).hexdigest()) for path, text in sources)
         return cls(loaded.programs, hashes), loaded.diagnostics, loaded.result
 
     @classmethod
     def from_paths(cls, paths: list[Path]):
         return cls.from_sources([(str(p), p.read_text(encoding="utf-8")) for p in paths])
+
+    @property
+    def clock(self) -> tuple[str, dt.time]:
+        """The trading clock every policy of the set shares: (timezone, trading_day_starts)."""
+        settings = self.programs[0].policy.settings
+        return settings.timezone, settings.trading_day_starts
+
+
+def _clock_clash(programs: tuple[Program, ...]) -> Diagnostic | None:
+    """One account has one book and one trading day: its policies must agree on the timezone
+    and the day start (else rules would see another policy's session and day)."""
+    first = programs[0].policy
+    for program in programs[1:]:
+        settings = program.policy.settings
+        if (settings.timezone, settings.trading_day_starts) != (first.settings.timezone, first.settings.trading_day_starts):
+            return Diagnostic(
+                BAD_SETTING, "the policies of one account must share `timezone` and `trading_day_starts`",
+                Span(program.policy.path, 1, 1, 1, 2),
+                have=f"{settings.timezone}, day from {settings.trading_day_starts:%H:%M}",
+                want=f"{first.settings.timezone}, day from {first.settings.trading_day_starts:%H:%M} "
+                     f"(as in {first.path})",
+            )  # fmt: skip
+    return None
 
 
 class Engine:

@@ -227,3 +227,41 @@ async def test_a_lock_from_another_process_is_enforced_on_the_next_tick(tmp_path
     await run_daemon(write_config(tmp_path, rec, policy, speed=40), seconds=30, during=lock)
     closes = [a for a in actions(tmp_path) if a["action"] == "close"]
     assert closes and "locked by personal" in closes[0]["reason"]
+
+
+async def test_a_reload_that_moves_the_trading_clock_is_rejected_until_a_restart(tmp_path: Path) -> None:
+    """The book keeps the trading days it started with (Engine.swap): a policy edit that moves
+    the timezone or the day start would leave rules reading another clock than the book's."""
+    from types import SimpleNamespace
+
+    from engine.reload import reload_loop
+    from engine.runner import PolicySet
+
+    policy = tmp_path / "p.risk"
+    policy.write_text('policy "t"\n  timezone America/Chicago\n\nuse daily_loss(limit: $1,000)\n')
+    current, _, _ = PolicySet.from_paths([policy])
+    alerts: list[tuple[str, str]] = []
+    daemon = SimpleNamespace(alerts=SimpleNamespace(alert=lambda severity, text, **_: alerts.append((severity, text))),
+                             log_record=lambda record: None)
+    lp = SimpleNamespace(paths=[policy], engine=SimpleNamespace(book=SimpleNamespace(account=SimpleNamespace(id=1)),
+                                                                 policies=current),
+                         activity=SimpleNamespace(reload_errors=0, last_error=None), queue=asyncio.Queue())  # fmt: skip
+    policy.write_text('policy "t"\n  timezone America/New_York\n\nuse daily_loss(limit: $1,000)\n')
+    candidate = await reload_loop(daemon, lp)
+    assert candidate.policies is None and lp.queue.empty() and lp.activity.reload_errors == 1
+    assert "restart riskc to apply it" in alerts[-1][1] and "America/New_York" in alerts[-1][1]
+    policy.write_text('policy "t"\n  timezone America/Chicago\n\nuse daily_loss(limit: $900)\n')
+    assert (await reload_loop(daemon, lp)).policies is not None and not lp.queue.empty()
+
+
+def test_the_policies_of_one_account_must_share_the_trading_clock(tmp_path: Path) -> None:
+    from engine.runner import PolicySet
+
+    a, b = tmp_path / "a.risk", tmp_path / "b.risk"
+    a.write_text('policy "a"\n  timezone America/Chicago\n\nuse daily_loss(limit: $1,000)\n')
+    b.write_text('policy "b"\n  timezone America/Chicago\n  trading_day_starts 18:00\n\nuse max_contracts(limit: 5)\n')
+    policies, diagnostics, _ = PolicySet.from_paths([a, b])
+    assert policies is None
+    [clash] = [d for d in diagnostics if d.is_error]
+    assert clash.code == "risk_bad_setting" and clash.span.file == str(b)
+    assert clash.have == "America/Chicago, day from 18:00" and clash.want.startswith("America/Chicago, day from 17:00")
