@@ -231,7 +231,10 @@ class Enforcer:
         retry_at = self._retry_at.get(key)
         if retry_at is not None and now < retry_at:
             return False
+        exits = _exits_of(call, book) if call.kind == "close" else None
         payload = call.to_record() | {"action": action.kind, "reason": action.reason}
+        if exits is not None:  # kept with the plan, so a restart still cancels them (restore_exits)
+            payload |= {"exits": list(exits.order_ids), "episode": exits.episode}
         record, is_new = self.store.plan_action(key, self.account_id, call.rule, payload, now, policy_hash=policy_hash)
         self.version += 1
         if not is_new:
@@ -239,20 +242,24 @@ class Enforcer:
                 self._done.add(key)
             return False
         self.pending[key] = call
-        if call.kind == "close":
-            self._remember_exits(call, book)
+        if exits is not None:
+            self._exits[key] = exits
         return True
 
-    def _remember_exits(self, call: BrokerCall, book: Book) -> None:
-        position = book.positions.get(call.contract_id or "")
-        if position is None:
-            return
-        closing = "sell" if position.size > 0 else "buy"
-        exits = tuple(o.id for o in book.all_orders()
-                      if o.contract_id == position.contract_id and o.side == closing and o.type != "market")
-        if exits:
-            self._exits[call.key] = _Exits(position.contract_id, position.episode, exits, call.rule,
-                                           f"exit order of the {position.contract_id} position closed by {call.rule}")
+    def restore_exits(self, records, trading_day: dt.date) -> None:
+        """After a restart: the exit orders of today's confirmed closes, from their stored plans,
+        wait again for the book to be flat (those already cancelled are no longer in the book)."""
+        known = {(e.contract_id, e.episode) for e in self.orphans}
+        for record in records:
+            action = record.action
+            if record.state != "confirmed" or action.get("call") != "close" or not action.get("exits") \
+                    or f"|{trading_day.isoformat()}|" not in record.key:
+                continue
+            contract_id, episode = action["contract_id"], action.get("episode", "")
+            if (contract_id, episode) not in known:
+                known.add((contract_id, episode))
+                self.orphans.append(_Exits(contract_id, episode, tuple(action["exits"]), record.rule,
+                                           _exits_reason(contract_id, record.rule)))
 
     def _cancel_orphans(self, book: Book, now: dt.datetime, policy_hash: str | None) -> Effects:
         """Cancel the exit orders of closed positions once the book shows them flat. While the
@@ -348,6 +355,24 @@ class Enforcer:
         self.version += 1
         self.locks_changed |= changed
         return changed
+
+
+def _exits_of(call: BrokerCall, book: Book) -> _Exits | None:
+    """The exit orders (stops, targets: the closing side, not market) of the position a close
+    is for, as they are working now."""
+    position = book.positions.get(call.contract_id or "")
+    if position is None:
+        return None
+    closing = "sell" if position.size > 0 else "buy"
+    exits = tuple(o.id for o in book.all_orders()
+                  if o.contract_id == position.contract_id and o.side == closing and o.type != "market")
+    if not exits:
+        return None
+    return _Exits(position.contract_id, position.episode, exits, call.rule, _exits_reason(position.contract_id, call.rule))
+
+
+def _exits_reason(contract_id: str, rule: str) -> str:
+    return f"exit order of the {contract_id} position closed by {rule}"
 
 
 def _on_grid(price, tick, *, up: bool):

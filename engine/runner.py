@@ -119,6 +119,7 @@ class Engine:
         self._data_version: int | None = None
         self._lockouts_version = 0  # counts reads of the lockouts (and releases)
         self._steady: tuple | None = None  # see _evaluate
+        self._exits_restored = False
         self._unaudited: list[tuple] = []  # decisions whose calls are on their way (see _audit_decision)
         self._exposure_key: tuple[int, int] | None = None
         self._exposure = False
@@ -395,6 +396,9 @@ class Engine:
             book.restore_uncovered(contract_id, since)
         self._save_coverage()
         self._recover_unconfirmed(state, now)
+        if not self._exits_restored and book.day is not None:
+            self._exits_restored = True  # once, after a (re)start: later, the enforcer's memory has them
+            self.enforcer.restore_exits(self.store.recent_actions(book.account.id, limit=500), book.day.trading_day)
         if state.account is not None:
             self._close_missed_day()
         if drift:

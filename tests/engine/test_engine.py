@@ -293,6 +293,24 @@ def test_a_position_reopened_before_the_flat_was_seen_keeps_its_orders(harness):
     assert h.tick(f.at(4)) == [] and not h.engine.enforcer.orphans
 
 
+def test_the_exit_orders_are_still_cancelled_after_a_restart(tmp_path):
+    """riskc died after the close was confirmed and before it saw the position flat: the stored
+    plan of the close names the exit orders, and the restart's reconciliation cancels them."""
+    path = tmp_path / "state.db"
+    sources = policy("use position_loss(limit: $10)")
+    with Store.open(path) as store:
+        first = Harness(store, sources)
+        first.feed(f.position(0, MNQ, 1, 21000), *EXITS)
+        assert summary(first.feed(f.quote(1, MNQ, 20990))) == [("close", MNQ, None, None)]
+        port = first.port  # the broker closed it; its stop and target are still working there
+    with Store.open(path) as store:
+        second = Harness(store, sources)
+        second.port = port
+        _, calls = second.reconcile(f.at(5))
+        assert summary(calls) == [("cancel", MNQ, 50, None), ("cancel", MNQ, 51, None)]
+        assert store.verify_audit().ok
+
+
 # -- exactly once ------------------------------------------------------------------------------
 
 
