@@ -25,6 +25,7 @@ from ..intake import Message
 from .port import BrokerCall, BrokerError, BrokerState
 
 MICROS = frozenset({"MNQ", "MES", "M2K", "MYM", "MGC", "MCL", "M6E", "MBT", "SIL"})
+_KEEP_TRADES = dt.timedelta(hours=24)
 FIRST_ORDER_ID = 900_000_001
 FIRST_TRADE_ID = 800_000_001
 
@@ -90,8 +91,17 @@ class SimBroker:
         elif target == "GatewayUserOrder":
             self._note_order(data)
         elif target == "GatewayUserTrade":
-            self.account.trades.append(data)
+            self._note_trade(data)
         return []
+
+    def _note_trade(self, data: dict[str, Any]) -> None:
+        """Keep the trades a Gateway's trade search would still return for the current trading
+        day (a day at most: older ones are dropped, or a long simulation grows without end)."""
+        trades = self.account.trades
+        trades.append(data)
+        horizon = self.now - _KEEP_TRADES
+        if _trade_time(trades[0], horizon) < horizon:
+            self.account.trades = [t for t in trades if _trade_time(t, horizon) >= horizon]
 
     def _note_position(self, data: dict[str, Any]) -> None:
         if data.get("accountId") is not None and not self.account.id:
@@ -260,3 +270,11 @@ class SimBroker:
     def _take_trade_id(self) -> int:
         self._next_trade += 1
         return self._next_trade - 1
+
+
+def _trade_time(trade: dict[str, Any], default: dt.datetime) -> dt.datetime:
+    stamp = trade.get("creationTimestamp")
+    try:
+        return dt.datetime.fromisoformat(stamp) if isinstance(stamp, str) else default
+    except ValueError:
+        return default
