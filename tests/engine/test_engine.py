@@ -69,7 +69,9 @@ class FakePort:
         if call.kind == "close":
             self.positions.pop(call.contract_id, None)
         elif call.kind == "partial_close":
-            position = self.positions[call.contract_id]
+            position = self.positions.get(call.contract_id)
+            if position is None:
+                raise BrokerError(f"no position in {call.contract_id}")  # as the Gateway refuses it
             position["size"] -= call.size
         elif call.kind == "cancel":
             self.orders.pop(call.order_id, None)

@@ -82,3 +82,58 @@ def test_a_breach_that_keeps_firing_is_skipped_after_the_first_evaluation(genera
     monkeypatch.setattr(Engine, "_steady_key", counting)
     _run(generated, REPO / "policies" / "topstep-50k.risk", tmp_path, "counted")
     assert sum(keys) > 1_000
+
+
+# -- on random feeds -----------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+TIGHT = """policy "tight"
+use daily_loss(limit: $40)
+use max_contracts(limit: 3)
+use max_contracts_per_symbol(limits: {MNQ: 2}, default: 2)
+use stop_required(grace: 5s)
+use position_loss(limit: $15)
+use breakeven_stop(trigger: 8 ticks, offset: 1 tick)
+rule heads_up
+  when day.realized_pnl < -$20
+  then alert "careful"
+  severity low
+"""
+
+
+def _feed_run(messages, skip: bool) -> tuple[list, list]:
+    import tempfile
+
+    from test_book import f
+    from test_engine import Harness
+
+    with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "s.db", synchronous="OFF") as store:
+        h = Harness(store, TIGHT)
+        if not skip:
+            h.engine._steady_key = lambda *args: None
+        second = -1
+        for message in sorted(messages, key=lambda m: m.ts):
+            moment = int((message.ts - f.start).total_seconds())
+            while second < moment:  # the 1-second clock, also between messages
+                second += 1
+                h.tick(f.at(second))
+            h.feed(message)
+        for extra in range(1, 8):
+            h.tick(f.at(second + extra))
+        return h.records, [c.to_record() for c in h.port.calls]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.deferred(lambda: _random_message()), max_size=40))
+def test_skipping_is_invisible_on_random_feeds(messages):
+    """Positions, orders (stops, suspended legs, fills, cancels), fills with P&L, quotes, the
+    account, in any order and duplicated, under a policy whose rules fire all the time."""
+    assert _feed_run(messages, skip=True) == _feed_run(messages, skip=False)
+
+
+def _random_message():
+    from test_book import _messages
+
+    return _messages()
