@@ -304,7 +304,9 @@ class Book:
     def _on_quote(self, message: Message) -> Event | None:
         """The hot path (most messages are quotes): no loop, and the three prices checked in one
         test when they are what intake makes of them (finite decimals)."""
-        contract_id, data = _contract(message.args[0]), _object(message.args[1], "GatewayQuote data")
+        contract_id, data = message.args[0], message.args[1]
+        if type(contract_id) is not str or not contract_id or type(data) is not dict:
+            contract_id, data = _contract(contract_id), _object(data, "GatewayQuote data")  # raise why
         stamp = data.get("timestamp")
         stamp = parse_time(stamp) if stamp else message.ts
         last, bid, ask = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk")
@@ -319,12 +321,13 @@ class Book:
             return None
         self.quote_times[contract_id] = stamp
         if last is not None:
-            self._mark(contract_id, last)
+            if self.marks.get(contract_id) != last:
+                self._mark(contract_id, last)
             mark = last
         else:
             mark = self.marks.get(contract_id, ZERO)
-        return Event(kind="quote", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id,
-                     last=mark, bid=bid if bid is not None else mark, ask=ask if ask is not None else mark)
+        return Event.quote(message.ts, symbol_of(contract_id), contract_id, mark,
+                           bid if bid is not None else mark, ask if ask is not None else mark)
 
     def _on_market_trade(self, message: Message) -> Event | None:
         contract_id, trades = _contract(message.args[0]), message.args[1]

@@ -502,3 +502,10 @@ def _key(message: Message):
         return message.args[0]
     data = message.args[0]["data"]
     return data["contractId"] if message.target == "GatewayUserPosition" else data["id"]
+
+
+def test_the_positional_quote_event_is_the_keyword_one():
+    """Event.quote builds positionally (the hot path); it must stay in step with the fields."""
+    at, price = f.at(1), D("21000.25")
+    assert Event.quote(at, "MNQ", MNQ, price, price - 1, price + 1) == Event(
+        kind="quote", time=at, symbol="MNQ", contract_id=MNQ, last=price, bid=price - 1, ask=price + 1)
