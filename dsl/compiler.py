@@ -146,7 +146,7 @@ class Program:
                 continue
             instance = self.rules[index]
             why = self._reason(index, s, target)
-            firings.append(Firing(instance.id, instance.severity, why, _target_id(target)))
+            firings.append(Firing(instance.id, instance.severity, why, target_id(target)))
             try:
                 actions.extend(self._actions[index](s, target, why))
             except Exception as error:  # noqa: BLE001 - an action value that cannot be computed fails closed too
@@ -202,7 +202,8 @@ def when_clauses(when: ast.Expr) -> tuple[ast.Expr, ...]:
     return chain(when)
 
 
-def _target_id(target) -> str | None:
+def target_id(target) -> str | None:
+    """What a rule fired for, as a value: a position's or an order's contract, else its id."""
     if target is None:
         return None
     return getattr(target, "contract_id", None) or str(getattr(target, "id", ""))

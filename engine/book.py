@@ -438,11 +438,6 @@ class Book:
 
     # -- the snapshot -----------------------------------------------------------------------
 
-    def unpriced(self) -> tuple[str, ...]:
-        """Open positions in instruments without a spec (no tick value: no P&L, no risk)."""
-        self.position_views()
-        return self.unpriced_now
-
     def position_views(self) -> tuple[Position, ...]:
         if self._positions_view is None:
             orders = self.working_orders()

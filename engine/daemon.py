@@ -189,7 +189,7 @@ def _one_per_firing(records: list[dict[str, Any]]) -> list[tuple[str, dict[str, 
     so a webhook hears of the firing once, not once per action."""
     found: dict[tuple[str, str], list] = {}
     for record in records:
-        severity = record.get("severity") or ("high" if record["action"] != "alert" else "medium")
+        severity = record["severity"]  # the rule's (Enforcer.enforce)
         first = found.setdefault((record["rule"], record["reason"]), [severity, record])
         if SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK.get(first[0], 0):
             first[0] = severity

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dsl.compiler import Program
+from dsl.compiler import Program, target_id
 from dsl.errors import BAD_SETTING, Diagnostic, Span
 from dsl.decision import Action, plan
 
@@ -36,7 +36,7 @@ from .snapshot import Event
 from .store import Lockout, Store
 
 log = logging.getLogger("riskc.engine")
-NO_EFFECTS = _NO_EFFECTS = Effects()  # what most events produce: compare with `is`
+NO_EFFECTS = Effects()  # what most events produce: compare with `is`
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +134,11 @@ class Engine:
         except (KeyError, TypeError, ValueError, ArithmeticError, IndexError) as error:
             self.malformed += 1
             log.warning("malformed %s message skipped (%s): %s", message.target, error, message.to_json()[:500])
-            return _NO_EFFECTS
+            return NO_EFFECTS
         if message.hub != "market" or self.book.rolled or self.book.coverage_changes:  # a quote stores nothing
             self._after_apply(message, event)
         if event is None:
-            return _NO_EFFECTS
+            return NO_EFFECTS
         self.events += 1
         return self._evaluate(event)
 
@@ -173,7 +173,7 @@ class Engine:
 
     def _evaluate(self, event: Event) -> Effects:
         if self.stale:
-            return _NO_EFFECTS
+            return NO_EFFECTS
         book, enforcer = self.book, self.enforcer
         programs = self.policies.programs
         snapshot = book.snapshot(event, self.zone, ages=self._ages)
@@ -183,14 +183,14 @@ class Engine:
             lockouts = self._lockouts  # _active_lockouts would read nothing: the usual case, inlined
         else:
             lockouts = self._active_lockouts(book.now, snapshot)
-        exposed = bool(lockouts) and self._exposed(lockouts)
+        exposed = bool(lockouts) and self._is_exposed(lockouts)
         unpriced = book.unpriced_now  # as of the snapshot just taken
         if not any(fired) and not unpriced and not enforcer.firing and not exposed and not enforcer.orphans:
             self._steady = None
-            return _NO_EFFECTS
+            return NO_EFFECTS
         steady = self._steady_key(snapshot, fired, exposed, unpriced)
         if steady is not None and steady == self._steady:
-            return _NO_EFFECTS
+            return NO_EFFECTS
         effects = self._enforce(snapshot, fired, lockouts, exposed, unpriced)
         if effects.records:
             self._audit_decision(event, effects)
@@ -239,7 +239,7 @@ class Engine:
             for index, target in hits:
                 if index < 0:
                     return None
-                targets.append((index, None if target is None else _target_key(target)))
+                targets.append((index, target_id(target)))
         try:
             programs = self.policies.programs
             actions = programs[0].raw_actions(snapshot, fired[0]) if len(programs) == 1 else \
@@ -262,7 +262,7 @@ class Engine:
             return [alert]
         return [Action("close", _UNPRICED, "critical", why, symbol=symbol, contract_id=contract_id), alert]
 
-    def _exposed(self, lockouts: list[Lockout]) -> bool:
+    def _is_exposed(self, lockouts: list[Lockout]) -> bool:
         """``_exposed``, asked again only when the book or the lockouts changed."""
         key = (self.book.version, self._lockouts_version)
         if key != self._exposure_key:
@@ -410,9 +410,10 @@ class Engine:
         return drift, self._evaluate(Event(kind="reconnect", time=now))
 
     def _close_missed_day(self) -> None:
-        """The previous trading day ended while riskc was not running: close it now, or an end-of-day trailing drawdown trails a stale high. Its end-of-day
-        balance is exact: the broker's balance less today's net realized P&L (today's fills,
-        which reconciliation has just loaded), since fills are what move the balance."""
+        """The previous trading day ended while riskc was not running: close it now, or an
+        end-of-day trailing drawdown trails a stale high. Its end-of-day balance is exact: the
+        broker's balance less today's net realized P&L (today's fills, which reconciliation has
+        just loaded), since fills are what move the balance."""
         book = self.book
         if book.day is None or not book.account.id:
             return
@@ -422,9 +423,10 @@ class Engine:
             return
         if closed is None and self.store.eod_high_balance(book.account.id) is None:
             return  # riskc never followed this account before today: nothing of its own to close
-        self.store.close_day(book.account.id, previous, book.account.balance - book.day.realized)
+        eod_balance = book.account.balance - book.day.realized
+        self.store.close_day(book.account.id, previous, eod_balance)
         self.store.append_audit("event", {"event": "day_close_after_restart", "trading_day": previous.isoformat(),
-                                          "eod_balance": str(book.account.balance - book.day.realized)},
+                                          "eod_balance": str(eod_balance)},
                                 book.now, account_id=book.account.id)  # fmt: skip
         book.eod_high_balance = self.store.eod_high_balance(book.account.id)
 
@@ -471,14 +473,6 @@ def _reads_ages(policies: PolicySet) -> bool:
 
 
 _UNPRICED = "instrument_spec"  # the rule name of what riskc does about a position it cannot price
-
-
-def _target_key(target: Any) -> Any:
-    """A rule's target as a value: a position by contract, an order by id (the book's version
-    covers what else may have changed about them)."""
-    if target is None:
-        return None
-    return getattr(target, "contract_id", None) if hasattr(target, "qty") else getattr(target, "id", id(target))
 
 
 @functools.lru_cache(maxsize=16)  # asked on every evaluation that acts
