@@ -32,16 +32,10 @@ def command(recording: str, policy: tuple[str, ...], as_json: bool, state: str |
         if not any(d.is_error for d in diagnostics):
             echo_err("error: no policy among the files given (only rule definitions)")
         raise SystemExit(EXIT_FAILED)
-    from engine.instruments import UnknownInstrument
-
     with tempfile.TemporaryDirectory(prefix="riskc-replay-") as scratch:
         store_path = Path(state) if state else Path(scratch) / "state.db"
-        try:
-            summary = _run(Path(recording), policies, store_path, as_json, scratch_store=state is None,
-                           show_progress=_wants_progress(progress, recording))  # fmt: skip
-        except UnknownInstrument as error:  # a position the engine cannot value: stop, say why
-            echo_err(f"error: {recording}: {error}; the replay stopped there")
-            raise SystemExit(EXIT_FAILED) from None
+        summary = _run(Path(recording), policies, store_path, as_json, scratch_store=state is None,
+                       show_progress=_wants_progress(progress, recording))  # fmt: skip
     _print_summary(summary, as_json)
 
 
