@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from engine.calendar import TradingCalendar
+from riskc.engine.core.calendar import TradingCalendar
 
 CALLS = 100_000
 
@@ -19,7 +19,7 @@ _COLD = """
 import json, time
 from datetime import UTC, datetime
 t0 = time.perf_counter()
-from engine.calendar import TradingCalendar
+from riskc.engine.core.calendar import TradingCalendar
 cal = TradingCalendar()
 t1 = time.perf_counter()
 cal.trading_day(datetime(2025, 3, 10, 14, tzinfo=UTC))

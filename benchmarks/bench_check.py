@@ -55,7 +55,7 @@ def _cold_run(argv: list[str]) -> float:
 def _slowest_imports() -> list[tuple[str, int]]:
     """Top-level packages (`lark`, `click`, `engine`, ...) by cumulative import time in
     microseconds, slowest first, from `python -X importtime`: the place to look for a lazy import."""
-    code = f"from engine.cli import main; main(['check', *{TARGETS!r}])"
+    code = f"from riskc.engine.cli.main import main; main(['check', *{TARGETS!r}])"
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=REPO, capture_output=True, text=True)
     packages: dict[str, int] = {}
     for line in done.stderr.splitlines():

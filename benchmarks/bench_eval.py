@@ -18,11 +18,11 @@ import timeit
 from decimal import Decimal as D
 from pathlib import Path
 
-from dsl.checker import check
-from dsl.compiler import compile_policy
-from dsl.library import stdlib_sources
-from engine.instruments import DEFAULT_INSTRUMENTS
-from engine.snapshot import SCHEMA, Account, Day, Event, Order, Position, Session, Snapshot
+from riskc.dsl.checker import check
+from riskc.dsl.compiler import compile_policy
+from riskc.dsl.library import stdlib_sources
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS
+from riskc.engine.core.snapshot import SCHEMA, Account, Day, Event, Order, Position, Session, Snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 REPEATS = 7

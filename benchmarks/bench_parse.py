@@ -113,7 +113,7 @@ def run() -> list[tuple[str, str]]:
 
 
 def _warm_parse(source: str) -> list[tuple[str, str]]:
-    from dsl.parser import grammar, parse
+    from riskc.dsl.parser import grammar, parse
 
     grammar()
     result = parse(source, "bench.risk")  # warm-up, and proof the generated policy is valid
@@ -134,7 +134,7 @@ def _warm_parse(source: str) -> list[tuple[str, str]]:
 _COLD = """
 import sys, time
 start = time.perf_counter()
-from dsl.parser import parse
+from riskc.dsl.parser import parse
 result = parse(open(sys.argv[1], encoding="utf-8").read(), "bench.risk")
 print(time.perf_counter() - start, len(result.diagnostics))
 """

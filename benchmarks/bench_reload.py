@@ -35,9 +35,9 @@ def run() -> list[tuple[str, str]]:
 
 
 async def _measure() -> list[float]:
-    from engine.config import load_config
-    from engine.daemon import Daemon
-    from engine.loops import build_loops
+    from riskc.engine.daemon.config import load_config
+    from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.daemon.loops import build_loops
 
     with tempfile.TemporaryDirectory(prefix="riskc-bench-reload-") as tmp:
         root = Path(tmp)

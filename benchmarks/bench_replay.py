@@ -32,10 +32,10 @@ from pathlib import Path
 
 import orjson
 
-from engine.intake import read_recording
-from engine.replay import Replay
-from engine.runner import PolicySet
-from engine.store import Store
+from riskc.engine.adapters.projectx.intake import read_recording
+from riskc.engine.sim.replay import Replay
+from riskc.engine.runner import PolicySet
+from riskc.engine.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY = REPO / "policies" / "topstep-50k.risk"

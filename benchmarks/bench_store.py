@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from engine.store import Store, idempotency_key
+from riskc.engine.store import Store, idempotency_key
 
 BUDGET_S = 2.0
 T0 = datetime(2025, 10, 29, 15, 0, tzinfo=UTC)

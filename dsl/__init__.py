@@ -3,7 +3,7 @@
 Nothing here knows about brokers, SQLite or asyncio. ``engine`` imports ``dsl``, never the reverse.
 """
 
-from .errors import Diagnostic, RiskError, Severity, Span
-from .parser import ParseResult, parse
+from riskc.dsl.errors import Diagnostic, RiskError, Severity, Span
+from riskc.dsl.parser import ParseResult, parse
 
 __all__ = ["Diagnostic", "ParseResult", "RiskError", "Severity", "Span", "parse"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Union
 
-from .errors import NO_SPAN, Span
+from riskc.dsl.errors import NO_SPAN, Span
 
 
 def _span() -> Span:

@@ -16,9 +16,9 @@ from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 
-from . import ast
-from . import types as T
-from .errors import (
+from riskc.dsl import ast
+from riskc.dsl import types as T
+from riskc.dsl.errors import (
     ARITY_ERROR,
     BAD_SETTING,
     CONFLICTING_ACTIONS,
@@ -31,11 +31,11 @@ from .errors import (
     DiagnosticSink,
     Span,
 )
-from .parser import ParseResult, parse
-from .schema import Schema
-from .typecheck import Scope, TypeChecker, assignable, suggest
-from .types import Type
-from .walk import walk
+from riskc.dsl.parser import ParseResult, parse
+from riskc.dsl.schema import Schema
+from riskc.dsl.typecheck import Scope, TypeChecker, assignable, suggest
+from riskc.dsl.types import Type
+from riskc.dsl.walk import walk
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 ON_ERROR = ("flatten", "alert")

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable
 
-from . import ast, runtime
-from . import types as T
-from .checker import CheckedPolicy, CheckResult, RuleInstance
-from .decision import Action, Decision, Firing, plan
-from .format import format_action, format_expr
-from .types import Type
-from .walk import walk
+from riskc.dsl import ast
+from riskc.dsl import runtime
+from riskc.dsl import types as T
+from riskc.dsl.checker import CheckedPolicy, CheckResult, RuleInstance
+from riskc.dsl.decision import Action, Decision, Firing, plan
+from riskc.dsl.format import format_action, format_expr
+from riskc.dsl.types import Type
+from riskc.dsl.walk import walk
 
 _LANGUAGE_CALLS = {"abs": "abs", "min": "min", "max": "max", "len": "len", "coalesce": "_rt.coalesce"}
 _BINDER = "_t"  # the generated name of the `for` variable

@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from . import ast
-from .errors import NO_SPAN, RiskError, Span
-from .parser import parse
+from riskc.dsl import ast
+from riskc.dsl.errors import NO_SPAN, RiskError, Span
+from riskc.dsl.parser import parse
 
 WIDTH = 100
 INDENT = "  "

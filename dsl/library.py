@@ -8,21 +8,21 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from . import ast
-from .format import format_action, format_expr, format_type
-from .parser import parse_or_raise
+from riskc.dsl import ast
+from riskc.dsl.format import format_action, format_expr, format_type
+from riskc.dsl.parser import parse_or_raise
 
 
 @functools.cache
 def stdlib_sources() -> tuple[tuple[str, str], ...]:
     """(path, text) of every standard rule file, in name order."""
-    root = resources.files("stdlib_rules")
+    root = resources.files("riskc.stdlib_rules")
     files = sorted((p for p in root.iterdir() if p.name.endswith(".risk")), key=lambda p: p.name)
     return tuple((str(p), p.read_text(encoding="utf-8")) for p in files)
 
 
 def stdlib_dir() -> Path:
-    return Path(str(resources.files("stdlib_rules")))
+    return Path(str(resources.files("riskc.stdlib_rules")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from decimal import Decimal
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
-from . import ast
-from .errors import PARSE_ERROR, Diagnostic, Span
-from .syntax_errors import RESERVED, describe_unexpected, keyword_used_as_name
+from riskc.dsl import ast
+from riskc.dsl.errors import PARSE_ERROR, Diagnostic, Span
+from riskc.dsl.syntax_errors import RESERVED, describe_unexpected, keyword_used_as_name
 
 _STARTS = ("start", "header", "use", "rule")
 
@@ -27,7 +27,7 @@ _STARTS = ("start", "header", "use", "rule")
 @functools.cache
 def grammar() -> Lark:
     return Lark.open_from_package(
-        "dsl",
+        "riskc.dsl",
         "grammar.lark",
         ("",),
         parser="lalr",
@@ -65,7 +65,7 @@ def parse(source: str, file: str = "<input>") -> ParseResult:
 
 
 def parse_or_raise(source: str, file: str = "<input>") -> ast.Module:
-    from .errors import RiskError
+    from riskc.dsl.errors import RiskError
 
     result = parse(source, file)
     if result.diagnostics:

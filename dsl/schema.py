@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-from . import types as T
-from .types import FuncT, Member, ObjT, Param
+from riskc.dsl import types as T
+from riskc.dsl.types import FuncT, Member, ObjT, Param
 
 
 @dataclass(frozen=True, slots=True)

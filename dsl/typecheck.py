@@ -11,9 +11,9 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import ast
-from . import types as T
-from .errors import (
+from riskc.dsl import ast
+from riskc.dsl import types as T
+from riskc.dsl.errors import (
     ARITY_ERROR,
     BAD_ACTION,
     TYPE_ERROR,
@@ -22,8 +22,8 @@ from .errors import (
     DiagnosticSink,
     Span,
 )
-from .schema import SAME, Schema
-from .types import ANY, FuncT, Member, ObjT, Type
+from riskc.dsl.schema import SAME, Schema
+from riskc.dsl.types import ANY, FuncT, Member, ObjT, Type
 
 _LITERAL_TYPES = {
     ast.MoneyLit: T.MONEY,

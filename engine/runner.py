@@ -21,19 +21,19 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dsl.compiler import Program, target_id
-from dsl.errors import BAD_SETTING, Diagnostic, Span
-from dsl.decision import Action, plan
+from riskc.dsl.compiler import Program, target_id
+from riskc.dsl.errors import BAD_SETTING, Diagnostic, Span
+from riskc.dsl.decision import Action, plan
 
-from .book import Book
-from .broker.executor import took_effect
-from .broker.port import BrokerCall, BrokerState
-from .calendar import TradingCalendar
-from .enforce import Effects, Enforcer
-from .instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
-from .intake import Message
-from .snapshot import Event
-from .store import Lockout, Store
+from riskc.engine.core.book import Book
+from riskc.engine.enforce.executor import took_effect
+from riskc.engine.adapters.port import BrokerCall, BrokerState
+from riskc.engine.core.calendar import TradingCalendar
+from riskc.engine.enforce.enforcer import Effects, Enforcer
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
+from riskc.engine.adapters.projectx.intake import Message
+from riskc.engine.core.snapshot import Event
+from riskc.engine.store import Lockout, Store
 
 log = logging.getLogger("riskc.engine")
 NO_EFFECTS = Effects()  # what most events produce: compare with `is`
@@ -54,7 +54,7 @@ class PolicySet:
     @classmethod
     def from_sources(cls, sources: list[tuple[str, str]]):
         """(PolicySet or None, diagnostics, check result) for ``(path, text)`` pairs."""
-        from .policy_loader import load_sources
+        from riskc.engine.core.policy_loader import load_sources
 
         loaded = load_sources(sources)
         if not loaded.ok or not loaded.programs:

@@ -22,7 +22,7 @@ def test_every_bench_module_imports_and_has_run(benchmarks):
 
 
 def test_generated_benchmark_policy_parses_cleanly(benchmarks):
-    from dsl import parse
+    from riskc.dsl import parse
 
     module = benchmarks.load("parse")
     result = parse(module.generate_policy(), "bench.risk")

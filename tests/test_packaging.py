@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-import engine
-import policies
-from engine.config import DEMO_POLICY, DEMO_RECORDING
+from riskc import engine as engine
+from riskc import policies as policies
+from riskc.engine.daemon.config import DEMO_POLICY, DEMO_RECORDING
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_demo_files_are_package_data():
     assert DEMO_POLICY == Path(policies.__file__).parent / "topstep-50k.risk"
-    assert DEMO_RECORDING == Path(engine.__file__).parent / "demo.jsonl"
+    assert DEMO_RECORDING == Path(engine.__file__).parent / "sim" / "demo.jsonl"
     assert DEMO_POLICY.is_file() and DEMO_RECORDING.is_file()
 
 
@@ -58,12 +58,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_holds_the_package_data(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
-    wanted = {"dsl/grammar.lark", "engine/demo.jsonl", "stdlib_rules/pnl.risk", "stdlib_rules/tests/daily_loss.yaml",
-              "policies/__init__.py"}
-    wanted |= {f"policies/{p.name}" for p in (REPO / "policies").glob("*.risk")}
-    wanted |= {f"policies/tests/{p.name}" for p in (REPO / "policies" / "tests").glob("*.yaml")}
-    assert "policies/topstep-50k.risk" in wanted
+    wanted = {"riskc/dsl/grammar.lark", "riskc/engine/sim/demo.jsonl", "riskc/stdlib_rules/pnl.risk",
+              "riskc/stdlib_rules/tests/daily_loss.yaml", "riskc/policies/__init__.py"}
+    wanted |= {f"riskc/policies/{p.name}" for p in (REPO / "policies").glob("*.risk")}
+    wanted |= {f"riskc/policies/tests/{p.name}" for p in (REPO / "policies" / "tests").glob("*.yaml")}
+    assert "riskc/policies/topstep-50k.risk" in wanted
     assert wanted <= names, sorted(wanted - names)
+
+
+def test_the_wheel_installs_one_top_level_package(wheel: Path):
+    """Nothing named `engine`, `dsl` or `policies` lands in site-packages beside other projects'."""
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"riskc"}
 
 
 def test_an_installed_riskc_finds_its_files_outside_a_checkout(wheel: Path, tmp_path: Path):
@@ -72,9 +78,10 @@ def test_an_installed_riskc_finds_its_files_outside_a_checkout(wheel: Path, tmp_
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     script = textwrap.dedent("""
-        import engine, sys
-        from engine.cli import main
-        from engine.config import Config
+        import sys
+        from riskc import engine
+        from riskc.engine.cli.main import main
+        from riskc.engine.daemon.config import Config
         demo = Config.default_demo()
         print(engine.__file__, demo.broker.recording, demo.accounts[0].policies[0], sep="\\n")
         sys.argv = ["riskc", "check", str(demo.accounts[0].policies[0])]
@@ -85,6 +92,6 @@ def test_an_installed_riskc_finds_its_files_outside_a_checkout(wheel: Path, tmp_
                          timeout=60)
     assert run.returncode == 0, run.stderr  # `riskc check` prints nothing on a good policy
     module, recording, policy = (Path(line) for line in run.stdout.splitlines())
-    assert module == site / "engine" / "__init__.py"  # the unpacked wheel, not the checkout
-    assert recording == site / "engine" / "demo.jsonl" and recording.is_file()
-    assert policy == site / "policies" / "topstep-50k.risk" and policy.is_file()
+    assert module == site / "riskc" / "engine" / "__init__.py"  # the unpacked wheel, not the checkout
+    assert recording == site / "riskc" / "engine" / "sim" / "demo.jsonl" and recording.is_file()
+    assert policy == site / "riskc" / "policies" / "topstep-50k.risk" and policy.is_file()

@@ -4,8 +4,8 @@ file (WAL, 0600) that survives ``kill -9``."""
 
 from __future__ import annotations
 
-from .actions import idempotency_key
-from .models import (
+from riskc.engine.store.actions import idempotency_key
+from riskc.engine.store.models import (
     ActionRecord,
     ActionStateError,
     AuditRecord,
@@ -21,7 +21,7 @@ from .models import (
     Trade,
     UnlockDenied,
 )
-from .store import Store
+from riskc.engine.store.store import Store
 
 __all__ = [
     "ActionRecord", "ActionStateError", "AuditRecord", "AuditVerification", "Book", "DayBalance", "DayTotals",

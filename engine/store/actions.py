@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from .base import StoreBase
-from .codec import canonical_json, day_text, parse_time, time_text
-from .models import ActionRecord, ActionStateError, StoreError
+from riskc.engine.store.base import StoreBase
+from riskc.engine.store.codec import canonical_json, day_text, parse_time, time_text
+from riskc.engine.store.models import ActionRecord, ActionStateError, StoreError
 
 _COLUMNS = (
     "key, account_id, rule, action, state, planned_at, sent_at, finished_at, result, error, retryable, attempts"

@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from .codec import canonical_json, parse_time, time_text
-from .models import AUDIT_KINDS, AuditRecord, AuditVerification
+from riskc.engine.store.codec import canonical_json, parse_time, time_text
+from riskc.engine.store.models import AUDIT_KINDS, AuditRecord, AuditVerification
 
 GENESIS_HASH = "0" * 64
 

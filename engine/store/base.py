@@ -36,9 +36,9 @@ from typing import Any, Literal, Self
 
 from sqlite_utils import Database
 
-from . import audit
-from .migrations import apply_migrations
-from .models import AuditRecord, AuditVerification, StoreError
+from riskc.engine.store import audit
+from riskc.engine.store.migrations import apply_migrations
+from riskc.engine.store.models import AuditRecord, AuditVerification, StoreError
 
 Synchronous = Literal["NORMAL", "FULL", "OFF"]
 _BUSY_TIMEOUT_MS = 5000

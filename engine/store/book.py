@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from .base import StoreBase
-from .codec import parse_time, time_text
-from .models import Book, PolicyVersion
+from riskc.engine.store.base import StoreBase
+from riskc.engine.store.codec import parse_time, time_text
+from riskc.engine.store.models import Book, PolicyVersion
 
 
 class BookMixin(StoreBase):

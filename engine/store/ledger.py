@@ -11,9 +11,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from .base import StoreBase
-from .codec import day_text, money_text, parse_money, parse_time, time_text, to_decimal
-from .models import DayBalance, DayTotals, Trade
+from riskc.engine.store.base import StoreBase
+from riskc.engine.store.codec import day_text, money_text, parse_money, parse_time, time_text, to_decimal
+from riskc.engine.store.models import DayBalance, DayTotals, Trade
 
 TradeOutcome = Literal["recorded", "duplicate", "voided", "unvoided"]
 

@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from .base import StoreBase
-from .codec import canonical_json, parse_time, time_text
-from .models import Lockout, LockoutStillActive, Origin, StoreError, Timer, UnlockDenied
-from .passphrase import check_passphrase, hash_passphrase
+from riskc.engine.store.base import StoreBase
+from riskc.engine.store.codec import canonical_json, parse_time, time_text
+from riskc.engine.store.models import Lockout, LockoutStillActive, Origin, StoreError, Timer, UnlockDenied
+from riskc.engine.store.passphrase import check_passphrase, hash_passphrase
 
 _LOCKOUT_COLUMNS = (
     "id, scope, account_id, symbol, rule, reason, since, until, condition, origin,"

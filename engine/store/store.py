@@ -9,12 +9,12 @@ from typing import Self
 
 from sqlite_utils import Database
 
-from .actions import ActionsMixin
-from .book import BookMixin
-from .ledger import LedgerMixin
-from .lockouts import LockoutsMixin
-from .migrations import MIGRATIONS
-from .models import StoreError
+from riskc.engine.store.actions import ActionsMixin
+from riskc.engine.store.book import BookMixin
+from riskc.engine.store.ledger import LedgerMixin
+from riskc.engine.store.lockouts import LockoutsMixin
+from riskc.engine.store.migrations import MIGRATIONS
+from riskc.engine.store.models import StoreError
 
 # Every table that names an account: the accounts a state file knows are the union of them.
 _ACCOUNT_TABLES = ("lockouts", "timers", "trades", "balances", "book", "actions")

@@ -1,7 +1,7 @@
 """Build the example sessions in this folder: recordings in the format of PRODUCT.md §6.1, made
 to show the rules of ``policies/topstep-50k.risk`` at work under ``riskc replay``.
 
-    python examples/sessions/make_sessions.py            # rewrite the .jsonl files (and engine/demo.jsonl)
+    python examples/sessions/make_sessions.py            # rewrite the .jsonl files (and engine/sim/demo.jsonl)
     python examples/sessions/make_sessions.py --check    # exit 1 if a file is not what it builds
 
 Deterministic: no clock, no randomness beyond a seeded wiggle, so the files are reproducible
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from engine.intake import Malformed, Message, parse_line
+from riskc.engine.adapters.projectx.intake import Malformed, Message, parse_line
 
 HERE = Path(__file__).resolve().parent
 UTC = dt.UTC
@@ -377,7 +377,7 @@ def build(name: str) -> str:
 # The embedded demo of `riskc run` plays a copy shipped as package data of `engine` (an installed
 # riskc has no examples/ folder).
 REPO = HERE.parents[1]
-PACKAGED = {"demo": (REPO / "engine" / "demo.jsonl",)}
+PACKAGED = {"demo": (REPO / "engine" / "sim" / "demo.jsonl",)}
 
 
 def main(argv: list[str]) -> int:

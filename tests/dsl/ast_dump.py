@@ -16,7 +16,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-from dsl.errors import Span
+from riskc.dsl.errors import Span
 
 _INDENT = "  "
 

@@ -18,13 +18,13 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from dsl import ast
-from dsl import types as T
-from dsl.checker import check, resolve_type
-from dsl.errors import DiagnosticSink
-from dsl.library import stdlib_sources
-from engine.instruments import CME_SPECS, DEFAULT_INSTRUMENTS
-from engine.snapshot import (
+from riskc.dsl import ast
+from riskc.dsl import types as T
+from riskc.dsl.checker import check, resolve_type
+from riskc.dsl.errors import DiagnosticSink
+from riskc.dsl.library import stdlib_sources
+from riskc.engine.core.instruments import CME_SPECS, DEFAULT_INSTRUMENTS
+from riskc.engine.core.snapshot import (
     EVENT_KINDS,
     ORDER_STATUSES,
     ORDER_TYPES,

@@ -14,11 +14,12 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
-from dsl import ast, runtime
-from dsl.checker import CheckedPolicy, CheckResult, RuleInstance
-from dsl.compiler import constant_value, literal_value
-from dsl.decision import Action, plan
-from engine.snapshot import SCHEMA
+from riskc.dsl import ast
+from riskc.dsl import runtime
+from riskc.dsl.checker import CheckedPolicy, CheckResult, RuleInstance
+from riskc.dsl.compiler import constant_value, literal_value
+from riskc.dsl.decision import Action, plan
+from riskc.engine.core.snapshot import SCHEMA
 
 ROOTS = frozenset({"account", "day", "positions", "orders", "session", "next_trading_day", "event"})
 

@@ -13,10 +13,10 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from dsl import ast
-from dsl.format import format_module
-from dsl.parser import grammar
-from dsl.syntax_errors import RESERVED
+from riskc.dsl import ast
+from riskc.dsl.format import format_module
+from riskc.dsl.parser import grammar
+from riskc.dsl.syntax_errors import RESERVED
 
 # Words that follow a number as its unit (`5 ticks`), so a name spelled like them would be read
 # as a unit after an integer setting value.

@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 from test_parse_golden import _check_golden, _read
 
-from dsl import errors
-from dsl.checker import CheckResult, check
-from dsl.errors import Diagnostic
-from dsl.library import stdlib_sources
-from engine.snapshot import SCHEMA
+from riskc.dsl import errors
+from riskc.dsl.checker import CheckResult, check
+from riskc.dsl.errors import Diagnostic
+from riskc.dsl.library import stdlib_sources
+from riskc.engine.core.snapshot import SCHEMA
 
 CHECK_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "check"
 DETAILS = ("have", "want", "help")

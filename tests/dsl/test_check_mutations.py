@@ -18,10 +18,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsl.checker import check
-from dsl.library import stdlib_sources
-from engine.cli import main
-from engine.snapshot import SCHEMA
+from riskc.dsl.checker import check
+from riskc.dsl.library import stdlib_sources
+from riskc.engine.cli.main import main
+from riskc.engine.core.snapshot import SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 VALID_FILES = sorted(

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from interpreter import Interpreter, comparable
 
-from dsl.checker import check
-from dsl.compiler import compile_policy
-from dsl.library import stdlib_sources
+from riskc.dsl.checker import check
+from riskc.dsl.compiler import compile_policy
+from riskc.dsl.library import stdlib_sources
 
 EXAMPLES = 300
 
@@ -76,8 +76,8 @@ def _hand_snapshot(kind: str = "fill"):
     import datetime as dt
     from decimal import Decimal as D
 
-    from engine.instruments import DEFAULT_INSTRUMENTS
-    from engine.snapshot import Event, Order, Position, Session, Snapshot
+    from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS
+    from riskc.engine.core.snapshot import Event, Order, Position, Session, Snapshot
 
     now = dt.datetime(2026, 3, 10, 20, 8, tzinfo=dt.UTC)
     position = Position("MNQ", "CON.F.US.MNQ.Z25", "long", 2, 2, 1, D("21000"), D("21010"), D("10"),

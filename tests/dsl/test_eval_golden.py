@@ -18,14 +18,14 @@ import pytest
 from interpreter import Interpreter, comparable
 from ruamel.yaml import YAML
 
-from dsl import ast
-from dsl.checker import check
-from dsl.compiler import compile_policy
-from dsl.decision import KIND_ORDER
-from dsl.library import stdlib_sources
-from dsl.walk import walk
-from engine.snapshot import EVENT_KIND_FIELDS, SCHEMA
-from engine.snapshot_file import load_snapshot
+from riskc.dsl import ast
+from riskc.dsl.checker import check
+from riskc.dsl.compiler import compile_policy
+from riskc.dsl.decision import KIND_ORDER
+from riskc.dsl.library import stdlib_sources
+from riskc.dsl.walk import walk
+from riskc.engine.core.snapshot import EVENT_KIND_FIELDS, SCHEMA
+from riskc.engine.testing.snapshot_file import load_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 CASES_DIR = REPO / "tests" / "fixtures" / "eval"

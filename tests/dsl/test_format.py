@@ -20,9 +20,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from strategies import expressions, messy_sources, modules
 
-from dsl import RiskError, ast, parse
-from dsl.format import format_expr, format_module, format_source
-from engine.cli import main
+from riskc.dsl import RiskError, ast, parse
+from riskc.dsl.format import format_expr, format_module, format_source
+from riskc.engine.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 FMT_FIXTURES = REPO / "tests" / "fixtures" / "fmt"

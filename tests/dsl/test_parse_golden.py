@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from ast_dump import dump
 
-from dsl import parse
-from dsl.errors import Diagnostic
+from riskc.dsl import parse
+from riskc.dsl.errors import Diagnostic
 
 PARSE_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "parse"
 VALID = sorted((PARSE_FIXTURES / "valid").glob("*.risk"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from dsl import parse
-from dsl.checker import check
-from dsl.compiler import compile_policy, when_clauses
-from dsl.format import format_expr
-from engine.snapshot import SCHEMA, Event, Position, Snapshot
+from riskc.dsl import parse
+from riskc.dsl.checker import check
+from riskc.dsl.compiler import compile_policy, when_clauses
+from riskc.dsl.format import format_expr
+from riskc.engine.core.snapshot import SCHEMA, Event, Position, Snapshot
 
 POLICY = """
 rule a

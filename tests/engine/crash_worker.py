@@ -34,12 +34,12 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-from engine.broker.executor import took_effect
-from engine.broker.port import BrokerCall, BrokerState
-from engine.enforce import Effects
-from engine.intake import Message, parse_line
-from engine.runner import Engine, PolicySet
-from engine.store import Store
+from riskc.engine.enforce.executor import took_effect
+from riskc.engine.adapters.port import BrokerCall, BrokerState
+from riskc.engine.enforce.enforcer import Effects
+from riskc.engine.adapters.projectx.intake import Message, parse_line
+from riskc.engine.runner import Engine, PolicySet
+from riskc.engine.store import Store
 
 ACCOUNT = 13298777
 SECOND = dt.timedelta(seconds=1)

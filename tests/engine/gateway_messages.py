@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from engine.intake import Message
+from riskc.engine.adapters.projectx.intake import Message
 
 MNQ = "CON.F.US.MNQ.Z25"
 ES = "CON.F.US.ES.Z25"

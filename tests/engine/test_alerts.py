@@ -20,8 +20,8 @@ import pytest
 from aiohttp import web
 from rich.console import Console
 
-from engine.alerts import Alert, Alerts, ConsoleSink, JsonLogSink, WebhookSink, discord_body
-from engine.config import AccountConfig, AlertsConfig, Config, WebhookConfig
+from riskc.engine.daemon.alerts import Alert, Alerts, ConsoleSink, JsonLogSink, WebhookSink, discord_body
+from riskc.engine.daemon.config import AccountConfig, AlertsConfig, Config, WebhookConfig
 
 T0 = datetime(2025, 10, 29, 20, 8, tzinfo=UTC)
 TOKEN = "AbCdEf-sEcReT-ToKeN"

@@ -19,11 +19,11 @@ from gateway_messages import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.book import Book
-from engine.calendar import TradingCalendar
-from engine.instruments import DEFAULT_INSTRUMENTS
-from engine.intake import Message
-from engine.snapshot import Event
+from riskc.engine.core.book import Book
+from riskc.engine.core.calendar import TradingCalendar
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS
+from riskc.engine.adapters.projectx.intake import Message
+from riskc.engine.core.snapshot import Event
 
 CHICAGO = ZoneInfo("America/Chicago")
 ACCOUNT = 13298777

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.calendar import TradingCalendar, session_year
-from engine.clock import ManualClock, WallClock
+from riskc.engine.core.calendar import TradingCalendar, session_year
+from riskc.engine.core.clock import ManualClock, WallClock
 
 CT = TradingCalendar()  # America/Chicago, 17:00, CME Globex
 SECOND = timedelta(seconds=1)
@@ -195,7 +195,7 @@ def test_session_open_and_daily_halt():
 
 def test_outside_the_library_range_every_weekday_is_a_session(caplog):
     session_year.cache_clear()  # the warning is logged once per year, on first load
-    with caplog.at_level(logging.WARNING, logger="engine.calendar"):
+    with caplog.at_level(logging.WARNING, logger="riskc.calendar"):
         assert CT.is_trading_day(date(2205, 12, 25))  # a Wednesday: no holiday data
     assert not session_year("CME Globex", 2205).from_library
     assert "2205" in caplog.text
@@ -248,7 +248,7 @@ def test_other_aware_zones_are_accepted_and_outputs_are_utc():
 
 def test_creating_a_calendar_does_not_import_pandas():
     code = (
-        "import sys\nfrom datetime import date\nfrom engine.calendar import TradingCalendar\n"
+        "import sys\nfrom datetime import date\nfrom riskc.engine.core.calendar import TradingCalendar\n"
         "TradingCalendar().at_clock(date(2025, 3, 10), __import__('datetime').time(15, 8))\n"
         "assert 'pandas' not in sys.modules, 'pandas imported'\n"
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from engine.cli import main
+from riskc.engine.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,7 +164,7 @@ def test_a_rule_defined_in_another_file_on_the_command_line_can_be_used(tmp_path
 def test_check_does_not_import_the_sdk_or_dataframes(heavy: str):
     script = (
         "import sys\n"
-        "from engine.cli import main\n"
+        "from riskc.engine.cli.main import main\n"
         "try:\n"
         "    main(['check', 'policies/', 'stdlib_rules/'])\n"
         "except SystemExit as exit:\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import (
+from riskc.engine.daemon.config import (
     DEMO_POLICY,
     DEMO_RECORDING,
     Config,

@@ -39,9 +39,9 @@ from typing import Any
 import pytest
 from gateway_messages import BUY, CANCELLED, ES, FILLED, LIMIT, MNQ, SELL, STOP, Feed
 
-from engine.instruments import DEFAULT_INSTRUMENTS, symbol_of
-from engine.intake import Message, parse_line
-from engine.store import Store
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, symbol_of
+from riskc.engine.adapters.projectx.intake import Message, parse_line
+from riskc.engine.store import Store
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 ACCOUNT = 13298777

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import load_config
-from engine.daemon import Daemon
-from engine.loops import build_loops
-from engine.store import Store
+from riskc.engine.daemon.config import load_config
+from riskc.engine.daemon.daemon import Daemon
+from riskc.engine.daemon.loops import build_loops
+from riskc.engine.store import Store
 
 MNQ = "CON.F.US.MNQ.Z25"
 START = dt.datetime(2026, 3, 10, 15, 0, tzinfo=dt.UTC)  # 10:00 Chicago, a Tuesday
@@ -149,7 +149,7 @@ def test_sigterm_stops_cleanly_and_a_restart_keeps_the_lockout(tmp_path: Path) -
     policy.write_text('policy "t"\n  timezone America/Chicago\n\nuse daily_loss(limit: $1,000)\n')
     config = write_config(tmp_path, rec, policy, speed=20)
     env = dict(os.environ, PROJECT_X_USERNAME="", PROJECT_X_API_KEY="")
-    command = [sys.executable, "-c", "from engine.cli import main; main()", "run", "--config", str(config), "--plain"]
+    command = [sys.executable, "-c", "from riskc.engine.cli.main import main; main()", "run", "--config", str(config), "--plain"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -177,7 +177,7 @@ def test_sigterm_stops_cleanly_and_a_restart_keeps_the_lockout(tmp_path: Path) -
 def test_the_embedded_demo_runs_without_credentials_and_takes_actions(tmp_path: Path, monkeypatch) -> None:
     from click.testing import CliRunner
 
-    from engine.cli import main
+    from riskc.engine.cli.main import main
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     monkeypatch.delenv("RISKC_CONFIG", raising=False)
@@ -196,7 +196,7 @@ def test_the_embedded_demo_runs_without_credentials_and_takes_actions(tmp_path: 
 def test_the_live_view_renders_positions_lockouts_and_actions(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from engine.live_view import render
+    from riskc.engine.daemon.live_view import render
 
     rec = recording(tmp_path / "rec.jsonl", 20, [(2, position(START + dt.timedelta(seconds=2), 4))])
     policy = tmp_path / "p.risk"
@@ -234,8 +234,8 @@ async def test_a_reload_that_moves_the_trading_clock_is_rejected_until_a_restart
     the timezone or the day start would leave rules reading another clock than the book's."""
     from types import SimpleNamespace
 
-    from engine.reload import reload_loop
-    from engine.runner import PolicySet
+    from riskc.engine.daemon.reload import reload_loop
+    from riskc.engine.runner import PolicySet
 
     policy = tmp_path / "p.risk"
     policy.write_text('policy "t"\n  timezone America/Chicago\n\nuse daily_loss(limit: $1,000)\n')
@@ -255,7 +255,7 @@ async def test_a_reload_that_moves_the_trading_clock_is_rejected_until_a_restart
 
 
 def test_the_policies_of_one_account_must_share_the_trading_clock(tmp_path: Path) -> None:
-    from engine.runner import PolicySet
+    from riskc.engine.runner import PolicySet
 
     a, b = tmp_path / "a.risk", tmp_path / "b.risk"
     a.write_text('policy "a"\n  timezone America/Chicago\n\nuse daily_loss(limit: $1,000)\n')

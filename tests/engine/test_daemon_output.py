@@ -14,10 +14,10 @@ from pathlib import Path
 from rich.console import Console
 from test_daemon import ACCOUNT, START, position, recording, trade
 
-from engine.alerts import Alert, ConsoleSink
-from engine.config import load_config
-from engine.daemon import Daemon
-from engine.loops import build_loops
+from riskc.engine.daemon.alerts import Alert, ConsoleSink
+from riskc.engine.daemon.config import load_config
+from riskc.engine.daemon.daemon import Daemon
+from riskc.engine.daemon.loops import build_loops
 
 POLICY = textwrap.dedent("""\
     policy "t"

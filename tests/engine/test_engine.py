@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from gateway_messages import BUY, CL, ES, LIMIT, MARKET, MNQ, PENDING, SELL, STOP, D, Feed
 
-from engine.broker.port import BrokerCall, BrokerError, BrokerState
-from engine.enforce import RETRY_AFTER
-from engine.intake import Message
-from engine.runner import Engine, PolicySet
-from engine.store import Store
+from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
+from riskc.engine.enforce.enforcer import RETRY_AFTER
+from riskc.engine.adapters.projectx.intake import Message
+from riskc.engine.runner import Engine, PolicySet
+from riskc.engine.store import Store
 
 ACCOUNT = 13298777
 f = Feed(account_id=ACCOUNT)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from engine.broker.executor import Outcome, Step, execute
-from engine.broker.port import BrokerCall, BrokerError, BrokerState
+from riskc.engine.enforce.executor import Outcome, Step, execute
+from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
 
 ACCT = 13298777
 MNQ = "CON.F.US.MNQ.Z25"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from dsl.library import library_rules
-from engine.commands.test_cmd import describe_failure
-from engine.policy_tests import Coverage, Expected, FixtureError, Runner, load_fixture, pair_up
+from riskc.dsl.library import library_rules
+from riskc.engine.cli.test_cmd import describe_failure
+from riskc.engine.testing.policy_tests import Coverage, Expected, FixtureError, Runner, load_fixture, pair_up
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = sorted((REPO / "stdlib_rules" / "tests").glob("*.yaml")) + sorted((REPO / "policies" / "tests").glob("*.yaml"))
@@ -36,7 +36,7 @@ def test_every_standard_rule_has_three_cases():
     cases: Counter[str] = Counter()
     for path in (REPO / "stdlib_rules" / "tests").glob("*.yaml"):
         fixture = load_fixture(path)
-        from engine.policy_loader import load_sources
+        from riskc.engine.core.policy_loader import load_sources
 
         program = load_sources([(fixture.policy_path, fixture.policy_source)]).programs[0]
         for name in {instance.rule.id for instance in program.rules}:

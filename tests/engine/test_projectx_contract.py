@@ -15,9 +15,9 @@ import pytest
 
 pytest.importorskip("project_x_py")
 
-from engine.broker.executor import execute  # noqa: E402
-from engine.broker.port import BrokerCall, BrokerError  # noqa: E402
-from engine.broker.projectx import ProjectXBroker, quiet_sdk_logging  # noqa: E402
+from riskc.engine.enforce.executor import execute  # noqa: E402
+from riskc.engine.adapters.port import BrokerCall, BrokerError  # noqa: E402
+from riskc.engine.adapters.projectx.sdk import ProjectXBroker, quiet_sdk_logging  # noqa: E402
 
 ACCT = 13298777
 MNQ = "CON.F.US.MNQ.Z25"
@@ -356,7 +356,7 @@ async def test_modify_stop_and_cancel_through_the_executor(gateway: Any) -> None
 
 
 def test_credentials_come_from_the_environment_and_never_print() -> None:
-    from engine.broker.projectx import Credentials, MissingCredentials
+    from riskc.engine.adapters.projectx.sdk import Credentials, MissingCredentials
 
     creds = Credentials.from_env({"PROJECT_X_USERNAME": "trader", "PROJECT_X_API_KEY": "k-0123456789-secret",
                                   "PROJECT_X_ACCOUNT_NAME": "50KTC"})  # fmt: skip
@@ -367,7 +367,7 @@ def test_credentials_come_from_the_environment_and_never_print() -> None:
 
 
 def test_redact_hides_tokens_and_credentials_in_use() -> None:
-    from engine.broker import projectx
+    from riskc.engine.adapters.projectx import sdk as projectx
 
     projectx._secrets.add("k-0123456789-secret")
     text = projectx.redact("GET /hubs/user?access_token=abc.def&id=1 Bearer xyz eyJhbGciOi.eyJzdWIi.sig k-0123456789-secret")
@@ -379,7 +379,7 @@ def test_importing_the_adapter_and_the_executor_does_not_import_the_sdk() -> Non
     import sys
     from pathlib import Path
 
-    script = ("import sys, engine.broker.projectx, engine.broker.executor, engine.commands.record_cmd\n"
+    script = ("import sys, riskc.engine.adapters.projectx.sdk, riskc.engine.enforce.executor, riskc.engine.cli.record_cmd\n"
               "assert 'project_x_py' not in sys.modules\nprint('ok')\n")  # fmt: skip
     run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
                          capture_output=True, text=True, timeout=60)  # fmt: skip

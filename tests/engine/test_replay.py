@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from engine.cli import main
-from engine.instruments import symbol_of
-from engine.intake import Message
-from engine.replay import Replay
-from engine.runner import PolicySet
-from engine.store import Store
+from riskc.engine.cli.main import main
+from riskc.engine.core.instruments import symbol_of
+from riskc.engine.adapters.projectx.intake import Message
+from riskc.engine.sim.replay import Replay
+from riskc.engine.runner import PolicySet
+from riskc.engine.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 SESSIONS = REPO / "examples" / "sessions"
@@ -236,7 +236,7 @@ def test_the_clock_ticks_between_messages(tmp_path: Path):
 
 def test_replay_api_and_cli_agree(tmp_path: Path):
     """The Replay class (what the daemon's demo and the benchmarks drive) emits what the CLI prints."""
-    from engine.intake import read_recording
+    from riskc.engine.adapters.projectx.intake import read_recording
 
     policies, _, _ = PolicySet.from_paths([TOPSTEP])
     emitted: list[dict] = []
@@ -291,7 +291,7 @@ def test_policy_is_required():
 def test_replay_does_not_import_the_sdk():
     script = (
         "import sys\n"
-        "from engine.cli import main\n"
+        "from riskc.engine.cli.main import main\n"
         "try:\n"
         "    main(['replay', 'examples/sessions/demo.jsonl', '--policy', 'policies/topstep-50k.risk', '--json'])\n"
         "except SystemExit as exit:\n"
@@ -405,7 +405,7 @@ def test_a_symbol_block_leaves_other_symbols_alone_and_still_cancels_its_own(tmp
     ("1e-7", Decimal("1E-7")), ("50000", 50000),
 ])  # fmt: skip
 def test_recorded_numbers_are_the_decimals_the_live_path_makes(text: str, value):
-    from engine.intake import from_callback, parse_line
+    from riskc.engine.adapters.projectx.intake import from_callback, parse_line
 
     line = f'{{"ts": "2025-12-03T16:00:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["X", {{"lastPrice": {text}}}]}}'
     for _ in range(2):  # the second time from the cache
@@ -417,7 +417,7 @@ def test_recorded_numbers_are_the_decimals_the_live_path_makes(text: str, value)
 
 
 def test_a_non_finite_price_in_a_recording_is_a_malformed_line():
-    from engine.intake import Malformed, parse_line
+    from riskc.engine.adapters.projectx.intake import Malformed, parse_line
 
     line = '{"ts": "2025-12-03T16:00:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["X", {"lastPrice": NaN}]}'
     assert isinstance(parse_line(line, 3), Malformed)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from dsl.library import library_rules
-from engine.cli import main
-from engine.commands.rules_cmd import markdown_reference
+from riskc.dsl.library import library_rules
+from riskc.engine.cli.main import main
+from riskc.engine.cli.rules_cmd import markdown_reference
 
 REPO = Path(__file__).resolve().parents[2]
 

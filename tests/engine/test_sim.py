@@ -7,7 +7,7 @@ import datetime as dt
 
 from gateway_messages import MNQ, SELL, Feed
 
-from engine.broker.sim import SimBroker
+from riskc.engine.sim.broker import SimBroker
 
 ACCOUNT = 13298777
 

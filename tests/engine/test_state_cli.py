@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner, Result
 
-from engine.calendar import TradingCalendar
-from engine.cli import main
-from engine.store import Store, idempotency_key
+from riskc.engine.core.calendar import TradingCalendar
+from riskc.engine.cli.main import main
+from riskc.engine.store import Store, idempotency_key
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = 13298777
@@ -405,7 +405,7 @@ def test_the_confirmation_must_match_and_short_ones_are_refused(config: Path, st
     [(45, "45s"), (245, "4m 05s"), (4350, "1h 12m"), (3 * 86400 + 7200 + 59, "3d 2h"), (-5, "0s")],
 )
 def test_span_text(seconds: int, text: str) -> None:
-    from engine.commands.statefile import span_text
+    from riskc.engine.cli.statefile import span_text
 
     assert span_text(dt.timedelta(seconds=seconds)) == text
 
@@ -420,8 +420,8 @@ def test_span_text(seconds: int, text: str) -> None:
     ],
 )
 def test_lockout_ends(until: dt.datetime | None, condition: str | None, text: str) -> None:
-    from engine.commands.statefile import lockout_ends
-    from engine.store import Lockout
+    from riskc.engine.cli.statefile import lockout_ends
+    from riskc.engine.store import Lockout
 
     at = dt.datetime(2026, 3, 10, 20, 30, tzinfo=dt.UTC)
     lockout = Lockout(1, "account", 1, None, "r", "why", at, until, condition, "rule")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.intake import parse_line
-from engine.replay import Replay
-from engine.runner import Engine, PolicySet
-from engine.store import Store
+from riskc.engine.adapters.projectx.intake import parse_line
+from riskc.engine.sim.replay import Replay
+from riskc.engine.runner import Engine, PolicySet
+from riskc.engine.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = sorted((REPO / "policies").glob("*.risk"))

@@ -21,8 +21,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.cli import main
-from engine.store import (
+from riskc.engine.cli.main import main
+from riskc.engine.store import (
     ActionStateError,
     LockoutStillActive,
     Store,
@@ -490,7 +490,7 @@ def test_two_writers_keep_one_chain(path: Path) -> None:
 _WRITER = """
 import sys
 from datetime import UTC, datetime, timedelta
-from engine.store import Store, idempotency_key
+from riskc.engine.store import Store, idempotency_key
 store = Store.open(sys.argv[1])
 t0 = datetime(2025, 10, 29, 15, tzinfo=UTC)
 store.add_lockout(1, "daily_loss", "loss", t0, until=t0 + timedelta(hours=7))

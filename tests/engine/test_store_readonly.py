@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import Store, StoreError
+from riskc.engine.store import Store, StoreError
 
 T0 = datetime(2025, 10, 29, 15, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from engine.cli import main
+from riskc.engine.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def quiet_sdk_logging(level: int = logging.WARNING) -> None:
     """Silence project-x-py's own stdout handlers (docs/sdk-notes.md §6). The recipe lives in
     production code, ``engine.broker.projectx.quiet_sdk_logging``; the tests use the same one."""
-    from engine.broker.projectx import quiet_sdk_logging as quiet
+    from riskc.engine.adapters.projectx.sdk import quiet_sdk_logging as quiet
 
     quiet(level)
 

@@ -10,10 +10,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from engine.config import Credentials, load_config
-from engine.daemon import Daemon
-from engine.loops import build_loops
-from engine.store import Store
+from riskc.engine.daemon.config import Credentials, load_config
+from riskc.engine.daemon.daemon import Daemon
+from riskc.engine.daemon.loops import build_loops
+from riskc.engine.store import Store
 
 from .conftest import MNQ, bounded
 from .server import FakeGateway

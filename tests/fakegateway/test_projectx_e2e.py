@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from engine.broker.executor import execute
-from engine.broker.port import BrokerCall
-from engine.broker.projectx import (
+from riskc.engine.enforce.executor import execute
+from riskc.engine.adapters.port import BrokerCall
+from riskc.engine.adapters.projectx.sdk import (
     ConnectError,
     ConnectionEvent,
     ConnectOptions,
@@ -23,7 +23,7 @@ from engine.broker.projectx import (
     ProjectXConnection,
     connect,
 )
-from engine.intake import Message, parse_line
+from riskc.engine.adapters.projectx.intake import Message, parse_line
 
 from .conftest import MNQ, bounded
 from .server import FakeGateway

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.broker.projectx import Credentials, GatewayUrls
-from engine.cli import main
-from engine.commands.record_cmd import record
-from engine.intake import Message, parse_line
+from riskc.engine.adapters.projectx.sdk import Credentials, GatewayUrls
+from riskc.engine.cli.main import main
+from riskc.engine.cli.record_cmd import record
+from riskc.engine.adapters.projectx.intake import Message, parse_line
 
 from .conftest import MNQ, bounded
 from .server import FakeGateway
@@ -76,7 +76,7 @@ async def test_the_command_records_until_a_signal_and_prints_the_count(gw: FakeG
     env = dict(os.environ, PROJECT_X_USERNAME=gw.username or "", PROJECT_X_API_KEY=gw.api_key or "")
     env.pop("PROJECT_X_ACCOUNT_NAME", None)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from engine.cli import main; main()", "record", "--out", str(out),
+        sys.executable, "-c", "from riskc.engine.cli.main import main; main()", "record", "--out", str(out),
         "--contract", MNQ, "--api-url", gw.api_url, "--user-hub-url", gw.user_hub_url,
         "--market-hub-url", gw.market_hub_url, cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

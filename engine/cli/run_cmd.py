@@ -1,0 +1,104 @@
+"""`riskc run`: the daemon (PRODUCT.md §5). With no config and no credentials it runs the
+embedded demo: the simulated broker plays a bundled session against policies/topstep-50k.risk."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from riskc.engine.cli.common import EXIT_FAILED, EXIT_USAGE, echo_err
+
+DEMO_SECONDS = 45.0  # how long the demo session should take on screen
+
+
+@click.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="riskc.yaml (default: $RISKC_CONFIG, ./riskc.yaml, else the demo).")
+@click.option("--speed", type=float, help="sim broker: recorded seconds per wall second (0 = as fast as possible).")
+@click.option("--max-time", "max_seconds", type=float, help="Stop after this many seconds (tests, trials).")
+@click.option("--plain", is_flag=True, help="No live view: one line per action (default when stdout is not a terminal).")
+def command(config_path: str | None, speed: float | None, max_seconds: float | None, plain: bool) -> None:
+    """Follow the account(s), evaluate every policy on every event and each second, enforce."""
+    from riskc.engine.daemon.config import ConfigError, CredentialsError, credentials_from_env, find_config, load_config
+
+    try:
+        found = find_config(config_path)
+        credentials = credentials_from_env()
+        config = load_config(found) if found is not None else None
+    except (ConfigError, CredentialsError) as error:
+        echo_err(f"error: {error}")
+        raise SystemExit(EXIT_USAGE) from None
+    demo = config is None
+    if demo:
+        if credentials is not None:
+            echo_err("error: broker credentials are set but there is no riskc.yaml: write one (docs/config.md) "
+                     "naming the account and its policies, or unset PROJECT_X_USERNAME/PROJECT_X_API_KEY for the demo")
+            raise SystemExit(EXIT_USAGE)
+        config = _demo_config(speed)
+    elif speed is not None:
+        config = config.model_copy(update={"broker": config.broker.model_copy(update={"speed": speed})})
+    if config.broker.needs_credentials and credentials is None:
+        echo_err(f"error: the {config.broker.kind} broker needs PROJECT_X_USERNAME and PROJECT_X_API_KEY in the environment")
+        raise SystemExit(EXIT_USAGE)
+    raise SystemExit(_run(config, credentials, demo=demo, max_seconds=max_seconds, plain=plain or not sys.stdout.isatty()))
+
+
+def _demo_config(speed: float | None):
+    from riskc.engine.daemon.config import Config
+
+    config = Config.default_demo()
+    _fresh(config.state)
+    recording = config.broker.recording
+    if not recording.is_file():
+        echo_err(f"error: the demo recording {recording} is missing (riskc's package data: reinstall riskc)")
+        raise SystemExit(EXIT_FAILED)
+    if speed is None:
+        speed = max(1.0, _recorded_seconds(recording) / DEMO_SECONDS)
+    return config.model_copy(update={"broker": config.broker.model_copy(update={"speed": speed})})
+
+
+def _fresh(state) -> None:
+    """The demo starts from a clean state each time (its own file, never a live account's)."""
+    for suffix in ("", "-wal", "-shm"):
+        path = state.with_name(state.name + suffix)
+        if path.exists():
+            path.unlink()
+
+
+def _recorded_seconds(recording) -> float:
+    from riskc.engine.adapters.projectx.intake import Message, read_recording
+
+    times = [m.ts for m in read_recording(str(recording)) if type(m) is Message]
+    return (max(times) - min(times)).total_seconds() if times else 0.0
+
+
+def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: bool) -> int:
+    from rich.console import Console
+
+    from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.daemon.loops import build_loops, PolicyLoadError
+
+    console = Console(highlight=False)
+    if demo:
+        console.print(f"[bold]riskc demo[/bold]: no credentials and no riskc.yaml, so the simulated broker plays "
+                      f"{config.broker.recording.name} at {config.broker.speed:.0f}× against "
+                      f"{config.accounts[0].policies[0].name}. Ctrl-C stops it.")  # fmt: skip
+    daemon = Daemon(config, console=console, live_view=not plain, max_seconds=max_seconds, demo=demo)
+    try:
+        code = asyncio.run(daemon.run(lambda d: build_loops(d, credentials)))
+    except PolicyLoadError as error:
+        echo_err(str(error))
+        return EXIT_FAILED
+    _summary(console, daemon, demo)
+    return code
+
+
+def _summary(console, daemon, demo: bool) -> None:
+    total = sum(lp.activity.calls for lp in daemon.loops)
+    actions = sum(len(lp.activity.actions) for lp in daemon.loops)
+    console.print(f"stopped: {total} broker call(s), {sum(lp.activity.messages for lp in daemon.loops):,} messages; "
+                  f"state in {daemon.config.state}")  # fmt: skip
+    if demo:
+        console.print(f"see what it left behind: [bold]riskc status --state {daemon.config.state}[/bold]"
+                      + ("" if actions else "  (no rule acted)"))

@@ -1,0 +1,172 @@
+"""What `riskc status`, `lock`, `unlock` and `admin` share: the config, the state file, which
+account, and the account's policy clock (timezone and trading-day start).
+
+Resolution, the same for every verb:
+
+- config: ``--config PATH``, else ``$RISKC_CONFIG``, else ``./riskc.yaml``, else the built-in
+  demo config (so these verbs read the same file `riskc run` writes);
+- state file: ``--state PATH``, else the config's ``state:``;
+- account: ``--account ID`` (or a config account's name), else the only account the state file
+  and the config know; more than one is a usage error that lists them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from riskc.engine.cli.common import EXIT_USAGE, echo_err
+
+if TYPE_CHECKING:
+    from riskc.engine.daemon.config import AccountConfig, Config
+
+DEFAULT_TIMEZONE = "America/Chicago"
+DEFAULT_DAY_START = dt.time(17, 0)
+
+
+def state_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config``, ``--state`` and ``--account``, in that order, on a command."""
+    func = click.option("--account", "account", metavar="ID",
+                        help="Account id (or its name in the config); default: the only one.")(func)
+    func = click.option("--state", "state", type=click.Path(dir_okay=False, path_type=Path),
+                        help="State file; overrides the config's `state:`.")(func)
+    return click.option("--config", "config_path", metavar="PATH",
+                        help="Config file; default $RISKC_CONFIG, else ./riskc.yaml, else the demo's.")(func)
+
+
+def load_config_or_exit(config_path: str | None) -> Config:
+    from riskc.engine.daemon.config import Config, ConfigError, find_config, load_config
+
+    try:
+        found = find_config(config_path)
+        return Config.default_demo() if found is None else load_config(found)
+    except ConfigError as error:  # exit 2, as `riskc run` does: nothing ran
+        echo_err(str(error))
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def state_path(config: Config, state: Path | None) -> Path:
+    return state if state is not None else config.state
+
+
+def pick_account(known_ids: list[int], config: Config, wanted: str | None) -> int:
+    """The account a command acts on; see the module docstring."""
+    if wanted is not None:
+        entry = config.account(wanted)
+        if entry is not None and entry.id is not None:
+            return entry.id
+        if re.fullmatch(r"\d+", wanted.strip()):
+            return int(wanted)
+        raise click.UsageError(f"--account {wanted}: not an account id, nor the name of a config account with an id")
+    candidates = sorted(set(known_ids) | {a.id for a in config.accounts if a.id is not None})
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise click.UsageError("no account is known yet (the daemon has not run, and the config names "
+                               "no account id): pass --account ID")
+    raise click.UsageError(f"more than one account: pass --account with one of {', '.join(map(str, candidates))}")
+
+
+def account_entry(config: Config, account_id: int) -> AccountConfig | None:
+    """The config entry that guards ``account_id``: by id, else the only entry there is."""
+    by_id = config.account(account_id)
+    if by_id is not None:
+        return by_id
+    return config.accounts[0] if len(config.accounts) == 1 else None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyClock:
+    """Where the account's day is read: the timezone and trading-day start of its policy, and
+    where that came from (a policy file, or the default when none could be read)."""
+
+    timezone: str
+    day_starts: dt.time
+    source: str
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def policy_clock(config: Config, account_id: int) -> PolicyClock:
+    """The header of the account's first policy (in the order the config lists them). A policy
+    that does not check falls back to the default clock, saying so in ``source``."""
+    from riskc.engine.daemon.config import policy_files
+
+    entry = account_entry(config, account_id)
+    files = policy_files(entry) if entry is not None else []
+    if not files:
+        return PolicyClock(DEFAULT_TIMEZONE, DEFAULT_DAY_START, "default")
+    from riskc.dsl.checker import check
+    from riskc.dsl.library import stdlib_sources
+    from riskc.engine.core.snapshot import SCHEMA
+
+    try:
+        sources = [(str(p), p.read_text(encoding="utf-8")) for p in files]
+    except (OSError, UnicodeDecodeError):
+        return PolicyClock(DEFAULT_TIMEZONE, DEFAULT_DAY_START, "default (policy files unreadable)")
+    result = check(sources, SCHEMA, stdlib_sources())
+    if not result.ok or not result.policies:
+        return PolicyClock(DEFAULT_TIMEZONE, DEFAULT_DAY_START, "default (the policies do not check)")
+    settings = result.policies[0].settings
+    return PolicyClock(settings.timezone, settings.trading_day_starts, result.policies[0].path)
+
+
+def who() -> str:
+    """The operator's login name, for the audit log's "by"."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+
+
+# -- showing times ------------------------------------------------------------------------------
+
+
+def span_text(delta: dt.timedelta) -> str:
+    """``1h 12m``, ``2d 3h``, ``4m 05s``, ``45s``: two units at most, rounded down."""
+    seconds = max(0, int(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def moment_text(moment: dt.datetime, zone: ZoneInfo, now: dt.datetime) -> str:
+    """``Tue 17:00 CDT (22:00 UTC)``, with the date when it is not within the next day."""
+    local = moment.astimezone(zone)
+    utc = moment.astimezone(dt.UTC)
+    near = abs(moment - now) < dt.timedelta(hours=20)
+    local_text = local.strftime("%a %H:%M %Z") if near else local.strftime("%a %Y-%m-%d %H:%M %Z")
+    utc_text = utc.strftime("%H:%M UTC") if near else utc.strftime("%Y-%m-%d %H:%M UTC")
+    return f"{local_text} ({utc_text})"
+
+
+def lockout_ends(lockout: Any, zone: ZoneInfo, now: dt.datetime) -> str:
+    """How a lockout ends, in words: ``ends in 1h 12m (Tue 17:00 CDT, 22:00 UTC)``,
+    ``until manual unlock`` or ``while not account.can_trade``."""
+    if lockout.until is not None:
+        return f"ends in {span_text(lockout.until - now)}, {moment_text(lockout.until, zone, now)}"
+    if lockout.condition == "manual":
+        return "until manual unlock"
+    condition = str(lockout.condition).removeprefix("while:").strip()
+    if re.fullmatch(r"\w+", condition):  # the engine names the rule whose `while` holds it
+        return f"while the condition of {condition} holds"
+    return f"while {condition}"

@@ -1,0 +1,595 @@
+"""The book: one account's positions, working orders, today's trades, last prices and balance,
+kept incrementally from Gateway messages (PRODUCT.md §2, §3.3, §6.1).
+
+``Book.apply(message)`` updates the state and returns the ``Event`` rules see (or None for a
+message that changes nothing: a duplicate, an older update, another account, market depth).
+``Book.snapshot(event)`` returns the ``Snapshot`` for one evaluation without copying the world:
+position views are rebuilt only for contracts whose size, price or stops changed, and the
+returned objects are reused — a snapshot is valid until the next ``apply``.
+
+The broker is the source of truth for positions (``GatewayUserPosition``), orders and trades; the
+book never infers a position from fills. Semantics (the things users report as bugs elsewhere):
+
+- realized P&L is the sum of the trades' ``profitAndLoss`` minus fees; the opening half
+  (``profitAndLoss`` null) contributes only its fees; voided trades count for nothing, and a trade
+  voided after the fact is taken back;
+- a trade, order or quote seen twice counts once (by id); an order update older than the one
+  applied (``updateTimestamp``), or a position or quote update older than the last one for its
+  contract, is ignored;
+- a position that goes flat → open, or flips sign, is a new position (new ``age``); a scale-in
+  restarts ``uncovered_for`` when the stops no longer cover it;
+- orders with status OPEN are working; PENDING orders (suspended bracket legs, orders not yet
+  acknowledged) are kept as suspended: they do not cover a position, but a flatten cancels them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from riskc.engine.core.calendar import TradingCalendar
+from riskc.engine.core.instruments import Instruments, symbol_of
+from riskc.engine.adapters.projectx.intake import Message, parse_time
+from riskc.engine.core.snapshot import ORDER_TYPES, ZERO, Account, Day, Event, Order, Position, Session, Snapshot
+from riskc.engine.core.views import position_view, unrealized
+
+SIDE = ("buy", "sell")  # OrderSide BUY=0 SELL=1
+ORDER_TYPE = {i + 1: name for i, name in enumerate(ORDER_TYPES)}  # LIMIT=1 ... JOIN_ASK=7
+STATUS = ("none", "open", "filled", "cancelled", "expired", "rejected", "pending")
+OPEN, PENDING = 1, 6
+SUSPENDED = frozenset({6, 7, 8})  # PENDING, PENDING_CANCELLATION, SUSPENDED (bracket legs waiting on their entry)
+LONG, SHORT = 1, 2  # PositionType
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
+_NO_TIME = dt.timedelta(0)
+_SECOND = dt.timedelta(seconds=1)
+
+
+@dataclass(slots=True)
+class OpenPosition:
+    """The book's state for one contract's open position."""
+
+    contract_id: str
+    size: int
+    avg_price: Decimal
+    opened_at: dt.datetime
+    generation: int  # bumps when a position opens from flat or flips
+    episode: str = ""  # stable name of this position for idempotency keys (see Book.set_position)
+    uncovered_since: dt.datetime | None = None
+    view: Position | None = None
+
+
+@dataclass(slots=True)
+class BookOrder:
+    order: Order
+    status: int
+    placed_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(slots=True)
+class Fill:
+    id: Any
+    contract_id: str
+    time: dt.datetime
+    side: str
+    size: int
+    price: Decimal
+    pnl: Decimal | None
+    fees: Decimal
+    voided: bool
+
+
+@dataclass(slots=True)
+class DayState:
+    trading_day: dt.date
+    start: dt.datetime
+    end: dt.datetime
+    realized: Decimal = ZERO
+    fees: Decimal = ZERO
+    trades: int = 0
+    fills: dict[Any, Fill] = field(default_factory=dict)
+    fill_times: list[dt.datetime] = field(default_factory=list)
+    high_balance: Decimal | None = None
+
+
+class Book:
+    def __init__(self, calendar: TradingCalendar, instruments: Instruments, *, account_id: int | None = None,
+                 eod_high_balance: Decimal | None = None) -> None:
+        self.calendar = calendar
+        self.instruments = instruments
+        self.account = Account(id=account_id or 0)
+        self._account_known = account_id is not None
+        self.positions: dict[str, OpenPosition] = {}
+        self.orders: dict[int, BookOrder] = {}
+        self._finished: dict[int, dt.datetime] = {}  # terminal orders: a late "open" must not resurrect them
+        self.marks: dict[str, Decimal] = {}
+        self.quote_times: dict[str, dt.datetime] = {}
+        self.position_times: dict[str, dt.datetime] = {}
+        self.account_time = NEVER
+        self.eod_high_balance = eod_high_balance
+        self.day: DayState | None = None
+        self.rolled: list[DayState] = []  # days closed since the caller last looked (see take_rolled)
+        self.now = NEVER
+        self._generation = 0
+        # Counts every change but a price or the clock: positions, orders, the account, fills,
+        # the trading day. The engine compares it to know that nothing it enforces on changed.
+        self.version = 0
+        self._openings: dict[tuple[str, dt.datetime], int] = {}
+        self.coverage_changes: list[tuple[str, dt.datetime | None]] = []  # (contract, uncovered since), drained by the engine
+        self._seen_previous: set[Any] = set()
+        self._positions_view: tuple[Position, ...] | None = None
+        self._orders_view: tuple[Order, ...] | None = None
+        self.unpriced_now: tuple[str, ...] = ()  # positions without an instrument spec, as of position_views()
+        self._pnl_changes = 0  # open P&L updates in place (see _mark), for _day's memo
+        self._day_key: tuple[int, int] | None = None
+        self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
+        self._day_view = Day()
+        self._snapshot = Snapshot(instruments=instruments)
+        self._handlers = {
+            "GatewayUserAccount": self._on_account,
+            "GatewayUserPosition": self._on_position,
+            "GatewayUserOrder": self._on_order,
+            "GatewayUserTrade": self._on_trade,
+            "GatewayQuote": self._on_quote,
+            "GatewayTrade": self._on_market_trade,
+        }
+
+    # -- applying messages -------------------------------------------------------------------
+
+    def apply(self, message: Message) -> Event | None:
+        """Apply one hub message; the event it means for the rules, or None. Raises ``ValueError``
+        (or ``KeyError``/``TypeError``) on a payload the book cannot use; the caller counts it as
+        malformed and the book is unchanged: every handler parses the whole payload before it
+        changes anything. (The message's timestamp, checked by intake, still moves the clock.)"""
+        handler = self._handlers.get(message.target)
+        if handler is None:
+            return None
+        ts = message.ts  # advance(), inlined: this runs for every message
+        if ts > self.now:
+            self.now = ts
+        if self.day is None or self.now >= self.day.end:
+            self._roll(self.now)
+        if message.hub != "market":
+            self.version += 1
+        return handler(message)
+
+    def advance(self, now: dt.datetime) -> None:
+        """Move the book's clock forward (never back), rolling the trading day at its boundary."""
+        if now > self.now:
+            self.now = now
+        if self.day is None or self.now >= self.day.end:
+            self._roll(self.now)
+
+    def _on_account(self, message: Message) -> Event | None:
+        data = _data(message)
+        account_id, balance = int(data["id"]), _money(data["balance"])  # parse before changing anything
+        if not self._mine(account_id) or message.ts < self.account_time:
+            return None
+        self.account_time = message.ts
+        account = self.account
+        account.id = account_id
+        account.name = data.get("name") or account.name
+        account.balance = balance
+        account.can_trade = bool(data.get("canTrade", True))
+        if self.eod_high_balance is None:
+            self.eod_high_balance = account.balance
+        return Event(kind="account", time=message.ts, balance=account.balance, can_trade=account.can_trade)
+
+    def _on_position(self, message: Message) -> Event | None:
+        data = _data(message)
+        contract_id = _contract(data["contractId"])
+        size = int(data.get("size") or 0)
+        kind = data.get("type")
+        signed = size if kind == LONG else -size if kind == SHORT else 0
+        if size < 0 or size and kind not in (LONG, SHORT):
+            raise ValueError(f"position type {kind!r} with size {size}: expected 1 (LONG) or 2 (SHORT)")
+        opened = _time(data.get("creationTimestamp")) or message.ts
+        avg_price = _money(data.get("averagePrice") or 0)
+        if not self._mine(data.get("accountId")) or message.ts < self.position_times.get(contract_id, NEVER):
+            return None
+        self.position_times[contract_id] = message.ts
+        self.set_position(contract_id, signed, avg_price, message.ts, opened)
+        return Event(kind="position", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id, size=signed)
+
+    def set_position(self, contract_id: str, size: int, avg_price: Decimal, now: dt.datetime,
+                     opened_at: dt.datetime | None = None) -> None:
+        self.version += 1
+        current = self.positions.get(contract_id)
+        if size == 0:
+            if current is not None:
+                del self.positions[contract_id]
+                self._positions_view = None
+                if current.uncovered_since is not None:
+                    self.coverage_changes.append((contract_id, None))
+            return
+        if current is None or (current.size > 0) != (size > 0):
+            self._generation += 1
+            # A flip is a new position: it takes the broker's creation time when the broker gives
+            # it a new one, so a book rebuilt from the broker after a restart names it the same.
+            newer = opened_at is not None and (current is None or opened_at > current.opened_at)
+            start = opened_at if newer else now
+            current = self.positions[contract_id] = OpenPosition(contract_id, size, avg_price, start, self._generation)
+            current.episode = self._episode(contract_id, start)
+            self._update_coverage(current, now, restart=True)
+        else:
+            grew = abs(size) > abs(current.size)
+            current.size, current.avg_price = size, avg_price
+            self._update_coverage(current, now, restart=grew)
+        current.view = None
+        self._positions_view = None
+
+    def _episode(self, contract_id: str, opened_at: dt.datetime) -> str:
+        """The position's name in idempotency keys: when it opened (the broker's creation time,
+        the same after a restart), and how often the book saw it open at that time (a position
+        closed by riskc that a recording then shows again is a new episode)."""
+        key = (contract_id, opened_at)
+        count = self._openings[key] = self._openings.get(key, 0) + 1
+        return f"{opened_at.astimezone(dt.UTC).isoformat()}#{count}"
+
+    def restore_uncovered(self, contract_id: str, since: dt.datetime) -> None:
+        """After a restart: the grace period keeps the start it had (from the store's timers),
+        unless the position opened after it (closed and reopened while riskc was away). A timer
+        whose position is gone or now covered is dropped (riskc died before it saw the close)."""
+        self.version += 1
+        position = self.positions.get(contract_id)
+        if position is None or position.uncovered_since is None:
+            self.coverage_changes.append((contract_id, None))
+        elif position.opened_at <= since < position.uncovered_since:
+            position.uncovered_since = since
+            self.coverage_changes.append((contract_id, since))
+
+    def _on_order(self, message: Message) -> Event | None:
+        data = _data(message)
+        order_id = int(data["id"])
+        updated = _time(data.get("updateTimestamp")) or message.ts
+        status = int(data["status"])
+        order = _order(data)
+        if not self._mine(data.get("accountId")) or order_id in self._finished:
+            return None  # another account's, or an order already filled or cancelled: that is final
+        known = self.orders.get(order_id)
+        if known is not None and (updated < known.updated_at or updated == known.updated_at
+                                  and status == known.status and _same_order(order, known.order)):
+            return None  # older than the update applied, or the same update again
+        contract_id = order.contract_id
+        if status == OPEN or status in SUSPENDED:
+            placed = known.placed_at if known else (_time(data.get("creationTimestamp")) or message.ts)
+            self.orders[order_id] = BookOrder(order, status, placed, updated)
+        elif known is None and status == 0:
+            return None
+        else:
+            self.orders.pop(order_id, None)
+            self._finished[order_id] = updated
+        self._orders_changed(contract_id, message.ts)
+        if known is not None and known.order.contract_id != contract_id:
+            self._orders_changed(known.order.contract_id, message.ts)  # it covered that one's position
+        return Event(kind="order", time=message.ts, symbol=order.symbol, contract_id=contract_id, order=order,
+                     status=STATUS[status] if 0 <= status < len(STATUS) else "none", side=order.side, size=order.size)
+
+    def _on_trade(self, message: Message) -> Event | None:
+        data = _data(message)
+        fill = _fill(data, message.ts)
+        if not self._mine(data.get("accountId")):
+            return None
+        day = self.day
+        if fill.time < day.start or fill.id in self._seen_previous:
+            return None  # a trade of an earlier trading day (late or replayed after a roll)
+        known = day.fills.get(fill.id)
+        if known is not None:
+            if fill.voided and not known.voided:
+                self._count(known, -1)
+                known.voided = True
+            return None
+        day.fills[fill.id] = fill
+        if fill.voided:
+            return None
+        self._count(fill, +1)
+        before = self.positions[fill.contract_id].size if fill.contract_id in self.positions else 0
+        return Event(kind="fill", time=message.ts, symbol=symbol_of(fill.contract_id), contract_id=fill.contract_id,
+                     side=fill.side, size=fill.size, price=fill.price, pnl=fill.pnl if fill.pnl is not None else ZERO,
+                     fees=fill.fees, closing=fill.pnl is not None, position_before=before)
+
+    def _count(self, fill: Fill, sign: int) -> None:
+        day = self.day
+        day.realized += sign * ((fill.pnl or ZERO) - fill.fees)
+        day.fees += sign * fill.fees
+        day.trades += sign
+        if sign > 0:
+            _insort(day.fill_times, fill.time)
+        elif fill.time in day.fill_times:
+            day.fill_times.remove(fill.time)
+
+    def _on_quote(self, message: Message) -> Event | None:
+        """The hot path (most messages are quotes): no loop, and the three prices checked in one
+        test when they are what intake makes of them (finite decimals)."""
+        contract_id, data = message.args[0], message.args[1]
+        if type(contract_id) is not str or not contract_id or type(data) is not dict:
+            contract_id, data = _contract(contract_id), _object(data, "GatewayQuote data")  # raise why
+        stamp = data.get("timestamp")
+        stamp = parse_time(stamp) if stamp else message.ts
+        last, bid, ask = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk")
+        if not (type(last) is Decimal and type(bid) is Decimal and type(ask) is Decimal
+                and last.is_finite() and bid.is_finite() and ask.is_finite()):
+            last = None if last is None else _money(last)
+            bid = None if bid is None else _money(bid)
+            ask = None if ask is None else _money(ask)
+            if last is None and bid is not None and ask is not None:
+                last = (bid + ask) / 2
+        if stamp < self.quote_times.get(contract_id, NEVER):
+            return None
+        self.quote_times[contract_id] = stamp
+        if last is not None:
+            if self.marks.get(contract_id) != last:
+                self._mark(contract_id, last)
+            mark = last
+        else:
+            mark = self.marks.get(contract_id, ZERO)
+        return Event.quote(message.ts, symbol_of(contract_id), contract_id, mark,
+                           bid if bid is not None else mark, ask if ask is not None else mark)
+
+    def _on_market_trade(self, message: Message) -> Event | None:
+        contract_id, trades = _contract(message.args[0]), message.args[1]
+        if isinstance(trades, dict):
+            trades = [trades]
+        if not trades:
+            return None
+        last = _object(trades[-1], "GatewayTrade data")
+        stamp = _time(last.get("timestamp")) or message.ts
+        price = _money(last["price"])
+        if stamp < self.quote_times.get(contract_id, NEVER):
+            return None
+        self.quote_times[contract_id] = stamp
+        self._mark(contract_id, price)
+        return Event(kind="quote", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id,
+                     last=price, bid=price, ask=price)
+
+    def _mark(self, contract_id: str, price: Decimal) -> None:
+        if self.marks.get(contract_id) != price:
+            self.marks[contract_id] = price
+            position = self.positions.get(contract_id)
+            if position is not None and position.view is not None and position.view.tick_size:
+                # Only the mark and the open P&L follow the price (coverage and risk at stop do
+                # not): update the view in place rather than rebuild it on every quote.
+                view = position.view
+                view.mark = price
+                self._pnl_changes += 1
+                view.unrealized_pnl = unrealized(contract_id, position.size, position.avg_price, price, self.instruments)
+
+    def _mine(self, account_id: Any) -> bool:
+        """Messages of other accounts on the same login are not this book's."""
+        if account_id is None:
+            return True
+        if not self._account_known:
+            self.account.id, self._account_known = int(account_id), True
+        return int(account_id) == self.account.id
+
+    # -- orders and stop coverage -----------------------------------------------------------
+
+    def _orders_changed(self, contract_id: str, now: dt.datetime) -> None:
+        self._orders_view = None
+        position = self.positions.get(contract_id)
+        if position is not None:
+            self._update_coverage(position, now, restart=False)
+            position.view = None
+            self._positions_view = None
+
+    def _update_coverage(self, position: OpenPosition, now: dt.datetime, *, restart: bool) -> None:
+        covered = self._coverage(position)
+        before = position.uncovered_since
+        if covered >= abs(position.size):
+            position.uncovered_since = None
+        elif restart or position.uncovered_since is None:
+            position.uncovered_since = now
+        if position.uncovered_since != before:
+            self.coverage_changes.append((position.contract_id, position.uncovered_since))
+
+    def _coverage(self, position: OpenPosition) -> int:
+        closing = "sell" if position.size > 0 else "buy"
+        total = 0
+        for entry in self.orders.values():
+            o = entry.order
+            if entry.status == OPEN and o.contract_id == position.contract_id and o.side == closing \
+                    and o.type in ("stop", "stop_limit", "trailing_stop"):
+                total += o.size
+        return total
+
+    def working_orders(self) -> tuple[Order, ...]:
+        if self._orders_view is None:
+            self._orders_view = tuple(e.order for e in self.orders.values() if e.status == OPEN)
+        return self._orders_view
+
+    def all_orders(self) -> list[Order]:
+        """Working and suspended orders: what a flatten cancels."""
+        return [e.order for e in self.orders.values()]
+
+    def suspended_orders(self) -> tuple[Order, ...]:
+        return tuple(e.order for e in self.orders.values() if e.status in SUSPENDED)
+
+    # -- the trading day --------------------------------------------------------------------
+
+    def _roll(self, now: dt.datetime) -> None:
+        self.version += 1
+        trading_day = self.calendar.trading_day(now)
+        previous = self.day
+        if previous is not None:
+            if trading_day == previous.trading_day:
+                return
+            self._close_day(previous)
+        start = self.calendar.day_start(trading_day)
+        self.day = DayState(trading_day, start, self.calendar.day_end(trading_day))
+        self._session_cache = None
+
+    def _close_day(self, day: DayState) -> None:
+        """The end-of-day high-water mark is taken at the boundary, on the balance at that time."""
+        equity = self.account.balance + self.unrealized()
+        if self.eod_high_balance is None or equity > self.eod_high_balance:
+            self.eod_high_balance = equity
+        self._seen_previous = set(day.fills)
+        self.rolled.append(day)
+
+    def take_rolled(self) -> list[DayState]:
+        rolled, self.rolled = self.rolled, []
+        return rolled
+
+    def unrealized(self) -> Decimal:
+        return sum((p.unrealized_pnl for p in self.position_views()), ZERO)
+
+    # -- the snapshot -----------------------------------------------------------------------
+
+    def position_views(self) -> tuple[Position, ...]:
+        if self._positions_view is None:
+            orders = self.working_orders()
+            for p in self.positions.values():
+                if p.view is None:
+                    mark = self.marks.get(p.contract_id, p.avg_price)
+                    p.view = position_view(p.contract_id, p.size, p.avg_price, mark, orders, self.instruments,
+                                           dt.timedelta(0), dt.timedelta(0))
+            self._positions_view = tuple(p.view for p in self.positions.values())
+            self.unpriced_now = tuple(v.contract_id for v in self._positions_view if not v.tick_size)
+        return self._positions_view
+
+    def snapshot(self, event: Event, zone: Any, *, ages: bool = True) -> Snapshot:
+        """The view one evaluation sees at ``self.now``. ``zone`` is the policy's ZoneInfo.
+        ``ages=False`` leaves positions' and orders' `age` as they were (no rule reads them)."""
+        now = self.now
+        positions = self.position_views()
+        for p in self.positions.values():
+            view = p.view
+            if ages:
+                view.age = now - p.opened_at
+            view.uncovered_for = now - p.uncovered_since if p.uncovered_since is not None else _NO_TIME
+        s = self._snapshot
+        s.account = self.account
+        s.positions = positions
+        s.orders = self.working_orders()
+        if ages:
+            for entry in self.orders.values():
+                entry.order.age = now - entry.placed_at
+        s.day = self._day(positions, now)
+        s.session, s.next_trading_day = self._session(now, zone)
+        s.event = event
+        return s
+
+    def _day(self, positions: tuple[Position, ...], now: dt.datetime) -> Day:
+        """The day's totals, summed again only when a position, the account, a fill or an open
+        P&L changed: most quotes are of contracts without a position, and change none of them."""
+        key = (self.version, self._pnl_changes)
+        if key == self._day_key:
+            self._day_view.now = now
+            return self._day_view
+        self._day_key = key
+        state, view, account = self.day, self._day_view, self.account
+        unrealized = ZERO
+        gross = net = 0
+        for p in positions:
+            unrealized += p.unrealized_pnl
+            gross += p.qty
+            net += p.size
+        account.open_contracts, account.net_contracts = gross, net
+        equity = account.balance + unrealized
+        if state.high_balance is None or equity > state.high_balance:
+            state.high_balance = equity
+        if equity > account.high_water_balance:
+            account.high_water_balance = equity  # the all-time high, what an intraday trailing drawdown trails
+        view.realized_pnl, view.fees, view.trades = state.realized, state.fees, state.trades
+        view.unrealized_pnl, view.net_pnl = unrealized, state.realized + unrealized
+        view.high_balance = state.high_balance
+        view.eod_high_balance = self.eod_high_balance if self.eod_high_balance is not None else account.balance
+        view.fill_times, view.now = state.fill_times, now
+        return view
+
+    def _session(self, now: dt.datetime, zone: Any) -> tuple[Session, dt.datetime]:
+        cached = self._session_cache
+        if cached is not None and cached[3] <= now < cached[4]:  # the same whole second
+            return cached[1], cached[2]
+        second = int(now.timestamp())
+        local = now.astimezone(zone)
+        session = Session(now, local.time().replace(second=0, microsecond=0), WEEKDAYS[local.weekday()],
+                          self.day.trading_day, self.calendar.is_session_open(now))
+        start = now.replace(microsecond=0)
+        # `next_trading_day` is the next trading-day *start*: on a Friday, Sunday 17:00, not the
+        # end of Friday's day; before a holiday, the day after it.
+        following = self.calendar.next_trading_day_start(now)
+        result = (second, session, following, start, start + _SECOND)
+        self._session_cache = result
+        return session, following
+
+
+def _data(message: Message) -> dict[str, Any]:
+    payload = message.args[0]
+    data = payload.get("data", payload) if type(payload) is dict else None
+    if type(data) is not dict:
+        raise ValueError(f"{message.target} payload is not an object")
+    return data
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise ValueError(f"{what} is not an object")
+    return value
+
+
+def _contract(value: Any) -> str:
+    if type(value) is not str or not value:
+        raise ValueError(f"contract id {value!r} is not a string")
+    return value
+
+
+def _time(text: Any) -> dt.datetime | None:
+    return parse_time(text) if text else None
+
+
+def _money(value: Any) -> Decimal:
+    if type(value) is Decimal:
+        amount = value
+    elif isinstance(value, float):
+        amount = Decimal(repr(value))
+    else:
+        amount = Decimal(value)
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return amount
+
+
+def _side(value: Any) -> str:
+    side = int(value)
+    if side not in (0, 1):
+        raise ValueError(f"side {value!r}: expected 0 (BUY) or 1 (SELL)")
+    return SIDE[side]
+
+
+def _same_order(a: Order, b: Order) -> bool:
+    return (a.contract_id, a.type, a.side, a.size, a.price, a.stop_price) == \
+        (b.contract_id, b.type, b.side, b.size, b.price, b.stop_price)
+
+
+def _order(data: dict[str, Any]) -> Order:
+    contract_id = _contract(data["contractId"])
+    size = int(data["size"]) - int(data.get("fillVolume") or 0)
+    limit, stop = data.get("limitPrice"), data.get("stopPrice")
+    return Order(
+        id=int(data["id"]), symbol=symbol_of(contract_id), contract_id=contract_id,
+        type=ORDER_TYPE.get(int(data["type"]), "market"), side=_side(data["side"]), size=size,
+        price=_money(limit) if limit is not None else None, stop_price=_money(stop) if stop is not None else None,
+    )
+
+
+def _fill(data: dict[str, Any], ts: dt.datetime) -> Fill:
+    pnl = data.get("profitAndLoss")
+    return Fill(
+        id=data["id"], contract_id=_contract(data["contractId"]), time=_time(data.get("creationTimestamp")) or ts,
+        side=_side(data["side"]), size=int(data["size"]), price=_money(data["price"]),
+        pnl=_money(pnl) if pnl is not None else None, fees=_money(data.get("fees") or 0),
+        voided=bool(data.get("voided")),
+    )
+
+
+def _insort(times: list[dt.datetime], moment: dt.datetime) -> None:
+    if not times or moment >= times[-1]:
+        times.append(moment)
+    else:
+        import bisect
+
+        bisect.insort(times, moment)

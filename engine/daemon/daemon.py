@@ -1,0 +1,372 @@
+"""`riskc run`: the daemon (PRODUCT.md §1, §5, §8).
+
+One asyncio task per account owns its ``Engine`` and takes items from one queue — broker
+messages, 1-second clock ticks, reconciliations and policy swaps — so every change happens
+between two evaluations, never during one. Around it:
+
+- a *feed*: the live SDK (``projectx``, ``dry-run``) or the simulated broker playing a recording
+  at an accelerated speed (``sim``, the embedded demo);
+- a *clock*: wall time for a live account; recorded time for a recording (ticks at every second
+  of recorded time, like `riskc replay`);
+- a *watcher* (watchfiles): an edited policy is parsed, checked and its own fixtures are run; only
+  if everything passes is it swapped in, and its content hash audited. A broken edit leaves the
+  last good set active and is shown and alerted;
+- *execution*: broker calls run as tasks with a timeout and verification (never blocking the
+  evaluation of the next event); their outcome goes back to the store.
+
+SIGTERM and SIGINT stop it cleanly: the feed stops, in-flight calls get a bounded wait, the book is
+saved and the store closed. State lives in the store, so a restart (even after ``kill -9``)
+resumes with every lockout and timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from riskc.dsl.decision import SEVERITY_RANK
+
+from riskc.engine.daemon.alerts import Alerts
+from riskc.engine.adapters.port import BrokerCall, BrokerState
+from riskc.engine.daemon.config import Config
+from riskc.engine.enforce.enforcer import Effects
+from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
+from riskc.engine.runner import Engine, PolicySet
+from riskc.engine.store import Store
+
+log = logging.getLogger("riskc.daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    now: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    state: BrokerState
+    now: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    policies: PolicySet
+    sources: tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class Activity:
+    """What the live view shows beyond the store: the last actions and some counters."""
+
+    actions: deque = field(default_factory=lambda: deque(maxlen=12))
+    messages: int = 0
+    calls: int = 0
+    reloads: int = 0
+    reload_errors: int = 0
+    finished: bool = False
+    last_error: str | None = None
+
+
+class AccountLoop:
+    """One account: its engine, its feed and its broker port."""
+
+    def __init__(self, daemon: Daemon, policies: PolicySet, paths: list[Path], port: Any, feed: Callable,
+                 account_id: int | None) -> None:
+        self.daemon = daemon
+        self.paths = paths
+        self.port = port
+        self.feed = feed
+        self.engine = Engine(policies, daemon.store, account_id=account_id, persist_book=True)
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.activity = Activity()
+        self._calls: set[asyncio.Task] = set()
+
+    # -- the one consumer -------------------------------------------------------------------
+
+    async def consume(self) -> None:
+        while True:
+            item = await self.queue.get()
+            try:
+                self._apply(item)
+            except Exception:  # noqa: BLE001 - one bad item must never stop enforcement
+                log.exception("error while handling %r", type(item).__name__)
+
+    def _apply(self, item: Any) -> None:
+        engine = self.engine
+        if type(item) is Message:
+            self.activity.messages += 1
+            self._handle(engine.on_message(item))
+        elif type(item) is Tick:
+            self._handle(engine.on_tick(item.now))
+        elif type(item) is Reconcile:
+            drift, effects = engine.reconcile(item.state, item.now)
+            if drift:
+                self.daemon.alerts.alert("medium", "reconciliation corrected the book: " + "; ".join(drift),
+                                         account=engine.book.account.id)  # fmt: skip
+            self._handle(effects)
+        elif type(item) is Swap:
+            engine.swap(item.policies)
+            for path, digest in item.policies.hashes:
+                self.daemon.store.record_policy(path, digest, engine.book.now if engine.book.day else _utcnow())
+            self.activity.reloads += 1
+        elif type(item) is Malformed:
+            engine.malformed += 1
+            log.warning("malformed message skipped: %s", item.describe())
+
+    def _handle(self, effects: Effects) -> None:
+        if not effects:
+            return
+        account = self.engine.book.account.id
+        for record in effects.records:
+            self.activity.actions.appendleft(record)
+            self.daemon.log_record({"kind": "action", "account": account} | record)
+            self.daemon.print_action(record)
+        for severity, record in _one_per_firing(effects.alerts):
+            when = dt.datetime.fromisoformat(record["ts"]) if record.get("ts") else None
+            self.daemon.alerts.alert(severity, record["reason"], rule=record["rule"], account=account, ts=when,
+                                     action=record["action"])
+        for call in effects.calls:
+            self.activity.calls += 1
+            self.engine.mark_sent(call, self.engine.book.now)
+            task = asyncio.create_task(self._execute(call))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+
+    # -- broker calls -----------------------------------------------------------------------
+
+    async def _execute(self, call: BrokerCall) -> None:
+        """Send with a timeout, verify against the broker's state, resend only what did not take
+        effect (``engine.broker.executor``); the outcome goes to the store. A dry run sends
+        nothing and so has nothing to verify."""
+        from riskc.engine.enforce.executor import execute
+
+        if getattr(self.port, "verifies", True) is False:
+            result = await self.port.send(call)
+            return self._finished(call, True, "dry run", result)
+        broker = self.daemon.config.broker
+        outcome = await execute(self.port, call, timeout=broker.timeout.total_seconds(), retries=broker.retries,
+                                backoff=0.25, audit=self._drain_hook)  # fmt: skip
+        self._drain_port()
+        verdict = {"confirmed": True, "failed": False}.get(outcome.status)  # uncertain: verified at the next reconcile
+        self._finished(call, verdict, outcome.detail, outcome.result)
+        if not outcome.confirmed:
+            self.daemon.alerts.alert("critical", f"{call.describe()} {outcome.status} after {outcome.attempts} "
+                                     f"attempt(s): {outcome.detail}", rule=call.rule, account=call.account_id)  # fmt: skip
+
+    def _drain_hook(self, step) -> None:
+        self._drain_port()
+
+    def _finished(self, call: BrokerCall, confirmed: bool | None, detail: str, result: Any) -> None:
+        now = self.engine.book.now
+        self.engine.finished(call, confirmed, now, detail, result if isinstance(result, dict) else None)
+        outcome = "uncertain" if confirmed is None else "confirmed" if confirmed else "failed"
+        self.daemon.log_record({"kind": "broker_call", "outcome": outcome,
+                                "detail": detail} | call.to_record())  # fmt: skip
+
+    def _drain_port(self) -> None:
+        drain = getattr(self.port, "drain", None)
+        if drain is not None:
+            for message in drain():
+                self.queue.put_nowait(message)
+
+    async def settle(self, timeout: float) -> None:
+        """Give in-flight broker calls a bounded time to finish (shutdown)."""
+        if self._calls:
+            await asyncio.wait(list(self._calls), timeout=timeout)
+
+
+def _one_per_firing(records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(severity, record) of the alerts to send: one per firing of a rule, at the highest
+    severity of its actions. The actions of one firing share its reason (`close CL, block CL`),
+    so a webhook hears of the firing once, not once per action."""
+    found: dict[tuple[str, str], list] = {}
+    for record in records:
+        severity = record["severity"]  # the rule's (Enforcer.enforce)
+        first = found.setdefault((record["rule"], record["reason"]), [severity, record])
+        if SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK.get(first[0], 0):
+            first[0] = severity
+    return [(severity, record) for severity, record in found.values()]
+
+
+class Daemon:
+    def __init__(self, config: Config, *, console: Any = None, live_view: bool = True,
+                 max_seconds: float | None = None, demo: bool = False) -> None:
+        if console is None:
+            from rich.console import Console
+
+            console = Console(highlight=False)
+        self.config = config
+        self.console = console
+        self.live_view = live_view
+        self.max_seconds = max_seconds
+        self.demo = demo
+        self.store = Store.open(config.state)
+        # The console shows every action once, as a line (print_action) or in the live view, so
+        # its alert sink prints only the alerts that report no action.
+        self.alerts = Alerts.from_config(config, console=console, console_actions=False)
+        self.loops: list[AccountLoop] = []
+        self._stop = asyncio.Event()
+        self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
+
+    def log_record(self, record: dict[str, Any]) -> None:
+        if self._log_sink is not None:
+            self._log_sink.write(record)
+
+    def print_action(self, record: dict[str, Any]) -> None:
+        """Without the live view, one line per action (the view shows them otherwise). It is the
+        only console line of an action: the alert the action raises goes to the log and the
+        webhooks, not to this console."""
+        if self.live_view:
+            return
+        from rich.text import Text
+
+        target = record.get("symbol") or record.get("contract_id") or ""
+        line = Text(f"{record.get('ts', '')[:19]}  ", style="dim")
+        line.append(f"{record['action']:<13}", style="bold")
+        line.append(f" {target:<6} ")
+        line.append(record["reason"])
+        self.console.print(line, soft_wrap=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, build_loops: Callable) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        self.loops = await build_loops(self)
+        tasks = [asyncio.create_task(lp.consume()) for lp in self.loops]
+        tasks += [asyncio.create_task(lp.feed(lp)) for lp in self.loops]
+        tasks.append(asyncio.create_task(self._watch_policies()))
+        view = asyncio.create_task(self._view()) if self.live_view else None
+        self.log_record({"kind": "daemon", "event": "started", "broker": self.config.broker.kind,
+                         "accounts": len(self.loops)})  # fmt: skip
+        try:
+            await self._wait_for_stop()
+        finally:
+            await self._shutdown(tasks, view)
+        return 0
+
+    async def _wait_for_stop(self) -> None:
+        waits = [asyncio.create_task(self._stop.wait())]
+        if self.max_seconds is not None:
+            waits.append(asyncio.create_task(asyncio.sleep(self.max_seconds)))
+        if self.demo:
+            waits.append(asyncio.create_task(self._demo_done()))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+
+    async def _demo_done(self) -> None:
+        while not all(lp.activity.finished for lp in self.loops):
+            await asyncio.sleep(0.1)
+        for lp in self.loops:  # let the last messages and calls be handled
+            while not lp.queue.empty():
+                await asyncio.sleep(0.05)
+            await lp.settle(2.0)
+
+    async def _shutdown(self, tasks: list[asyncio.Task], view: asyncio.Task | None) -> None:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for lp in self.loops:
+            await lp.settle(self.config.broker.timeout.total_seconds())
+            with contextlib.suppress(Exception):
+                lp.engine.save_book()
+            closer = getattr(lp.port, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+        if view is not None:
+            view.cancel()
+            await asyncio.gather(view, return_exceptions=True)
+        self.log_record({"kind": "daemon", "event": "stopped"})
+        await self.alerts.aclose(timeout=3.0)
+        self.store.close()
+
+    # -- hot reload -------------------------------------------------------------------------
+
+    async def _watch_policies(self) -> None:
+        from riskc.engine.daemon.reload import watch_and_reload
+
+        await watch_and_reload(self)
+
+    # -- live view --------------------------------------------------------------------------
+
+    async def _view(self) -> None:
+        from riskc.engine.daemon.live_view import run_view
+
+        await run_view(self)
+
+
+# -- feeds ----------------------------------------------------------------------------------
+
+
+def recording_feed(path: Path, speed: float) -> Callable:
+    """Play a recording into the loop's queue at ``speed`` recorded seconds per wall second
+    (0: as fast as possible), with the 1-second clock in recorded time and the simulated
+    broker's fills right after the quote that fills them."""
+
+    async def feed(lp: AccountLoop) -> None:
+        from riskc.engine.sim.replay import RecordedClock
+
+        sim, clock = lp.port, RecordedClock()
+        previous: dt.datetime | None = None
+        for item in read_recording(str(path)):
+            if type(item) is Malformed:
+                await lp.queue.put(item)
+                continue
+            for tick in clock.due(item.ts):
+                await _pace(previous, tick, speed)
+                previous = tick
+                await lp.queue.put(Tick(tick))
+            await _pace(previous, item.ts, speed)
+            previous = item.ts
+            triggered = sim.observe(item)
+            await lp.queue.put(item)
+            for message in triggered:
+                await lp.queue.put(message)
+        lp.activity.finished = True
+
+    return feed
+
+
+async def _pace(previous: dt.datetime | None, target: dt.datetime, speed: float) -> None:
+    if speed <= 0 or previous is None:
+        await asyncio.sleep(0)
+        return
+    delay = (target - previous).total_seconds() / speed
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def wall_clock_feed(inner: Callable) -> Callable:
+    """A live feed plus the wall-clock 1-second tick."""
+
+    async def feed(lp: AccountLoop) -> None:
+        async def ticks() -> None:
+            while True:
+                await asyncio.sleep(1 - _utcnow().microsecond / 1e6)  # to the next whole second
+                await lp.queue.put(Tick(_utcnow().replace(microsecond=0)))
+
+        ticker = asyncio.create_task(ticks())
+        try:
+            await inner(lp)
+        finally:
+            ticker.cancel()
+
+    return feed
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,51 @@
+"""Building the daemon's account loops from the config: policies, broker port and feed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from riskc.engine.sim.broker import SimBroker
+from riskc.engine.daemon.config import policy_files
+from riskc.engine.daemon.daemon import AccountLoop, recording_feed
+from riskc.engine.runner import PolicySet
+
+if TYPE_CHECKING:
+    from riskc.engine.daemon.config import AccountConfig, Credentials
+    from riskc.engine.daemon.daemon import Daemon
+
+
+class PolicyLoadError(Exception):
+    """The configured policies do not check at start: the daemon never runs with no policy."""
+
+
+def load_policies(account: AccountConfig) -> tuple[PolicySet, list[Path]]:
+    paths = policy_files(account)
+    policies, diagnostics, result = PolicySet.from_paths(paths)
+    if policies is None:
+        rendered = [d.render(result.sources.get(d.span.file)) for d in diagnostics if d.is_error]
+        raise PolicyLoadError("\n".join(rendered) or f"no policy among {', '.join(map(str, paths))} (only rule definitions)")
+    return policies, list(account.policies)
+
+
+async def build_loops(daemon: Daemon, credentials: Credentials | None) -> list[AccountLoop]:
+    config = daemon.config
+    loops = []
+    for account in config.accounts:
+        policies, paths = load_policies(account)
+        if config.broker.kind == "sim":
+            port, feed = SimBroker(), recording_feed(config.broker.recording, config.broker.speed)
+            loops.append(AccountLoop(daemon, policies, paths, port, feed, account.id))
+        else:
+            from riskc.engine.daemon.live import live_loop
+
+            loops.append(await live_loop(daemon, account, policies, paths, credentials))
+        for path, digest in policies.hashes:
+            daemon.store.record_policy(path, digest, _now())
+    return loops
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)

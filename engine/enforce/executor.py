@@ -1,0 +1,288 @@
+"""Carry out one broker call: send it with a timeout, check its effect in the broker's state, and
+resend only what did not take effect (PRODUCT.md §8). Shared by every ``BrokerPort``; no SDK here.
+
+Why verify every time: the Gateway's answer is not the truth. A close can take effect while its
+reply is lost (a timeout, a 500), the SDK's own close helpers swallow errors, and a reply saying
+"success" is only a promise. Why not simply resend: a partial close or a new stop sent twice acts
+twice. So after every send, whatever it returned, ``execute`` reads ``port.state()``:
+
+- the effect is there: ``confirmed``;
+- the Gateway rejected the call and the effect is not there: ``failed`` (not retryable);
+- the send failed or its outcome is unknown: wait (exponential backoff with jitter), read the state
+  again, and resend only if the effect is still missing, up to ``retries`` times;
+- the Gateway accepted a call that is not idempotent (``partial_close``, ``place_stop``) but the
+  state does not show it even after waiting: ``uncertain``, never resent;
+- the state cannot be read: no resend (it might act twice); ``uncertain`` once the checks run out.
+
+How an ``Outcome`` maps onto the store's action states (engine/store/actions.py): the hook's
+first ``Step("sending")`` is the moment for ``mark_sent`` (it runs before the request leaves);
+``confirmed`` → ``mark_confirmed(result=outcome.result)``; ``failed`` →
+``mark_failed(detail, retryable=outcome.retryable)``; ``uncertain`` → leave the action ``sent``:
+it is among ``unconfirmed_actions()`` and the next reconcile verifies it, exactly as after a crash.
+
+``execute`` never raises (a hook that raises is logged and ignored), except that cancelling the
+task that runs it cancels it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, UnknownInstrument, symbol_of
+
+from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerPort, BrokerState
+
+log = logging.getLogger("riskc.executor")
+
+Status = Literal["confirmed", "failed", "uncertain"]
+IDEMPOTENT = frozenset({"close", "cancel", "modify_stop"})  # sending twice does no harm
+WORKING = frozenset({1, 6, 7, 8})  # OPEN, PENDING, PENDING_CANCELLATION, SUSPENDED
+STOP_TYPES = frozenset({3, 4, 5})  # STOP_LIMIT, STOP, TRAILING_STOP
+SIDE = {"buy": 0, "sell": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One thing ``execute`` did, for the audit hook. ``phase``: ``sending`` (just before a
+    request leaves), ``sent`` (``ok``: the broker accepted it), ``verified`` (``ok``: the effect
+    is in the broker's state; None: the state could not be read)."""
+
+    call: BrokerCall
+    phase: Literal["sending", "sent", "verified"]
+    attempt: int
+    ok: bool | None = None
+    detail: str = ""
+    result: dict[str, Any] | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        record = {"phase": self.phase, "attempt": self.attempt, "ok": self.ok, "detail": self.detail}
+        return record | ({"result": self.result} if self.result else {})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a call ended. ``attempts``: requests sent. ``result``: the broker's last accepting
+    reply, if any. ``retryable``: for ``failed``, whether sending it again later could work."""
+
+    call: BrokerCall
+    status: Status
+    attempts: int
+    detail: str
+    result: dict[str, Any] | None = None
+    retryable: bool = True
+
+    @property
+    def confirmed(self) -> bool:
+        return self.status == "confirmed"
+
+    def to_record(self) -> dict[str, Any]:
+        record = {"status": self.status, "attempts": self.attempts, "detail": self.detail} | self.call.to_record()
+        if self.result:
+            record["result"] = self.result
+        if self.status == "failed":
+            record["retryable"] = self.retryable
+        return record
+
+
+Hook = Callable[[Step | Outcome], None | Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    ok: bool
+    detail: str
+    result: dict[str, Any] | None = None
+    rejected: bool = False  # the broker said no: the call did not and will not take effect
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    done: bool | None  # None: the state could not be read
+    detail: str
+
+
+async def execute(port: BrokerPort, call: BrokerCall, *, timeout: float = 10.0, retries: int = 2,
+                  backoff: float = 0.5, max_backoff: float = 8.0, checks: int = 3, audit: Hook | None = None,
+                  instruments: Instruments = DEFAULT_INSTRUMENTS, rng: Callable[[], float] = random.random,
+                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> Outcome:
+    """Send ``call`` through ``port`` until its effect shows in ``port.state()`` (module doc).
+
+    ``timeout`` bounds each send and each state read; ``retries`` is how many times it may be
+    resent; ``checks`` (at least 2) how many state reads may follow one send before deciding. Pauses grow as
+    ``backoff * 2**n`` (capped at ``max_backoff``), each scaled by a factor in [0.5, 1) drawn
+    from ``rng``; ``sleep`` waits (inject both for fast, deterministic tests)."""
+    run = _Execution(port, call, timeout, audit, instruments, lambda n: sleep(_delay(n, backoff, max_backoff, rng)))
+    outcome = await run.execute(max(0, retries), max(2, checks))
+    await run.tell(outcome)
+    return outcome
+
+
+def took_effect(call: BrokerCall, state: BrokerState, instruments: Instruments = DEFAULT_INSTRUMENTS) -> bool:
+    """Whether ``state`` shows ``call`` done: the one check used after a send, after a crash
+    (planned-but-unconfirmed actions) and by the replay's simulated broker."""
+    return _Execution(None, call, 0.0, None, instruments, None).effect(state)[0]  # type: ignore[arg-type]
+
+
+def _delay(n: int, backoff: float, max_backoff: float, rng: Callable[[], float]) -> float:
+    return min(max_backoff, backoff * 2**n) * (0.5 + rng() / 2)
+
+
+class _Execution:
+    def __init__(self, port: BrokerPort, call: BrokerCall, timeout: float, audit: Hook | None,
+                 instruments: Instruments, pause: Callable[[int], Awaitable[Any]]) -> None:
+        self.port, self.call, self.timeout, self.audit = port, call, timeout, audit
+        self.instruments = instruments
+        self._pause = pause
+        self.pauses = 0
+        self.expect: int | None = None if call.expect_size is None else abs(call.expect_size)
+        self.order_id: Any = None  # of a placed stop, from the broker's reply
+
+    async def execute(self, retries: int, checks: int) -> Outcome:
+        if self.call.kind == "partial_close" and self.expect is None and not await self._baseline():
+            return Outcome(self.call, "failed", 0, "cannot read the position to size the partial close")
+        accepted: dict[str, Any] | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.tell(Step(self.call, "sending", attempt))
+            reply = await self.send()
+            await self.tell(Step(self.call, "sent", attempt, reply.ok, reply.detail, reply.result))
+            if reply.ok:
+                accepted = reply.result
+            verdict, paused = await self.verify(attempt), False
+            for _ in range(checks - 1):
+                # "not there" counts only after a pause (the broker's state may lag its reply), or
+                # at once when the broker rejected the call; an unreadable state is read again.
+                if verdict.done or (verdict.done is False and (reply.rejected or paused)):
+                    break
+                await self.pause()
+                verdict, paused = await self.verify(attempt), True
+            if verdict.done:
+                return Outcome(self.call, "confirmed", attempt, verdict.detail, accepted or reply.result)
+            if reply.rejected:
+                return Outcome(self.call, "failed", attempt, f"{reply.detail}; {verdict.detail}", None, retryable=False)
+            if verdict.done is None:
+                return Outcome(self.call, "uncertain", attempt, f"{reply.detail}; cannot verify: {verdict.detail}",
+                               accepted)  # fmt: skip
+            if reply.ok and self.call.kind not in IDEMPOTENT:
+                return Outcome(self.call, "uncertain", attempt, f"accepted, but not visible: {verdict.detail}", accepted)
+            if attempt > retries:
+                return Outcome(self.call, "failed", attempt, f"{reply.detail}; {verdict.detail}", accepted)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    async def send(self) -> _Reply:
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await self.port.send(self.call)
+        except BrokerError as error:
+            return _Reply(False, str(error), rejected=not error.retryable)
+        except TimeoutError:
+            return _Reply(False, f"{self.call.describe()}: no answer within {self.timeout:g}s; outcome unknown")
+        except Exception as error:  # a port bug must not stop enforcement: treat as unknown outcome
+            log.exception("broker port %s raised on %s", getattr(self.port, "name", "?"), self.call.describe())
+            return _Reply(False, f"{self.call.describe()}: {type(error).__name__}: {error}")
+        if isinstance(result, dict) and result.get("orderId") is not None:
+            self.order_id = result["orderId"]
+        return _Reply(True, f"{self.call.describe()}: accepted", result)
+
+    async def verify(self, attempt: int) -> _Verdict:
+        state = await self.read()
+        if isinstance(state, str):
+            verdict = _Verdict(None, state)
+        else:
+            done, detail = self.effect(state)
+            verdict = _Verdict(done, detail)
+        await self.tell(Step(self.call, "verified", attempt, verdict.done, verdict.detail))
+        return verdict
+
+    async def read(self) -> BrokerState | str:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self.port.state(self.call.account_id)
+        except TimeoutError:
+            return f"the broker's state did not arrive within {self.timeout:g}s"
+        except Exception as error:
+            return f"reading the broker's state: {error}"
+
+    async def pause(self) -> None:
+        await self._pause(self.pauses)
+        self.pauses += 1
+
+    async def _baseline(self) -> bool:
+        """``partial_close`` without ``expect_size``: what is left is the current size minus the cut."""
+        state = await self.read()
+        if isinstance(state, str):
+            return False
+        self.expect = max(0, abs(state.position_size(self.call.contract_id or "")) - (self.call.size or 0))
+        return True
+
+    async def tell(self, event: Step | Outcome) -> None:
+        if self.audit is None:
+            return
+        try:
+            result = self.audit(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("the audit hook failed on %s", event)
+
+    # -- effects ----------------------------------------------------------------------------
+
+    def effect(self, state: BrokerState) -> tuple[bool, str]:
+        """Whether the call's effect is in ``state``, and what was seen."""
+        call = self.call
+        match call.kind:
+            case "close":
+                size = state.position_size(call.contract_id or "")
+                return size == 0, f"{call.contract_id} position is {size}"
+            case "partial_close":
+                size = state.position_size(call.contract_id or "")
+                return abs(size) <= (self.expect or 0), f"{call.contract_id} position is {size}, wanted at most {self.expect}"
+            case "cancel":
+                order = state.open_order(call.order_id)  # type: ignore[arg-type]
+                working = order is not None and order.get("status", 1) in WORKING
+                return not working, f"order {call.order_id} is {'still working' if working else 'not working'}"
+            case "modify_stop":
+                order = state.open_order(call.order_id)  # type: ignore[arg-type]
+                if order is None or order.get("status", 1) not in WORKING:
+                    return False, f"order {call.order_id} is not working"
+                price = order.get("stopPrice")
+                return self.same_price(price, order.get("contractId")), f"order {call.order_id} stop is {price}"
+            case "place_stop":
+                found = [o for o in state.orders if self.is_our_stop(o)]
+                return bool(found), (f"working stop {found[0].get('id')} found" if found else
+                                     f"no working {call.side} stop {call.size} {call.contract_id} at {call.stop_price}")
+        return False, f"unknown call kind {call.kind!r}"
+
+    def is_our_stop(self, order: dict[str, Any]) -> bool:
+        call = self.call
+        if order.get("status", 1) not in WORKING:
+            return False
+        if self.order_id is not None and order.get("id") == self.order_id:
+            return True
+        return (order.get("contractId") == call.contract_id and order.get("type") in STOP_TYPES
+                and order.get("side") == SIDE.get(call.side or "") and order.get("size") == call.size
+                and self.same_price(order.get("stopPrice"), call.contract_id))  # fmt: skip
+
+    def same_price(self, price: Any, contract_id: str | None) -> bool:
+        """Equal within half a tick: the broker (or the SDK) rounds prices to the tick."""
+        wanted = self.call.stop_price
+        if price is None or wanted is None:
+            return False
+        try:
+            got = Decimal(str(price))
+        except InvalidOperation:
+            return False
+        try:
+            half_tick = self.instruments.spec(symbol_of(contract_id or "")).tick_size / 2
+        except UnknownInstrument:
+            return got == wanted
+        return abs(got - wanted) < half_tick
