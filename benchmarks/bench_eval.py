@@ -11,6 +11,7 @@ condition), so its row decides 11 of the 12 rules.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import statistics
 import sys
@@ -51,10 +52,23 @@ _SPEC = {"MNQ": ("0.25", "0.50"), "MES": ("0.25", "1.25"), "ES": ("0.25", "12.50
 
 def _position(symbol: str, size: int, pnl: str, covered: bool) -> Position:
     tick, value = _SPEC[symbol]
-    return Position(symbol, f"CON.F.US.{symbol}.Z25", "long" if size > 0 else "short", size, abs(size),
-                    1 if size > 0 else -1, D("5000"), D("5001"), D(pnl), abs(size) if covered else 0,
-                    D("100") if covered else D("Infinity"), dt.timedelta(minutes=5),
-                    dt.timedelta(0) if covered else dt.timedelta(seconds=45), D(tick), D(value))  # fmt: skip
+    return Position(
+        symbol,
+        f"CON.F.US.{symbol}.Z25",
+        "long" if size > 0 else "short",
+        size,
+        abs(size),
+        1 if size > 0 else -1,
+        D("5000"),
+        D("5001"),
+        D(pnl),
+        abs(size) if covered else 0,
+        D("100") if covered else D("Infinity"),
+        dt.timedelta(minutes=5),
+        dt.timedelta(0) if covered else dt.timedelta(seconds=45),
+        D(tick),
+        D(value),
+    )
 
 
 def _order(i: int, symbol: str, kind: str, side: str) -> Order:
@@ -64,8 +78,12 @@ def _order(i: int, symbol: str, kind: str, side: str) -> Order:
 
 
 def snapshot(breach: bool) -> Snapshot:
-    positions = (_position("MNQ", 2, "-35", True), _position("MES", -1, "12.50", True),
-                 _position("ES", 1, "-150", True), _position("NQ", 1, "40", not breach))  # fmt: skip
+    positions = (
+        _position("MNQ", 2, "-35", True),
+        _position("MES", -1, "12.50", True),
+        _position("ES", 1, "-150", True),
+        _position("NQ", 1, "40", not breach),
+    )
     orders = tuple(_order(i, s, "stop", "sell") for i, s in enumerate(("MNQ", "ES", "NQ"), 1))
     orders += (_order(4, "MES", "stop", "buy"), _order(5, "MNQ", "limit", "buy"), _order(6, "ES", "limit", "buy"))
     realized = D("-1020") if breach else D("-250")
@@ -77,8 +95,17 @@ def snapshot(breach: bool) -> Snapshot:
         orders=orders,
         session=Session(NOW, dt.time(14, 0), "tuesday", NOW.date(), True),
         next_trading_day=NOW + dt.timedelta(hours=3),
-        event=Event(kind="fill", time=NOW, symbol="MNQ", contract_id="CON.F.US.MNQ.Z25", side="buy", size=1,
-                    price=D("5001"), pnl=D("0"), closing=False),
+        event=Event(
+            kind="fill",
+            time=NOW,
+            symbol="MNQ",
+            contract_id="CON.F.US.MNQ.Z25",
+            side="buy",
+            size=1,
+            price=D("5001"),
+            pnl=D("0"),
+            closing=False,
+        ),
         instruments=DEFAULT_INSTRUMENTS,
     )
 
@@ -149,14 +176,26 @@ def cel_context(s: Snapshot) -> dict:
     a, d, ss, e = s.account, s.day, s.session, s.event
     return {
         "account": {"balance": float(a.balance), "can_trade": a.can_trade, "open_contracts": a.open_contracts},
-        "day": {"realized_pnl": float(d.realized_pnl), "unrealized_pnl": float(d.unrealized_pnl),
-                "eod_high_balance": float(d.eod_high_balance), "fill_times": [t.timestamp() for t in d.fill_times]},
-        "positions": [{"symbol": p.symbol, "contract_id": p.contract_id, "qty": p.qty,
-                       "unrealized_pnl": float(p.unrealized_pnl), "stop_coverage": p.stop_coverage,
-                       "uncovered_for": int(p.uncovered_for.total_seconds())} for p in s.positions],
+        "day": {
+            "realized_pnl": float(d.realized_pnl),
+            "unrealized_pnl": float(d.unrealized_pnl),
+            "eod_high_balance": float(d.eod_high_balance),
+            "fill_times": [t.timestamp() for t in d.fill_times],
+        },
+        "positions": [
+            {
+                "symbol": p.symbol,
+                "contract_id": p.contract_id,
+                "qty": p.qty,
+                "unrealized_pnl": float(p.unrealized_pnl),
+                "stop_coverage": p.stop_coverage,
+                "uncovered_for": int(p.uncovered_for.total_seconds()),
+            }
+            for p in s.positions
+        ],
         "session": {"is_open": ss.is_open, "clock": ss.clock.hour * 60 + ss.clock.minute, "now": ss.now.timestamp()},
         "event": {"kind": e.kind, "closing": e.closing, "pnl": float(e.pnl)},
-    }  # fmt: skip
+    }
 
 
 def cel_evaluator():
@@ -199,7 +238,7 @@ CEDAR_POSITION = {
 
 
 def _cedar_policies() -> tuple[str, list[str]]:
-    names, texts = [], ['permit(principal, action, resource);']
+    names, texts = [], ["permit(principal, action, resource);"]
     for scope, rules in (("account", CEDAR_ACCOUNT), ("position", CEDAR_POSITION)):
         for rule, condition in rules.items():
             names.append(rule)
@@ -224,15 +263,30 @@ def cedar_evaluator():
 
     def evaluate(s: Snapshot) -> list[tuple[str, object]]:
         a, d, ss, e = s.account, s.day, s.session, s.event
-        account = {"realized_pnl": _cents(d.realized_pnl), "equity": _cents(a.balance + d.unrealized_pnl),
-                   "eod_high_balance": _cents(d.eod_high_balance), "open_contracts": a.open_contracts,
-                   "is_open": ss.is_open, "clock": ss.clock.hour * 60 + ss.clock.minute, "event_kind": e.kind,
-                   "closing": e.closing, "event_pnl": _cents(e.pnl), "can_trade": a.can_trade}  # fmt: skip
-        fired = [(rule_of[r], None) for r in _denied(cedarpy, request("account", 'Account::"a"', account), policies, entities)]
+        account = {
+            "realized_pnl": _cents(d.realized_pnl),
+            "equity": _cents(a.balance + d.unrealized_pnl),
+            "eod_high_balance": _cents(d.eod_high_balance),
+            "open_contracts": a.open_contracts,
+            "is_open": ss.is_open,
+            "clock": ss.clock.hour * 60 + ss.clock.minute,
+            "event_kind": e.kind,
+            "closing": e.closing,
+            "event_pnl": _cents(e.pnl),
+            "can_trade": a.can_trade,
+        }
+        fired = [
+            (rule_of[r], None)
+            for r in _denied(cedarpy, request("account", 'Account::"a"', account), policies, entities)
+        ]
         for p in s.positions:
-            context = {"symbol": p.symbol, "qty": p.qty, "stop_coverage": p.stop_coverage,
-                       "uncovered_for": int(p.uncovered_for.total_seconds()),
-                       "unrealized_pnl": _cents(p.unrealized_pnl)}  # fmt: skip
+            context = {
+                "symbol": p.symbol,
+                "qty": p.qty,
+                "stop_coverage": p.stop_coverage,
+                "uncovered_for": int(p.uncovered_for.total_seconds()),
+                "unrealized_pnl": _cents(p.unrealized_pnl),
+            }
             for r in _denied(cedarpy, request("position", 'Position::"p"', context), policies, entities):
                 fired.append((rule_of[r], p.contract_id))
         return fired
@@ -281,20 +335,21 @@ def run() -> list[tuple[str, str]]:
     ids = [i.id for i in policy.instances]
     contenders = {
         "compiled Program.evaluate": program.evaluate,
-        "compiled hot path (fired only)": program._evaluate,  # noqa: SLF001 - what evaluate spends when nothing fires
+        "compiled hot path (fired only)": program._evaluate,
         "reference interpreter": reference.run,
     }
     peers = {}
-    for label, make in (("CEL (common-expression-language)", cel_evaluator), ("Cedar (cedarpy, 11/12 rules)", cedar_evaluator)):
-        try:
+    for label, make in (
+        ("CEL (common-expression-language)", cel_evaluator),
+        ("Cedar (cedarpy, 11/12 rules)", cedar_evaluator),
+    ):
+        with contextlib.suppress(ImportError):
             peers[label] = make()
-        except ImportError:
-            pass
     rows = []
     for state in ("no breach", "breach"):
         s = snapshot(state == "breach")
         floor_fired = _fired_set(hand_written(s))
-        compiled_fired = _fired_set((ids[i], t) for i, t in program._evaluate(s))  # noqa: SLF001
+        compiled_fired = _fired_set((ids[i], t) for i, t in program._evaluate(s))
         assert compiled_fired == floor_fired, (compiled_fired, floor_fired)
         for label, peer in peers.items():
             want = {f for f in floor_fired if f[0] != "trade_frequency"} if "Cedar" in label else floor_fired

@@ -19,7 +19,7 @@ RULES = 200
 RUNS = 30
 FMT_PATHS = ("policies", "stdlib_rules", "tests/fixtures")
 
-_HEADER = '''policy "Generated benchmark policy"
+_HEADER = """policy "Generated benchmark policy"
   timezone America/Chicago
   trading_day_starts 17:00
   on_error flatten
@@ -27,69 +27,69 @@ _HEADER = '''policy "Generated benchmark policy"
 use daily_loss(limit: $1,000)
 use max_contracts_per_symbol(limits: {MNQ: 50, MES: 50, NQ: 5, ES: 5}, default: 2)
 use cooldown_after_loss(loss: $300, cooldown: 15m) as big_loss_cooldown
-'''
+"""
 
 _SHAPES = (
-    '''rule daily_loss_{i}(limit: money = ${money})
+    """rule daily_loss_{i}(limit: money = ${money})
   "Stop trading for the day once the realized loss reaches the limit."
   when day.realized_pnl <= -limit
   then flatten, lockout until next_trading_day
   severity critical
-''',
-    '''rule position_loss_{i}(limit: money = ${small})
+""",
+    """rule position_loss_{i}(limit: money = ${small})
   "Close a position whose open loss reaches the limit."
   on position, quote
   for position p
   when p.unrealized_pnl <= -limit and p.symbol in [MNQ, MES, M2K, 6E]
   then close p, alert "position loss on " + p.symbol
   severity high
-''',
-    '''rule stop_required_{i}(grace: duration = {secs}s)
+""",
+    """rule stop_required_{i}(grace: duration = {secs}s)
   for position p
   when p.stop_coverage < p.qty and p.uncovered_for >= grace
   then close p
   severity high
-''',
-    '''rule max_contracts_{i}(limit: contracts = {count}, count: net|gross = gross)
+""",
+    """rule max_contracts_{i}(limit: contracts = {count}, count: net|gross = gross)
   on fill, position
   when sum_qty(positions, count) > limit
   then reduce_total to limit
-''',
-    '''rule trade_frequency_{i}(max: int = {count}, window: duration = 1h30m, cooldown: duration = 15m)
+""",
+    """rule trade_frequency_{i}(max: int = {count}, window: duration = 1h30m, cooldown: duration = 15m)
   on fill
   when fills_within(window) > max
   then cancel_orders, lockout for cooldown
   severity medium
-''',
-    '''rule trading_hours_{i}(start: clock = 17:00, end: clock = 15:{minute})
+""",
+    """rule trading_hours_{i}(start: clock = 17:00, end: clock = 15:{minute})
   on clock
   when session.clock >= end and session.clock < start and not session.weekday in [SAT, SUN]
   then flatten, lockout until start
-''',
-    '''rule breakeven_{i}(trigger: ticks = {count} ticks, offset: ticks = 1 tick)
+""",
+    """rule breakeven_{i}(trigger: ticks = {count} ticks, offset: ticks = 1 tick)
   for position p
   when p.unrealized_pnl >= ticks_value(p, trigger) and p.age > 2m
   then move_stop p to p.avg_price + offset
   severity low
-''',
-    '''rule symbol_block_{i}(symbols: list[symbol] = [CL, NG, GC])
+""",
+    """rule symbol_block_{i}(symbols: list[symbol] = [CL, NG, GC])
   for position p
   when p.symbol in symbols
   then close p, cancel_orders for p.symbol, block p.symbol for 1d
-''',
-    '''rule stale_orders_{i}
+""",
+    """rule stale_orders_{i}
   on order
   for order o
   when o.age > {secs}m and (o.type == LIMIT or o.type == STOP) and o.size * 2 >= {count}
   then cancel o
-''',
-    '''rule drawdown_{i}(amount: money = ${money}, floor_stops_at: money? = none)
+""",
+    """rule drawdown_{i}(amount: money = ${money}, floor_stops_at: money? = none)
   "Lock the account when the balance falls to the trailing floor."
   on account, fill
   when account.balance <= max(day.eod_high_balance - amount, $48,000.50) or not account.can_trade
   then flatten, lockout until manual
   severity critical
-''',
+""",
 )
 
 
@@ -98,8 +98,11 @@ def generate_policy(rules: int = RULES) -> str:
     parts = [_HEADER]
     for i in range(rules):
         shape = _SHAPES[i % len(_SHAPES)]
-        parts.append(shape.format(i=i, money=f"{500 + 25 * i:,}", small=100 + i, secs=10 + i % 50,
-                                  count=2 + i % 9, minute=f"{i % 60:02d}"))  # fmt: skip
+        parts.append(
+            shape.format(
+                i=i, money=f"{500 + 25 * i:,}", small=100 + i, secs=10 + i % 50, count=2 + i % 9, minute=f"{i % 60:02d}"
+            )
+        )
     return "\n".join(parts)
 
 
@@ -144,8 +147,9 @@ def _cold_parse(source: str) -> tuple[str, str]:
     with tempfile.NamedTemporaryFile("w", suffix=".risk", encoding="utf-8", delete=False) as handle:
         handle.write(source)
     try:
-        out = subprocess.run([sys.executable, "-c", _COLD, handle.name], capture_output=True, text=True,
-                             check=True, cwd=REPO).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", _COLD, handle.name], capture_output=True, text=True, check=True, cwd=REPO
+        ).stdout
     finally:
         Path(handle.name).unlink()
     seconds = float(out.split()[0])

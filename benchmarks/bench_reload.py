@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROUNDS = 25
-POLICY = 'policy "bench"\n  timezone America/Chicago\n\nuse daily_loss(limit: ${limit})\nuse max_contracts(limit: 5)\nuse stop_required(grace: 30s)\n'
+POLICY = 'policy "bench"\n  timezone America/Chicago\n\nuse daily_loss(limit: ${limit})\nuse max_contracts(limit: 5)\nuse stop_required(grace: 30s)\n'  # noqa: E501
 MNQ = "CON.F.US.MNQ.Z25"
 
 
@@ -66,24 +66,42 @@ async def _measure() -> list[float]:
 
 def _recording(path: Path) -> Path:
     start = dt.datetime(2026, 3, 10, 15, 0, tzinfo=dt.UTC)
-    lines = [json.dumps({"ts": start.isoformat(), "hub": "user", "target": "GatewayUserAccount",
-                         "args": [{"action": 1, "data": {"id": 1, "name": "BENCH", "balance": 50000.0, "canTrade": True}}]})]
+    lines = [
+        json.dumps(
+            {
+                "ts": start.isoformat(),
+                "hub": "user",
+                "target": "GatewayUserAccount",
+                "args": [{"action": 1, "data": {"id": 1, "name": "BENCH", "balance": 50000.0, "canTrade": True}}],
+            }
+        )
+    ]
     for s in range(3600):
         ts = start + dt.timedelta(seconds=s)
-        lines.append(json.dumps({"ts": ts.isoformat(), "hub": "market", "target": "GatewayQuote",
-                                 "args": [MNQ, {"lastPrice": 21000.0, "bestBid": 20999.75, "bestAsk": 21000.0}]}))
+        lines.append(
+            json.dumps(
+                {
+                    "ts": ts.isoformat(),
+                    "hub": "market",
+                    "target": "GatewayQuote",
+                    "args": [MNQ, {"lastPrice": 21000.0, "bestBid": 20999.75, "bestAsk": 21000.0}],
+                }
+            )
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def _config(root: Path, recording: Path, policy: Path) -> Path:
     path = root / "riskc.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        state: {root / 'state.db'}
-        log: {root / 'log.jsonl'}
+    path.write_text(
+        textwrap.dedent(f"""\
+        state: {root / "state.db"}
+        log: {root / "log.jsonl"}
         broker: {{kind: sim, recording: {recording}, speed: 20}}
         accounts:
           - policies: [{policy}]
         alerts: {{console: false}}
-    """))
+    """)
+    )
     return path

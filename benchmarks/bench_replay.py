@@ -33,8 +33,8 @@ from pathlib import Path
 import orjson
 
 from riskc.engine.adapters.projectx.intake import read_recording
-from riskc.engine.sim.replay import Replay
 from riskc.engine.runner import PolicySet
+from riskc.engine.sim.replay import Replay
 from riskc.engine.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,12 +68,17 @@ def run() -> list[tuple[str, str]]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return [
         ("recording", f"{lines:,} lines, {path.stat().st_size / 1e6:,.0f} MB ({path})"),
-        ("replayed", f"{summary.messages:,} messages ({summary.events:,} events), {summary.ticks:,} clock ticks, "
-                     f"{summary.calls:,} broker calls, {sum(summary.actions.values()):,} actions"),
+        (
+            "replayed",
+            f"{summary.messages:,} messages ({summary.events:,} events), {summary.ticks:,} clock ticks, "
+            f"{summary.calls:,} broker calls, {sum(summary.actions.values()):,} actions",
+        ),
         ("replay throughput, topstep-50k (messages/s)", f"{rate:,.0f}"),
         ("replay wall time (s)", f"{elapsed:.1f}"),
-        ("throughput per 100,000 messages (thousand/s; the last: locked out by daily_loss)",
-         " ".join(f"{r / 1e3:.0f}" for r in rates)),
+        (
+            "throughput per 100,000 messages (thousand/s; the last: locked out by daily_loss)",
+            " ".join(f"{r / 1e3:.0f}" for r in rates),
+        ),
         ("bare read + json.loads (lines/s)", f"{bare:,.0f}"),
         ("bare read + json.loads(parse_float=Decimal) (lines/s)", f"{bare_decimal:,.0f}"),
         ("bare read + orjson.loads, what intake parses with (lines/s)", f"{bare_orjson:,.0f}"),
@@ -81,11 +86,13 @@ def run() -> list[tuple[str, str]]:
         ("breach → adapter call, message-triggered: n, p50, p99, max (µs)", _describe(by_message)),
         ("breach → adapter call, clock-triggered: n, p50, p99, max (µs)", _describe(by_tick)),
         ("breach → adapter call, all: p50 / p99 (µs)", f"{_pct(everything, 50):,.0f} / {_pct(everything, 99):,.0f}"),
-        ("  the same with the daemon's store (synchronous=NORMAL, fsynced plans): p50 / p99 (µs)",
-         f"{_pct(everything_durable, 50):,.0f} / {_pct(everything_durable, 99):,.0f}"),
+        (
+            "  the same with the daemon's store (synchronous=NORMAL, fsynced plans): p50 / p99 (µs)",
+            f"{_pct(everything_durable, 50):,.0f} / {_pct(everything_durable, 99):,.0f}",
+        ),
         ("RSS every 100,000 messages (MB)", " ".join(f"{r:.0f}" for r in rss)),
         ("peak RSS of this process (MB)", f"{peak:,.0f}"),
-    ]  # fmt: skip
+    ]
 
 
 # -- measurements ---------------------------------------------------------------------------------
@@ -124,8 +131,10 @@ def _replay(path: Path) -> tuple[Replay, float, list[float], list[float]]:
                 last = now
             yield item
 
-    with tempfile.TemporaryDirectory(prefix="riskc-bench-") as scratch, \
-            Store.open(Path(scratch) / "state.db", synchronous="OFF") as store:  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory(prefix="riskc-bench-") as scratch,
+        Store.open(Path(scratch) / "state.db", synchronous="OFF") as store,
+    ):
         replay = Replay(_policies(), store)
         began = time.perf_counter()
         replay.run(sampled(read_recording(str(path))))
@@ -140,8 +149,10 @@ def _latencies(path: Path, synchronous: str) -> tuple[list[float], list[float]]:
     by_tick: list[float] = []
     started: list = [None, None]  # perf_counter at entry, the list the sample goes to
 
-    with tempfile.TemporaryDirectory(prefix="riskc-bench-") as scratch, \
-            Store.open(Path(scratch) / "state.db", synchronous=synchronous) as store:  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory(prefix="riskc-bench-") as scratch,
+        Store.open(Path(scratch) / "state.db", synchronous=synchronous) as store,
+    ):
         replay = Replay(_policies(), store)
         engine, sim = replay.engine, replay.sim
         on_message, on_tick, submit = engine.on_message, engine.on_tick, sim.submit
@@ -213,7 +224,9 @@ class _Generator:
         self.realized = Decimal(0)
         self.next_order, self.next_trade, self.next_position = 1_874_000_001, 1_532_000_001, 418_000_001
         self.agenda: dict[int, list] = {}
-        self.open: dict[int, tuple[int, int, int, dt.datetime]] = {}  # contract index -> (id, avg ticks, direction, opened)
+        self.open: dict[
+            int, tuple[int, int, int, dt.datetime]
+        ] = {}  # contract index -> (id, avg ticks, direction, opened)
         self.stops: dict[int, dict] = {}
         self.pending: list[tuple[dt.datetime, int, str]] = []
         self.tilted = False
@@ -243,14 +256,20 @@ class _Generator:
                 price, bid = _price(self.ticks[index], tick), _price(self.ticks[index] - 1, tick)
                 moment = base + dt.timedelta(microseconds=(k * 1_000_000 + index * 37_000 + 11_000) // per_second)
                 ts = moment.isoformat()
-                self._raw(moment, f'{{"ts": "{ts}", "hub": "market", "target": "GatewayQuote", "args": ["{contract_id}", '
-                                  f'{{"symbol": "{symbol_id}", "lastPrice": {price}, "bestBid": {bid}, "bestAsk": {price}, '
-                                  f'"timestamp": "{ts}"}}]}}')  # fmt: skip
+                self._raw(
+                    moment,
+                    f'{{"ts": "{ts}", "hub": "market", "target": "GatewayQuote", "args": ["{contract_id}", '
+                    f'{{"symbol": "{symbol_id}", "lastPrice": {price}, "bestBid": {bid}, "bestAsk": {price}, '
+                    f'"timestamp": "{ts}"}}]}}',
+                )
         moment = base + dt.timedelta(microseconds=520_000)
         ts = moment.isoformat()
-        self._raw(moment, f'{{"ts": "{ts}", "hub": "market", "target": "GatewayTrade", "args": ["CON.F.US.MNQ.Z25", '
-                          f'[{{"symbolId": "F.US.MNQ", "price": {_price(self.ticks[0], 0.25)}, "timestamp": "{ts}", '
-                          f'"type": 0, "volume": {1 + second % 7}}}]]}}')  # fmt: skip
+        self._raw(
+            moment,
+            f'{{"ts": "{ts}", "hub": "market", "target": "GatewayTrade", "args": ["CON.F.US.MNQ.Z25", '
+            f'[{{"symbolId": "F.US.MNQ", "price": {_price(self.ticks[0], 0.25)}, "timestamp": "{ts}", '
+            f'"type": 0, "volume": {1 + second % 7}}}]]}}',
+        )
 
     # -- the trader --
 
@@ -297,18 +316,42 @@ class _Generator:
         fill = self.ticks[index]
         order = self._order_data(placed, index, side, size, type=2)
         self._user(placed, "GatewayUserOrder", order)
-        self._user(filled, "GatewayUserOrder", order | {
-            "status": 2, "fillVolume": size, "filledPrice": _price(fill, tick), "updateTimestamp": filled.isoformat()})
+        self._user(
+            filled,
+            "GatewayUserOrder",
+            order
+            | {
+                "status": 2,
+                "fillVolume": size,
+                "filledPrice": _price(fill, tick),
+                "updateTimestamp": filled.isoformat(),
+            },
+        )
         fees = Decimal(str(fee)) * size
         position = self.open.pop(index, None)
         pnl = None
         if position is not None:
             _, avg, direction, _ = position
-            pnl = (Decimal((fill - avg) * direction * size) * Decimal(str(tick)) * point_value).quantize(Decimal("0.01"))
-        self._user(filled, "GatewayUserTrade", {
-            "id": self._take("next_trade"), "accountId": ACCOUNT, "contractId": contract_id,
-            "creationTimestamp": filled.isoformat(), "price": _price(fill, tick), "profitAndLoss": pnl,
-            "fees": fees, "side": side, "size": size, "voided": False, "orderId": order["id"]})  # fmt: skip
+            pnl = (Decimal((fill - avg) * direction * size) * Decimal(str(tick)) * point_value).quantize(
+                Decimal("0.01")
+            )
+        self._user(
+            filled,
+            "GatewayUserTrade",
+            {
+                "id": self._take("next_trade"),
+                "accountId": ACCOUNT,
+                "contractId": contract_id,
+                "creationTimestamp": filled.isoformat(),
+                "price": _price(fill, tick),
+                "profitAndLoss": pnl,
+                "fees": fees,
+                "side": side,
+                "size": size,
+                "voided": False,
+                "orderId": order["id"],
+            },
+        )
         self.balance -= fees
         self.realized -= fees
         if position is None:
@@ -319,9 +362,19 @@ class _Generator:
             self.balance += pnl
             self.realized += pnl
         pid, avg, _, opened = position
-        self._user(after, "GatewayUserPosition", {
-            "id": pid, "accountId": ACCOUNT, "contractId": contract_id, "creationTimestamp": opened.isoformat(),
-            "type": kind, "size": shown, "averagePrice": _price(avg, tick)})  # fmt: skip
+        self._user(
+            after,
+            "GatewayUserPosition",
+            {
+                "id": pid,
+                "accountId": ACCOUNT,
+                "contractId": contract_id,
+                "creationTimestamp": opened.isoformat(),
+                "type": kind,
+                "size": shown,
+                "averagePrice": _price(avg, tick),
+            },
+        )
         if pnl is not None:
             self._user(after + dt.timedelta(milliseconds=20), "GatewayUserAccount", self._account())
         return fill
@@ -339,15 +392,33 @@ class _Generator:
 
     def _order_data(self, ts: dt.datetime, index: int, side: int, size: int, **fields) -> dict:
         contract_id = CONTRACTS[index][0]
-        data = {"id": self._take("next_order"), "accountId": ACCOUNT, "contractId": contract_id,
-                "symbolId": "F.US." + contract_id.split(".")[3], "creationTimestamp": ts.isoformat(),
-                "updateTimestamp": ts.isoformat(), "status": 1, "side": side, "size": size, "limitPrice": None,
-                "stopPrice": None, "fillVolume": 0, "filledPrice": None, "customTag": None}  # fmt: skip
+        data = {
+            "id": self._take("next_order"),
+            "accountId": ACCOUNT,
+            "contractId": contract_id,
+            "symbolId": "F.US." + contract_id.split(".")[3],
+            "creationTimestamp": ts.isoformat(),
+            "updateTimestamp": ts.isoformat(),
+            "status": 1,
+            "side": side,
+            "size": size,
+            "limitPrice": None,
+            "stopPrice": None,
+            "fillVolume": 0,
+            "filledPrice": None,
+            "customTag": None,
+        }
         return data | fields
 
     def _account(self) -> dict:
-        return {"id": ACCOUNT, "name": "50KTC-V2-1234567", "balance": self.balance, "canTrade": True,
-                "isVisible": True, "simulated": True}
+        return {
+            "id": ACCOUNT,
+            "name": "50KTC-V2-1234567",
+            "balance": self.balance,
+            "canTrade": True,
+            "isVisible": True,
+            "simulated": True,
+        }
 
     def _take(self, counter: str) -> int:
         value = getattr(self, counter)

@@ -44,6 +44,7 @@ def _appends(synchronous: str) -> float:
 
 def _actions() -> float:
     with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "s.db") as store:
+
         def step(i: int) -> None:
             key = idempotency_key("position_loss", f"pos:{i}", "2025-10-29", 1)
             now = T0 + timedelta(microseconds=i)

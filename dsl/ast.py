@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Union
 
 from riskc.dsl.errors import NO_SPAN, Span
 
@@ -62,7 +61,7 @@ class OptionalType:
     span: Span = _span()
 
 
-TypeRef = Union[SimpleType, GenericType, EnumType, OptionalType]
+TypeRef = SimpleType | GenericType | EnumType | OptionalType
 
 
 # ---- literals -----------------------------------------------------------------------------------
@@ -230,11 +229,22 @@ class MapExpr:
     span: Span = _span()
 
 
-Literal = Union[
-    MoneyLit, IntLit, DecimalLit, PercentLit, DurationLit, ClockLit, DateLit, TicksLit,
-    ContractsLit, StringLit, SymbolLit, BoolLit, NoneLit,
-]  # fmt: skip
-Expr = Union[Literal, Name, Field, Call, Neg, Not, Arith, Compare, BoolOp, ListExpr, MapExpr]
+Literal = (
+    MoneyLit
+    | IntLit
+    | DecimalLit
+    | PercentLit
+    | DurationLit
+    | ClockLit
+    | DateLit
+    | TicksLit
+    | ContractsLit
+    | StringLit
+    | SymbolLit
+    | BoolLit
+    | NoneLit
+)
+Expr = Literal | Name | Field | Call | Neg | Not | Arith | Compare | BoolOp | ListExpr | MapExpr
 LITERAL_TYPES = Literal.__args__  # type: ignore[attr-defined]
 
 
@@ -311,10 +321,7 @@ class Alert:
     span: Span = _span()
 
 
-Action = Union[
-    Flatten, Close, Reduce, ReduceTotal, CancelOrders, Cancel, Lockout, Block, MoveStop,
-    PlaceStop, Alert,
-]  # fmt: skip
+Action = Flatten | Close | Reduce | ReduceTotal | CancelOrders | Cancel | Lockout | Block | MoveStop | PlaceStop | Alert
 
 
 # ---- declarations -------------------------------------------------------------------------------
@@ -332,7 +339,7 @@ class Path:
         return "/".join(self.parts)
 
 
-SettingValue = Union[Path, Literal]
+SettingValue = Path | Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +400,7 @@ class Rule:
         return self.name.text
 
 
-Item = Union[Use, Rule]
+Item = Use | Rule
 
 
 @dataclass(frozen=True, slots=True)

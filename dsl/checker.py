@@ -33,7 +33,7 @@ from riskc.dsl.errors import (
 )
 from riskc.dsl.parser import ParseResult, parse
 from riskc.dsl.schema import Schema
-from riskc.dsl.typecheck import Scope, TypeChecker, assignable, suggest
+from riskc.dsl.typecheck import Scope, TypeChecker, suggest
 from riskc.dsl.types import Type
 from riskc.dsl.walk import walk
 
@@ -134,11 +134,19 @@ def collect_rules(ctx: Context) -> None:
 
 def _report_duplicate_rule(rule: ast.Rule, previous: RuleDef, sink: DiagnosticSink) -> None:
     if previous.library:  # the standard library: its install path means nothing to the reader
-        sink.error(DUPLICATE, f"rule `{rule.id}` is already a standard library rule", rule.name.span,
-                   help=f"rename this rule, or switch the standard one on with `use {rule.id}(...)`")  # fmt: skip
+        sink.error(
+            DUPLICATE,
+            f"rule `{rule.id}` is already a standard library rule",
+            rule.name.span,
+            help=f"rename this rule, or switch the standard one on with `use {rule.id}(...)`",
+        )
         return
-    sink.error(DUPLICATE, f"rule `{rule.id}` is already defined at {previous.rule.name.span}", rule.name.span,
-               help="rename one of them")  # fmt: skip
+    sink.error(
+        DUPLICATE,
+        f"rule `{rule.id}` is already defined at {previous.rule.name.span}",
+        rule.name.span,
+        help="rename one of them",
+    )
 
 
 def check_headers(ctx: Context) -> None:
@@ -237,8 +245,12 @@ def _settings(header: ast.Header | None, sink: DiagnosticSink) -> Settings:
     for setting in header.settings:
         name = setting.name.text
         if name not in _SETTINGS:
-            sink.error(BAD_SETTING, f"unknown setting `{name}`", setting.name.span,
-                       help=suggest(name, _SETTINGS) or f"settings are: {', '.join(_SETTINGS)}")  # fmt: skip
+            sink.error(
+                BAD_SETTING,
+                f"unknown setting `{name}`",
+                setting.name.span,
+                help=suggest(name, _SETTINGS) or f"settings are: {', '.join(_SETTINGS)}",
+            )
             continue
         if name in seen:
             sink.error(DUPLICATE, f"setting `{name}` is given twice", setting.span)
@@ -255,8 +267,12 @@ def _read_timezone(value: ast.SettingValue, sink: DiagnosticSink) -> str | None:
     if text is not None and _zone_exists(text):
         return text
     shown = text if text is not None else "this value"
-    sink.error(BAD_SETTING, f"`{shown}` is not an IANA timezone", value.span,
-               help=suggest(text or "", _zone_names()) or "e.g. America/Chicago, America/New_York, Europe/London")  # fmt: skip
+    sink.error(
+        BAD_SETTING,
+        f"`{shown}` is not an IANA timezone",
+        value.span,
+        help=suggest(text or "", _zone_names()) or "e.g. America/Chicago, America/New_York, Europe/London",
+    )
     return None
 
 
@@ -282,8 +298,12 @@ def _read_clock(value: ast.SettingValue, sink: DiagnosticSink) -> dt.time | None
 def _read_on_error(value: ast.SettingValue, sink: DiagnosticSink) -> str | None:
     if isinstance(value, ast.Path) and value.text in ON_ERROR:
         return value.text
-    sink.error(BAD_SETTING, "`on_error` must be `flatten` or `alert`", value.span,
-               help="`flatten` (the default) fails closed when a rule cannot be evaluated")  # fmt: skip
+    sink.error(
+        BAD_SETTING,
+        "`on_error` must be `flatten` or `alert`",
+        value.span,
+        help="`flatten` (the default) fails closed when a rule cannot be evaluated",
+    )
     return None
 
 
@@ -311,8 +331,12 @@ def _check_rule(rule: ast.Rule, ctx: Context) -> None:
     for action in rule.actions:
         checker.check_action(action, scope)
     if rule.severity is not None and rule.severity.text not in SEVERITIES:
-        ctx.sink.error(UNKNOWN_NAME, f"unknown severity `{rule.severity.text}`", rule.severity.span,
-                       help=suggest(rule.severity.text, SEVERITIES) or f"one of {', '.join(SEVERITIES)}")  # fmt: skip
+        ctx.sink.error(
+            UNKNOWN_NAME,
+            f"unknown severity `{rule.severity.text}`",
+            rule.severity.span,
+            help=suggest(rule.severity.text, SEVERITIES) or f"one of {', '.join(SEVERITIES)}",
+        )
     _warn_unused_params(rule, ctx.sink)
 
 
@@ -322,8 +346,12 @@ def _check_on(rule: ast.Rule, scope: Scope, ctx: Context) -> None:
         if kind.text in ctx.schema.events:
             kinds.append(kind.text)
         else:
-            ctx.sink.error(UNKNOWN_NAME, f"unknown event kind `{kind.text}`", kind.span,
-                           help=suggest(kind.text, ctx.schema.events) or f"one of {', '.join(ctx.schema.events)}")  # fmt: skip
+            ctx.sink.error(
+                UNKNOWN_NAME,
+                f"unknown event kind `{kind.text}`",
+                kind.span,
+                help=suggest(kind.text, ctx.schema.events) or f"one of {', '.join(ctx.schema.events)}",
+            )
     scope.event_kinds = tuple(kinds)
     members = ctx.schema.event_members(tuple(kinds))
     scope.event = T.obj("event", members)
@@ -376,8 +404,12 @@ def _check_constant(e: ast.Expr, sink: DiagnosticSink) -> bool:
     """Defaults and `use` arguments are constants: literals, lists, maps, enum names."""
     for node in walk(e):
         if not isinstance(node, _CONSTANT_NODES):
-            sink.error(TYPE_ERROR, "this must be a constant (a literal, list or map)", node.span,
-                       help="rule parameters are fixed when the policy loads")  # fmt: skip
+            sink.error(
+                TYPE_ERROR,
+                "this must be a constant (a literal, list or map)",
+                node.span,
+                help="rule parameters are fixed when the policy loads",
+            )
             return False
     return True
 
@@ -392,8 +424,12 @@ def _is_policy(module: ast.Module) -> bool:
 def _instantiate(use: ast.Use, ctx: Context) -> RuleInstance | None:
     definition = ctx.definitions.get(use.name.text)
     if definition is None:
-        ctx.sink.error(UNKNOWN_NAME, f"unknown rule `{use.name.text}`", use.name.span,
-                       help=suggest(use.name.text, ctx.definitions) or "see `riskc rules` for the standard library")  # fmt: skip
+        ctx.sink.error(
+            UNKNOWN_NAME,
+            f"unknown rule `{use.name.text}`",
+            use.name.span,
+            help=suggest(use.name.text, ctx.definitions) or "see `riskc rules` for the standard library",
+        )
         return None
     rule = definition.rule
     args = _bind_use_args(use, rule, ctx)
@@ -408,14 +444,22 @@ def _bind_use_args(use: ast.Use, rule: ast.Rule, ctx: Context) -> dict[str, ast.
     ok = True
     for arg in use.args:
         if arg.name is None:
-            ctx.sink.error(ARITY_ERROR, "arguments of `use` are named", arg.span,
-                           help=f"write `{next(iter(params), 'name')}: value`")  # fmt: skip
+            ctx.sink.error(
+                ARITY_ERROR,
+                "arguments of `use` are named",
+                arg.span,
+                help=f"write `{next(iter(params), 'name')}: value`",
+            )
             ok = False
             continue
         name = arg.name.text
         if name not in params:
-            ctx.sink.error(UNKNOWN_NAME, f"rule `{rule.id}` has no parameter `{name}`", arg.name.span,
-                           help=suggest(name, params) or _signature_help(rule))  # fmt: skip
+            ctx.sink.error(
+                UNKNOWN_NAME,
+                f"rule `{rule.id}` has no parameter `{name}`",
+                arg.name.span,
+                help=suggest(name, params) or _signature_help(rule),
+            )
             ok = False
         elif name in given:
             ctx.sink.error(DUPLICATE, f"argument `{name}` is given twice", arg.span)
@@ -448,8 +492,9 @@ def _with_defaults(use: ast.Use, rule: ast.Rule, given: dict, ctx: Context) -> d
         else:
             missing.append(param.name.text)
     if missing:
-        ctx.sink.error(ARITY_ERROR, f"`use {rule.id}` is missing: {', '.join(missing)}", use.span,
-                       help=_signature_help(rule))  # fmt: skip
+        ctx.sink.error(
+            ARITY_ERROR, f"`use {rule.id}` is missing: {', '.join(missing)}", use.span, help=_signature_help(rule)
+        )
         return None
     return args
 
@@ -537,10 +582,16 @@ def _literal_value(e: ast.Expr) -> tuple[str, object] | None:
 
 
 _LITERAL_VALUE = {
-    ast.IntLit: ("number", "value"), ast.DecimalLit: ("number", "value"), ast.MoneyLit: ("money", "amount"),
-    ast.DurationLit: ("duration", "seconds"), ast.ClockLit: ("clock", "value"), ast.DateLit: ("date", "value"),
-    ast.TicksLit: ("ticks", "count"), ast.ContractsLit: ("number", "count"), ast.PercentLit: ("percent", "value"),
-}  # fmt: skip
+    ast.IntLit: ("number", "value"),
+    ast.DecimalLit: ("number", "value"),
+    ast.MoneyLit: ("money", "amount"),
+    ast.DurationLit: ("duration", "seconds"),
+    ast.ClockLit: ("clock", "value"),
+    ast.DateLit: ("date", "value"),
+    ast.TicksLit: ("ticks", "count"),
+    ast.ContractsLit: ("number", "count"),
+    ast.PercentLit: ("percent", "value"),
+}
 
 
 def _conjuncts(e: ast.Expr) -> list[ast.Expr]:
@@ -563,7 +614,7 @@ def _contradiction(e: ast.Expr) -> str | None:
             bounds.setdefault(atom.left, []).append((atom.op, right))
         elif left is not None and right is None:
             bounds.setdefault(atom.right, []).append((_FLIP[atom.op], left))
-    for subject, limits in bounds.items():
+    for _subject, limits in bounds.items():
         if _empty_interval(limits):
             return "its comparisons contradict each other"
     return None
@@ -599,15 +650,22 @@ def _check_conflicts(rule: ast.Rule, sink: DiagnosticSink) -> None:
     exits = [a for a in rule.actions if isinstance(a, _EXIT_ACTIONS)]
     stops = [a for a in rule.actions if isinstance(a, _STOP_ACTIONS)]
     if exits and stops:
-        sink.warning(CONFLICTING_ACTIONS, f"rule `{rule.id}` both exits and manages a stop", stops[0].span,
-                     help="closing the position makes the stop order pointless; split them into two rules")  # fmt: skip
+        sink.warning(
+            CONFLICTING_ACTIONS,
+            f"rule `{rule.id}` both exits and manages a stop",
+            stops[0].span,
+            help="closing the position makes the stop order pointless; split them into two rules",
+        )
     targets: dict[ast.Expr, ast.Action] = {}
     for action in rule.actions:
         if isinstance(action, (ast.Reduce, *_STOP_ACTIONS)):
             key = (type(action), action.target)
             if key in targets and targets[key] != action:
-                sink.warning(CONFLICTING_ACTIONS, f"rule `{rule.id}` gives two different {_verb(action)} actions for "
-                             "the same position", action.span)  # fmt: skip
+                sink.warning(
+                    CONFLICTING_ACTIONS,
+                    f"rule `{rule.id}` gives two different {_verb(action)} actions for the same position",
+                    action.span,
+                )
             targets[key] = action
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
-from riskc.dsl import ast
-from riskc.dsl import runtime
+from riskc.dsl import ast, runtime
 from riskc.dsl import types as T
 from riskc.dsl.checker import CheckedPolicy, CheckResult, RuleInstance
 from riskc.dsl.decision import Action, Decision, Firing, plan
@@ -62,14 +62,21 @@ class RuleTrace:
 
     index: int  # into Program.rules
     evaluated: bool  # the event passed the rule's `on` filter
-    outcomes: tuple[tuple[bool | None, ...], ...]  # per `when` evaluation (one per target): each clause, None if it raised
+    outcomes: tuple[
+        tuple[bool | None, ...], ...
+    ]  # per `when` evaluation (one per target): each clause, None if it raised
 
 
 class Program:
     """A compiled policy. ``evaluate`` is the hot path; everything else runs only on a breach."""
 
-    def __init__(self, policy: CheckedPolicy, source: str, namespace: dict[str, Any],
-                 tracer: Callable[[], list[tuple[Callable, ...]]] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        policy: CheckedPolicy,
+        source: str,
+        namespace: dict[str, Any],
+        tracer: Callable[[], list[tuple[Callable, ...]]] | None = None,
+    ):
         self.policy = policy
         self.source = source
         self._evaluate: Callable = namespace["evaluate"]
@@ -128,7 +135,9 @@ class Program:
                 continue
             targets = _targets(rule, snapshot)
             tests = self._clause_tests[index]
-            traces.append(RuleTrace(index, True, tuple(tuple(_outcome(t, snapshot, x) for t in tests) for x in targets)))
+            traces.append(
+                RuleTrace(index, True, tuple(tuple(_outcome(t, snapshot, x) for t in tests) for x in targets))
+            )
         return tuple(traces)
 
     def lockout_holds(self, rule_id: str, snapshot) -> bool:
@@ -150,7 +159,7 @@ class Program:
             firings.append(Firing(instance.id, instance.severity, why, target_id(target)))
             try:
                 actions.extend(self._actions[index](s, target, why))
-            except Exception as error:  # noqa: BLE001 - an action value that cannot be computed fails closed too
+            except Exception as error:
                 errors.append(self._error_firing(index, error))
                 actions.extend(self._on_error(index, error, s))
         return Decision(plan(actions), tuple(firings), tuple(errors))
@@ -158,7 +167,7 @@ class Program:
     def _reason(self, index: int, s, target) -> str:
         try:
             return self._explain[index](s, target)
-        except Exception as error:  # noqa: BLE001 - a reason must never stop an enforcement
+        except Exception as error:
             return f"(could not explain: {error})"
 
     def _error_firing(self, index: int, error: Exception) -> Firing:
@@ -167,7 +176,10 @@ class Program:
 
     def _on_error(self, index: int, error: Exception, s) -> list[Action]:
         instance = self.rules[index]
-        why = f"{instance.id} could not be evaluated ({type(error).__name__}: {error}); on_error {self.policy.settings.on_error}"
+        why = (
+            f"{instance.id} could not be evaluated ({type(error).__name__}: {error}); "
+            f"on_error {self.policy.settings.on_error}"
+        )
         if self.policy.settings.on_error == "alert":
             return [Action("alert", instance.id, "critical", why, message=why)]
         return [Action("flatten", instance.id, "critical", why)]
@@ -185,7 +197,7 @@ def _targets(rule: ast.Rule, snapshot) -> tuple:
 def _outcome(test: Callable, snapshot, target) -> bool | None:
     try:
         return bool(test(snapshot, target))
-    except Exception:  # noqa: BLE001 - coverage records that the clause raised; evaluate reports why
+    except Exception:
         return None
 
 
@@ -215,17 +227,19 @@ def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
     table types the literals)."""
     unit = _Unit(result.types)
     rules = [_RuleCode(instance, i, _bind_params(instance, unit)) for i, instance in enumerate(policy.instances)]
-    source = "\n".join([
-        *_evaluate_function(rules, unit),
-        *itertools.chain.from_iterable(_action_function(r, unit, policy) for r in rules),
-        *itertools.chain.from_iterable(_explain_function(r, unit, policy) for r in rules),
-        *_while_functions(rules, unit),
-        f"ACTIONS = [{', '.join(f'_actions_{r.index}' for r in rules)}]",
-        f"EXPLAIN = [{', '.join(f'_explain_{r.index}' for r in rules)}]",
-    ])  # fmt: skip
+    source = "\n".join(
+        [
+            *_evaluate_function(rules, unit),
+            *itertools.chain.from_iterable(_action_function(r, unit, policy) for r in rules),
+            *itertools.chain.from_iterable(_explain_function(r, unit, policy) for r in rules),
+            *_while_functions(rules, unit),
+            f"ACTIONS = [{', '.join(f'_actions_{r.index}' for r in rules)}]",
+            f"EXPLAIN = [{', '.join(f'_explain_{r.index}' for r in rules)}]",
+        ]
+    )
     namespace: dict[str, Any] = {"_rt": runtime, "_Action": Action, "_Decimal": Decimal, "_dt": dt, **unit.constants}
     code = compile(source, f"<policy {policy.path}>", "exec")
-    exec(code, namespace)  # noqa: S102 - our own generated code, from a checked AST
+    exec(code, namespace)
     return Program(policy, source, namespace, tracer=lambda: _compile_clause_tests(rules, unit, policy))
 
 
@@ -236,7 +250,7 @@ def _compile_clause_tests(rules: list[_RuleCode], unit: _Unit, policy: CheckedPo
         tests = "".join(f"lambda s, {_BINDER}: {_expr(c, r, unit)}, " for c in when_clauses(r.instance.rule.when))
         lines.append(f"CLAUSES.append(({tests}))")
     namespace: dict[str, Any] = {"_rt": runtime, "_Decimal": Decimal, "_dt": dt, **unit.constants}
-    exec(compile("\n".join(lines), f"<clauses of {policy.path}>", "exec"), namespace)  # noqa: S102 - as above
+    exec(compile("\n".join(lines), f"<clauses of {policy.path}>", "exec"), namespace)
     return namespace["CLAUSES"]
 
 
@@ -330,7 +344,7 @@ def _expr(e: ast.Expr, r: _RuleCode, unit: _Unit) -> str:
     code = _translate(e, r, unit)
     if isinstance(e, ast.LITERAL_TYPES) or not _is_constant(e, r) or code in ("True", "False"):
         return code
-    value = eval(code, {"_rt": runtime, **unit.constants})  # noqa: S307 - constants only
+    value = eval(code, {"_rt": runtime, **unit.constants})
     if isinstance(value, bool) or value is None:
         return repr(value)
     return unit.const(value)

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import NamedTuple
 from decimal import Decimal
+from typing import NamedTuple
 
 SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 KIND_ORDER = (
-    "flatten", "close", "reduce", "reduce_total", "cancel_orders", "cancel", "lockout", "block",
-    "move_stop", "place_stop", "alert",
-)  # fmt: skip
+    "flatten",
+    "close",
+    "reduce",
+    "reduce_total",
+    "cancel_orders",
+    "cancel",
+    "lockout",
+    "block",
+    "move_stop",
+    "place_stop",
+    "alert",
+)
 
 
 class Action(NamedTuple):

@@ -109,10 +109,7 @@ def _excerpt(span: Span, source: str | None) -> list[str]:
     if not 1 <= span.line <= len(src_lines):
         return []
     text = src_lines[span.line - 1].expandtabs(1)
-    if span.end_line == span.line:
-        width = max(1, span.end_col - span.col)
-    else:
-        width = max(1, len(text) - span.col + 1)
+    width = max(1, span.end_col - span.col) if span.end_line == span.line else max(1, len(text) - span.col + 1)
     gutter = f"{span.line:>4} | "
     return [gutter + text, " " * len(gutter) + " " * (span.col - 1) + "^" * width]
 

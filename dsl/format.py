@@ -15,7 +15,6 @@ unit; a comment on a line that holds a unit's code trails that unit.
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal

@@ -88,8 +88,14 @@ def _describe(rule: ast.Rule, file: str, theme: str) -> RuleDoc:
     )
     binder = f"{rule.binder.kind} {rule.binder.var.text}" if rule.binder else None
     return RuleDoc(
-        name=rule.id, file=file, theme=theme, doc=rule.doc.value if rule.doc else "", params=params,
-        on=tuple(k.text for k in rule.on), binder=binder, when=format_expr(rule.when),
+        name=rule.id,
+        file=file,
+        theme=theme,
+        doc=rule.doc.value if rule.doc else "",
+        params=params,
+        on=tuple(k.text for k in rule.on),
+        binder=binder,
+        when=format_expr(rule.when),
         actions=tuple(format_action(a) for a in rule.actions),
         severity=rule.severity.text if rule.severity else "medium",
-    )  # fmt: skip
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedInput, UnexpectedToken, VisitError
 
 from riskc.dsl import ast
 from riskc.dsl.errors import PARSE_ERROR, Diagnostic, Span

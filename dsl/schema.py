@@ -7,9 +7,9 @@ language itself (``abs``, ``min``, ...) are declared here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from riskc.dsl import types as T
 from riskc.dsl.types import FuncT, Member, ObjT, Param
@@ -48,19 +48,21 @@ def frozen_map(items: dict) -> Mapping:
 # `SAME` means "the type of the first argument".
 SAME = T.Prim("T")  # shown in signatures: abs(x: T) -> T
 
-LANGUAGE_FUNCTIONS: Mapping[str, FuncT] = frozen_map({
-    "abs": FuncT((Param("x", SAME),), SAME, "Absolute value of a number, amount or duration."),
-    "min": FuncT((Param("a", SAME), Param("b", SAME)), SAME, "The smaller of two values of one unit."),
-    "max": FuncT((Param("a", SAME), Param("b", SAME)), SAME, "The larger of two values of one unit."),
-    "coalesce": FuncT(
-        (Param("value", SAME), Param("fallback", SAME)),
-        SAME,
-        "`value` unless it is none (an optional parameter left out), else `fallback`.",
-    ),
-    "get": FuncT(
-        (Param("map", T.ANY), Param("key", T.ANY), Param("fallback", T.ANY)),
-        T.ANY,
-        "The value of `key` in `map`, or `fallback` when the map has no such key.",
-    ),
-    "len": FuncT((Param("items", T.ANY),), T.INT, "Number of items in a list or map."),
-})  # fmt: skip
+LANGUAGE_FUNCTIONS: Mapping[str, FuncT] = frozen_map(
+    {
+        "abs": FuncT((Param("x", SAME),), SAME, "Absolute value of a number, amount or duration."),
+        "min": FuncT((Param("a", SAME), Param("b", SAME)), SAME, "The smaller of two values of one unit."),
+        "max": FuncT((Param("a", SAME), Param("b", SAME)), SAME, "The larger of two values of one unit."),
+        "coalesce": FuncT(
+            (Param("value", SAME), Param("fallback", SAME)),
+            SAME,
+            "`value` unless it is none (an optional parameter left out), else `fallback`.",
+        ),
+        "get": FuncT(
+            (Param("map", T.ANY), Param("key", T.ANY), Param("fallback", T.ANY)),
+            T.ANY,
+            "The value of `key` in `map`, or `fallback` when the map has no such key.",
+        ),
+        "len": FuncT((Param("items", T.ANY),), T.INT, "Number of items in a list or map."),
+    }
+)

@@ -21,7 +21,7 @@ WORDS = {
     "PERCENT": "a percentage like 2%",
     "DECIMAL": "a number like 1.5",
     "INT": "a whole number",
-    "STRING": 'a string in double quotes',
+    "STRING": "a string in double quotes",
     "SYMBOL": "a symbol like MNQ",
     "NAME": "a name",
     "COMPARE": "a comparison such as == or <",
@@ -31,26 +31,90 @@ WORDS = {
     "$END": "the end of the file",
 }
 
-_ACTION_KEYWORDS = frozenset({
-    "FLATTEN", "CLOSE", "REDUCE", "REDUCE_TOTAL", "CANCEL_ORDERS", "CANCEL", "LOCKOUT", "BLOCK",
-    "MOVE_STOP", "PLACE_STOP", "ALERT",
-})  # fmt: skip
+_ACTION_KEYWORDS = frozenset(
+    {
+        "FLATTEN",
+        "CLOSE",
+        "REDUCE",
+        "REDUCE_TOTAL",
+        "CANCEL_ORDERS",
+        "CANCEL",
+        "LOCKOUT",
+        "BLOCK",
+        "MOVE_STOP",
+        "PLACE_STOP",
+        "ALERT",
+    }
+)
 
 # When a group's trigger terminals are all expected, its word replaces every terminal it absorbs.
-_EXPRESSION_START = frozenset({
-    "MONEY", "INT", "DECIMAL", "DURATION", "CLOCK", "NAME", "STRING", "SYMBOL", "DATE", "PERCENT",
-    "LPAR", "LSQB", "LBRACE", "MINUS", "NOT", "TRUE", "FALSE", "NONE",
-})  # fmt: skip
+_EXPRESSION_START = frozenset(
+    {
+        "MONEY",
+        "INT",
+        "DECIMAL",
+        "DURATION",
+        "CLOCK",
+        "NAME",
+        "STRING",
+        "SYMBOL",
+        "DATE",
+        "PERCENT",
+        "LPAR",
+        "LSQB",
+        "LBRACE",
+        "MINUS",
+        "NOT",
+        "TRUE",
+        "FALSE",
+        "NONE",
+    }
+)
 _GROUPS = (
     (frozenset({"MONEY", "INT", "NAME", "STRING"}), _EXPRESSION_START, "an expression"),
-    (frozenset({"COMPARE", "ADD_OP", "MUL_OP"}), frozenset({"COMPARE", "ADD_OP", "MUL_OP", "DOT", "IN"}), "an operator"),
+    (
+        frozenset({"COMPARE", "ADD_OP", "MUL_OP"}),
+        frozenset({"COMPARE", "ADD_OP", "MUL_OP", "DOT", "IN"}),
+        "an operator",
+    ),
     (frozenset(_ACTION_KEYWORDS), frozenset(_ACTION_KEYWORDS), "an action (flatten, close, lockout, alert, ...)"),
 )
-RESERVED = frozenset({
-    "policy", "use", "as", "rule", "on", "for", "when", "then", "severity", "and", "or", "not", "in",
-    "true", "false", "none", "to", "until", "while", "at", "manual", "flatten", "close", "reduce",
-    "reduce_total", "cancel_orders", "cancel", "lockout", "block", "move_stop", "place_stop", "alert",
-})  # fmt: skip
+RESERVED = frozenset(
+    {
+        "policy",
+        "use",
+        "as",
+        "rule",
+        "on",
+        "for",
+        "when",
+        "then",
+        "severity",
+        "and",
+        "or",
+        "not",
+        "in",
+        "true",
+        "false",
+        "none",
+        "to",
+        "until",
+        "while",
+        "at",
+        "manual",
+        "flatten",
+        "close",
+        "reduce",
+        "reduce_total",
+        "cancel_orders",
+        "cancel",
+        "lockout",
+        "block",
+        "move_stop",
+        "place_stop",
+        "alert",
+    }
+)
 _ITEM_KEYWORDS = {"POLICY", "RULE", "USE", "$END"}
 
 
@@ -76,7 +140,7 @@ def _unexpected_character(error: UnexpectedCharacters, source: str, parser: Lark
     if char == "$":
         return ("malformed amount of money", "write money like $1,000 or -$12.50 (at most 2 decimals)")
     if char == '"' and '"' not in rest_of_line.replace('\\"', ""):
-        return ("unclosed string: it needs a closing `\"` on the same line", None)
+        return ('unclosed string: it needs a closing `"` on the same line', None)
     if char == "&":
         return ("unexpected `&`", "write `and` to combine conditions")
     if char == "|":
@@ -95,7 +159,10 @@ def _unexpected_token(error: UnexpectedToken, parser: Lark) -> tuple[str, str | 
     head = "the file ends too early" if token.type == "$END" else f"unexpected {found}"
     keyword = _keyword_used_as_name(error)
     if keyword and _read_as_value(error):
-        return (f"expected a value before `{keyword}`", f"`{keyword}` is a keyword; the expression before it is incomplete")
+        return (
+            f"expected a value before `{keyword}`",
+            f"`{keyword}` is a keyword; the expression before it is incomplete",
+        )
     if keyword:
         return (f"expected a name before `{keyword}`", f"`{keyword}` is a keyword, so it cannot be a name")
     if token.type == "EQUAL" and "COLON" in expected:
@@ -114,7 +181,7 @@ def _unexpected_token(error: UnexpectedToken, parser: Lark) -> tuple[str, str | 
         return (f"{head}; expected `position` or `order`", "a rule loops over `for position p` or `for order o`")
     if token.type == "VBAR":
         return ("unexpected `|`", "write `or` to combine conditions")
-    if token.type == "NAME" and _ACTION_KEYWORDS <= expected:
+    if token.type == "NAME" and expected >= _ACTION_KEYWORDS:
         return (f"`{token}` is not an action", f"the actions are {_ACTION_LIST}")
     if _previous_is(error, "SEVERITY"):
         return (f"{head}; expected a severity", "write one of info, low, medium, high or critical")
@@ -170,8 +237,7 @@ _COLON_HELP = {
     "policy": "arguments are written `name: value`",
 }
 _ACTION_LIST = (
-    "flatten, close, reduce, reduce_total, cancel_orders, cancel, lockout, block, move_stop, "
-    "place_stop and alert"
+    "flatten, close, reduce, reduce_total, cancel_orders, cancel, lockout, block, move_stop, place_stop and alert"
 )
 
 

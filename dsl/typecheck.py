@@ -23,7 +23,7 @@ from riskc.dsl.errors import (
     Span,
 )
 from riskc.dsl.schema import SAME, Schema
-from riskc.dsl.types import ANY, FuncT, Member, ObjT, Type
+from riskc.dsl.types import ANY, FuncT, ObjT, Type
 
 _LITERAL_TYPES = {
     ast.MoneyLit: T.MONEY,
@@ -119,8 +119,13 @@ class TypeChecker:
         """Check ``e`` and report when it is not a ``want``; ``what`` names the slot in messages."""
         have = self.check(e, scope, want)
         if not assignable(have, want):
-            self._mismatch(e.span, f"{what} must be {_article(want)}, not {_article(have)}", have, want,
-                           help=_literal_help(e, want) or _conversion_help(have, want))  # fmt: skip
+            self._mismatch(
+                e.span,
+                f"{what} must be {_article(want)}, not {_article(have)}",
+                have,
+                want,
+                help=_literal_help(e, want) or _conversion_help(have, want),
+            )
         return have
 
     # ---- dispatch ------------------------------------------------------------------------------
@@ -148,8 +153,12 @@ class TypeChecker:
         if expected == ANY:  # the other side already failed: this may be one of its enum constants
             return ANY
         if e.id in scope.schema.functions:
-            self.sink.error(TYPE_ERROR, f"`{e.id}` is a function; call it with arguments", e.span,
-                            help=f"{e.id}{scope.schema.functions[e.id]}")  # fmt: skip
+            self.sink.error(
+                TYPE_ERROR,
+                f"`{e.id}` is a function; call it with arguments",
+                e.span,
+                help=f"{e.id}{scope.schema.functions[e.id]}",
+            )
             return ANY
         candidates = scope.names() + (list(enum.members) if isinstance(enum, T.EnumT) else [])
         want = f"one of {', '.join(enum.members)}" if isinstance(enum, T.EnumT) else None
@@ -168,8 +177,9 @@ class TypeChecker:
             return ANY
         member = owner.members.get(e.name)
         if member is not None and isinstance(member.type, FuncT) and expected is not _CALLEE:
-            self.sink.error(TYPE_ERROR, f"`{_text(e)}` is a method; call it with arguments", e.span,
-                            help=f"{_text(e)}{member.type}")  # fmt: skip
+            self.sink.error(
+                TYPE_ERROR, f"`{_text(e)}` is a method; call it with arguments", e.span, help=f"{_text(e)}{member.type}"
+            )
             return ANY
         if member is not None:
             return member.type
@@ -215,8 +225,9 @@ class TypeChecker:
             if scope.lookup(name) is not None:
                 self.sink.error(TYPE_ERROR, f"`{name}` is not a function", e.func.span)
             else:
-                self.sink.error(UNKNOWN_NAME, f"unknown function `{name}`", e.func.span,
-                                help=suggest(name, scope.schema.functions))  # fmt: skip
+                self.sink.error(
+                    UNKNOWN_NAME, f"unknown function `{name}`", e.func.span, help=suggest(name, scope.schema.functions)
+                )
             return None, name
         member_type = self.check(e.func, scope, _CALLEE)
         if isinstance(member_type, FuncT):
@@ -275,15 +286,23 @@ class TypeChecker:
         for index, arg in enumerate(e.args):
             if arg.name is None:
                 if index >= len(sig.params):
-                    self.sink.error(ARITY_ERROR, f"`{label}` takes {len(sig.params)} argument(s), got {len(e.args)}",
-                                    arg.span, help=f"{label}{sig}")  # fmt: skip
+                    self.sink.error(
+                        ARITY_ERROR,
+                        f"`{label}` takes {len(sig.params)} argument(s), got {len(e.args)}",
+                        arg.span,
+                        help=f"{label}{sig}",
+                    )
                     return None
                 param = sig.params[index]
             else:
                 param = by_name.get(arg.name.text)
                 if param is None:
-                    self.sink.error(UNKNOWN_NAME, f"`{label}` has no parameter `{arg.name.text}`", arg.name.span,
-                                    help=suggest(arg.name.text, by_name))  # fmt: skip
+                    self.sink.error(
+                        UNKNOWN_NAME,
+                        f"`{label}` has no parameter `{arg.name.text}`",
+                        arg.name.span,
+                        help=suggest(arg.name.text, by_name),
+                    )
                     return None
             if param.name in bound:
                 self.sink.error(ARITY_ERROR, f"argument `{param.name}` given twice", arg.span)
@@ -291,8 +310,9 @@ class TypeChecker:
             bound[param.name] = (param, arg)
         missing = [p.name for p in sig.params if p.required and p.name not in bound]
         if missing:
-            self.sink.error(ARITY_ERROR, f"`{label}` is missing argument(s): {', '.join(missing)}", e.span,
-                            help=f"{label}{sig}")  # fmt: skip
+            self.sink.error(
+                ARITY_ERROR, f"`{label}` is missing argument(s): {', '.join(missing)}", e.span, help=f"{label}{sig}"
+            )
             return None
         return [bound[p.name] for p in sig.params if p.name in bound]
 
@@ -321,8 +341,9 @@ class TypeChecker:
             return ANY
         result = T.arith_result(left, e.op, right)
         if result is None:
-            self._binary_mismatch(e.span, f"cannot compute {left} {e.op} {right}", left, right,
-                                  help=_arith_help(left, e.op, right))  # fmt: skip
+            self._binary_mismatch(
+                e.span, f"cannot compute {left} {e.op} {right}", left, right, help=_arith_help(left, e.op, right)
+            )
             return ANY
         return result
 
@@ -358,15 +379,24 @@ class TypeChecker:
             return T.BOOL
         if e.op in ("==", "!="):
             if not (assignable(left, right) or assignable(right, left)):
-                self._binary_mismatch(e.span, f"cannot compare {_article(left)} with {_article(right)}", left, right,
-                                      help=_compare_help(left, right))  # fmt: skip
+                self._binary_mismatch(
+                    e.span,
+                    f"cannot compare {_article(left)} with {_article(right)}",
+                    left,
+                    right,
+                    help=_compare_help(left, right),
+                )
             return T.BOOL
         if isinstance(left, T.OptionalT) or isinstance(right, T.OptionalT):
             self._optional_error(e, left, right)
         elif left not in T.ORDERED or not T.same_family(left, right):
-            self._binary_mismatch(e.span, f"cannot compare {_article(left)} with {_article(right)}", left, right,
-                                  help=_literal_help(e.right, left) or _literal_help(e.left, right)
-                                  or _compare_help(left, right))  # fmt: skip
+            self._binary_mismatch(
+                e.span,
+                f"cannot compare {_article(left)} with {_article(right)}",
+                left,
+                right,
+                help=_literal_help(e.right, left) or _literal_help(e.left, right) or _compare_help(left, right),
+            )
         return T.BOOL
 
     def _comparands(self, e: ast.Compare, scope: Scope) -> tuple[Type, Type]:
@@ -457,15 +487,25 @@ class TypeChecker:
     def _target(self, e: ast.Expr, scope: Scope, kind: str, verb: str) -> None:
         binder = "p" if kind == "position" else "o"
         if isinstance(e, ast.Name) and scope.lookup(e.id) is None:
-            self.sink.error(UNKNOWN_NAME, f"unknown name `{e.id}`", e.span,
-                            help=f"name the {kind} first: `for {kind} {e.id}` before `when`")  # fmt: skip
+            self.sink.error(
+                UNKNOWN_NAME,
+                f"unknown name `{e.id}`",
+                e.span,
+                help=f"name the {kind} first: `for {kind} {e.id}` before `when`",
+            )
             return
         have = self.check(e, scope)
         if have == ANY:
             return
         if not (isinstance(have, ObjT) and have.name == kind):
-            self.sink.error(BAD_ACTION, f"`{verb}` needs {_article_word(kind)}", e.span, have=str(have), want=kind,
-                            help=_target_help(have, kind, verb, binder))  # fmt: skip
+            self.sink.error(
+                BAD_ACTION,
+                f"`{verb}` needs {_article_word(kind)}",
+                e.span,
+                have=str(have),
+                want=kind,
+                help=_target_help(have, kind, verb, binder),
+            )
 
     def _act_Flatten(self, a, scope):
         pass
@@ -495,9 +535,14 @@ class TypeChecker:
         elif a.mode == "until":
             have = self.check(a.value, scope)
             if have not in (T.CLOCK, T.TIME, ANY):
-                self.sink.error(BAD_ACTION, f"`lockout until` needs a time of day or an instant, not {_article(have)}",
-                                a.value.span, have=str(have), want="clock | time",
-                                help="e.g. `lockout until 17:00`, `lockout until next_trading_day`, `lockout until manual`")  # fmt: skip
+                self.sink.error(
+                    BAD_ACTION,
+                    f"`lockout until` needs a time of day or an instant, not {_article(have)}",
+                    a.value.span,
+                    have=str(have),
+                    want="clock | time",
+                    help="e.g. `lockout until 17:00`, `lockout until next_trading_day`, `lockout until manual`",
+                )
 
     def _act_Block(self, a: ast.Block, scope):
         self.expect(a.symbol, scope, T.SYMBOL, "`block`")

@@ -7,9 +7,9 @@ is the only implicit conversion. Points and money meet only through an instrumen
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,7 @@ class ObjT:
         return self.name
 
 
-Type = Union[Prim, ListT, MapT, EnumT, OptionalT, FuncT, ObjT]
+Type = Prim | ListT | MapT | EnumT | OptionalT | FuncT | ObjT
 
 MONEY = Prim("money")
 CONTRACTS = Prim("contracts")
@@ -110,10 +110,26 @@ PERCENT = Prim("percent")
 NONE = Prim("none")
 ANY = Prim("any")  # the type of an expression that already failed to check: silences cascades
 
-PRIMITIVES = {p.name: p for p in (
-    MONEY, CONTRACTS, PRICE, POINTS, TICKS, DURATION, CLOCK, DATE, TIME, SYMBOL, STRING, BOOL, INT,
-    DECIMAL, PERCENT,
-)}  # fmt: skip
+PRIMITIVES = {
+    p.name: p
+    for p in (
+        MONEY,
+        CONTRACTS,
+        PRICE,
+        POINTS,
+        TICKS,
+        DURATION,
+        CLOCK,
+        DATE,
+        TIME,
+        SYMBOL,
+        STRING,
+        BOOL,
+        INT,
+        DECIMAL,
+        PERCENT,
+    )
+}
 GENERICS = {"list": 1, "map": 2}
 
 # Measured quantities: mixing two different ones is a *unit* error rather than a type error.
@@ -191,11 +207,23 @@ def arith_result(left: Type, op: str, right: Type) -> Type | None:
 
 
 _WORDS = {
-    MONEY: "money", CONTRACTS: "contracts", PRICE: "a price", POINTS: "points", TICKS: "ticks",
-    DURATION: "a duration", CLOCK: "a time of day", DATE: "a date", TIME: "an instant",
-    SYMBOL: "a symbol", STRING: "a string", BOOL: "a condition (bool)", INT: "a whole number (int)",
-    DECIMAL: "a decimal number", PERCENT: "a percentage", NONE: "none",
-}  # fmt: skip
+    MONEY: "money",
+    CONTRACTS: "contracts",
+    PRICE: "a price",
+    POINTS: "points",
+    TICKS: "ticks",
+    DURATION: "a duration",
+    CLOCK: "a time of day",
+    DATE: "a date",
+    TIME: "an instant",
+    SYMBOL: "a symbol",
+    STRING: "a string",
+    BOOL: "a condition (bool)",
+    INT: "a whole number (int)",
+    DECIMAL: "a decimal number",
+    PERCENT: "a percentage",
+    NONE: "none",
+}
 
 
 def describe(t: Type) -> str:

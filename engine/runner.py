@@ -22,17 +22,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from riskc.dsl.compiler import Program, target_id
-from riskc.dsl.errors import BAD_SETTING, Diagnostic, Span
 from riskc.dsl.decision import Action, plan
-
-from riskc.engine.core.book import Book
-from riskc.engine.enforce.executor import took_effect
+from riskc.dsl.errors import BAD_SETTING, Diagnostic, Span
 from riskc.engine.adapters.port import BrokerCall, BrokerState
-from riskc.engine.core.calendar import TradingCalendar
-from riskc.engine.enforce.enforcer import Effects, Enforcer
-from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
 from riskc.engine.adapters.projectx.intake import Message
+from riskc.engine.core.book import Book
+from riskc.engine.core.calendar import TradingCalendar
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
 from riskc.engine.core.snapshot import Event
+from riskc.engine.enforce.enforcer import Effects, Enforcer
+from riskc.engine.enforce.executor import took_effect
 from riskc.engine.store import Lockout, Store
 
 log = logging.getLogger("riskc.engine")
@@ -82,20 +81,31 @@ def _clock_clash(programs: tuple[Program, ...]) -> Diagnostic | None:
     first = programs[0].policy
     for program in programs[1:]:
         settings = program.policy.settings
-        if (settings.timezone, settings.trading_day_starts) != (first.settings.timezone, first.settings.trading_day_starts):
+        if (settings.timezone, settings.trading_day_starts) != (
+            first.settings.timezone,
+            first.settings.trading_day_starts,
+        ):
             return Diagnostic(
-                BAD_SETTING, "the policies of one account must share `timezone` and `trading_day_starts`",
+                BAD_SETTING,
+                "the policies of one account must share `timezone` and `trading_day_starts`",
                 Span(program.policy.path, 1, 1, 1, 2),
                 have=f"{settings.timezone}, day from {settings.trading_day_starts:%H:%M}",
                 want=f"{first.settings.timezone}, day from {first.settings.trading_day_starts:%H:%M} "
-                     f"(as in {first.path})",
-            )  # fmt: skip
+                f"(as in {first.path})",
+            )
     return None
 
 
 class Engine:
-    def __init__(self, policies: PolicySet, store: Store, *, account_id: int | None = None,
-                 instruments: Instruments = DEFAULT_INSTRUMENTS, persist_book: bool = False) -> None:
+    def __init__(
+        self,
+        policies: PolicySet,
+        store: Store,
+        *,
+        account_id: int | None = None,
+        instruments: Instruments = DEFAULT_INSTRUMENTS,
+        persist_book: bool = False,
+    ) -> None:
         settings = policies.programs[0].policy.settings
         self.calendar = TradingCalendar(settings.timezone, settings.trading_day_starts)
         self.zone = ZoneInfo(settings.timezone)
@@ -158,8 +168,14 @@ class Engine:
         self.policies = policies
         self._ages = _reads_ages(policies)
 
-    def finished(self, call: BrokerCall, confirmed: bool | None, now: dt.datetime, detail: str = "",
-                 result: dict[str, Any] | None = None) -> None:
+    def finished(
+        self,
+        call: BrokerCall,
+        confirmed: bool | None,
+        now: dt.datetime,
+        detail: str = "",
+        result: dict[str, Any] | None = None,
+    ) -> None:
         """Report a call's outcome: True confirmed, False failed (retried after RETRY_AFTER), None
         uncertain (left `sent` for the next reconciliation to verify)."""
         self.flush_audit()
@@ -242,12 +258,23 @@ class Engine:
                 targets.append((index, target_id(target)))
         try:
             programs = self.policies.programs
-            actions = programs[0].raw_actions(snapshot, fired[0]) if len(programs) == 1 else \
-                tuple(p.raw_actions(snapshot, hits) for p, hits in zip(programs, fired, strict=True))
-        except Exception:  # noqa: BLE001 - an action that cannot be computed: _enforce reports it
+            actions = (
+                programs[0].raw_actions(snapshot, fired[0])
+                if len(programs) == 1
+                else tuple(p.raw_actions(snapshot, hits) for p, hits in zip(programs, fired, strict=True))
+            )
+        except Exception:
             return None
-        return (targets, actions, unpriced, exposed, self.book.version, enforcer.version, self._lockouts_version,
-                self.policies.digest)
+        return (
+            targets,
+            actions,
+            unpriced,
+            exposed,
+            self.book.version,
+            enforcer.version,
+            self._lockouts_version,
+            self.policies.digest,
+        )
 
     def _unpriced_actions(self, contract_id: str) -> list[Action]:
         """A position riskc cannot price (no instrument spec: no P&L, no risk, no tick grid) is
@@ -255,8 +282,10 @@ class Engine:
         that raises. `flatten` closes that position (fail closed where the unknown is); `alert`
         only alerts. Either way the alert says what to add."""
         symbol = symbol_of(contract_id)
-        why = (f"no instrument spec for `{symbol}` ({contract_id}): riskc cannot count this position's P&L or "
-               f"risk; on_error {self.policies.programs[0].policy.settings.on_error}")  # fmt: skip
+        why = (
+            f"no instrument spec for `{symbol}` ({contract_id}): riskc cannot count this position's P&L or "
+            f"risk; on_error {self.policies.programs[0].policy.settings.on_error}"
+        )
         alert = Action("alert", _UNPRICED, "critical", why, symbol=symbol, contract_id=contract_id, message=why)
         if self.policies.programs[0].policy.settings.on_error == "alert":
             return [alert]
@@ -295,7 +324,9 @@ class Engine:
             program = next((p for p in self.policies.programs if any(r.id == rule for r in p.rules)), None)
             if program is not None and program.lockout_holds(rule, snapshot):
                 continue
-            self.store.release_lockout(lockout.id, now, by="engine", reason=f"`while` condition of {rule} no longer holds")
+            self.store.release_lockout(
+                lockout.id, now, by="engine", reason=f"`while` condition of {rule} no longer holds"
+            )
             self._lockouts.remove(lockout)
             self._lockouts_version += 1
 
@@ -329,12 +360,22 @@ class Engine:
         data = message.args[0].get("data", message.args[0])
         if data.get("accountId") is not None and int(data["accountId"]) != self.book.account.id:
             return  # another account's trade on the same login
-        fill_time = dt.datetime.fromisoformat(data["creationTimestamp"]) if data.get("creationTimestamp") else message.ts
+        fill_time = (
+            dt.datetime.fromisoformat(data["creationTimestamp"]) if data.get("creationTimestamp") else message.ts
+        )
         pnl = data.get("profitAndLoss")
         self.store.record_trade(
-            self.book.account.id, data["id"], self.calendar.trading_day(fill_time), data["contractId"], fill_time,
-            int(data["side"]), int(data["size"]), Decimal(str(data["price"])),
-            None if pnl is None else Decimal(str(pnl)), Decimal(str(data.get("fees") or 0)), bool(data.get("voided")),
+            self.book.account.id,
+            data["id"],
+            self.calendar.trading_day(fill_time),
+            data["contractId"],
+            fill_time,
+            int(data["side"]),
+            int(data["size"]),
+            Decimal(str(data["price"])),
+            None if pnl is None else Decimal(str(pnl)),
+            Decimal(str(data.get("fees") or 0)),
+            bool(data.get("voided")),
         )
 
     def _roll_days(self) -> None:
@@ -342,30 +383,59 @@ class Engine:
             account_id = self.book.account.id
             self.store.close_day(account_id, day.trading_day, self.book.account.balance + self.book.unrealized())
             # Audit kinds are a fixed set (store/models.py): a day roll is an `event`.
-            self.store.append_audit("event", {"event": "day_roll", "trading_day": day.trading_day.isoformat(),
-                                                 "realized_pnl": str(day.realized), "trades": day.trades,
-                                                 "eod_high_balance": str(self.book.eod_high_balance)},
-                                    self.book.now, account_id=account_id)  # fmt: skip
+            self.store.append_audit(
+                "event",
+                {
+                    "event": "day_roll",
+                    "trading_day": day.trading_day.isoformat(),
+                    "realized_pnl": str(day.realized),
+                    "trades": day.trades,
+                    "eod_high_balance": str(self.book.eod_high_balance),
+                },
+                self.book.now,
+                account_id=account_id,
+            )
 
     def save_book(self) -> None:
         self.flush_audit()
         import json
 
         book = self.book
-        positions = [{"contract_id": p.contract_id, "size": p.size, "avg_price": str(p.avg_price),
-                      "opened_at": p.opened_at.isoformat(), "episode": p.episode} for p in book.positions.values()]
-        orders = [{"id": e.order.id, "contract_id": e.order.contract_id, "type": e.order.type, "side": e.order.side,
-                   "size": e.order.size, "stop_price": None if e.order.stop_price is None else str(e.order.stop_price),
-                   "price": None if e.order.price is None else str(e.order.price), "status": e.status}
-                  for e in book.orders.values()]
+        positions = [
+            {
+                "contract_id": p.contract_id,
+                "size": p.size,
+                "avg_price": str(p.avg_price),
+                "opened_at": p.opened_at.isoformat(),
+                "episode": p.episode,
+            }
+            for p in book.positions.values()
+        ]
+        orders = [
+            {
+                "id": e.order.id,
+                "contract_id": e.order.contract_id,
+                "type": e.order.type,
+                "side": e.order.side,
+                "size": e.order.size,
+                "stop_price": None if e.order.stop_price is None else str(e.order.stop_price),
+                "price": None if e.order.price is None else str(e.order.price),
+                "status": e.status,
+            }
+            for e in book.orders.values()
+        ]
         self.store.save_book(book.account.id, json.dumps(positions), json.dumps(orders), book.now)
 
     def _audit_decision(self, event: Event, effects: Effects) -> None:
         """The decision goes to the audit log; when it has broker calls, just after they leave
         (``flush_audit``, from ``mark_sent``): the calls are already planned durably, and the
         breach should not wait for one more transaction before the broker hears of it."""
-        payload = {"event": event.kind, "time": event.time.isoformat() if event.time else None,
-                   "actions": effects.records, "calls": [c.to_record() for c in effects.calls]}
+        payload = {
+            "event": event.kind,
+            "time": event.time.isoformat() if event.time else None,
+            "actions": effects.records,
+            "calls": [c.to_record() for c in effects.calls],
+        }
         self._unaudited.append((payload, self.book.now, self.book.account.id, self.policies.digest))
         if not effects.calls:
             self.flush_audit()
@@ -388,8 +458,11 @@ class Engine:
         drift = _drift(book, state)
         # Read the grace periods before replaying the state: a position the book (re)learns here
         # starts uncovered "now", and saving that would overwrite the start the store kept.
-        started = [(t.key.removeprefix("uncovered:"), t.started_at)
-                   for t in self.store.timers(book.account.id) if t.key.startswith("uncovered:")]
+        started = [
+            (t.key.removeprefix("uncovered:"), t.started_at)
+            for t in self.store.timers(book.account.id)
+            if t.key.startswith("uncovered:")
+        ]
         for message in _state_messages(book, state, now):
             self.on_message_quiet(message)
         for contract_id, since in started:
@@ -425,9 +498,12 @@ class Engine:
             return  # riskc never followed this account before today: nothing of its own to close
         eod_balance = book.account.balance - book.day.realized
         self.store.close_day(book.account.id, previous, eod_balance)
-        self.store.append_audit("event", {"event": "day_close_after_restart", "trading_day": previous.isoformat(),
-                                          "eod_balance": str(eod_balance)},
-                                book.now, account_id=book.account.id)  # fmt: skip
+        self.store.append_audit(
+            "event",
+            {"event": "day_close_after_restart", "trading_day": previous.isoformat(), "eod_balance": str(eod_balance)},
+            book.now,
+            account_id=book.account.id,
+        )
         book.eod_high_balance = self.store.eod_high_balance(book.account.id)
 
     def on_message_quiet(self, message: Message) -> None:
@@ -464,7 +540,9 @@ def _exposed(lockouts: list[Lockout], book: Book) -> bool:
         if lockout.symbol is None:
             return True
         symbols.add(lockout.symbol)
-    return any(symbol_of(c) in symbols for c in book.positions) or any(e.order.symbol in symbols for e in book.orders.values())
+    return any(symbol_of(c) in symbols for c in book.positions) or any(
+        e.order.symbol in symbols for e in book.orders.values()
+    )
 
 
 def _reads_ages(policies: PolicySet) -> bool:
@@ -486,16 +564,27 @@ def _call_of(action: dict[str, Any], key: str) -> BrokerCall | None:
     if kind not in ("close", "partial_close", "cancel", "modify_stop", "place_stop"):
         return None
     stop = action.get("stop_price")
-    return BrokerCall(kind, int(action.get("account_id", 0)), contract_id=action.get("contract_id"),
-                      order_id=action.get("order_id"), size=action.get("size"), side=action.get("side"),
-                      stop_price=None if stop is None else Decimal(stop), expect_size=action.get("expect_size"),
-                      key=key, rule=action.get("rule", ""))  # fmt: skip
+    return BrokerCall(
+        kind,
+        int(action.get("account_id", 0)),
+        contract_id=action.get("contract_id"),
+        order_id=action.get("order_id"),
+        size=action.get("size"),
+        side=action.get("side"),
+        stop_price=None if stop is None else Decimal(stop),
+        expect_size=action.get("expect_size"),
+        key=key,
+        rule=action.get("rule", ""),
+    )
 
 
 def _drift(book: Book, state: BrokerState) -> list[str]:
     drift = []
-    broker_positions = {p["contractId"]: (int(p["size"]) if p.get("type") == 1 else -int(p["size"]))
-                        for p in state.positions if p.get("size")}  # fmt: skip
+    broker_positions = {
+        p["contractId"]: (int(p["size"]) if p.get("type") == 1 else -int(p["size"]))
+        for p in state.positions
+        if p.get("size")
+    }
     for contract_id in sorted(set(broker_positions) | set(book.positions)):
         ours = book.positions[contract_id].size if contract_id in book.positions else 0
         theirs = broker_positions.get(contract_id, 0)
@@ -527,8 +616,16 @@ def _state_messages(book: Book, state: BrokerState, now: dt.datetime) -> list[Me
     for order_id, entry in list(book.orders.items()):
         if order_id not in broker_orders:
             o = entry.order
-            gone = {"id": order_id, "accountId": book.account.id, "contractId": o.contract_id, "status": 3,
-                    "type": 1, "side": 0 if o.side == "buy" else 1, "size": o.size, "updateTimestamp": now.isoformat()}
+            gone = {
+                "id": order_id,
+                "accountId": book.account.id,
+                "contractId": o.contract_id,
+                "status": 3,
+                "type": 1,
+                "side": 0 if o.side == "buy" else 1,
+                "size": o.size,
+                "updateTimestamp": now.isoformat(),
+            }
             messages.append(Message(now, "user", "GatewayUserOrder", [{"action": 1, "data": gone}]))
     for t in state.trades:
         messages.append(Message(now, "user", "GatewayUserTrade", [{"action": 1, "data": t}]))

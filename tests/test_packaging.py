@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_demo_files_are_package_data():
-    assert DEMO_POLICY == Path(policies.__file__).parent / "topstep-50k.risk"
-    assert DEMO_RECORDING == Path(engine.__file__).parent / "sim" / "demo.jsonl"
+    assert Path(policies.__file__).parent / "topstep-50k.risk" == DEMO_POLICY
+    assert Path(engine.__file__).parent / "sim" / "demo.jsonl" == DEMO_RECORDING
     assert DEMO_POLICY.is_file() and DEMO_RECORDING.is_file()
 
 
@@ -50,16 +50,36 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("wheel")
     source = root / "src"
     shutil.copytree(REPO, source, ignore=_not_for_the_build)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(root / "dist"), str(source)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(root / "dist"),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     (built,) = (root / "dist").glob("riskc-*.whl")
     return built
 
 
 def test_the_wheel_holds_the_package_data(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
-    wanted = {"riskc/dsl/grammar.lark", "riskc/engine/sim/demo.jsonl", "riskc/stdlib_rules/pnl.risk",
-              "riskc/stdlib_rules/tests/daily_loss.yaml", "riskc/policies/__init__.py"}
+    wanted = {
+        "riskc/dsl/grammar.lark",
+        "riskc/engine/sim/demo.jsonl",
+        "riskc/stdlib_rules/pnl.risk",
+        "riskc/stdlib_rules/tests/daily_loss.yaml",
+        "riskc/policies/__init__.py",
+    }
     wanted |= {f"riskc/policies/{p.name}" for p in (REPO / "policies").glob("*.risk")}
     wanted |= {f"riskc/policies/tests/{p.name}" for p in (REPO / "policies" / "tests").glob("*.yaml")}
     assert "riskc/policies/topstep-50k.risk" in wanted
@@ -88,8 +108,9 @@ def test_an_installed_riskc_finds_its_files_outside_a_checkout(wheel: Path, tmp_
         main()
     """)
     env = {**os.environ, "PYTHONPATH": str(site), "XDG_STATE_HOME": str(tmp_path / "state")}
-    run = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True,
-                         timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, run.stderr  # `riskc check` prints nothing on a good policy
     module, recording, policy = (Path(line) for line in run.stdout.splitlines())
     assert module == site / "riskc" / "engine" / "__init__.py"  # the unpacked wheel, not the checkout

@@ -25,10 +25,18 @@ def command() -> None:
 
 
 @command.command("set-passphrase")
-@click.option("--config", "config_path", metavar="PATH",
-              help="Config file; default $RISKC_CONFIG, else ./riskc.yaml, else the demo's.")
-@click.option("--state", "state", type=click.Path(dir_okay=False, path_type=Path),
-              help="State file; overrides the config's `state:`.")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Config file; default $RISKC_CONFIG, else ./riskc.yaml, else the demo's.",
+)
+@click.option(
+    "--state",
+    "state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="State file; overrides the config's `state:`.",
+)
 @click.option("--by", "by", metavar="NAME", help="Who is setting it, for the audit log; default: your login.")
 def set_passphrase(config_path: str | None, state: Path | None, by: str | None) -> None:
     """Set the admin passphrase (asked twice); changing it asks for the current one first."""

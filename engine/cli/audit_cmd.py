@@ -20,8 +20,13 @@ def command() -> None:
 
 
 @command.command("verify")
-@click.option("--state", "state", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The state file (SQLite) the daemon writes.")
+@click.option(
+    "--state",
+    "state",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The state file (SQLite) the daemon writes.",
+)
 def verify(state: Path) -> None:
     """Check every record's hash and the chain from the first record to the stored head."""
     if not state.is_file():

@@ -8,7 +8,6 @@ import click
 
 from riskc.dsl.checker import check
 from riskc.dsl.library import stdlib_sources
-
 from riskc.engine.cli.common import EXIT_FAILED, EXIT_OK, collect_risk_files, read_source
 
 

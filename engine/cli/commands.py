@@ -6,7 +6,21 @@ import importlib
 
 import click
 
-_VERBS = ("check_cmd", "fmt_cmd", "eval_cmd", "audit_cmd", "replay_cmd", "status_cmd", "lock_cmd", "unlock_cmd", "admin_cmd", "test_cmd", "rules_cmd", "run_cmd", "record_cmd")
+_VERBS = (
+    "check_cmd",
+    "fmt_cmd",
+    "eval_cmd",
+    "audit_cmd",
+    "replay_cmd",
+    "status_cmd",
+    "lock_cmd",
+    "unlock_cmd",
+    "admin_cmd",
+    "test_cmd",
+    "rules_cmd",
+    "run_cmd",
+    "record_cmd",
+)
 
 
 def register_all(group: click.Group) -> None:

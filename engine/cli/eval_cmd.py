@@ -11,8 +11,9 @@ from riskc.engine.cli.common import EXIT_FAILED, collect_risk_files, echo_err
 
 @click.command("eval")
 @click.argument("policy", nargs=-1, required=True)
-@click.option("--snapshot", "snapshot_path", required=True, type=click.Path(dir_okay=False),
-              help="Snapshot file (YAML or JSON).")  # fmt: skip
+@click.option(
+    "--snapshot", "snapshot_path", required=True, type=click.Path(dir_okay=False), help="Snapshot file (YAML or JSON)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print action records (one JSON object a line).")
 def command(policy: tuple[str, ...], snapshot_path: str, as_json: bool) -> None:
     """Evaluate POLICY (files or directories) against one snapshot and print the decision."""
@@ -55,7 +56,12 @@ def _print_decision(program, decision) -> None:
         console.print(f"  [yellow]{firing.severity:>8}[/yellow] {firing.reason}")
     table = Table("action", "target", "detail", "rule", title="actions after dedupe and escalation")
     for action in decision.actions:
-        table.add_row(action.kind, action.symbol or action.contract_id or "account", _detail(action, program.timezone), action.rule)
+        table.add_row(
+            action.kind,
+            action.symbol or action.contract_id or "account",
+            _detail(action, program.timezone),
+            action.rule,
+        )
     console.print(table)
 
 

@@ -13,7 +13,6 @@ import click
 
 from riskc.dsl import RiskError
 from riskc.dsl.format import format_source
-
 from riskc.engine.cli.common import EXIT_FAILED, EXIT_OK, collect_risk_files
 
 

@@ -33,15 +33,28 @@ _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 @click.command("lock")
 @state_options
 @click.option("--for", "duration", metavar="DURATION", help="How long: 30m, 2h, 1d, 1h30m.")
-@click.option("--until", "until", metavar="TIME",
-              help="Until a clock time (17:00: its next occurrence) or a date and time (2026-03-10 17:00), "
-                   "in the policy's timezone.")
+@click.option(
+    "--until",
+    "until",
+    metavar="TIME",
+    help="Until a clock time (17:00: its next occurrence) or a date and time (2026-03-10 17:00), "
+    "in the policy's timezone.",
+)
 @click.option("--symbol", "symbol", metavar="SYMBOL", help="Lock one symbol (MNQ) instead of the whole account.")
 @click.option("--reason", "reason", default="personal lockout", show_default=True, help="Why, for the audit log.")
 @click.option("--tz", "timezone", metavar="ZONE", help="Timezone for --until; default: the account's policy's.")
 @click.option("--yes", "yes", is_flag=True, help="Allow a lockout longer than 7 days.")
-def command(config_path: str | None, state: Path | None, account: str | None, duration: str | None,
-            until: str | None, symbol: str | None, reason: str, timezone: str | None, yes: bool) -> None:
+def command(
+    config_path: str | None,
+    state: Path | None,
+    account: str | None,
+    duration: str | None,
+    until: str | None,
+    symbol: str | None,
+    reason: str,
+    timezone: str | None,
+    yes: bool,
+) -> None:
     """Lock yourself out of trading until a time. It cannot be undone before it ends."""
     if (duration is None) == (until is None):
         raise click.UsageError("give exactly one of --for DURATION and --until TIME")
@@ -95,8 +108,9 @@ def _end(now: dt.datetime, duration: str | None, until: str | None, zone_name: s
     try:
         moment = dt.datetime.fromisoformat(until.strip())
     except ValueError:
-        raise click.UsageError(f"--until {until}: expected a clock time (17:00) or a date and time "
-                               "(2026-03-10 17:00)") from None
+        raise click.UsageError(
+            f"--until {until}: expected a clock time (17:00) or a date and time (2026-03-10 17:00)"
+        ) from None
     if moment.tzinfo is None:
         # fold=0, as the calendar reads wall times: an ambiguous time is its first occurrence.
         moment = moment.replace(tzinfo=_zone(zone_name), fold=0)
@@ -108,6 +122,8 @@ def _refuse_if_unreasonable(now: dt.datetime, ends: dt.datetime, yes: bool) -> N
         echo_err("riskc lock: that time is already past; nothing was locked")
         raise SystemExit(EXIT_FAILED)
     if ends - now > LONGEST_WITHOUT_YES and not yes:
-        echo_err(f"riskc lock: {span_text(ends - now)} is longer than 7 days and could not be undone without "
-                 "the admin; add --yes if you mean it. Nothing was locked.")
+        echo_err(
+            f"riskc lock: {span_text(ends - now)} is longer than 7 days and could not be undone without "
+            "the admin; add --yes if you mean it. Nothing was locked."
+        )
         raise SystemExit(EXIT_FAILED)

@@ -10,6 +10,7 @@ PROJECT_X_API_KEY, optionally PROJECT_X_ACCOUNT_NAME).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -25,25 +26,56 @@ if TYPE_CHECKING:
 
 
 @click.command("record")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
-              help="The recording to write (JSON Lines).")  # fmt: skip
-@click.option("--contract", "contracts", multiple=True, metavar="CONTRACT_ID",
-              help="Record this contract's market data (quotes, trades) too; repeatable.")  # fmt: skip
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="Stop after this many seconds (default: until interrupted).")  # fmt: skip
-@click.option("--account", "account_name", default=None,
-              help="Account name (default: PROJECT_X_ACCOUNT_NAME, else the first active account).")  # fmt: skip
+@click.option(
+    "--out", "out", required=True, type=click.Path(dir_okay=False), help="The recording to write (JSON Lines)."
+)
+@click.option(
+    "--contract",
+    "contracts",
+    multiple=True,
+    metavar="CONTRACT_ID",
+    help="Record this contract's market data (quotes, trades) too; repeatable.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Stop after this many seconds (default: until interrupted).",
+)
+@click.option(
+    "--account",
+    "account_name",
+    default=None,
+    help="Account name (default: PROJECT_X_ACCOUNT_NAME, else the first active account).",
+)
 @click.option("--append", is_flag=True, help="Add to FILE instead of replacing it.")
-@click.option("--no-follow", is_flag=True,
-              help="Do not add the market data of contracts that have or get positions or orders.")  # fmt: skip
+@click.option(
+    "--no-follow", is_flag=True, help="Do not add the market data of contracts that have or get positions or orders."
+)
 @click.option("--api-url", default=None, help="Gateway REST root (default: https://api.topstepx.com/api).")
 @click.option("--user-hub-url", default=None, help="User hub (default: https://rtc.topstepx.com/hubs/user).")
 @click.option("--market-hub-url", default=None, help="Market hub (default: https://rtc.topstepx.com/hubs/market).")
-def command(out: str, contracts: tuple[str, ...], duration: float | None, account_name: str | None, append: bool,
-            no_follow: bool, api_url: str | None, user_hub_url: str | None, market_hub_url: str | None) -> None:
+def command(
+    out: str,
+    contracts: tuple[str, ...],
+    duration: float | None,
+    account_name: str | None,
+    append: bool,
+    no_follow: bool,
+    api_url: str | None,
+    user_hub_url: str | None,
+    market_hub_url: str | None,
+) -> None:
     """Record every message of the account's live Gateway session into OUT until interrupted
     (Ctrl-C or SIGTERM) or --duration ends; print how many were written."""
-    from riskc.engine.adapters.projectx.sdk import ConnectError, Credentials, GatewayUrls, MissingCredentials, quiet_sdk_logging
+    from riskc.engine.adapters.projectx.sdk import (
+        ConnectError,
+        Credentials,
+        GatewayUrls,
+        MissingCredentials,
+        quiet_sdk_logging,
+    )
 
     try:
         credentials = Credentials.from_env()
@@ -62,35 +94,60 @@ def command(out: str, contracts: tuple[str, ...], duration: float | None, accoun
     count = 0
     try:
         with handle:
-            count = asyncio.run(_record_until_signal(handle, credentials, urls, account_name, contracts,
-                                                     not no_follow, duration))  # fmt: skip
+            count = asyncio.run(
+                _record_until_signal(handle, credentials, urls, account_name, contracts, not no_follow, duration)
+            )
     except ConnectError as error:
         echo_err(f"error: {error}")
         raise SystemExit(EXIT_FAILED) from None
     click.echo(f"recorded {count} message{'s' if count != 1 else ''} to {out}")
 
 
-async def _record_until_signal(handle: TextIO, credentials: Credentials, urls: GatewayUrls, account_name: str | None,
-                               contracts: Iterable[str], follow: bool, duration: float | None) -> int:
+async def _record_until_signal(
+    handle: TextIO,
+    credentials: Credentials,
+    urls: GatewayUrls,
+    account_name: str | None,
+    contracts: Iterable[str],
+    follow: bool,
+    duration: float | None,
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        return await record(handle, credentials, urls, account_name=account_name, contracts=contracts,
-                            follow=follow, duration=duration, stop=stop)  # fmt: skip
+        return await record(
+            handle,
+            credentials,
+            urls,
+            account_name=account_name,
+            contracts=contracts,
+            follow=follow,
+            duration=duration,
+            stop=stop,
+        )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
 
 
-async def record(handle: TextIO, credentials: Credentials, urls: GatewayUrls, *, account_name: str | None = None,
-                 contracts: Iterable[str] = (), follow: bool = True, duration: float | None = None,
-                 stop: asyncio.Event | None = None, **connect_options: Any) -> int:
+async def record(
+    handle: TextIO,
+    credentials: Credentials,
+    urls: GatewayUrls,
+    *,
+    account_name: str | None = None,
+    contracts: Iterable[str] = (),
+    follow: bool = True,
+    duration: float | None = None,
+    stop: asyncio.Event | None = None,
+    **connect_options: Any,
+) -> int:
     """Write every hub message to ``handle`` (one §6.1 line each, flushed) until ``stop`` is set or
     ``duration`` seconds pass; return how many were written. Raises ``ConnectError``."""
-    from riskc.engine.adapters.projectx.sdk import ConnectionEvent, connect
     from riskc.engine.adapters.projectx.intake import Message
+    from riskc.engine.adapters.projectx.sdk import ConnectionEvent, connect
 
     written = 0
 
@@ -104,15 +161,13 @@ async def record(handle: TextIO, credentials: Credentials, urls: GatewayUrls, *,
         written += 1
 
     stop = stop or asyncio.Event()
-    connection = await connect(credentials, urls, account_name, sink=write, contracts=contracts,
-                               follow_contracts=follow, **connect_options)  # fmt: skip
+    connection = await connect(
+        credentials, urls, account_name, sink=write, contracts=contracts, follow_contracts=follow, **connect_options
+    )
     try:
-        echo_err(f"recording account {connection.account.get('name')} ({connection.account_id}); "
-                 "stop with Ctrl-C")  # fmt: skip
-        try:
+        echo_err(f"recording account {connection.account.get('name')} ({connection.account_id}); stop with Ctrl-C")
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
-        except TimeoutError:
-            pass
     finally:
         await connection.close()  # delivers what was received before it returns
     return written

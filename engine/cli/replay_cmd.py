@@ -18,8 +18,14 @@ from riskc.engine.cli.common import EXIT_FAILED, collect_risk_files, echo_err
 @click.argument("recording", type=click.Path(exists=True, dir_okay=False))
 @click.option("--policy", "policy", multiple=True, required=True, help="Policy files or directories (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print §6.2 action records, one JSON object a line.")
-@click.option("--state", type=click.Path(dir_okay=False), help="Keep the replay's state store here (default: a scratch file).")
-@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: on a terminal, for files over 5 MB).")
+@click.option(
+    "--state", type=click.Path(dir_okay=False), help="Keep the replay's state store here (default: a scratch file)."
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: on a terminal, for files over 5 MB).",
+)
 def command(recording: str, policy: tuple[str, ...], as_json: bool, state: str | None, progress: bool | None) -> None:
     """Replay RECORDING (JSON Lines, PRODUCT.md §6.1) through POLICY with the simulated broker."""
     from riskc.engine.runner import PolicySet
@@ -34,8 +40,14 @@ def command(recording: str, policy: tuple[str, ...], as_json: bool, state: str |
         raise SystemExit(EXIT_FAILED)
     with tempfile.TemporaryDirectory(prefix="riskc-replay-") as scratch:
         store_path = Path(state) if state else Path(scratch) / "state.db"
-        summary = _run(Path(recording), policies, store_path, as_json, scratch_store=state is None,
-                       show_progress=_wants_progress(progress, recording))  # fmt: skip
+        summary = _run(
+            Path(recording),
+            policies,
+            store_path,
+            as_json,
+            scratch_store=state is None,
+            show_progress=_wants_progress(progress, recording),
+        )
     _print_summary(summary, as_json)
 
 
@@ -67,8 +79,14 @@ def _with_progress(replay, items, path: Path):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     total = sum(1 for _ in path.open("rb"))
-    with Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} lines"),
-                  TimeRemainingColumn(), transient=True, console=_stderr_console()) as bar:  # fmt: skip
+    with Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} lines"),
+        TimeRemainingColumn(),
+        transient=True,
+        console=_stderr_console(),
+    ) as bar:
         task = bar.add_task("replay", total=total)
         for n, item in enumerate(items, 1):
             replay.feed(item)
@@ -87,8 +105,9 @@ class _Timeline:
     """One line per action, in the policy's timezone: time, rule, action, target, reason."""
 
     def __init__(self, zone: str):
-        from rich.console import Console
         from zoneinfo import ZoneInfo
+
+        from rich.console import Console
 
         self.console = Console(highlight=False, soft_wrap=True)
         self.zone = ZoneInfo(zone)
@@ -102,8 +121,10 @@ class _Timeline:
         if "until" in record:
             until = dt.datetime.fromisoformat(record["until"]).astimezone(self.zone).strftime("%Y-%m-%d %H:%M %Z")
             extra += f" until {until}"
-        self.console.print(f"[dim]{when}[/dim]  [bold]{record['action']:<13}[/bold] {target:<6} "
-                           f"[cyan]{record['rule']}[/cyan]{extra}\n    [dim]{record['reason']}[/dim]")  # fmt: skip
+        self.console.print(
+            f"[dim]{when}[/dim]  [bold]{record['action']:<13}[/bold] {target:<6} "
+            f"[cyan]{record['rule']}[/cyan]{extra}\n    [dim]{record['reason']}[/dim]"
+        )
 
 
 def _print_summary(summary, as_json: bool) -> None:
@@ -117,9 +138,11 @@ def _print_summary(summary, as_json: bool) -> None:
     for bad in summary.malformed[:20]:
         console.print(f"[yellow]malformed[/yellow] {bad.describe()}")
     data = summary.to_json()
-    console.print(f"\n[bold]{data['messages']:,}[/bold] messages, {data['events']:,} events, {data['ticks']:,} clock ticks, "
-                  f"{data['broker_calls']:,} broker calls, {data['malformed']:,} malformed lines skipped"
-                  f" ({data['from']} → {data['to']})")  # fmt: skip
+    console.print(
+        f"\n[bold]{data['messages']:,}[/bold] messages, {data['events']:,} events, {data['ticks']:,} clock ticks, "
+        f"{data['broker_calls']:,} broker calls, {data['malformed']:,} malformed lines skipped"
+        f" ({data['from']} → {data['to']})"
+    )
     if data["actions"]:
         table = Table("rule", "action", "count", title="actions")
         for row in data["actions"]:

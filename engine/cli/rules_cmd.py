@@ -56,7 +56,9 @@ def _print_list(rules) -> None:
     for rule in rules:
         if rule.file != theme:
             theme = rule.file
-            console.print(f"\n[bold underline]{escape(rule.theme.rstrip('.'))}[/bold underline] [dim]({rule.file})[/dim]")
+            console.print(
+                f"\n[bold underline]{escape(rule.theme.rstrip('.'))}[/bold underline] [dim]({rule.file})[/dim]"
+            )
         console.print(f"  [bold cyan]{escape(rule.signature)}[/bold cyan]")
         console.print(Padding(escape(rule.summary), (0, 0, 0, 6)))
         console.print(Padding(f"[dim]on breach:[/dim] {escape(', '.join(rule.actions))}", (0, 0, 0, 6)))
@@ -105,11 +107,18 @@ def _paragraphs(doc: str) -> str:
 
 def markdown_reference(rules) -> str:
     """The whole reference: an overview table, then one section per file and rule."""
-    lines = ["# Standard library", "", GENERATED_NOTE, "",
-             "The rules every policy can switch on with `use NAME(param: value, ...)` (`use NAME(...) as ID`",
-             "gives a second instance its own id). They are written in the policy language itself, in",
-             "`stdlib_rules/`; each has its tests in `stdlib_rules/tests/` (`riskc test --stdlib`).", "",
-             "| rule | parameters (defaults) | on breach |", "|---|---|---|"]  # fmt: skip
+    lines = [
+        "# Standard library",
+        "",
+        GENERATED_NOTE,
+        "",
+        "The rules every policy can switch on with `use NAME(param: value, ...)` (`use NAME(...) as ID`",
+        "gives a second instance its own id). They are written in the policy language itself, in",
+        "`stdlib_rules/`; each has its tests in `stdlib_rules/tests/` (`riskc test --stdlib`).",
+        "",
+        "| rule | parameters (defaults) | on breach |",
+        "|---|---|---|",
+    ]
     for rule in rules:
         params = ", ".join(f"`{_cell(_param_text(p))}`" for p in rule.params) or "—"
         actions = ", ".join(f"`{_cell(a)}`" for a in rule.actions)
@@ -129,8 +138,12 @@ def _markdown_rule(rule) -> str:
         lines += ["| parameter | type | default |", "|---|---|---|"]
         lines += [f"| `{p.name}` | `{_cell(p.type)}` | {_cell(_default_markdown(p))} |" for p in rule.params]
         lines.append("")
-    lines += [f"- **Runs:** {_runs(rule)}", f"- **Fires when:** `{rule.when}`",
-              f"- **Then:** {', '.join(f'`{a}`' for a in rule.actions)}", f"- **Severity:** {rule.severity}"]  # fmt: skip
+    lines += [
+        f"- **Runs:** {_runs(rule)}",
+        f"- **Fires when:** `{rule.when}`",
+        f"- **Then:** {', '.join(f'`{a}`' for a in rule.actions)}",
+        f"- **Severity:** {rule.severity}",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -14,10 +14,17 @@ DEMO_SECONDS = 45.0  # how long the demo session should take on screen
 
 
 @click.command("run")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="riskc.yaml (default: $RISKC_CONFIG, ./riskc.yaml, else the demo).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="riskc.yaml (default: $RISKC_CONFIG, ./riskc.yaml, else the demo).",
+)
 @click.option("--speed", type=float, help="sim broker: recorded seconds per wall second (0 = as fast as possible).")
 @click.option("--max-time", "max_seconds", type=float, help="Stop after this many seconds (tests, trials).")
-@click.option("--plain", is_flag=True, help="No live view: one line per action (default when stdout is not a terminal).")
+@click.option(
+    "--plain", is_flag=True, help="No live view: one line per action (default when stdout is not a terminal)."
+)
 def command(config_path: str | None, speed: float | None, max_seconds: float | None, plain: bool) -> None:
     """Follow the account(s), evaluate every policy on every event and each second, enforce."""
     from riskc.engine.daemon.config import ConfigError, CredentialsError, credentials_from_env, find_config, load_config
@@ -32,16 +39,22 @@ def command(config_path: str | None, speed: float | None, max_seconds: float | N
     demo = config is None
     if demo:
         if credentials is not None:
-            echo_err("error: broker credentials are set but there is no riskc.yaml: write one (docs/config.md) "
-                     "naming the account and its policies, or unset PROJECT_X_USERNAME/PROJECT_X_API_KEY for the demo")
+            echo_err(
+                "error: broker credentials are set but there is no riskc.yaml: write one (docs/config.md) "
+                "naming the account and its policies, or unset PROJECT_X_USERNAME/PROJECT_X_API_KEY for the demo"
+            )
             raise SystemExit(EXIT_USAGE)
         config = _demo_config(speed)
     elif speed is not None:
         config = config.model_copy(update={"broker": config.broker.model_copy(update={"speed": speed})})
     if config.broker.needs_credentials and credentials is None:
-        echo_err(f"error: the {config.broker.kind} broker needs PROJECT_X_USERNAME and PROJECT_X_API_KEY in the environment")
+        echo_err(
+            f"error: the {config.broker.kind} broker needs PROJECT_X_USERNAME and PROJECT_X_API_KEY in the environment"
+        )
         raise SystemExit(EXIT_USAGE)
-    raise SystemExit(_run(config, credentials, demo=demo, max_seconds=max_seconds, plain=plain or not sys.stdout.isatty()))
+    raise SystemExit(
+        _run(config, credentials, demo=demo, max_seconds=max_seconds, plain=plain or not sys.stdout.isatty())
+    )
 
 
 def _demo_config(speed: float | None):
@@ -77,13 +90,15 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
     from rich.console import Console
 
     from riskc.engine.daemon.daemon import Daemon
-    from riskc.engine.daemon.loops import build_loops, PolicyLoadError
+    from riskc.engine.daemon.loops import PolicyLoadError, build_loops
 
     console = Console(highlight=False)
     if demo:
-        console.print(f"[bold]riskc demo[/bold]: no credentials and no riskc.yaml, so the simulated broker plays "
-                      f"{config.broker.recording.name} at {config.broker.speed:.0f}× against "
-                      f"{config.accounts[0].policies[0].name}. Ctrl-C stops it.")  # fmt: skip
+        console.print(
+            f"[bold]riskc demo[/bold]: no credentials and no riskc.yaml, so the simulated broker plays "
+            f"{config.broker.recording.name} at {config.broker.speed:.0f}× against "
+            f"{config.accounts[0].policies[0].name}. Ctrl-C stops it."
+        )
     daemon = Daemon(config, console=console, live_view=not plain, max_seconds=max_seconds, demo=demo)
     try:
         code = asyncio.run(daemon.run(lambda d: build_loops(d, credentials)))
@@ -97,8 +112,12 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
 def _summary(console, daemon, demo: bool) -> None:
     total = sum(lp.activity.calls for lp in daemon.loops)
     actions = sum(len(lp.activity.actions) for lp in daemon.loops)
-    console.print(f"stopped: {total} broker call(s), {sum(lp.activity.messages for lp in daemon.loops):,} messages; "
-                  f"state in {daemon.config.state}")  # fmt: skip
+    console.print(
+        f"stopped: {total} broker call(s), {sum(lp.activity.messages for lp in daemon.loops):,} messages; "
+        f"state in {daemon.config.state}"
+    )
     if demo:
-        console.print(f"see what it left behind: [bold]riskc status --state {daemon.config.state}[/bold]"
-                      + ("" if actions else "  (no rule acted)"))
+        console.print(
+            f"see what it left behind: [bold]riskc status --state {daemon.config.state}[/bold]"
+            + ("" if actions else "  (no rule acted)")
+        )

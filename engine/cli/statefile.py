@@ -34,12 +34,21 @@ DEFAULT_DAY_START = dt.time(17, 0)
 
 def state_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--config``, ``--state`` and ``--account``, in that order, on a command."""
-    func = click.option("--account", "account", metavar="ID",
-                        help="Account id (or its name in the config); default: the only one.")(func)
-    func = click.option("--state", "state", type=click.Path(dir_okay=False, path_type=Path),
-                        help="State file; overrides the config's `state:`.")(func)
-    return click.option("--config", "config_path", metavar="PATH",
-                        help="Config file; default $RISKC_CONFIG, else ./riskc.yaml, else the demo's.")(func)
+    func = click.option(
+        "--account", "account", metavar="ID", help="Account id (or its name in the config); default: the only one."
+    )(func)
+    func = click.option(
+        "--state",
+        "state",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="State file; overrides the config's `state:`.",
+    )(func)
+    return click.option(
+        "--config",
+        "config_path",
+        metavar="PATH",
+        help="Config file; default $RISKC_CONFIG, else ./riskc.yaml, else the demo's.",
+    )(func)
 
 
 def load_config_or_exit(config_path: str | None) -> Config:
@@ -70,8 +79,9 @@ def pick_account(known_ids: list[int], config: Config, wanted: str | None) -> in
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise click.UsageError("no account is known yet (the daemon has not run, and the config names "
-                               "no account id): pass --account ID")
+        raise click.UsageError(
+            "no account is known yet (the daemon has not run, and the config names no account id): pass --account ID"
+        )
     raise click.UsageError(f"more than one account: pass --account with one of {', '.join(map(str, candidates))}")
 
 

@@ -33,13 +33,30 @@ from riskc.engine.cli.statefile import (
 
 @click.command("status")
 @state_options
-@click.option("--day", "day", metavar="YYYY-MM-DD", type=click.DateTime(["%Y-%m-%d"]),
-              help="Trading day to total; default: the current one in the policy's timezone.")
-@click.option("--actions", "action_limit", default=10, show_default=True, type=click.IntRange(0, 1000),
-              help="How many recent broker actions to show.")
+@click.option(
+    "--day",
+    "day",
+    metavar="YYYY-MM-DD",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Trading day to total; default: the current one in the policy's timezone.",
+)
+@click.option(
+    "--actions",
+    "action_limit",
+    default=10,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="How many recent broker actions to show.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def command(config_path: str | None, state: Path | None, account: str | None, day: dt.datetime | None,
-            action_limit: int, as_json: bool) -> None:
+def command(
+    config_path: str | None,
+    state: Path | None,
+    account: str | None,
+    day: dt.datetime | None,
+    action_limit: int,
+    as_json: bool,
+) -> None:
     """Lockouts, day P&L, positions and stop coverage, timers and recent actions, from the state
     file (safe to run while the daemon runs)."""
     from riskc.engine.store import Store, StoreError
@@ -70,21 +87,24 @@ def command(config_path: str | None, state: Path | None, account: str | None, da
 # -- gathering -----------------------------------------------------------------------------------
 
 
-def _document(store: Any, path: Path, config: Any, ids: list[int], now: dt.datetime, day: dt.date | None,
-              action_limit: int) -> dict[str, Any]:
+def _document(
+    store: Any, path: Path, config: Any, ids: list[int], now: dt.datetime, day: dt.date | None, action_limit: int
+) -> dict[str, Any]:
     head = store.audit_head()
     return {
         "state": str(path),
         "now": now,
-        "policies": [{"path": p.path, "hash": p.content_hash, "loaded_at": p.loaded_at}
-                     for p in store.current_policies()],
+        "policies": [
+            {"path": p.path, "hash": p.content_hash, "loaded_at": p.loaded_at} for p in store.current_policies()
+        ],
         "audit_head": {"seq": head[0], "hash": head[1]} if head else None,
         "accounts": [_account(store, config, account_id, now, day, action_limit) for account_id in ids],
     }
 
 
-def _account(store: Any, config: Any, account_id: int, now: dt.datetime, day: dt.date | None,
-             action_limit: int) -> dict[str, Any]:
+def _account(
+    store: Any, config: Any, account_id: int, now: dt.datetime, day: dt.date | None, action_limit: int
+) -> dict[str, Any]:
     clock = policy_clock(config, account_id)
     trading_day = day or _trading_day(clock, now)
     totals = store.day_totals(account_id, trading_day)
@@ -99,7 +119,9 @@ def _account(store: Any, config: Any, account_id: int, now: dt.datetime, day: dt
         "lockouts": [_lockout(lock, now, clock) for lock in store.active_lockouts(account_id, now)],
         "day": {
             "trading_day": trading_day,
-            "realized_pnl": totals.realized_pnl, "gross_pnl": totals.gross_pnl, "fees": totals.fees,
+            "realized_pnl": totals.realized_pnl,
+            "gross_pnl": totals.gross_pnl,
+            "fees": totals.fees,
             "trades": totals.trade_count,
             "balance": balance.last_balance if balance else None,
             "high_balance": balance.high_water if balance else None,
@@ -119,8 +141,14 @@ def _trading_day(clock: PolicyClock, now: dt.datetime) -> dt.date:
 
 def _lockout(lock: Any, now: dt.datetime, clock: PolicyClock) -> dict[str, Any]:
     return {
-        "id": lock.id, "scope": lock.scope, "symbol": lock.symbol, "rule": lock.rule, "origin": lock.origin,
-        "reason": lock.reason, "since": lock.since, "until": lock.until,
+        "id": lock.id,
+        "scope": lock.scope,
+        "symbol": lock.symbol,
+        "rule": lock.rule,
+        "origin": lock.origin,
+        "reason": lock.reason,
+        "since": lock.since,
+        "until": lock.until,
         "condition": lock.condition,
         "remaining_seconds": None if lock.until is None else int((lock.until - now).total_seconds()),
         "ends": lockout_ends(lock, clock.zone, now),
@@ -149,9 +177,16 @@ def _orders(orders: list[dict[str, Any]]) -> list[Any]:
     for o in orders:
         try:
             stop = o.get("stop_price")
-            working.append(Order(id=int(o.get("id") or 0), contract_id=str(o.get("contract_id", "")),
-                                 type=str(o.get("type", "")), side=str(o.get("side", "")), size=int(o.get("size") or 0),
-                                 stop_price=None if stop is None else Decimal(str(stop))))
+            working.append(
+                Order(
+                    id=int(o.get("id") or 0),
+                    contract_id=str(o.get("contract_id", "")),
+                    type=str(o.get("type", "")),
+                    side=str(o.get("side", "")),
+                    size=int(o.get("size") or 0),
+                    stop_price=None if stop is None else Decimal(str(stop)),
+                )
+            )
         except (TypeError, ValueError, ArithmeticError):
             continue
     return working
@@ -172,17 +207,31 @@ def _position(position: dict[str, Any], working: list[Any]) -> dict[str, Any]:
 
 
 def _timer(timer: Any, now: dt.datetime) -> dict[str, Any]:
-    return {"key": timer.key, "started_at": timer.started_at, "expires_at": timer.expires_at,
-            "running_for_seconds": int((now - timer.started_at).total_seconds()),
-            "expired": timer.is_expired(now), "payload": dict(timer.payload)}
+    return {
+        "key": timer.key,
+        "started_at": timer.started_at,
+        "expires_at": timer.expires_at,
+        "running_for_seconds": int((now - timer.started_at).total_seconds()),
+        "expired": timer.is_expired(now),
+        "payload": dict(timer.payload),
+    }
 
 
 def _action(record: Any) -> dict[str, Any]:
     action = dict(record.action)
-    return {"key": record.key, "rule": record.rule, "action": action.get("action"), "target": _target(action),
-            "reason": action.get("reason"), "state": record.state, "attempts": record.attempts,
-            "planned_at": record.planned_at, "finished_at": record.finished_at,
-            "error": record.error, "result": None if record.result is None else dict(record.result)}
+    return {
+        "key": record.key,
+        "rule": record.rule,
+        "action": action.get("action"),
+        "target": _target(action),
+        "reason": action.get("reason"),
+        "state": record.state,
+        "attempts": record.attempts,
+        "planned_at": record.planned_at,
+        "finished_at": record.finished_at,
+        "error": record.error,
+        "result": None if record.result is None else dict(record.result),
+    }
 
 
 def _target(action: dict[str, Any]) -> str:
@@ -244,15 +293,18 @@ def _print_lockouts(console: Any, lockouts: list[dict[str, Any]]) -> None:
 def _print_day(console: Any, day: dict[str, Any]) -> None:
     realized = day["realized_pnl"]
     color = "red" if realized < 0 else "green"
-    line = (f"  day {day['trading_day']}: realized [{color}]{_money(realized)}[/{color}]"
-            f" (gross {_money(day['gross_pnl'])}, fees {_money(day['fees'])}), {day['trades']} trade(s)")
+    line = (
+        f"  day {day['trading_day']}: realized [{color}]{_money(realized)}[/{color}]"
+        f" (gross {_money(day['gross_pnl'])}, fees {_money(day['fees'])}), {day['trades']} trade(s)"
+    )
     if day["balance"] is not None:
         line += f"; balance {_money(day['balance'])}, high {_money(day['high_balance'])}"
     console.print(line)
     last_seen = day["last_seen_trading_day"]
     if last_seen is not None and last_seen != day["trading_day"]:
-        console.print(f"  [dim]the daemon last saw this account on trading day {last_seen}:"
-                      f" riskc status --day {last_seen}[/dim]")
+        console.print(
+            f"  [dim]the daemon last saw this account on trading day {last_seen}: riskc status --day {last_seen}[/dim]"
+        )
 
 
 def _print_book(console: Any, book: dict[str, Any] | None, zone: Any, now: dt.datetime) -> None:
@@ -267,10 +319,19 @@ def _print_book(console: Any, book: dict[str, Any] | None, zone: Any, now: dt.da
     for p in book["positions"]:
         coverage = p.get("stop_coverage")
         qty = p.get("qty", abs(p.get("size") or 0))
-        stop = "" if coverage is None else (
-            f"  [green]stops {coverage}/{qty}[/green]" if coverage >= qty else f"  [red]stops {coverage}/{qty}[/red]")
-        console.print(f"    {p.get('symbol', p.get('contract_id', '?'))} {p.get('side', '')} {qty}"
-                      f" @ {p.get('avg_price', '?')}{stop}")
+        stop = (
+            ""
+            if coverage is None
+            else (
+                f"  [green]stops {coverage}/{qty}[/green]"
+                if coverage >= qty
+                else f"  [red]stops {coverage}/{qty}[/red]"
+            )
+        )
+        console.print(
+            f"    {p.get('symbol', p.get('contract_id', '?'))} {p.get('side', '')} {qty}"
+            f" @ {p.get('avg_price', '?')}{stop}"
+        )
     if book["orders"]:
         console.print(f"    {len(book['orders'])} working order(s)")
 
@@ -296,7 +357,9 @@ def _print_actions(console: Any, actions: list[dict[str, Any]], zone: Any) -> No
         when = a["planned_at"].astimezone(zone).strftime("%m-%d %H:%M:%S")
         outcome = a["state"] + (f" ({a['error']})" if a["error"] else "")
         color = {"confirmed": "green", "failed": "red"}.get(a["state"], "yellow")
-        console.print(f"    {when} {escape(a['rule'])}: {a['action']} {escape(a['target'])}"
-                      f" → [{color}]{escape(outcome)}[/{color}]")
+        console.print(
+            f"    {when} {escape(a['rule'])}: {a['action']} {escape(a['target'])}"
+            f" → [{color}]{escape(outcome)}[/{color}]"
+        )
         if a["reason"]:
             console.print(f"      [dim]{escape(str(a['reason']))}[/dim]")

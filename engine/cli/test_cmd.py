@@ -105,7 +105,11 @@ def _summary(results, seconds: float) -> str:
         counts["error"] += len(result.errors)
         for case in result.cases:
             counts[case.status] += 1
-    parts = [f"{counts[k]} {'errors' if k == 'error' and counts[k] != 1 else k}" for k in ("failed", "passed", "error") if counts[k]]
+    parts = [
+        f"{counts[k]} {'errors' if k == 'error' and counts[k] != 1 else k}"
+        for k in ("failed", "passed", "error")
+        if counts[k]
+    ]
     return f"\n{', '.join(parts) or 'no cases'} in {seconds:.2f}s"
 
 
@@ -113,12 +117,16 @@ def _print_coverage(coverage) -> None:
     entries = coverage.entries()
     clauses = sum(len(e.clauses) for e in entries)
     both = sum(e.clause_covered(i) for e in entries for i in range(len(e.clauses)))
-    click.echo(f"\ncoverage: {sum(e.exercised for e in entries)}/{len(entries)} rules evaluated, "
-               f"{sum(e.fired > 0 for e in entries)}/{len(entries)} fired; "
-               f"{both}/{clauses} `when` clauses seen both true and false")  # fmt: skip
+    click.echo(
+        f"\ncoverage: {sum(e.exercised for e in entries)}/{len(entries)} rules evaluated, "
+        f"{sum(e.fired > 0 for e in entries)}/{len(entries)} fired; "
+        f"{both}/{clauses} `when` clauses seen both true and false"
+    )
     for entry in entries:
-        click.echo(f"  {entry.rule} ({_short(entry.file)}): when evaluated {entry.evaluated}x, fired {entry.fired}x"
-                   + ("" if entry.exercised else "  <- never evaluated"))  # fmt: skip
+        click.echo(
+            f"  {entry.rule} ({_short(entry.file)}): when evaluated {entry.evaluated}x, fired {entry.fired}x"
+            + ("" if entry.exercised else "  <- never evaluated")
+        )
         for i, text in enumerate(entry.clauses):
             gap = "" if entry.clause_covered(i) else "  <- never " + ("true" if not entry.true[i] else "false")
             raised = f", raised {entry.raised[i]}" if entry.raised[i] else ""

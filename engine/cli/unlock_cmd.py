@@ -34,8 +34,15 @@ PASSPHRASE_ENV = "RISKC_ADMIN_PASSPHRASE"
 @click.option("--all", "release_all", is_flag=True, help="Lift every active lockout of the account.")
 @click.option("--reason", "reason", required=True, help="Why, for the audit log.")
 @click.option("--by", "by", metavar="NAME", help="Who is unlocking, for the audit log; default: your login.")
-def command(config_path: str | None, state: Path | None, account: str | None, lockout_id: int | None,
-            release_all: bool, reason: str, by: str | None) -> None:
+def command(
+    config_path: str | None,
+    state: Path | None,
+    account: str | None,
+    lockout_id: int | None,
+    release_all: bool,
+    reason: str,
+    by: str | None,
+) -> None:
     """Lift a lockout early (admin passphrase, audited)."""
     if (lockout_id is None) == (not release_all):
         raise click.UsageError("give exactly one of --id N and --all")
@@ -52,8 +59,10 @@ def command(config_path: str | None, state: Path | None, account: str | None, lo
     with Store.open(path) as store:
         targets = _targets(store, config, account, lockout_id, now)
         if not store.has_admin_passphrase():
-            echo_err("riskc unlock: no admin passphrase is set, so there is no admin unlock "
-                     "(`riskc admin set-passphrase` sets one)")
+            echo_err(
+                "riskc unlock: no admin passphrase is set, so there is no admin unlock "
+                "(`riskc admin set-passphrase` sets one)"
+            )
             raise SystemExit(EXIT_FAILED)
         passphrase = _passphrase()
         operator = by or who()
@@ -70,8 +79,10 @@ def command(config_path: str | None, state: Path | None, account: str | None, lo
             scope = f"account {lockout.account_id}"
             if lockout.symbol:
                 scope = f"{lockout.symbol}, {scope}"
-            click.echo(f"Released lockout #{lockout.id} ({lockout.rule}, {scope}: {lockout_ends(lockout, zone, now)})"
-                       f" by {operator}: {reason}")
+            click.echo(
+                f"Released lockout #{lockout.id} ({lockout.rule}, {scope}: {lockout_ends(lockout, zone, now)})"
+                f" by {operator}: {reason}"
+            )
     click.echo("A rule whose condition still holds will lock the account again.")
 
 

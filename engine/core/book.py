@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from riskc.engine.adapters.projectx.intake import Message, parse_time
 from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.core.instruments import Instruments, symbol_of
-from riskc.engine.adapters.projectx.intake import Message, parse_time
 from riskc.engine.core.snapshot import ORDER_TYPES, ZERO, Account, Day, Event, Order, Position, Session, Snapshot
 from riskc.engine.core.views import position_view, unrealized
 
@@ -96,8 +96,14 @@ class DayState:
 
 
 class Book:
-    def __init__(self, calendar: TradingCalendar, instruments: Instruments, *, account_id: int | None = None,
-                 eod_high_balance: Decimal | None = None) -> None:
+    def __init__(
+        self,
+        calendar: TradingCalendar,
+        instruments: Instruments,
+        *,
+        account_id: int | None = None,
+        eod_high_balance: Decimal | None = None,
+    ) -> None:
         self.calendar = calendar
         self.instruments = instruments
         self.account = Account(id=account_id or 0)
@@ -118,7 +124,9 @@ class Book:
         # the trading day. The engine compares it to know that nothing it enforces on changed.
         self.version = 0
         self._openings: dict[tuple[str, dt.datetime], int] = {}
-        self.coverage_changes: list[tuple[str, dt.datetime | None]] = []  # (contract, uncovered since), drained by the engine
+        self.coverage_changes: list[
+            tuple[str, dt.datetime | None]
+        ] = []  # (contract, uncovered since), drained by the engine
         self._seen_previous: set[Any] = set()
         self._positions_view: tuple[Position, ...] | None = None
         self._orders_view: tuple[Order, ...] | None = None
@@ -192,10 +200,13 @@ class Book:
             return None
         self.position_times[contract_id] = message.ts
         self.set_position(contract_id, signed, avg_price, message.ts, opened)
-        return Event(kind="position", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id, size=signed)
+        return Event(
+            kind="position", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id, size=signed
+        )
 
-    def set_position(self, contract_id: str, size: int, avg_price: Decimal, now: dt.datetime,
-                     opened_at: dt.datetime | None = None) -> None:
+    def set_position(
+        self, contract_id: str, size: int, avg_price: Decimal, now: dt.datetime, opened_at: dt.datetime | None = None
+    ) -> None:
         self.version += 1
         current = self.positions.get(contract_id)
         if size == 0:
@@ -250,8 +261,12 @@ class Book:
         if not self._mine(data.get("accountId")) or order_id in self._finished:
             return None  # another account's, or an order already filled or cancelled: that is final
         known = self.orders.get(order_id)
-        if known is not None and (updated < known.updated_at or updated == known.updated_at
-                                  and status == known.status and _same_order(order, known.order)):
+        if known is not None and (
+            updated < known.updated_at
+            or updated == known.updated_at
+            and status == known.status
+            and _same_order(order, known.order)
+        ):
             return None  # older than the update applied, or the same update again
         contract_id = order.contract_id
         if status == OPEN or status in SUSPENDED:
@@ -265,8 +280,16 @@ class Book:
         self._orders_changed(contract_id, message.ts)
         if known is not None and known.order.contract_id != contract_id:
             self._orders_changed(known.order.contract_id, message.ts)  # it covered that one's position
-        return Event(kind="order", time=message.ts, symbol=order.symbol, contract_id=contract_id, order=order,
-                     status=STATUS[status] if 0 <= status < len(STATUS) else "none", side=order.side, size=order.size)
+        return Event(
+            kind="order",
+            time=message.ts,
+            symbol=order.symbol,
+            contract_id=contract_id,
+            order=order,
+            status=STATUS[status] if 0 <= status < len(STATUS) else "none",
+            side=order.side,
+            size=order.size,
+        )
 
     def _on_trade(self, message: Message) -> Event | None:
         data = _data(message)
@@ -287,9 +310,19 @@ class Book:
             return None
         self._count(fill, +1)
         before = self.positions[fill.contract_id].size if fill.contract_id in self.positions else 0
-        return Event(kind="fill", time=message.ts, symbol=symbol_of(fill.contract_id), contract_id=fill.contract_id,
-                     side=fill.side, size=fill.size, price=fill.price, pnl=fill.pnl if fill.pnl is not None else ZERO,
-                     fees=fill.fees, closing=fill.pnl is not None, position_before=before)
+        return Event(
+            kind="fill",
+            time=message.ts,
+            symbol=symbol_of(fill.contract_id),
+            contract_id=fill.contract_id,
+            side=fill.side,
+            size=fill.size,
+            price=fill.price,
+            pnl=fill.pnl if fill.pnl is not None else ZERO,
+            fees=fill.fees,
+            closing=fill.pnl is not None,
+            position_before=before,
+        )
 
     def _count(self, fill: Fill, sign: int) -> None:
         day = self.day
@@ -310,8 +343,14 @@ class Book:
         stamp = data.get("timestamp")
         stamp = parse_time(stamp) if stamp else message.ts
         last, bid, ask = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk")
-        if not (type(last) is Decimal and type(bid) is Decimal and type(ask) is Decimal
-                and last.is_finite() and bid.is_finite() and ask.is_finite()):
+        if not (
+            type(last) is Decimal
+            and type(bid) is Decimal
+            and type(ask) is Decimal
+            and last.is_finite()
+            and bid.is_finite()
+            and ask.is_finite()
+        ):
             last = None if last is None else _money(last)
             bid = None if bid is None else _money(bid)
             ask = None if ask is None else _money(ask)
@@ -326,8 +365,14 @@ class Book:
             mark = last
         else:
             mark = self.marks.get(contract_id, ZERO)
-        return Event.quote(message.ts, symbol_of(contract_id), contract_id, mark,
-                           bid if bid is not None else mark, ask if ask is not None else mark)
+        return Event.quote(
+            message.ts,
+            symbol_of(contract_id),
+            contract_id,
+            mark,
+            bid if bid is not None else mark,
+            ask if ask is not None else mark,
+        )
 
     def _on_market_trade(self, message: Message) -> Event | None:
         contract_id, trades = _contract(message.args[0]), message.args[1]
@@ -342,8 +387,15 @@ class Book:
             return None
         self.quote_times[contract_id] = stamp
         self._mark(contract_id, price)
-        return Event(kind="quote", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id,
-                     last=price, bid=price, ask=price)
+        return Event(
+            kind="quote",
+            time=message.ts,
+            symbol=symbol_of(contract_id),
+            contract_id=contract_id,
+            last=price,
+            bid=price,
+            ask=price,
+        )
 
     def _mark(self, contract_id: str, price: Decimal) -> None:
         if self.marks.get(contract_id) != price:
@@ -355,7 +407,9 @@ class Book:
                 view = position.view
                 view.mark = price
                 self._pnl_changes += 1
-                view.unrealized_pnl = unrealized(contract_id, position.size, position.avg_price, price, self.instruments)
+                view.unrealized_pnl = unrealized(
+                    contract_id, position.size, position.avg_price, price, self.instruments
+                )
 
     def _mine(self, account_id: Any) -> bool:
         """Messages of other accounts on the same login are not this book's."""
@@ -390,8 +444,12 @@ class Book:
         total = 0
         for entry in self.orders.values():
             o = entry.order
-            if entry.status == OPEN and o.contract_id == position.contract_id and o.side == closing \
-                    and o.type in ("stop", "stop_limit", "trailing_stop"):
+            if (
+                entry.status == OPEN
+                and o.contract_id == position.contract_id
+                and o.side == closing
+                and o.type in ("stop", "stop_limit", "trailing_stop")
+            ):
                 total += o.size
         return total
 
@@ -444,8 +502,16 @@ class Book:
             for p in self.positions.values():
                 if p.view is None:
                     mark = self.marks.get(p.contract_id, p.avg_price)
-                    p.view = position_view(p.contract_id, p.size, p.avg_price, mark, orders, self.instruments,
-                                           dt.timedelta(0), dt.timedelta(0))
+                    p.view = position_view(
+                        p.contract_id,
+                        p.size,
+                        p.avg_price,
+                        mark,
+                        orders,
+                        self.instruments,
+                        dt.timedelta(0),
+                        dt.timedelta(0),
+                    )
             self._positions_view = tuple(p.view for p in self.positions.values())
             self.unpriced_now = tuple(v.contract_id for v in self._positions_view if not v.tick_size)
         return self._positions_view
@@ -506,8 +572,13 @@ class Book:
             return cached[1], cached[2]
         second = int(now.timestamp())
         local = now.astimezone(zone)
-        session = Session(now, local.time().replace(second=0, microsecond=0), WEEKDAYS[local.weekday()],
-                          self.day.trading_day, self.calendar.is_session_open(now))
+        session = Session(
+            now,
+            local.time().replace(second=0, microsecond=0),
+            WEEKDAYS[local.weekday()],
+            self.day.trading_day,
+            self.calendar.is_session_open(now),
+        )
         start = now.replace(microsecond=0)
         # `next_trading_day` is the next trading-day *start*: on a Friday, Sunday 17:00, not the
         # end of Friday's day; before a holiday, the day after it.
@@ -561,8 +632,14 @@ def _side(value: Any) -> str:
 
 
 def _same_order(a: Order, b: Order) -> bool:
-    return (a.contract_id, a.type, a.side, a.size, a.price, a.stop_price) == \
-        (b.contract_id, b.type, b.side, b.size, b.price, b.stop_price)
+    return (a.contract_id, a.type, a.side, a.size, a.price, a.stop_price) == (
+        b.contract_id,
+        b.type,
+        b.side,
+        b.size,
+        b.price,
+        b.stop_price,
+    )
 
 
 def _order(data: dict[str, Any]) -> Order:
@@ -570,18 +647,28 @@ def _order(data: dict[str, Any]) -> Order:
     size = int(data["size"]) - int(data.get("fillVolume") or 0)
     limit, stop = data.get("limitPrice"), data.get("stopPrice")
     return Order(
-        id=int(data["id"]), symbol=symbol_of(contract_id), contract_id=contract_id,
-        type=ORDER_TYPE.get(int(data["type"]), "market"), side=_side(data["side"]), size=size,
-        price=_money(limit) if limit is not None else None, stop_price=_money(stop) if stop is not None else None,
+        id=int(data["id"]),
+        symbol=symbol_of(contract_id),
+        contract_id=contract_id,
+        type=ORDER_TYPE.get(int(data["type"]), "market"),
+        side=_side(data["side"]),
+        size=size,
+        price=_money(limit) if limit is not None else None,
+        stop_price=_money(stop) if stop is not None else None,
     )
 
 
 def _fill(data: dict[str, Any], ts: dt.datetime) -> Fill:
     pnl = data.get("profitAndLoss")
     return Fill(
-        id=data["id"], contract_id=_contract(data["contractId"]), time=_time(data.get("creationTimestamp")) or ts,
-        side=_side(data["side"]), size=int(data["size"]), price=_money(data["price"]),
-        pnl=_money(pnl) if pnl is not None else None, fees=_money(data.get("fees") or 0),
+        id=data["id"],
+        contract_id=_contract(data["contractId"]),
+        time=_time(data.get("creationTimestamp")) or ts,
+        side=_side(data["side"]),
+        size=int(data["size"]),
+        price=_money(data["price"]),
+        pnl=_money(pnl) if pnl is not None else None,
+        fees=_money(data.get("fees") or 0),
         voided=bool(data.get("voided")),
     )
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,33 +30,47 @@ def _spec(symbol: str, tick_size: str, tick_value: str, name: str) -> tuple[str,
     return symbol, InstrumentSpec(symbol, Decimal(tick_size), Decimal(tick_value), name)
 
 
-CME_SPECS: Mapping[str, InstrumentSpec] = MappingProxyType(dict([
-    _spec("ES", "0.25", "12.50", "E-mini S&P 500"),
-    _spec("MES", "0.25", "1.25", "Micro E-mini S&P 500"),
-    _spec("NQ", "0.25", "5.00", "E-mini Nasdaq-100"),
-    _spec("MNQ", "0.25", "0.50", "Micro E-mini Nasdaq-100"),
-    _spec("RTY", "0.10", "5.00", "E-mini Russell 2000"),
-    _spec("M2K", "0.10", "0.50", "Micro E-mini Russell 2000"),
-    _spec("YM", "1", "5.00", "E-mini Dow"),
-    _spec("MYM", "1", "0.50", "Micro E-mini Dow"),
-    _spec("CL", "0.01", "10.00", "Crude Oil"),
-    _spec("MCL", "0.01", "1.00", "Micro WTI Crude Oil"),
-    _spec("NG", "0.001", "10.00", "Henry Hub Natural Gas"),
-    _spec("GC", "0.10", "10.00", "Gold"),
-    _spec("MGC", "0.10", "1.00", "Micro Gold"),
-    _spec("SI", "0.005", "25.00", "Silver"),
-    _spec("ZB", "0.03125", "31.25", "U.S. Treasury Bond"),
-    _spec("ZN", "0.015625", "15.625", "10-Year T-Note"),
-    _spec("6E", "0.00005", "6.25", "Euro FX"),
-]))  # fmt: skip
+CME_SPECS: Mapping[str, InstrumentSpec] = MappingProxyType(
+    dict(
+        [
+            _spec("ES", "0.25", "12.50", "E-mini S&P 500"),
+            _spec("MES", "0.25", "1.25", "Micro E-mini S&P 500"),
+            _spec("NQ", "0.25", "5.00", "E-mini Nasdaq-100"),
+            _spec("MNQ", "0.25", "0.50", "Micro E-mini Nasdaq-100"),
+            _spec("RTY", "0.10", "5.00", "E-mini Russell 2000"),
+            _spec("M2K", "0.10", "0.50", "Micro E-mini Russell 2000"),
+            _spec("YM", "1", "5.00", "E-mini Dow"),
+            _spec("MYM", "1", "0.50", "Micro E-mini Dow"),
+            _spec("CL", "0.01", "10.00", "Crude Oil"),
+            _spec("MCL", "0.01", "1.00", "Micro WTI Crude Oil"),
+            _spec("NG", "0.001", "10.00", "Henry Hub Natural Gas"),
+            _spec("GC", "0.10", "10.00", "Gold"),
+            _spec("MGC", "0.10", "1.00", "Micro Gold"),
+            _spec("SI", "0.005", "25.00", "Silver"),
+            _spec("ZB", "0.03125", "31.25", "U.S. Treasury Bond"),
+            _spec("ZN", "0.015625", "15.625", "10-Year T-Note"),
+            _spec("6E", "0.00005", "6.25", "Euro FX"),
+        ]
+    )
+)
 
 _CONTRACT_ID = re.compile(r"^CON\.F\.[A-Z]+\.([A-Z0-9]+)\.[A-Z]\d{1,2}$")
 # The Gateway names some products by their data-feed code, not the CME symbol a policy uses:
 # NQ is `CON.F.US.ENQ.Z25`, ES `CON.F.US.EP.Z25`, CL `CON.F.US.CLE.F26` (symbolId `F.US.ENQ`).
-GATEWAY_PRODUCTS: Mapping[str, str] = MappingProxyType({
-    "EP": "ES", "ENQ": "NQ", "CLE": "CL", "MCLE": "MCL", "GCE": "GC", "NGE": "NG", "SIE": "SI",
-    "USA": "ZB", "TYA": "ZN", "EU6": "6E",
-})  # fmt: skip
+GATEWAY_PRODUCTS: Mapping[str, str] = MappingProxyType(
+    {
+        "EP": "ES",
+        "ENQ": "NQ",
+        "CLE": "CL",
+        "MCLE": "MCL",
+        "GCE": "GC",
+        "NGE": "NG",
+        "SIE": "SI",
+        "USA": "ZB",
+        "TYA": "ZN",
+        "EU6": "6E",
+    }
+)
 
 
 @functools.lru_cache(maxsize=4096)  # asked on every quote, of a handful of contracts

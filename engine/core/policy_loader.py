@@ -9,7 +9,6 @@ from riskc.dsl.checker import CheckResult, check
 from riskc.dsl.compiler import Program, compile_policy
 from riskc.dsl.errors import Diagnostic
 from riskc.dsl.library import stdlib_sources
-
 from riskc.engine.core.snapshot import SCHEMA
 
 

@@ -21,9 +21,10 @@ def covering_stops(contract_id: str, size: int, orders: Iterable[Order]) -> list
     """Working stops that would close (part of) a position of ``size`` on ``contract_id``."""
     closing_side = "sell" if size > 0 else "buy"
     return [
-        o for o in orders
+        o
+        for o in orders
         if o.contract_id == contract_id and o.type in STOP_TYPES and o.side == closing_side and o.size > 0
-    ]  # fmt: skip
+    ]
 
 
 def stop_coverage(contract_id: str, size: int, orders: Iterable[Order]) -> int:
@@ -31,7 +32,9 @@ def stop_coverage(contract_id: str, size: int, orders: Iterable[Order]) -> int:
     return min(covered, abs(size))
 
 
-def risk_at_stop(contract_id: str, size: int, avg_price: Decimal, orders: Iterable[Order], instruments: Instruments) -> Decimal:
+def risk_at_stop(
+    contract_id: str, size: int, avg_price: Decimal, orders: Iterable[Order], instruments: Instruments
+) -> Decimal:
     """Loss if every covering stop filled at its stop price; unbounded when contracts are uncovered.
     Stops nearest the entry are counted first (they fill first)."""
     qty, direction = abs(size), (1 if size > 0 else -1)

@@ -62,16 +62,28 @@ class Alert:
             raise ValueError("an alert's time must be tz-aware")
 
     @classmethod
-    def now(cls, severity: Severity, text: str, *, rule: str | None = None,
-            account: int | str | None = None, action: str | None = None) -> Alert:
+    def now(
+        cls,
+        severity: Severity,
+        text: str,
+        *,
+        rule: str | None = None,
+        account: int | str | None = None,
+        action: str | None = None,
+    ) -> Alert:
         return cls(datetime.now(UTC), severity, rule, text, account, action)
 
     def at_least(self, severity: str) -> bool:
         return _RANK[self.severity] >= _RANK[severity]
 
     def to_json(self) -> dict[str, Any]:
-        return {"ts": self.ts.astimezone(UTC).isoformat(), "severity": self.severity, "rule": self.rule,
-                "text": self.text, "account": self.account}
+        return {
+            "ts": self.ts.astimezone(UTC).isoformat(),
+            "severity": self.severity,
+            "rule": self.rule,
+            "text": self.text,
+            "account": self.account,
+        }
 
     def headline(self) -> str:
         """``CRITICAL daily_loss [13298777]``: who and how bad, without the text."""
@@ -101,8 +113,9 @@ class ConsoleSink:
     for a console where the actions are shown already (`riskc run`'s lines or live view): one
     line per action there, not an action line and an alert line saying the same."""
 
-    def __init__(self, console: Console | None = None, min_severity: Severity = "info", *,
-                 actions: bool = True) -> None:
+    def __init__(
+        self, console: Console | None = None, min_severity: Severity = "info", *, actions: bool = True
+    ) -> None:
         if console is None:
             from rich.console import Console
 
@@ -208,9 +221,19 @@ class WebhookSink:
     The task starts on the first ``send`` made inside a running event loop (an alert sent before
     there is one waits in the queue until then)."""
 
-    def __init__(self, url: str, format: WebhookFormat = "json", *, min_severity: Severity = "info",
-                 max_queue: int = 100, retries: int = 5, backoff: float = 0.5, max_backoff: float = 30.0,
-                 timeout: float = 5.0, max_retry_after: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        format: WebhookFormat = "json",
+        *,
+        min_severity: Severity = "info",
+        max_queue: int = 100,
+        retries: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        timeout: float = 5.0,
+        max_retry_after: float = 60.0,
+    ) -> None:
         if format not in ("json", "discord"):
             raise ValueError(f"unknown webhook format {format!r}")
         if max_queue < 1:
@@ -276,7 +299,7 @@ class WebhookSink:
             self._in_flight = True
             try:
                 await self._deliver(alert)
-            except Exception as error:  # noqa: BLE001 - the worker must outlive any one alert
+            except Exception as error:
                 self.stats.failed += 1
                 self._note_error(f"unexpected {type(error).__name__}")
             finally:
@@ -366,8 +389,7 @@ class WebhookSink:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
-                log.warning("webhook %s: %d alert(s) not delivered at shutdown", self.shown_url,
-                            self.stats.undelivered)
+                log.warning("webhook %s: %d alert(s) not delivered at shutdown", self.shown_url, self.stats.undelivered)
         if self._session is not None:
             await self._session.close()
 
@@ -397,11 +419,19 @@ class Alerts:
         for sink in self.sinks:
             try:
                 sink.send(alert)
-            except Exception:  # noqa: BLE001 - an alert must never break enforcement
+            except Exception:
                 log.exception("alert sink %r failed", sink)
 
-    def alert(self, severity: Severity, text: str, *, rule: str | None = None,
-              account: int | str | None = None, ts: datetime | None = None, action: str | None = None) -> None:
+    def alert(
+        self,
+        severity: Severity,
+        text: str,
+        *,
+        rule: str | None = None,
+        account: int | str | None = None,
+        ts: datetime | None = None,
+        action: str | None = None,
+    ) -> None:
         try:
             alert = Alert(ts or datetime.now(UTC), severity, rule, text, account, action)
         except ValueError:
@@ -416,5 +446,5 @@ class Alerts:
         for sink in self.sinks:
             try:
                 await sink.aclose(max(0.0, deadline - loop.time()))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("closing alert sink %r failed", sink)

@@ -97,6 +97,7 @@ def _resolve_path(value: Any, info: ValidationInfo) -> Path:
 
 ConfigPath = Annotated[Path, BeforeValidator(_resolve_path)]
 
+
 def redact_url(url: str) -> str:
     """``https://discord.com/…``: enough to tell which service, never the token in the path or
     the query (nor a ``user:password@``). Used wherever a webhook URL could be shown."""
@@ -282,8 +283,9 @@ def credentials_from_env(environ: Mapping[str, str] = os.environ) -> Credentials
 # -- finding and loading --------------------------------------------------------------------
 
 
-def find_config(option: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ,
-                cwd: Path | None = None) -> Path | None:
+def find_config(
+    option: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ, cwd: Path | None = None
+) -> Path | None:
     """``--config PATH``, else ``$RISKC_CONFIG``, else ``./riskc.yaml``, else None (the demo).
     A path that was asked for explicitly and does not exist is an error, not a silent demo."""
     for explicit, origin in ((option, "--config"), (environ.get(CONFIG_ENV) or None, f"${CONFIG_ENV}")):
@@ -377,7 +379,8 @@ def _locate(tree: CommentedMap, loc: tuple[Any, ...], at_key: bool) -> tuple[int
     line, col, name = 1, 1, ""
     for part in loc:
         contained = (isinstance(node, CommentedMap) and part in node) or (
-            isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node))
+            isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node)
+        )
         if not contained:
             continue  # pydantic's own steps (union members, validators) are not keys
         child = node[part]
@@ -441,8 +444,11 @@ def _repeated_accounts(config: Config, tree: CommentedMap, shown: str) -> list[C
         for what, value in keys or [("", None)]:
             if (what, value) in seen:
                 line, col, _ = _locate(tree, ("accounts", i, what) if what else ("accounts", i), at_key=False)
-                message = (f"account {what} {value} is listed twice" if what
-                           else "only one account may leave out both `name` and `id`")
+                message = (
+                    f"account {what} {value} is listed twice"
+                    if what
+                    else "only one account may leave out both `name` and `id`"
+                )
                 issues.append(ConfigIssue(shown, line, col, message))
             seen.add((what, value))
     return issues

@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from riskc.dsl.decision import SEVERITY_RANK
-
-from riskc.engine.daemon.alerts import Alerts
 from riskc.engine.adapters.port import BrokerCall, BrokerState
+from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
+from riskc.engine.daemon.alerts import Alerts
 from riskc.engine.daemon.config import Config
 from riskc.engine.enforce.enforcer import Effects
-from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
 from riskc.engine.runner import Engine, PolicySet
 from riskc.engine.store import Store
 
@@ -78,8 +77,9 @@ class Activity:
 class AccountLoop:
     """One account: its engine, its feed and its broker port."""
 
-    def __init__(self, daemon: Daemon, policies: PolicySet, paths: list[Path], port: Any, feed: Callable,
-                 account_id: int | None) -> None:
+    def __init__(
+        self, daemon: Daemon, policies: PolicySet, paths: list[Path], port: Any, feed: Callable, account_id: int | None
+    ) -> None:
         self.daemon = daemon
         self.paths = paths
         self.port = port
@@ -96,7 +96,7 @@ class AccountLoop:
             item = await self.queue.get()
             try:
                 self._apply(item)
-            except Exception:  # noqa: BLE001 - one bad item must never stop enforcement
+            except Exception:
                 log.exception("error while handling %r", type(item).__name__)
 
     def _apply(self, item: Any) -> None:
@@ -109,8 +109,9 @@ class AccountLoop:
         elif type(item) is Reconcile:
             drift, effects = engine.reconcile(item.state, item.now)
             if drift:
-                self.daemon.alerts.alert("medium", "reconciliation corrected the book: " + "; ".join(drift),
-                                         account=engine.book.account.id)  # fmt: skip
+                self.daemon.alerts.alert(
+                    "medium", "reconciliation corrected the book: " + "; ".join(drift), account=engine.book.account.id
+                )
             self._handle(effects)
         elif type(item) is Swap:
             engine.swap(item.policies)
@@ -131,8 +132,9 @@ class AccountLoop:
             self.daemon.print_action(record)
         for severity, record in _one_per_firing(effects.alerts):
             when = dt.datetime.fromisoformat(record["ts"]) if record.get("ts") else None
-            self.daemon.alerts.alert(severity, record["reason"], rule=record["rule"], account=account, ts=when,
-                                     action=record["action"])
+            self.daemon.alerts.alert(
+                severity, record["reason"], rule=record["rule"], account=account, ts=when, action=record["action"]
+            )
         for call in effects.calls:
             self.activity.calls += 1
             self.engine.mark_sent(call, self.engine.book.now)
@@ -152,14 +154,24 @@ class AccountLoop:
             result = await self.port.send(call)
             return self._finished(call, True, "dry run", result)
         broker = self.daemon.config.broker
-        outcome = await execute(self.port, call, timeout=broker.timeout.total_seconds(), retries=broker.retries,
-                                backoff=0.25, audit=self._drain_hook)  # fmt: skip
+        outcome = await execute(
+            self.port,
+            call,
+            timeout=broker.timeout.total_seconds(),
+            retries=broker.retries,
+            backoff=0.25,
+            audit=self._drain_hook,
+        )
         self._drain_port()
         verdict = {"confirmed": True, "failed": False}.get(outcome.status)  # uncertain: verified at the next reconcile
         self._finished(call, verdict, outcome.detail, outcome.result)
         if not outcome.confirmed:
-            self.daemon.alerts.alert("critical", f"{call.describe()} {outcome.status} after {outcome.attempts} "
-                                     f"attempt(s): {outcome.detail}", rule=call.rule, account=call.account_id)  # fmt: skip
+            self.daemon.alerts.alert(
+                "critical",
+                f"{call.describe()} {outcome.status} after {outcome.attempts} attempt(s): {outcome.detail}",
+                rule=call.rule,
+                account=call.account_id,
+            )
 
     def _drain_hook(self, step) -> None:
         self._drain_port()
@@ -168,8 +180,7 @@ class AccountLoop:
         now = self.engine.book.now
         self.engine.finished(call, confirmed, now, detail, result if isinstance(result, dict) else None)
         outcome = "uncertain" if confirmed is None else "confirmed" if confirmed else "failed"
-        self.daemon.log_record({"kind": "broker_call", "outcome": outcome,
-                                "detail": detail} | call.to_record())  # fmt: skip
+        self.daemon.log_record({"kind": "broker_call", "outcome": outcome, "detail": detail} | call.to_record())
 
     def _drain_port(self) -> None:
         drain = getattr(self.port, "drain", None)
@@ -197,8 +208,15 @@ def _one_per_firing(records: list[dict[str, Any]]) -> list[tuple[str, dict[str, 
 
 
 class Daemon:
-    def __init__(self, config: Config, *, console: Any = None, live_view: bool = True,
-                 max_seconds: float | None = None, demo: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        console: Any = None,
+        live_view: bool = True,
+        max_seconds: float | None = None,
+        demo: bool = False,
+    ) -> None:
         if console is None:
             from rich.console import Console
 
@@ -248,8 +266,9 @@ class Daemon:
         tasks += [asyncio.create_task(lp.feed(lp)) for lp in self.loops]
         tasks.append(asyncio.create_task(self._watch_policies()))
         view = asyncio.create_task(self._view()) if self.live_view else None
-        self.log_record({"kind": "daemon", "event": "started", "broker": self.config.broker.kind,
-                         "accounts": len(self.loops)})  # fmt: skip
+        self.log_record(
+            {"kind": "daemon", "event": "started", "broker": self.config.broker.kind, "accounts": len(self.loops)}
+        )
         try:
             await self._wait_for_stop()
         finally:

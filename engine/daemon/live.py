@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from riskc.engine.adapters.dryrun import DryRunBroker
 from riskc.engine.adapters.port import BrokerError
-from riskc.engine.daemon.daemon import AccountLoop, Reconcile, wall_clock_feed
 from riskc.engine.adapters.projectx.intake import Message
+from riskc.engine.daemon.daemon import AccountLoop, Reconcile, wall_clock_feed
 
 if TYPE_CHECKING:
     from riskc.engine.daemon.config import AccountConfig, Credentials
@@ -23,14 +23,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("riskc.live")
 
 
-async def live_loop(daemon: Daemon, account: AccountConfig, policies: PolicySet, paths: list, credentials: Credentials) -> AccountLoop:
+async def live_loop(
+    daemon: Daemon, account: AccountConfig, policies: PolicySet, paths: list, credentials: Credentials
+) -> AccountLoop:
     from riskc.engine.adapters.projectx import sdk as px
 
     px.quiet_sdk_logging()
     broker = daemon.config.broker
     defaults = px.GatewayUrls()
-    urls = px.GatewayUrls(broker.api_url or defaults.api_url, broker.user_hub_url or defaults.user_hub_url,
-                          broker.market_hub_url or defaults.market_hub_url)  # fmt: skip
+    urls = px.GatewayUrls(
+        broker.api_url or defaults.api_url,
+        broker.user_hub_url or defaults.user_hub_url,
+        broker.market_hub_url or defaults.market_hub_url,
+    )
     holder: dict[str, AccountLoop] = {}
     early: list[Any] = []
 
@@ -60,8 +65,11 @@ async def _route(lp: AccountLoop, item: Any) -> None:
         return
     if item.state == "disconnected":
         lp.engine.stale = True
-        lp.daemon.alerts.alert("high", f"{item.hub} hub disconnected ({item.detail}); rules paused until reconciled",
-                               account=lp.engine.book.account.id)  # fmt: skip
+        lp.daemon.alerts.alert(
+            "high",
+            f"{item.hub} hub disconnected ({item.detail}); rules paused until reconciled",
+            account=lp.engine.book.account.id,
+        )
     else:
         await _reconcile(lp, None)
 

@@ -40,25 +40,40 @@ def account_panel(daemon: Daemon, lp: AccountLoop) -> Panel:
     header = Text.assemble(
         (f"{book.account.name or book.account.id}  ", "bold"),
         f"balance ${book.account.balance:,.2f}   day P&L ",
-        _money(realized + book.unrealized()), " (realized ", _money(realized), f", {book.day.trades} fills)   ",
+        _money(realized + book.unrealized()),
+        " (realized ",
+        _money(realized),
+        f", {book.day.trades} fills)   ",
         (now.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"), "dim"),
-    )  # fmt: skip
+    )
     parts: list = [header, positions_table(lp), lockouts_table(lp, now, zone), actions_table(lp, zone)]
     if lp.activity.last_error:
         parts.append(Text(lp.activity.last_error, style="red"))
-    footer = (f"{lp.activity.messages:,} messages · {lp.activity.calls} broker calls · {engine.malformed} malformed · "
-              f"{lp.activity.reloads} reloads · policy {engine.policies.digest}" + ("  [stale: reconciling]" if engine.stale else ""))
+    footer = (
+        f"{lp.activity.messages:,} messages · {lp.activity.calls} broker calls · {engine.malformed} malformed · "
+        f"{lp.activity.reloads} reloads · policy {engine.policies.digest}"
+        + ("  [stale: reconciling]" if engine.stale else "")
+    )
     parts.append(Text(footer, style="dim"))
     return Panel(Group(*parts), title=f"riskc · {daemon.config.broker.kind}", border_style="blue")
 
 
 def positions_table(lp: AccountLoop) -> Table:
-    table = Table("symbol", "size", "avg", "mark", "unrealized", "stops", "uncovered for", title="positions", expand=True)
+    table = Table(
+        "symbol", "size", "avg", "mark", "unrealized", "stops", "uncovered for", title="positions", expand=True
+    )
     for p in lp.engine.book.position_views():
         covered = f"{p.stop_coverage}/{p.qty}"
         style = "green" if p.stop_coverage >= p.qty else "red"
-        table.add_row(p.symbol, f"{p.size:+d}", str(p.avg_price), str(p.mark), _money(p.unrealized_pnl),
-                      Text(covered, style=style), _duration(p.uncovered_for) if p.stop_coverage < p.qty else "")  # fmt: skip
+        table.add_row(
+            p.symbol,
+            f"{p.size:+d}",
+            str(p.avg_price),
+            str(p.mark),
+            _money(p.unrealized_pnl),
+            Text(covered, style=style),
+            _duration(p.uncovered_for) if p.stop_coverage < p.qty else "",
+        )
     if not table.rows:
         table.add_row("flat", "", "", "", "", "", "")
     return table
@@ -81,8 +96,13 @@ def actions_table(lp: AccountLoop, zone) -> Table:
     table = Table("time", "action", "target", "rule", "reason", title="last actions", expand=True)
     for record in list(lp.activity.actions)[:8]:
         when = dt.datetime.fromisoformat(record["ts"]).astimezone(zone).strftime("%H:%M:%S") if record.get("ts") else ""
-        table.add_row(when, record["action"], record.get("symbol") or record.get("contract_id") or "",
-                      record["rule"], Text(record["reason"][:110]))  # fmt: skip
+        table.add_row(
+            when,
+            record["action"],
+            record.get("symbol") or record.get("contract_id") or "",
+            record["rule"],
+            Text(record["reason"][:110]),
+        )
     return table
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from riskc.engine.sim.broker import SimBroker
 from riskc.engine.daemon.config import policy_files
 from riskc.engine.daemon.daemon import AccountLoop, recording_feed
 from riskc.engine.runner import PolicySet
+from riskc.engine.sim.broker import SimBroker
 
 if TYPE_CHECKING:
     from riskc.engine.daemon.config import AccountConfig, Credentials
@@ -24,7 +24,9 @@ def load_policies(account: AccountConfig) -> tuple[PolicySet, list[Path]]:
     policies, diagnostics, result = PolicySet.from_paths(paths)
     if policies is None:
         rendered = [d.render(result.sources.get(d.span.file)) for d in diagnostics if d.is_error]
-        raise PolicyLoadError("\n".join(rendered) or f"no policy among {', '.join(map(str, paths))} (only rule definitions)")
+        raise PolicyLoadError(
+            "\n".join(rendered) or f"no policy among {', '.join(map(str, paths))} (only rule definitions)"
+        )
     return policies, list(account.policies)
 
 

@@ -78,7 +78,8 @@ def run_fixtures(paths: list[Path]) -> list[str]:
             if case.status != "passed":
                 detail = case.error or "; ".join(
                     [f"missing {show_record(e.fields)}" for e in case.missing]
-                    + [f"unexpected {show_record(r)}" for r in case.unexpected])
+                    + [f"unexpected {show_record(r)}" for r in case.unexpected]
+                )
                 failures.append(f"{path}: case {case.case.name!r} {case.status}: {detail}")
     return failures
 
@@ -113,9 +114,15 @@ async def reload_loop(daemon: Daemon, lp: AccountLoop) -> Candidate:
     account = lp.engine.book.account.id or None
     if candidate.policies is not None and candidate.policies.clock != lp.engine.policies.clock:
         zone, start = candidate.policies.clock
-        candidate = dataclasses.replace(candidate, policies=None, problems=(
-            *candidate.problems, f"the edit moves the trading clock to {zone}, day from {start:%H:%M}: the book keeps "
-            f"its trading days, so restart riskc to apply it"))  # fmt: skip
+        candidate = dataclasses.replace(
+            candidate,
+            policies=None,
+            problems=(
+                *candidate.problems,
+                f"the edit moves the trading clock to {zone}, day from {start:%H:%M}: the book keeps "
+                f"its trading days, so restart riskc to apply it",
+            ),
+        )
     if candidate.policies is None:
         lp.activity.reload_errors += 1
         text = "policy edit rejected, the last good policies stay active:\n" + "\n".join(candidate.problems)
@@ -125,10 +132,17 @@ async def reload_loop(daemon: Daemon, lp: AccountLoop) -> Candidate:
         return candidate
     await lp.queue.put(_swap(candidate))
     lp.activity.last_error = None
-    daemon.alerts.alert("info", f"policies reloaded ({candidate.policies.digest}) in {candidate.seconds * 1000:.0f} ms",
-                        account=account)  # fmt: skip
-    daemon.log_record({"kind": "reload", "outcome": "swapped", "digest": candidate.policies.digest,
-                       "files": [p for p, _ in candidate.policies.hashes]})  # fmt: skip
+    daemon.alerts.alert(
+        "info", f"policies reloaded ({candidate.policies.digest}) in {candidate.seconds * 1000:.0f} ms", account=account
+    )
+    daemon.log_record(
+        {
+            "kind": "reload",
+            "outcome": "swapped",
+            "digest": candidate.policies.digest,
+            "files": [p for p, _ in candidate.policies.hashes],
+        }
+    )
     return candidate
 
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from riskc.dsl.decision import Action
-
 from riskc.engine.adapters.port import BrokerCall
 from riskc.engine.core.instruments import symbol_of
 from riskc.engine.store import idempotency_key
@@ -99,8 +98,14 @@ class Enforcer:
 
     # -- one evaluation ---------------------------------------------------------------------
 
-    def enforce(self, actions: list[Action], firings: set[tuple[str, str | None]], book: Book,
-                now: dt.datetime, policy_hash: str | None) -> Effects:
+    def enforce(
+        self,
+        actions: list[Action],
+        firings: set[tuple[str, str | None]],
+        book: Book,
+        now: dt.datetime,
+        policy_hash: str | None,
+    ) -> Effects:
         effects = Effects()
         rising = firings - self.firing
         self.firing = firings
@@ -116,8 +121,9 @@ class Enforcer:
             effects.extend(self._cancel_orphans(book, now, policy_hash))
         return effects
 
-    def _effect(self, action: Action, book: Book, now: dt.datetime, policy_hash: str | None,
-                rising: set) -> tuple[list[BrokerCall], bool]:
+    def _effect(
+        self, action: Action, book: Book, now: dt.datetime, policy_hash: str | None, rising: set
+    ) -> tuple[list[BrokerCall], bool]:
         kind = action.kind
         if kind == "alert":
             return [], (action.rule, action.contract_id) in rising or (action.rule, None) in rising
@@ -129,10 +135,14 @@ class Enforcer:
     def _calls(self, action: Action, book: Book) -> list[BrokerCall]:
         kind, rule, why = action.kind, action.rule, action.reason
         if kind == "flatten":
-            return [*self._closes(book.positions.values(), book, rule, why),
-                    *self._cancels(book.all_orders(), book, rule, why)]
+            return [
+                *self._closes(book.positions.values(), book, rule, why),
+                *self._cancels(book.all_orders(), book, rule, why),
+            ]
         if kind == "close":
-            return self._closes([p for p in book.positions.values() if p.contract_id == action.contract_id], book, rule, why)
+            return self._closes(
+                [p for p in book.positions.values() if p.contract_id == action.contract_id], book, rule, why
+            )
         if kind == "reduce":
             position = book.positions.get(action.contract_id)
             return [] if position is None else self._reduce(position, action.to, book, rule, why)
@@ -156,8 +166,15 @@ class Enforcer:
 
     def _closes(self, positions, book: Book, rule: str, why: str) -> list[BrokerCall]:
         return [
-            BrokerCall("close", self.account_id, contract_id=p.contract_id, expect_size=0,
-                       key=self._key("close", p.contract_id, book, p.episode), rule=rule, reason=why)
+            BrokerCall(
+                "close",
+                self.account_id,
+                contract_id=p.contract_id,
+                expect_size=0,
+                key=self._key("close", p.contract_id, book, p.episode),
+                rule=rule,
+                reason=why,
+            )
             for p in list(positions)
         ]
 
@@ -165,9 +182,17 @@ class Enforcer:
         """Market orders are left alone: they fill at once, and the ones in flight are usually
         riskc's own closes."""
         return [
-            BrokerCall("cancel", self.account_id, contract_id=o.contract_id, order_id=o.id,
-                       key=self._key("cancel", f"order:{o.id}", book, "1"), rule=rule, reason=why)
-            for o in orders if o.type != "market"
+            BrokerCall(
+                "cancel",
+                self.account_id,
+                contract_id=o.contract_id,
+                order_id=o.id,
+                key=self._key("cancel", f"order:{o.id}", book, "1"),
+                rule=rule,
+                reason=why,
+            )
+            for o in orders
+            if o.type != "market"
         ]
 
     def _reduce(self, position: OpenPosition, to: int, book: Book, rule: str, why: str) -> list[BrokerCall]:
@@ -177,9 +202,18 @@ class Enforcer:
         if to <= 0:
             return self._closes([position], book, rule, why)
         sign = 1 if position.size > 0 else -1
-        return [BrokerCall("partial_close", self.account_id, contract_id=position.contract_id, size=qty - to,
-                           expect_size=sign * to, rule=rule, reason=why,
-                           key=self._key("reduce", position.contract_id, book, f"{position.episode}:{qty}->{to}"))]
+        return [
+            BrokerCall(
+                "partial_close",
+                self.account_id,
+                contract_id=position.contract_id,
+                size=qty - to,
+                expect_size=sign * to,
+                rule=rule,
+                reason=why,
+                key=self._key("reduce", position.contract_id, book, f"{position.episode}:{qty}->{to}"),
+            )
+        ]
 
     def _reduce_total(self, limit: int, book: Book, rule: str, why: str) -> list[BrokerCall]:
         """Largest positions first, until the gross total is at most ``limit``."""
@@ -202,12 +236,23 @@ class Enforcer:
         tick = position.view.tick_size if position.view is not None else None
         price = _on_grid(action.price, tick, up=position.size > 0)
         return [
-            BrokerCall("modify_stop", self.account_id, contract_id=o.contract_id, order_id=o.id, stop_price=price,
-                       key=self._key("stop", f"order:{o.id}", book, str(price)), rule=action.rule, reason=action.reason)
+            BrokerCall(
+                "modify_stop",
+                self.account_id,
+                contract_id=o.contract_id,
+                order_id=o.id,
+                stop_price=price,
+                key=self._key("stop", f"order:{o.id}", book, str(price)),
+                rule=action.rule,
+                reason=action.reason,
+            )
             for o in book.working_orders()
-            if o.contract_id == action.contract_id and o.side == closing and o.type in ("stop", "stop_limit", "trailing_stop")
-            and o.stop_price is not None and _looser(o.stop_price, price, long=position.size > 0)
-        ]  # fmt: skip
+            if o.contract_id == action.contract_id
+            and o.side == closing
+            and o.type in ("stop", "stop_limit", "trailing_stop")
+            and o.stop_price is not None
+            and _looser(o.stop_price, price, long=position.size > 0)
+        ]
 
     def _place_stop(self, action: Action, book: Book) -> list[BrokerCall]:
         position = book.positions.get(action.contract_id)
@@ -218,9 +263,19 @@ class Enforcer:
         if uncovered <= 0:
             return []
         side = "sell" if position.size > 0 else "buy"
-        return [BrokerCall("place_stop", self.account_id, contract_id=position.contract_id, side=side, size=uncovered,
-                           stop_price=action.price, rule=action.rule, reason=action.reason,
-                           key=self._key("place_stop", position.contract_id, book, f"{position.episode}:{uncovered}"))]
+        return [
+            BrokerCall(
+                "place_stop",
+                self.account_id,
+                contract_id=position.contract_id,
+                side=side,
+                size=uncovered,
+                stop_price=action.price,
+                rule=action.rule,
+                reason=action.reason,
+                key=self._key("place_stop", position.contract_id, book, f"{position.episode}:{uncovered}"),
+            )
+        ]
 
     # -- exactly once -----------------------------------------------------------------------
 
@@ -252,14 +307,25 @@ class Enforcer:
         known = {(e.contract_id, e.episode) for e in self.orphans}
         for record in records:
             action = record.action
-            if record.state != "confirmed" or action.get("call") != "close" or not action.get("exits") \
-                    or f"|{trading_day.isoformat()}|" not in record.key:
+            if (
+                record.state != "confirmed"
+                or action.get("call") != "close"
+                or not action.get("exits")
+                or f"|{trading_day.isoformat()}|" not in record.key
+            ):
                 continue
             contract_id, episode = action["contract_id"], action.get("episode", "")
             if (contract_id, episode) not in known:
                 known.add((contract_id, episode))
-                self.orphans.append(_Exits(contract_id, episode, tuple(action["exits"]), record.rule,
-                                           _exits_reason(contract_id, record.rule)))
+                self.orphans.append(
+                    _Exits(
+                        contract_id,
+                        episode,
+                        tuple(action["exits"]),
+                        record.rule,
+                        _exits_reason(contract_id, record.rule),
+                    )
+                )
 
     def _cancel_orphans(self, book: Book, now: dt.datetime, policy_hash: str | None) -> Effects:
         """Cancel the exit orders of closed positions once the book shows them flat. While the
@@ -277,8 +343,15 @@ class Enforcer:
             if orders:
                 waiting.append(exits)  # until the broker confirms them gone (a failed cancel is retried)
             for call in self._cancels(orders, book, exits.rule, exits.reason):
-                action = Action("cancel", exits.rule, "high", exits.reason, symbol=symbol_of(exits.contract_id),
-                                contract_id=exits.contract_id, order_id=call.order_id)
+                action = Action(
+                    "cancel",
+                    exits.rule,
+                    "high",
+                    exits.reason,
+                    symbol=symbol_of(exits.contract_id),
+                    contract_id=exits.contract_id,
+                    order_id=call.order_id,
+                )
                 if self._plan(call, action, book, now, policy_hash):
                     effects.records.append(action.to_record(now))
                     effects.calls.append(call)
@@ -288,8 +361,14 @@ class Enforcer:
     def mark_sent(self, call: BrokerCall, now: dt.datetime) -> None:
         self.store.mark_sent(call.key, now)
 
-    def finished(self, call: BrokerCall, confirmed: bool | None, now: dt.datetime, detail: str = "",
-                 result: dict[str, Any] | None = None) -> None:
+    def finished(
+        self,
+        call: BrokerCall,
+        confirmed: bool | None,
+        now: dt.datetime,
+        detail: str = "",
+        result: dict[str, Any] | None = None,
+    ) -> None:
         """The executor's outcome for a call planned here. ``confirmed`` None is *uncertain* (the
         broker took the call but its state does not show the effect): the action stays `sent`,
         is not planned again, and the next reconciliation verifies it as after a crash — a
@@ -319,13 +398,28 @@ class Enforcer:
         for lockout in lockouts:
             scope = "account" if lockout.symbol is None else lockout.symbol
             why = f"{scope} locked by {lockout.rule}: {lockout.reason}"
-            positions = [p for p in book.positions.values() if lockout.symbol is None or symbol_of(p.contract_id) == lockout.symbol]
-            orders = [o for o in book.all_orders()
-                      if (lockout.symbol is None or o.symbol == lockout.symbol) and not _is_exit(o, book)]
-            for call in self._closes(positions, book, lockout.rule, why) + self._cancels(orders, book, lockout.rule, why):
-                action = Action("close" if call.kind == "close" else "cancel", lockout.rule, "high", why,
-                                symbol=lockout.symbol or symbol_of(call.contract_id or ""),
-                                contract_id=call.contract_id, order_id=call.order_id)  # fmt: skip
+            positions = [
+                p
+                for p in book.positions.values()
+                if lockout.symbol is None or symbol_of(p.contract_id) == lockout.symbol
+            ]
+            orders = [
+                o
+                for o in book.all_orders()
+                if (lockout.symbol is None or o.symbol == lockout.symbol) and not _is_exit(o, book)
+            ]
+            for call in self._closes(positions, book, lockout.rule, why) + self._cancels(
+                orders, book, lockout.rule, why
+            ):
+                action = Action(
+                    "close" if call.kind == "close" else "cancel",
+                    lockout.rule,
+                    "high",
+                    why,
+                    symbol=lockout.symbol or symbol_of(call.contract_id or ""),
+                    contract_id=call.contract_id,
+                    order_id=call.order_id,
+                )
                 if self._plan(call, action, book, now, policy_hash):
                     effects.records.append(action.to_record(now))
                     effects.calls.append(call)
@@ -345,12 +439,16 @@ class Enforcer:
         symbol = action.symbol if action.kind == "block" else None
         wanted = _strength(until, condition)
         for held in self.active:
-            if (held.rule, held.symbol, held.account_id) == (action.rule, symbol, self.account_id) \
-                    and held.is_active(now) and not _is_longer(wanted, _strength(held.until, held.condition)):
+            if (
+                (held.rule, held.symbol, held.account_id) == (action.rule, symbol, self.account_id)
+                and held.is_active(now)
+                and not _is_longer(wanted, _strength(held.until, held.condition))
+            ):
                 return False  # what add_lockout would answer, without its write transaction
         before = {(lo.id, lo.until, lo.condition) for lo in self.store.active_lockouts(self.account_id, now)}
-        lockout = self.store.add_lockout(self.account_id, action.rule, action.reason, now, until=until,
-                                         condition=condition, symbol=symbol)
+        lockout = self.store.add_lockout(
+            self.account_id, action.rule, action.reason, now, until=until, condition=condition, symbol=symbol
+        )
         changed = (lockout.id, lockout.until, lockout.condition) not in before
         self.version += 1
         self.locks_changed |= changed
@@ -364,11 +462,16 @@ def _exits_of(call: BrokerCall, book: Book) -> _Exits | None:
     if position is None:
         return None
     closing = "sell" if position.size > 0 else "buy"
-    exits = tuple(o.id for o in book.all_orders()
-                  if o.contract_id == position.contract_id and o.side == closing and o.type != "market")
+    exits = tuple(
+        o.id
+        for o in book.all_orders()
+        if o.contract_id == position.contract_id and o.side == closing and o.type != "market"
+    )
     if not exits:
         return None
-    return _Exits(position.contract_id, position.episode, exits, call.rule, _exits_reason(position.contract_id, call.rule))
+    return _Exits(
+        position.contract_id, position.episode, exits, call.rule, _exits_reason(position.contract_id, call.rule)
+    )
 
 
 def _exits_reason(contract_id: str, rule: str) -> str:

@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, UnknownInstrument, symbol_of
-
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerPort, BrokerState
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, UnknownInstrument, symbol_of
 
 log = logging.getLogger("riskc.executor")
 
@@ -108,10 +107,20 @@ class _Verdict:
     detail: str
 
 
-async def execute(port: BrokerPort, call: BrokerCall, *, timeout: float = 10.0, retries: int = 2,
-                  backoff: float = 0.5, max_backoff: float = 8.0, checks: int = 3, audit: Hook | None = None,
-                  instruments: Instruments = DEFAULT_INSTRUMENTS, rng: Callable[[], float] = random.random,
-                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> Outcome:
+async def execute(
+    port: BrokerPort,
+    call: BrokerCall,
+    *,
+    timeout: float = 10.0,
+    retries: int = 2,
+    backoff: float = 0.5,
+    max_backoff: float = 8.0,
+    checks: int = 3,
+    audit: Hook | None = None,
+    instruments: Instruments = DEFAULT_INSTRUMENTS,
+    rng: Callable[[], float] = random.random,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> Outcome:
     """Send ``call`` through ``port`` until its effect shows in ``port.state()`` (module doc).
 
     ``timeout`` bounds each send and each state read; ``retries`` is how many times it may be
@@ -135,8 +144,15 @@ def _delay(n: int, backoff: float, max_backoff: float, rng: Callable[[], float])
 
 
 class _Execution:
-    def __init__(self, port: BrokerPort, call: BrokerCall, timeout: float, audit: Hook | None,
-                 instruments: Instruments, pause: Callable[[int], Awaitable[Any]]) -> None:
+    def __init__(
+        self,
+        port: BrokerPort,
+        call: BrokerCall,
+        timeout: float,
+        audit: Hook | None,
+        instruments: Instruments,
+        pause: Callable[[int], Awaitable[Any]],
+    ) -> None:
         self.port, self.call, self.timeout, self.audit = port, call, timeout, audit
         self.instruments = instruments
         self._pause = pause
@@ -169,10 +185,13 @@ class _Execution:
             if reply.rejected:
                 return Outcome(self.call, "failed", attempt, f"{reply.detail}; {verdict.detail}", None, retryable=False)
             if verdict.done is None:
-                return Outcome(self.call, "uncertain", attempt, f"{reply.detail}; cannot verify: {verdict.detail}",
-                               accepted)  # fmt: skip
+                return Outcome(
+                    self.call, "uncertain", attempt, f"{reply.detail}; cannot verify: {verdict.detail}", accepted
+                )
             if reply.ok and self.call.kind not in IDEMPOTENT:
-                return Outcome(self.call, "uncertain", attempt, f"accepted, but not visible: {verdict.detail}", accepted)
+                return Outcome(
+                    self.call, "uncertain", attempt, f"accepted, but not visible: {verdict.detail}", accepted
+                )
             if attempt > retries:
                 return Outcome(self.call, "failed", attempt, f"{reply.detail}; {verdict.detail}", accepted)
 
@@ -245,7 +264,9 @@ class _Execution:
                 return size == 0, f"{call.contract_id} position is {size}"
             case "partial_close":
                 size = state.position_size(call.contract_id or "")
-                return abs(size) <= (self.expect or 0), f"{call.contract_id} position is {size}, wanted at most {self.expect}"
+                return abs(size) <= (
+                    self.expect or 0
+                ), f"{call.contract_id} position is {size}, wanted at most {self.expect}"
             case "cancel":
                 order = state.open_order(call.order_id)  # type: ignore[arg-type]
                 working = order is not None and order.get("status", 1) in WORKING
@@ -258,8 +279,11 @@ class _Execution:
                 return self.same_price(price, order.get("contractId")), f"order {call.order_id} stop is {price}"
             case "place_stop":
                 found = [o for o in state.orders if self.is_our_stop(o)]
-                return bool(found), (f"working stop {found[0].get('id')} found" if found else
-                                     f"no working {call.side} stop {call.size} {call.contract_id} at {call.stop_price}")
+                return bool(found), (
+                    f"working stop {found[0].get('id')} found"
+                    if found
+                    else f"no working {call.side} stop {call.size} {call.contract_id} at {call.stop_price}"
+                )
         return False, f"unknown call kind {call.kind!r}"
 
     def is_our_stop(self, order: dict[str, Any]) -> bool:
@@ -268,9 +292,13 @@ class _Execution:
             return False
         if self.order_id is not None and order.get("id") == self.order_id:
             return True
-        return (order.get("contractId") == call.contract_id and order.get("type") in STOP_TYPES
-                and order.get("side") == SIDE.get(call.side or "") and order.get("size") == call.size
-                and self.same_price(order.get("stopPrice"), call.contract_id))  # fmt: skip
+        return (
+            order.get("contractId") == call.contract_id
+            and order.get("type") in STOP_TYPES
+            and order.get("side") == SIDE.get(call.side or "")
+            and order.get("size") == call.size
+            and self.same_price(order.get("stopPrice"), call.contract_id)
+        )
 
     def same_price(self, price: Any, contract_id: str | None) -> bool:
         """Equal within half a tick: the broker (or the SDK) rounds prices to the tick."""

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, UnknownInstrument, symbol_of
-from riskc.engine.adapters.projectx.intake import Message
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
+from riskc.engine.adapters.projectx.intake import Message
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, UnknownInstrument, symbol_of
 
 MICROS = frozenset({"MNQ", "MES", "M2K", "MYM", "MGC", "MCL", "M6E", "MBT", "SIL"})
 _KEEP_TRADES = dt.timedelta(hours=24)
@@ -176,8 +176,12 @@ class SimBroker:
     def state_now(self) -> BrokerState:
         a = self.account
         account = {"id": a.id, "name": a.name, "balance": a.balance, "canTrade": a.can_trade}
-        return BrokerState(tuple(dict(p) for p in a.positions.values()), tuple(dict(o) for o in a.orders.values()),
-                           tuple(a.trades), account)
+        return BrokerState(
+            tuple(dict(p) for p in a.positions.values()),
+            tuple(dict(o) for o in a.orders.values()),
+            tuple(a.trades),
+            account,
+        )
 
     def _order(self, call: BrokerCall) -> dict[str, Any]:
         order = self.account.orders.get(int(call.order_id or 0))
@@ -204,9 +208,24 @@ class SimBroker:
     def _fill(self, fill: _Fill, price: Decimal, now: dt.datetime) -> list[Message]:
         contract_id = fill.call.contract_id or ""
         position = self.account.positions.get(contract_id)
-        out = [self._user("GatewayUserOrder", self._order_data(
-            fill.order_id, contract_id, fill.placed, status=2, type=2, side=fill.side, size=fill.size,
-            fillVolume=fill.size, filledPrice=price, updateTimestamp=now.isoformat()), now)]
+        out = [
+            self._user(
+                "GatewayUserOrder",
+                self._order_data(
+                    fill.order_id,
+                    contract_id,
+                    fill.placed,
+                    status=2,
+                    type=2,
+                    side=fill.side,
+                    size=fill.size,
+                    fillVolume=fill.size,
+                    filledPrice=price,
+                    updateTimestamp=now.isoformat(),
+                ),
+                now,
+            )
+        ]
         if position is not None:
             out += self._close_position(position, fill, price, now)
         if fill.done is not None and not fill.done.done():
@@ -227,16 +246,35 @@ class SimBroker:
         except UnknownInstrument:
             pnl = Decimal(0)  # a Gateway knows every contract; the simulation cannot price this one
         fees = self.fees.get(symbol, default_fee(symbol)) * size
-        trade = {"id": self._take_trade_id(), "accountId": self.account.id, "contractId": contract_id,
-                 "creationTimestamp": now.isoformat(), "price": price, "profitAndLoss": pnl.quantize(Decimal("0.01")),
-                 "fees": fees, "side": fill.side, "size": size, "voided": False, "orderId": fill.order_id}
+        trade = {
+            "id": self._take_trade_id(),
+            "accountId": self.account.id,
+            "contractId": contract_id,
+            "creationTimestamp": now.isoformat(),
+            "price": price,
+            "profitAndLoss": pnl.quantize(Decimal("0.01")),
+            "fees": fees,
+            "side": fill.side,
+            "size": size,
+            "voided": False,
+            "orderId": fill.order_id,
+        }
         left = int(position["size"]) - size
         after = dict(position, size=left, type=position["type"] if left else 0)
         balance = self.account.balance + pnl - fees
-        account = {"id": self.account.id, "name": self.account.name, "balance": balance.quantize(Decimal("0.01")),
-                   "canTrade": self.account.can_trade, "isVisible": True, "simulated": True}
-        return [self._user("GatewayUserTrade", trade, now), self._user("GatewayUserPosition", after, now),
-                self._user("GatewayUserAccount", account, now)]
+        account = {
+            "id": self.account.id,
+            "name": self.account.name,
+            "balance": balance.quantize(Decimal("0.01")),
+            "canTrade": self.account.can_trade,
+            "isVisible": True,
+            "simulated": True,
+        }
+        return [
+            self._user("GatewayUserTrade", trade, now),
+            self._user("GatewayUserPosition", after, now),
+            self._user("GatewayUserAccount", account, now),
+        ]
 
     def _order_update(self, order: dict[str, Any], now: dt.datetime, **changes: Any) -> Message:
         data = dict(order, updateTimestamp=now.isoformat(), **changes)
@@ -246,17 +284,34 @@ class SimBroker:
 
     def _new_stop(self, call: BrokerCall, now: dt.datetime) -> Message:
         self._position(call.contract_id or "")
-        data = self._order_data(self._take_order_id(), call.contract_id or "", now, status=1, type=4,
-                                side=0 if call.side == "buy" else 1, size=int(call.size or 0), stopPrice=call.stop_price)
+        data = self._order_data(
+            self._take_order_id(),
+            call.contract_id or "",
+            now,
+            status=1,
+            type=4,
+            side=0 if call.side == "buy" else 1,
+            size=int(call.size or 0),
+            stopPrice=call.stop_price,
+        )
         message = self._user("GatewayUserOrder", data, now)
         self.observe(message)
         return message
 
     def _order_data(self, order_id: int, contract_id: str, now: dt.datetime, **fields: Any) -> dict[str, Any]:
-        data = {"id": order_id, "accountId": self.account.id, "contractId": contract_id,
-                "symbolId": f"F.US.{symbol_of(contract_id)}", "creationTimestamp": now.isoformat(),
-                "updateTimestamp": now.isoformat(), "limitPrice": None, "stopPrice": None, "fillVolume": 0,
-                "filledPrice": None, "customTag": "riskc"}
+        data = {
+            "id": order_id,
+            "accountId": self.account.id,
+            "contractId": contract_id,
+            "symbolId": f"F.US.{symbol_of(contract_id)}",
+            "creationTimestamp": now.isoformat(),
+            "updateTimestamp": now.isoformat(),
+            "limitPrice": None,
+            "stopPrice": None,
+            "fillVolume": 0,
+            "filledPrice": None,
+            "customTag": "riskc",
+        }
         data.update(fields)
         return data
 

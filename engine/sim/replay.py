@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from riskc.engine.adapters.port import BrokerError
-from riskc.engine.sim.broker import SimBroker
-from riskc.engine.enforce.enforcer import Effects
-from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
 from riskc.engine.adapters.projectx.intake import Malformed, Message
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
+from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.enforce.executor import took_effect
 from riskc.engine.runner import NO_EFFECTS, Engine, PolicySet
+from riskc.engine.sim.broker import SimBroker
 from riskc.engine.store import Store
 
 log = logging.getLogger("riskc.replay")
@@ -44,11 +44,15 @@ class ReplaySummary:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "messages": self.messages, "events": self.events, "ticks": self.ticks, "broker_calls": self.calls,
+            "messages": self.messages,
+            "events": self.events,
+            "ticks": self.ticks,
+            "broker_calls": self.calls,
             "malformed": len(self.malformed),
             "actions": [{"rule": r, "action": a, "count": n} for (r, a), n in sorted(self.actions.items())],
-            "from": self.first.isoformat() if self.first else None, "to": self.last.isoformat() if self.last else None,
-        }  # fmt: skip
+            "from": self.first.isoformat() if self.first else None,
+            "to": self.last.isoformat() if self.last else None,
+        }
 
 
 Emit = Callable[[dict[str, Any]], None]
@@ -75,8 +79,15 @@ class RecordedClock:
 
 
 class Replay:
-    def __init__(self, policies: PolicySet, store: Store, *, instruments: Instruments = DEFAULT_INSTRUMENTS,
-                 emit: Emit | None = None, account_id: int | None = None) -> None:
+    def __init__(
+        self,
+        policies: PolicySet,
+        store: Store,
+        *,
+        instruments: Instruments = DEFAULT_INSTRUMENTS,
+        emit: Emit | None = None,
+        account_id: int | None = None,
+    ) -> None:
         self.engine = Engine(policies, store, account_id=account_id, instruments=instruments)
         self.sim = SimBroker(instruments)
         self.summary = ReplaySummary()

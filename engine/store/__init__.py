@@ -24,7 +24,20 @@ from riskc.engine.store.models import (
 from riskc.engine.store.store import Store
 
 __all__ = [
-    "ActionRecord", "ActionStateError", "AuditRecord", "AuditVerification", "Book", "DayBalance", "DayTotals",
-    "Lockout", "LockoutStillActive", "PolicyVersion", "Store", "StoreError", "Timer", "Trade", "UnlockDenied",
+    "ActionRecord",
+    "ActionStateError",
+    "AuditRecord",
+    "AuditVerification",
+    "Book",
+    "DayBalance",
+    "DayTotals",
+    "Lockout",
+    "LockoutStillActive",
+    "PolicyVersion",
+    "Store",
+    "StoreError",
+    "Timer",
+    "Trade",
+    "UnlockDenied",
     "idempotency_key",
 ]

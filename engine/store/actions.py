@@ -31,9 +31,7 @@ from riskc.engine.store.base import StoreBase
 from riskc.engine.store.codec import canonical_json, day_text, parse_time, time_text
 from riskc.engine.store.models import ActionRecord, ActionStateError, StoreError
 
-_COLUMNS = (
-    "key, account_id, rule, action, state, planned_at, sent_at, finished_at, result, error, retryable, attempts"
-)
+_COLUMNS = "key, account_id, rule, action, state, planned_at, sent_at, finished_at, result, error, retryable, attempts"
 
 
 def idempotency_key(rule: str, target: str, trading_day: date | str, episode: int | str) -> str:
@@ -49,10 +47,18 @@ def idempotency_key(rule: str, target: str, trading_day: date | str, episode: in
 def _record(row: tuple) -> ActionRecord:
     key, account_id, rule, action, state, planned, sent, finished, result, error, retryable, attempts = row
     return ActionRecord(
-        key, account_id, rule, json.loads(action), state,  # type: ignore[arg-type]
-        parse_time(planned), parse_time(sent),  # type: ignore[arg-type]
-        parse_time(finished), None if result is None else json.loads(result), error,
-        None if retryable is None else bool(retryable), attempts,
+        key,
+        account_id,
+        rule,
+        json.loads(action),
+        state,  # type: ignore[arg-type]
+        parse_time(planned),
+        parse_time(sent),  # type: ignore[arg-type]
+        parse_time(finished),
+        None if result is None else json.loads(result),
+        error,
+        None if retryable is None else bool(retryable),
+        attempts,
     )
 
 
@@ -61,8 +67,16 @@ class ActionsMixin(StoreBase):
         row = self.db.execute(f"SELECT {_COLUMNS} FROM actions WHERE key = ?", [key]).fetchone()
         return None if row is None else _record(row)
 
-    def plan_action(self, key: str, account_id: int, rule: str, action: Mapping[str, Any], now: datetime, *,
-                    policy_hash: str | None = None) -> tuple[ActionRecord, bool]:
+    def plan_action(
+        self,
+        key: str,
+        account_id: int,
+        rule: str,
+        action: Mapping[str, Any],
+        now: datetime,
+        *,
+        policy_hash: str | None = None,
+    ) -> tuple[ActionRecord, bool]:
         """Plan an action under ``key``; ``is_new`` False means: do not send (see module doc)."""
         with self._write(durable=True):
             existing = self.get_action(key)
@@ -88,24 +102,46 @@ class ActionsMixin(StoreBase):
 
     def mark_sent(self, key: str, now: datetime) -> ActionRecord:
         """Record that the broker call is about to go out. Call it *before* sending."""
-        return self._transition(key, now, ("planned",), "sent", "broker_call",
-                                "sent_at = ?", [time_text(now)], {})
+        return self._transition(key, now, ("planned",), "sent", "broker_call", "sent_at = ?", [time_text(now)], {})
 
     def mark_confirmed(self, key: str, now: datetime, result: Mapping[str, Any] | None = None) -> ActionRecord:
         """The broker confirmed it, or recovery found its effect in the broker's state."""
         result_json = canonical_json(dict(result or {}))
-        return self._transition(key, now, ("planned", "sent"), "confirmed", "outcome",
-                                "finished_at = ?, result = ?", [time_text(now), result_json],
-                                {"outcome": "confirmed", "result": dict(result or {})})
+        return self._transition(
+            key,
+            now,
+            ("planned", "sent"),
+            "confirmed",
+            "outcome",
+            "finished_at = ?, result = ?",
+            [time_text(now), result_json],
+            {"outcome": "confirmed", "result": dict(result or {})},
+        )
 
     def mark_failed(self, key: str, now: datetime, error: str, retryable: bool) -> ActionRecord:
         """It did not take effect. ``retryable`` lets ``plan_action`` plan the same key again."""
-        return self._transition(key, now, ("planned", "sent"), "failed", "outcome",
-                                "finished_at = ?, error = ?, retryable = ?", [time_text(now), error, int(retryable)],
-                                {"outcome": "failed", "error": error, "retryable": retryable})
+        return self._transition(
+            key,
+            now,
+            ("planned", "sent"),
+            "failed",
+            "outcome",
+            "finished_at = ?, error = ?, retryable = ?",
+            [time_text(now), error, int(retryable)],
+            {"outcome": "failed", "error": error, "retryable": retryable},
+        )
 
-    def _transition(self, key: str, now: datetime, allowed_from: tuple[str, ...], to: str, kind: str,
-                    assignments: str, params: list[Any], details: dict[str, Any]) -> ActionRecord:
+    def _transition(
+        self,
+        key: str,
+        now: datetime,
+        allowed_from: tuple[str, ...],
+        to: str,
+        kind: str,
+        assignments: str,
+        params: list[Any],
+        details: dict[str, Any],
+    ) -> ActionRecord:
         with self._write(durable=True):
             current = self.get_action(key)
             if current is None:
@@ -119,8 +155,13 @@ class ActionsMixin(StoreBase):
 
     def _audit_action(self, kind: str, record: ActionRecord, now: datetime, details: dict[str, Any]) -> None:
         policy_hash = self.db.execute("SELECT policy_hash FROM actions WHERE key = ?", [record.key]).fetchone()[0]
-        payload = {"key": record.key, "rule": record.rule, "state": record.state, "attempt": record.attempts,
-                   "action": record.action} | details
+        payload = {
+            "key": record.key,
+            "rule": record.rule,
+            "state": record.state,
+            "attempt": record.attempts,
+            "action": record.action,
+        } | details
         self._audit(kind, payload, now, record.account_id, policy_hash)
 
     def unconfirmed_actions(self, account_id: int | None = None) -> list[ActionRecord]:

@@ -25,8 +25,9 @@ from riskc.engine.store.models import AUDIT_KINDS, AuditRecord, AuditVerificatio
 GENESIS_HASH = "0" * 64
 
 
-def record_hash(prev_hash: str, seq: int, ts: str, kind: str, account_id: int | None,
-                policy_hash: str | None, payload: str) -> str:
+def record_hash(
+    prev_hash: str, seq: int, ts: str, kind: str, account_id: int | None, policy_hash: str | None, payload: str
+) -> str:
     body = canonical_json(
         {"seq": seq, "ts": ts, "kind": kind, "account_id": account_id, "policy_hash": policy_hash, "payload": payload}
     )
@@ -45,8 +46,9 @@ def _advance_head(db: Database, seq: int, digest: str) -> None:
         db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", [seq, digest])
 
 
-def append(db: Database, kind: str, payload: Any, now: datetime, account_id: int | None = None,
-           policy_hash: str | None = None) -> AuditRecord:
+def append(
+    db: Database, kind: str, payload: Any, now: datetime, account_id: int | None = None, policy_hash: str | None = None
+) -> AuditRecord:
     """Append one record. Must run inside the caller's write transaction (BEGIN IMMEDIATE), so
     the head read and the insert cannot interleave with another writer."""
     if kind not in AUDIT_KINDS:

@@ -113,15 +113,17 @@ class StoreBase:
             if raise_sync:
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
 
-    def _audit(self, kind: str, payload: Any, now: datetime, account_id: int | None = None,
-               policy_hash: str | None = None) -> AuditRecord:
+    def _audit(
+        self, kind: str, payload: Any, now: datetime, account_id: int | None = None, policy_hash: str | None = None
+    ) -> AuditRecord:
         """Append inside the current write transaction."""
         return audit.append(self.db, kind, payload, now, account_id, policy_hash)
 
     # -- the audit log, public side ---------------------------------------------------------
 
-    def append_audit(self, kind: str, payload: Any, now: datetime, *, account_id: int | None = None,
-                     policy_hash: str | None = None) -> AuditRecord:
+    def append_audit(
+        self, kind: str, payload: Any, now: datetime, *, account_id: int | None = None, policy_hash: str | None = None
+    ) -> AuditRecord:
         """Append one record in its own transaction (events, decisions, drift, errors)."""
         with self._write():
             return self._audit(kind, payload, now, account_id, policy_hash)

@@ -43,8 +43,12 @@ class BookMixin(StoreBase):
                 "INSERT INTO policies (path, content_hash, loaded_at) VALUES (?, ?, ?)",
                 [path, content_hash, time_text(now)],
             )
-            self._audit("policy_loaded", {"path": path, "previous_hash": current and current.content_hash},
-                        now, policy_hash=content_hash)
+            self._audit(
+                "policy_loaded",
+                {"path": path, "previous_hash": current and current.content_hash},
+                now,
+                policy_hash=content_hash,
+            )
             return PolicyVersion(path, content_hash, parse_time(time_text(now)))  # type: ignore[arg-type]
 
     def _current_policy(self, path: str) -> PolicyVersion | None:

@@ -23,14 +23,32 @@ _BALANCE_COLUMNS = "account_id, trading_day, last_balance, last_ts, high_water, 
 
 def _trade(row: tuple) -> Trade:
     account_id, trade_id, day, contract_id, ts, side, size, price, pnl, fees, voided = row
-    return Trade(account_id, trade_id, date.fromisoformat(day), contract_id, parse_time(ts), side, size,
-                 Decimal(price), parse_money(pnl), Decimal(fees), bool(voided))
+    return Trade(
+        account_id,
+        trade_id,
+        date.fromisoformat(day),
+        contract_id,
+        parse_time(ts),
+        side,
+        size,
+        Decimal(price),
+        parse_money(pnl),
+        Decimal(fees),
+        bool(voided),
+    )
 
 
 def _balance(row: tuple) -> DayBalance:
     account_id, day, last, last_ts, high, eod, eod_high = row
-    return DayBalance(account_id, date.fromisoformat(day), Decimal(last), parse_time(last_ts), Decimal(high),
-                      parse_money(eod), parse_money(eod_high))
+    return DayBalance(
+        account_id,
+        date.fromisoformat(day),
+        Decimal(last),
+        parse_time(last_ts),
+        Decimal(high),
+        parse_money(eod),
+        parse_money(eod_high),
+    )
 
 
 def totals_of(trades: list[Trade]) -> DayTotals:
@@ -44,15 +62,36 @@ def totals_of(trades: list[Trade]) -> DayTotals:
 class LedgerMixin(StoreBase):
     # -- trades -----------------------------------------------------------------------------
 
-    def record_trade(self, account_id: int, trade_id: int | str, trading_day: date | str, contract_id: str,
-                     ts: datetime, side: int, size: int, price: Decimal | int | str | float,
-                     pnl: Decimal | int | str | float | None, fees: Decimal | int | str | float,
-                     voided: bool = False) -> TradeOutcome:
+    def record_trade(
+        self,
+        account_id: int,
+        trade_id: int | str,
+        trading_day: date | str,
+        contract_id: str,
+        ts: datetime,
+        side: int,
+        size: int,
+        price: Decimal | int | str | float,
+        pnl: Decimal | int | str | float | None,
+        fees: Decimal | int | str | float,
+        voided: bool = False,
+    ) -> TradeOutcome:
         """Record a fill once. A duplicate is ignored, except that a change of ``voided`` (the
         broker voids a trade after the fact) is applied: that is the only field a repeat may
         change, because it is the only one the broker changes."""
-        row = [account_id, str(trade_id), day_text(trading_day), contract_id, time_text(ts), side, size,
-               money_text(price), None if pnl is None else money_text(pnl), money_text(fees), int(voided)]
+        row = [
+            account_id,
+            str(trade_id),
+            day_text(trading_day),
+            contract_id,
+            time_text(ts),
+            side,
+            size,
+            money_text(price),
+            None if pnl is None else money_text(pnl),
+            money_text(fees),
+            int(voided),
+        ]
         with self._write():
             cursor = self.db.execute(
                 f"INSERT INTO trades ({_TRADE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -89,8 +128,9 @@ class LedgerMixin(StoreBase):
         ).fetchone()
         return None if row is None else _balance(row)
 
-    def record_balance(self, account_id: int, ts: datetime, trading_day: date | str,
-                       balance: Decimal | int | str | float) -> DayBalance:
+    def record_balance(
+        self, account_id: int, ts: datetime, trading_day: date | str, balance: Decimal | int | str | float
+    ) -> DayBalance:
         """Note a balance update; the day's intraday high-water only goes up. A message older
         than the last one seen (replayed late) still counts for the high-water but does not
         become the last balance."""
@@ -101,18 +141,29 @@ class LedgerMixin(StoreBase):
                 self._upsert_balance(account_id, trading_day, amount, ts, amount)
             else:
                 newer = current.last_ts is None or ts >= current.last_ts
-                self._upsert_balance(account_id, trading_day, amount if newer else current.last_balance,
-                                     ts if newer else current.last_ts, max(current.high_water, amount))
+                self._upsert_balance(
+                    account_id,
+                    trading_day,
+                    amount if newer else current.last_balance,
+                    ts if newer else current.last_ts,
+                    max(current.high_water, amount),
+                )
             return self.day_balance(account_id, trading_day)  # type: ignore[return-value]
 
-    def _upsert_balance(self, account_id: int, trading_day: date | str, last: Decimal, last_ts: datetime | None,
-                        high: Decimal) -> None:
+    def _upsert_balance(
+        self, account_id: int, trading_day: date | str, last: Decimal, last_ts: datetime | None, high: Decimal
+    ) -> None:
         self.db.execute(
             "INSERT INTO balances (account_id, trading_day, last_balance, last_ts, high_water) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (account_id, trading_day) DO UPDATE SET last_balance = excluded.last_balance,"
             " last_ts = excluded.last_ts, high_water = excluded.high_water",
-            [account_id, day_text(trading_day), money_text(last), None if last_ts is None else time_text(last_ts),
-             money_text(high)],
+            [
+                account_id,
+                day_text(trading_day),
+                money_text(last),
+                None if last_ts is None else time_text(last_ts),
+                money_text(high),
+            ],
         )
 
     def close_day(self, account_id: int, trading_day: date | str, balance: Decimal | int | str | float) -> DayBalance:
@@ -125,8 +176,9 @@ class LedgerMixin(StoreBase):
             if current is None:
                 self._upsert_balance(account_id, trading_day, amount, None, amount)
             else:
-                self._upsert_balance(account_id, trading_day, current.last_balance, current.last_ts,
-                                     max(current.high_water, amount))
+                self._upsert_balance(
+                    account_id, trading_day, current.last_balance, current.last_ts, max(current.high_water, amount)
+                )
             previous = self._eod_high_before(account_id, trading_day)
             eod_high = amount if previous is None else max(previous, amount)
             self.db.execute(

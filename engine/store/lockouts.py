@@ -32,10 +32,36 @@ _ACTIVE = "released_at IS NULL AND (until IS NULL OR until > ?)"
 
 
 def _lockout(row: tuple) -> Lockout:
-    (id_, scope, account_id, symbol, rule, reason, since, until, condition, origin,
-     released_at, released_by, release_reason) = row
-    return Lockout(id_, scope, account_id, symbol, rule, reason, parse_time(since), parse_time(until),
-                   condition, origin, parse_time(released_at), released_by, release_reason)
+    (
+        id_,
+        scope,
+        account_id,
+        symbol,
+        rule,
+        reason,
+        since,
+        until,
+        condition,
+        origin,
+        released_at,
+        released_by,
+        release_reason,
+    ) = row
+    return Lockout(
+        id_,
+        scope,
+        account_id,
+        symbol,
+        rule,
+        reason,
+        parse_time(since),
+        parse_time(until),
+        condition,
+        origin,
+        parse_time(released_at),
+        released_by,
+        release_reason,
+    )
 
 
 def _strength(until: datetime | None, condition: str | None) -> tuple[int, datetime | None]:
@@ -66,8 +92,14 @@ def _validate(until: datetime | None, condition: str | None, origin: str, now: d
 
 def _lockout_payload(lockout: Lockout) -> dict[str, Any]:
     return {
-        "id": lockout.id, "scope": lockout.scope, "symbol": lockout.symbol, "rule": lockout.rule,
-        "reason": lockout.reason, "until": lockout.until, "condition": lockout.condition, "origin": lockout.origin,
+        "id": lockout.id,
+        "scope": lockout.scope,
+        "symbol": lockout.symbol,
+        "rule": lockout.rule,
+        "reason": lockout.reason,
+        "until": lockout.until,
+        "condition": lockout.condition,
+        "origin": lockout.origin,
     }
 
 
@@ -79,9 +111,18 @@ def _timer(row: tuple) -> Timer:
 class LockoutsMixin(StoreBase):
     # -- lockouts ---------------------------------------------------------------------------
 
-    def add_lockout(self, account_id: int, rule: str, reason: str, now: datetime, *,
-                    until: datetime | None = None, condition: str | None = None,
-                    symbol: str | None = None, origin: Origin = "rule") -> Lockout:
+    def add_lockout(
+        self,
+        account_id: int,
+        rule: str,
+        reason: str,
+        now: datetime,
+        *,
+        until: datetime | None = None,
+        condition: str | None = None,
+        symbol: str | None = None,
+        origin: Origin = "rule",
+    ) -> Lockout:
         """Lock an account (``symbol`` None) or one symbol. An active lockout for the same
         account, symbol and rule is merged: the longer one wins, a shorter one changes nothing."""
         _validate(until, condition, origin, now)
@@ -104,19 +145,36 @@ class LockoutsMixin(StoreBase):
         ).fetchone()
         return None if row is None else _lockout(row)
 
-    def _insert_lockout(self, account_id: int, symbol: str | None, rule: str, reason: str, now: datetime,
-                        until: datetime | None, condition: str | None, origin: str) -> Lockout:
+    def _insert_lockout(
+        self,
+        account_id: int,
+        symbol: str | None,
+        rule: str,
+        reason: str,
+        now: datetime,
+        until: datetime | None,
+        condition: str | None,
+        origin: str,
+    ) -> Lockout:
         scope = "account" if symbol is None else "symbol"
         cursor = self.db.execute(
             "INSERT INTO lockouts (scope, account_id, symbol, rule, reason, since, until, condition, origin)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [scope, account_id, symbol, rule, reason, time_text(now),
-             None if until is None else time_text(until), condition, origin],
+            [
+                scope,
+                account_id,
+                symbol,
+                rule,
+                reason,
+                time_text(now),
+                None if until is None else time_text(until),
+                condition,
+                origin,
+            ],
         )
         return self._lockout_by_id(cursor.lastrowid)
 
-    def _extend_lockout(self, existing: Lockout, reason: str, until: datetime | None,
-                        condition: str | None) -> Lockout:
+    def _extend_lockout(self, existing: Lockout, reason: str, until: datetime | None, condition: str | None) -> Lockout:
         self.db.execute(
             "UPDATE lockouts SET reason = ?, until = ?, condition = ? WHERE id = ?",
             [reason, None if until is None else time_text(until), condition, existing.id],
@@ -141,8 +199,9 @@ class LockoutsMixin(StoreBase):
             sql, params = sql + " AND account_id = ?", params + [account_id]
         return [_lockout(row) for row in self.db.execute(sql + " ORDER BY id", params)]
 
-    def release_lockout(self, lockout_id: int, now: datetime, by: str, reason: str,
-                        passphrase: str | None = None) -> Lockout:
+    def release_lockout(
+        self, lockout_id: int, now: datetime, by: str, reason: str, passphrase: str | None = None
+    ) -> Lockout:
         """Lift an active lockout early; see the module docstring for who may. Every attempt is
         audited, including refused ones (a refusal is committed before the error is raised)."""
         with self._write(durable=True):
@@ -151,8 +210,13 @@ class LockoutsMixin(StoreBase):
                 raise StoreError(f"lockout {lockout_id} is no longer active")
             refusal = self._release_refusal(lockout, passphrase)
             outcome = "released" if refusal is None else ("denied" if passphrase is not None else "refused")
-            payload = {"lockout": _lockout_payload(lockout), "by": by, "reason": reason,
-                       "admin": passphrase is not None, "outcome": outcome}
+            payload = {
+                "lockout": _lockout_payload(lockout),
+                "by": by,
+                "reason": reason,
+                "admin": passphrase is not None,
+                "outcome": outcome,
+            }
             self._audit("unlock", payload, now, lockout.account_id)
             if refusal is None:
                 self.db.execute(
@@ -166,8 +230,10 @@ class LockoutsMixin(StoreBase):
 
     def _release_refusal(self, lockout: Lockout, passphrase: str | None) -> StoreError | None:
         if passphrase is not None:
-            return None if self.check_admin_passphrase(passphrase) else UnlockDenied(
-                "admin unlock refused: wrong passphrase, or no admin passphrase is set"
+            return (
+                None
+                if self.check_admin_passphrase(passphrase)
+                else UnlockDenied("admin unlock refused: wrong passphrase, or no admin passphrase is set")
             )
         if lockout.origin == "rule" and lockout.condition and lockout.condition.startswith("while:"):
             return None
@@ -186,8 +252,9 @@ class LockoutsMixin(StoreBase):
         row = self.db.execute("SELECT passphrase_hash FROM admin WHERE id = 1").fetchone()
         return row is not None and check_passphrase(passphrase, row[0])
 
-    def set_admin_passphrase(self, passphrase: str, now: datetime, *, current: str | None = None,
-                             by: str = "admin") -> None:
+    def set_admin_passphrase(
+        self, passphrase: str, now: datetime, *, current: str | None = None, by: str = "admin"
+    ) -> None:
         """Set the admin passphrase; replacing one needs the ``current`` one, otherwise a
         locked-out trader could set a new passphrase and unlock themselves."""
         stored = hash_passphrase(passphrase)
@@ -206,8 +273,16 @@ class LockoutsMixin(StoreBase):
 
     # -- timers -----------------------------------------------------------------------------
 
-    def set_timer(self, account_id: int, key: str, started_at: datetime, expires_at: datetime | None = None,
-                  payload: Mapping[str, Any] | None = None, *, replace: bool = False) -> Timer:
+    def set_timer(
+        self,
+        account_id: int,
+        key: str,
+        started_at: datetime,
+        expires_at: datetime | None = None,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        replace: bool = False,
+    ) -> Timer:
         """Start a timer (e.g. ``stop_required:CON.F.US.MNQ.Z25``) and return the one in force.
         By default a running timer is kept: re-seeing the same condition after a restart or on
         the next event must not restart a grace period. ``replace`` restarts it."""
@@ -215,8 +290,13 @@ class LockoutsMixin(StoreBase):
         with self._write():
             self.db.execute(
                 f"{verb} INTO timers (account_id, key, started_at, expires_at, payload) VALUES (?, ?, ?, ?, ?)",
-                [account_id, key, time_text(started_at), None if expires_at is None else time_text(expires_at),
-                 canonical_json(dict(payload or {}))],
+                [
+                    account_id,
+                    key,
+                    time_text(started_at),
+                    None if expires_at is None else time_text(expires_at),
+                    canonical_json(dict(payload or {})),
+                ],
             )
             return self.get_timer(account_id, key)  # type: ignore[return-value]
 

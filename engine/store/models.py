@@ -13,8 +13,19 @@ Scope = Literal["account", "symbol"]
 Origin = Literal["rule", "personal", "admin"]
 ActionState = Literal["planned", "sent", "confirmed", "failed"]
 AuditKind = Literal[
-    "event", "decision", "action_planned", "broker_call", "outcome",
-    "policy_loaded", "lockout", "unlock", "drift", "reconcile", "day_roll", "error", "admin",
+    "event",
+    "decision",
+    "action_planned",
+    "broker_call",
+    "outcome",
+    "policy_loaded",
+    "lockout",
+    "unlock",
+    "drift",
+    "reconcile",
+    "day_roll",
+    "error",
+    "admin",
 ]
 # "admin" (passphrase changes) is the one kind beyond the list: it is neither a lockout
 # nor an unlock, and hiding it under either would make the log lie.

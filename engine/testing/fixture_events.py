@@ -34,8 +34,13 @@ from riskc.engine.core.snapshot import ORDER_SIDES, ORDER_STATUSES, ORDER_TYPES
 from riskc.engine.testing.snapshot_file import line_of, parse_duration
 
 KINDS = ("account", "position", "order", "trade", "quote")
-_TARGETS = {"account": "GatewayUserAccount", "position": "GatewayUserPosition", "order": "GatewayUserOrder",
-            "trade": "GatewayUserTrade", "quote": "GatewayQuote"}  # fmt: skip
+_TARGETS = {
+    "account": "GatewayUserAccount",
+    "position": "GatewayUserPosition",
+    "order": "GatewayUserOrder",
+    "trade": "GatewayUserTrade",
+    "quote": "GatewayQuote",
+}
 
 
 class EventError(ValueError):
@@ -94,8 +99,13 @@ class QuoteEvent(_Model):
     ask: Decimal | None = None
 
 
-_MODELS = {"account": AccountEvent, "position": PositionEvent, "order": OrderEvent, "trade": TradeEvent,
-           "quote": QuoteEvent}  # fmt: skip
+_MODELS = {
+    "account": AccountEvent,
+    "position": PositionEvent,
+    "order": OrderEvent,
+    "trade": TradeEvent,
+    "quote": QuoteEvent,
+}
 
 
 def read_events(items: list, start: dt.datetime | None = None) -> list[Message]:
@@ -108,7 +118,9 @@ def read_events(items: list, start: dt.datetime | None = None) -> list[Message]:
             raise EventError(f"events.{index}: an event is a mapping such as {{at: ..., quote: {{...}}}}", line)
         message = _message(_raw(node, index, previous, trade_ids, line), index, line)
         if previous is not None and message.ts < previous:
-            raise EventError(f"events.{index}: goes back in time ({message.ts.isoformat()} is before the previous event)", line)
+            raise EventError(
+                f"events.{index}: goes back in time ({message.ts.isoformat()} is before the previous event)", line
+            )
         previous = message.ts
         messages.append(message)
     return messages
@@ -145,13 +157,17 @@ def _raw(node: Mapping, index: int, previous, trade_ids, line) -> dict[str, Any]
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        raise EventError(f"events.{index}.{kind}.{where}: {message}", line_of(node[kind], tuple(first["loc"])) or line) from None
+        raise EventError(
+            f"events.{index}.{kind}.{where}: {message}", line_of(node[kind], tuple(first["loc"])) or line
+        ) from None
     return {"ts": when.isoformat(), "target": _TARGETS[kind], "args": _ARGS[kind](fields, when, trade_ids)}
 
 
 def _when(node: Mapping, key: str, previous, index: int, line) -> dt.datetime:
     if key not in node:
-        raise EventError(f"events.{index}: `{key}` is missing (an instant, or +DURATION after the previous event)", line)
+        raise EventError(
+            f"events.{index}: `{key}` is missing (an instant, or +DURATION after the previous event)", line
+        )
     try:
         return resolve_time(node[key], previous, key)
     except ValueError as error:
@@ -165,23 +181,45 @@ def _account(e: AccountEvent, when, ids) -> list:
 
 def _position(e: PositionEvent, when, ids) -> list:
     kind = 1 if e.size > 0 else 2 if e.size < 0 else 0
-    data = {"contractId": e.contract_id, "creationTimestamp": (e.opened_at or when).isoformat(), "type": kind,
-            "size": abs(e.size), "averagePrice": e.avg_price}  # fmt: skip
+    data = {
+        "contractId": e.contract_id,
+        "creationTimestamp": (e.opened_at or when).isoformat(),
+        "type": kind,
+        "size": abs(e.size),
+        "averagePrice": e.avg_price,
+    }
     return [{"action": 1, "data": data}]
 
 
 def _order(e: OrderEvent, when, ids) -> list:
-    data = {"id": e.id, "contractId": e.contract_id, "creationTimestamp": when.isoformat(),
-            "updateTimestamp": when.isoformat(), "status": ORDER_STATUSES.index(e.status),
-            "type": ORDER_TYPES.index(e.type) + 1, "side": ORDER_SIDES.index(e.side), "size": e.size,
-            "limitPrice": e.price, "stopPrice": e.stop_price}  # fmt: skip
+    data = {
+        "id": e.id,
+        "contractId": e.contract_id,
+        "creationTimestamp": when.isoformat(),
+        "updateTimestamp": when.isoformat(),
+        "status": ORDER_STATUSES.index(e.status),
+        "type": ORDER_TYPES.index(e.type) + 1,
+        "side": ORDER_SIDES.index(e.side),
+        "size": e.size,
+        "limitPrice": e.price,
+        "stopPrice": e.stop_price,
+    }
     return [{"action": 1, "data": data}]
 
 
 def _trade(e: TradeEvent, when, ids) -> list:
-    data = {"id": e.id if e.id is not None else next(ids), "contractId": e.contract_id,
-            "creationTimestamp": when.isoformat(), "price": e.price, "profitAndLoss": e.pnl, "fees": e.fees,
-            "side": ORDER_SIDES.index(e.side), "size": e.size, "voided": e.voided, "orderId": e.order_id}  # fmt: skip
+    data = {
+        "id": e.id if e.id is not None else next(ids),
+        "contractId": e.contract_id,
+        "creationTimestamp": when.isoformat(),
+        "price": e.price,
+        "profitAndLoss": e.pnl,
+        "fees": e.fees,
+        "side": ORDER_SIDES.index(e.side),
+        "size": e.size,
+        "voided": e.voided,
+        "orderId": e.order_id,
+    }
     return [{"action": 1, "data": data}]
 
 
@@ -190,8 +228,13 @@ def _quote(e: QuoteEvent, when, ids) -> list:
     return [e.contract_id, {k: v for k, v in data.items() if v is not None}]
 
 
-_ARGS: dict[str, Callable] = {"account": _account, "position": _position, "order": _order, "trade": _trade,
-                              "quote": _quote}  # fmt: skip
+_ARGS: dict[str, Callable] = {
+    "account": _account,
+    "position": _position,
+    "order": _order,
+    "trade": _trade,
+    "quote": _quote,
+}
 
 
 def _plain(value: Any) -> Any:
@@ -221,11 +264,12 @@ def _message(raw: dict[str, Any], index: int, line: int | None) -> Message:
     return Message(parse_time(raw["ts"]), hub, target, _plain(args), line or 0)
 
 
-def run_events(program, policy_path: str, source: str, messages: list[Message],
-               until: dt.datetime | None) -> list[dict[str, Any]]:  # fmt: skip
+def run_events(
+    program, policy_path: str, source: str, messages: list[Message], until: dt.datetime | None
+) -> list[dict[str, Any]]:
     """Every action record the engine emits over ``messages`` (and clock ticks up to ``until``)."""
-    from riskc.engine.sim.replay import Replay
     from riskc.engine.runner import PolicySet
+    from riskc.engine.sim.replay import Replay
     from riskc.engine.store import Store
 
     policies = PolicySet((program,), ((policy_path, hashlib.sha256(source.encode()).hexdigest()),))

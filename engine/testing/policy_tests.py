@@ -37,13 +37,24 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from riskc.dsl.compiler import Program, when_clauses
 from riskc.dsl.decision import Decision
 from riskc.dsl.format import format_expr
-
-from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS
 from riskc.engine.adapters.projectx.intake import Message
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS
 from riskc.engine.testing.snapshot_file import SnapshotIn, build_snapshot, line_of
 
-RECORD_KEYS = ("ts", "rule", "action", "symbol", "contract_id", "order_id", "to", "until", "condition",
-               "price", "message", "reason")  # fmt: skip
+RECORD_KEYS = (
+    "ts",
+    "rule",
+    "action",
+    "symbol",
+    "contract_id",
+    "order_id",
+    "to",
+    "until",
+    "condition",
+    "price",
+    "message",
+    "reason",
+)
 _INSTANTS, _INTS, _TEXTS = ("ts", "until"), ("to", "order_id"), ("reason", "message")
 
 
@@ -145,7 +156,9 @@ def _yaml(text: str, shown: str) -> Any:
         data = YAML(typ="rt").load(text)  # round-trip mode keeps line numbers
     except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        raise FixtureError(shown, mark.line + 1 if mark else None, f"not valid YAML: {getattr(error, 'problem', error)}") from None
+        raise FixtureError(
+            shown, mark.line + 1 if mark else None, f"not valid YAML: {getattr(error, 'problem', error)}"
+        ) from None
     if not isinstance(data, dict):
         raise FixtureError(shown, 1, "a policy test file is a mapping with `policy` (or `policy_file`) and `cases`")
     return data
@@ -170,17 +183,19 @@ def _policy(model: _FileIn, data: Any, text: str, path: Path) -> tuple[str, str]
     try:
         return str(target), target.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise FixtureError(str(path), line_of(data, ("policy_file",)), f"cannot read policy_file {target}: {error}") from None
+        raise FixtureError(
+            str(path), line_of(data, ("policy_file",)), f"cannot read policy_file {target}: {error}"
+        ) from None
 
 
 def _in_place(source: str, data: Any, text: str) -> str:
     line, column = data.lc.value("policy")
     lines = text.splitlines()
-    indicator = lines[line][column:column + 1] if line < len(lines) else ""
+    indicator = lines[line][column : column + 1] if line < len(lines) else ""
     if indicator in ("|", ">"):  # a block scalar: its lines start on the next line, indented
-        body = next((l for l in lines[line + 1:] if l.strip()), "")
+        body = next((text for text in lines[line + 1 :] if text.strip()), "")
         indent = " " * (len(body) - len(body.lstrip()))
-        return "\n" * (line + 1) + "\n".join(indent + l if l else l for l in source.split("\n"))
+        return "\n" * (line + 1) + "\n".join(indent + text if text else text for text in source.split("\n"))
     if indicator in ("'", '"'):
         column += 1
     return "\n" * line + " " * column + source
@@ -200,8 +215,11 @@ def _case(node: Any, cases: Any, index: int, base: Any, shown: str) -> Case:
             raise FixtureError(shown, line_of(node, ("until",)), f"case {model.name!r}: `until` needs `events`")
         return Case(model.name, line, _merge(base or {}, model.snapshot or {}), expect, node, base)
     if model.snapshot is not None:
-        raise FixtureError(shown, line_of(node, ("snapshot",)), f"case {model.name!r}: give `snapshot` or `events`, "
-                           "not both (the events build the account from nothing)")  # fmt: skip
+        raise FixtureError(
+            shown,
+            line_of(node, ("snapshot",)),
+            f"case {model.name!r}: give `snapshot` or `events`, not both (the events build the account from nothing)",
+        )
     events, until = _events(node, model, shown)
     return Case(model.name, line, None, expect, node, base, events, until)
 
@@ -246,13 +264,16 @@ def _merge(base: Mapping, over: Mapping) -> dict:
 def _expected(item: Any, items: Any, index: int, shown: str, case: str) -> Expected:
     line = line_of(items, (index,))
     if not isinstance(item, dict) or not item:
-        raise FixtureError(shown, line, f"case {case!r}: an expected action is a mapping such as "
-                           "{rule: daily_loss, action: flatten}")  # fmt: skip
+        raise FixtureError(
+            shown, line, f"case {case!r}: an expected action is a mapping such as {{rule: daily_loss, action: flatten}}"
+        )
     fields = {}
     for key, value in item.items():
         if key not in RECORD_KEYS:
             hint = f"; keys are {', '.join(RECORD_KEYS)}"
-            raise FixtureError(shown, line_of(item, (key,)) or line, f"case {case!r}: unknown key `{key}` in an expected action{hint}")
+            raise FixtureError(
+                shown, line_of(item, (key,)) or line, f"case {case!r}: unknown key `{key}` in an expected action{hint}"
+            )
         try:
             fields[key] = _normalise(key, value)
         except (ValueError, TypeError, InvalidOperation) as error:
@@ -354,7 +375,11 @@ class Runner:
 
     def _run_case(self, program: Program, fixture: Fixture, case: Case) -> CaseResult:
         try:
-            records = self._events(program, fixture, case) if case.events is not None else self._evaluate(program, fixture, case)
+            records = (
+                self._events(program, fixture, case)
+                if case.events is not None
+                else self._evaluate(program, fixture, case)
+            )
         except FixtureError as error:
             return CaseResult(case, "error", error=str(error))
         missing, unexpected = pair_up(case.expect, records)
@@ -506,8 +531,9 @@ class Coverage:
         if key not in self.rules:
             clauses = tuple(format_expr(c) for c in when_clauses(rule.when))
             zeros = [0] * len(clauses)
-            self.rules[key] = RuleCoverage(rule.id, rule.span.file, clauses, true=list(zeros),
-                                           false=list(zeros), raised=list(zeros))  # fmt: skip
+            self.rules[key] = RuleCoverage(
+                rule.id, rule.span.file, clauses, true=list(zeros), false=list(zeros), raised=list(zeros)
+            )
         return self.rules[key]
 
     def entries(self) -> list[RuleCoverage]:

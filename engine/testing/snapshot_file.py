@@ -26,7 +26,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
 
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
-from riskc.engine.core.snapshot import ORDER_SIDES, ORDER_STATUSES, ORDER_TYPES, Account, Day, Event, Order, Session, Snapshot
+from riskc.engine.core.snapshot import (
+    ORDER_SIDES,
+    ORDER_STATUSES,
+    ORDER_TYPES,
+    Account,
+    Day,
+    Event,
+    Order,
+    Session,
+    Snapshot,
+)
 from riskc.engine.core.views import position_view, totals
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -83,7 +93,6 @@ class DayIn(_Model):
     fills: tuple[dt.datetime, ...] = ()
 
 
-
 class PositionIn(_Model):
     contract_id: str
     size: int
@@ -91,7 +100,6 @@ class PositionIn(_Model):
     mark: Decimal | None = None
     age: Duration = dt.timedelta(0)
     uncovered_for: Duration = dt.timedelta(0)
-
 
     @field_validator("size")
     @classmethod
@@ -110,7 +118,6 @@ class OrderIn(_Model):
     price: Decimal | None = None
     stop_price: Decimal | None = None
     age: Duration = dt.timedelta(0)
-
 
 
 class EventIn(_Model):
@@ -189,8 +196,9 @@ def _read_yaml(text: str, source: str) -> Any:
         data = YAML(typ="rt").load(text)  # round-trip mode keeps line numbers; JSON is YAML
     except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        raise SnapshotError(f"not valid YAML/JSON: {getattr(error, 'problem', error)}",
-                            mark.line + 1 if mark else None, source) from None  # fmt: skip
+        raise SnapshotError(
+            f"not valid YAML/JSON: {getattr(error, 'problem', error)}", mark.line + 1 if mark else None, source
+        ) from None
     if not isinstance(data, dict):
         raise SnapshotError("a snapshot is a mapping with `now`, `account`, `positions`, ...", 1, source)
     return data
@@ -210,12 +218,22 @@ def line_of(data: Any, loc: tuple) -> int | None:
     return line
 
 
-def build_snapshot(model: SnapshotIn, timezone: str, day_starts: dt.time, instruments: Instruments, calendar=None) -> Snapshot:
+def build_snapshot(
+    model: SnapshotIn, timezone: str, day_starts: dt.time, instruments: Instruments, calendar=None
+) -> Snapshot:
     now = model.now
     orders = tuple(_order(o) for o in model.orders)
     positions = tuple(
-        position_view(p.contract_id, p.size, p.avg_price, p.mark if p.mark is not None else p.avg_price,
-                      orders, instruments, p.age, p.uncovered_for)  # fmt: skip
+        position_view(
+            p.contract_id,
+            p.size,
+            p.avg_price,
+            p.mark if p.mark is not None else p.avg_price,
+            orders,
+            instruments,
+            p.age,
+            p.uncovered_for,
+        )
         for p in model.positions
     )
     account = Account(model.account.id, model.account.name, model.account.balance, model.account.can_trade)
@@ -233,8 +251,15 @@ def _order(o: OrderIn) -> Order:
 def _day(d: DayIn, balance: Decimal, now: dt.datetime) -> Day:
     high = d.high_balance if d.high_balance is not None else balance
     eod = d.eod_high_balance if d.eod_high_balance is not None else balance
-    return Day(realized_pnl=d.realized_pnl, fees=d.fees, trades=d.trades, high_balance=high,
-               eod_high_balance=eod, fill_times=tuple(sorted(t.astimezone(dt.UTC) for t in d.fills)), now=now)  # fmt: skip
+    return Day(
+        realized_pnl=d.realized_pnl,
+        fees=d.fees,
+        trades=d.trades,
+        high_balance=high,
+        eod_high_balance=eod,
+        fill_times=tuple(sorted(t.astimezone(dt.UTC) for t in d.fills)),
+        now=now,
+    )
 
 
 def _high_water(given: Decimal | None, day: Day) -> Decimal:
@@ -251,16 +276,34 @@ def _session(now, timezone, day_starts, override: SessionIn, calendar):
         calendar = TradingCalendar(timezone, day_starts)
     local = now.astimezone(ZoneInfo(timezone))
     is_open = override.is_open if override.is_open is not None else calendar.is_session_open(now)
-    session = Session(now, local.time().replace(second=0, microsecond=0), local.strftime("%A").lower(),
-                      calendar.trading_day(now), is_open)  # fmt: skip
+    session = Session(
+        now,
+        local.time().replace(second=0, microsecond=0),
+        local.strftime("%A").lower(),
+        calendar.trading_day(now),
+        is_open,
+    )
     return session, calendar.next_trading_day_start(now)
 
 
 def _event(e: EventIn, now: dt.datetime, orders: tuple[Order, ...]) -> Event:
     order = next((o for o in orders if o.id == e.order_id), None) if e.order_id is not None else None
     return Event(
-        kind=e.kind, time=now, symbol=symbol_of(e.contract_id) if e.contract_id else "", contract_id=e.contract_id,
-        side=e.side, size=e.size, price=e.price, pnl=e.pnl, fees=e.fees, closing=e.closing, order=order,
-        status=e.status, balance=e.balance if e.balance is not None else Decimal("0"),
-        can_trade=e.can_trade if e.can_trade is not None else True, last=e.last, bid=e.bid, ask=e.ask,
-    )  # fmt: skip
+        kind=e.kind,
+        time=now,
+        symbol=symbol_of(e.contract_id) if e.contract_id else "",
+        contract_id=e.contract_id,
+        side=e.side,
+        size=e.size,
+        price=e.price,
+        pnl=e.pnl,
+        fees=e.fees,
+        closing=e.closing,
+        order=order,
+        status=e.status,
+        balance=e.balance if e.balance is not None else Decimal("0"),
+        can_trade=e.can_trade if e.can_trade is not None else True,
+        last=e.last,
+        bid=e.bid,
+        ask=e.ask,
+    )

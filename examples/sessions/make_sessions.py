@@ -103,13 +103,37 @@ class Session:
             ts = self.at(second + 0.05 + ((state >> 8) % 90) / 100)
             series.append((ts, price))
             stamp = ts.isoformat()
-            self.emit(ts, "GatewayQuote", [contract_id, {
-                "symbol": symbol_id, "lastPrice": price, "bestBid": price - tick, "bestAsk": price,
-                "timestamp": stamp}])  # fmt: skip
+            self.emit(
+                ts,
+                "GatewayQuote",
+                [
+                    contract_id,
+                    {
+                        "symbol": symbol_id,
+                        "lastPrice": price,
+                        "bestBid": price - tick,
+                        "bestAsk": price,
+                        "timestamp": stamp,
+                    },
+                ],
+            )
             if trades_every and second % trades_every == 0:
-                self.emit(ts, "GatewayTrade", [contract_id, [{
-                    "symbolId": symbol_id, "price": price, "timestamp": stamp, "type": 0,
-                    "volume": 1 + (state >> 4) % 9}]])  # fmt: skip
+                self.emit(
+                    ts,
+                    "GatewayTrade",
+                    [
+                        contract_id,
+                        [
+                            {
+                                "symbolId": symbol_id,
+                                "price": price,
+                                "timestamp": stamp,
+                                "type": 0,
+                                "volume": 1 + (state >> 4) % 9,
+                            }
+                        ],
+                    ],
+                )
 
     def price(self, contract_id: str, seconds: float) -> Decimal:
         """The last quoted price at that time: where a market order fills."""
@@ -127,21 +151,56 @@ class Session:
 
     def account(self, seconds: float, *, can_trade: bool = True) -> None:
         ts = self.at(seconds)
-        self.emit(ts, "GatewayUserAccount", [{"action": 1, "data": {
-            "id": ACCOUNT_ID, "name": ACCOUNT_NAME, "balance": self.balance, "canTrade": can_trade,
-            "isVisible": True, "simulated": True}}])  # fmt: skip
+        self.emit(
+            ts,
+            "GatewayUserAccount",
+            [
+                {
+                    "action": 1,
+                    "data": {
+                        "id": ACCOUNT_ID,
+                        "name": ACCOUNT_NAME,
+                        "balance": self.balance,
+                        "canTrade": can_trade,
+                        "isVisible": True,
+                        "simulated": True,
+                    },
+                }
+            ],
+        )
 
     def _order(self, ts: dt.datetime, order: dict, **changes) -> None:
         order.update(changes, updateTimestamp=ts.isoformat())
         self.emit(ts, "GatewayUserOrder", [{"action": 1, "data": dict(order)}])
 
-    def _new_order(self, seconds: float, contract_id: str, side: int, size: int, kind: int,
-                   limit: Decimal | None = None, stop: Decimal | None = None) -> dict:
+    def _new_order(
+        self,
+        seconds: float,
+        contract_id: str,
+        side: int,
+        size: int,
+        kind: int,
+        limit: Decimal | None = None,
+        stop: Decimal | None = None,
+    ) -> dict:
         ts = self.at(seconds)
-        order = {"id": self.next_order, "accountId": ACCOUNT_ID, "contractId": contract_id,
-                 "symbolId": "F.US." + product(contract_id), "creationTimestamp": ts.isoformat(),
-                 "updateTimestamp": ts.isoformat(), "status": OPEN, "type": kind, "side": side, "size": size,
-                 "limitPrice": limit, "stopPrice": stop, "fillVolume": 0, "filledPrice": None, "customTag": None}  # fmt: skip
+        order = {
+            "id": self.next_order,
+            "accountId": ACCOUNT_ID,
+            "contractId": contract_id,
+            "symbolId": "F.US." + product(contract_id),
+            "creationTimestamp": ts.isoformat(),
+            "updateTimestamp": ts.isoformat(),
+            "status": OPEN,
+            "type": kind,
+            "side": side,
+            "size": size,
+            "limitPrice": limit,
+            "stopPrice": stop,
+            "fillVolume": 0,
+            "filledPrice": None,
+            "customTag": None,
+        }
         self.next_order += 1
         self.orders[order["id"]] = order
         self._order(ts, order)
@@ -184,22 +243,53 @@ class Session:
         _, point_value, fee = SPECS[product(contract_id)]
         fees = fee * size
         pnl = self._book_fill(contract_id, side, size, price, ts)
-        self.emit(ts, "GatewayUserTrade", [{"action": 1, "data": {
-            "id": self.next_trade, "accountId": ACCOUNT_ID, "contractId": contract_id,
-            "creationTimestamp": ts.isoformat(), "price": price, "profitAndLoss": pnl, "fees": fees,
-            "side": side, "size": size, "voided": False, "orderId": order["id"]}}])  # fmt: skip
+        self.emit(
+            ts,
+            "GatewayUserTrade",
+            [
+                {
+                    "action": 1,
+                    "data": {
+                        "id": self.next_trade,
+                        "accountId": ACCOUNT_ID,
+                        "contractId": contract_id,
+                        "creationTimestamp": ts.isoformat(),
+                        "price": price,
+                        "profitAndLoss": pnl,
+                        "fees": fees,
+                        "side": side,
+                        "size": size,
+                        "voided": False,
+                        "orderId": order["id"],
+                    },
+                }
+            ],
+        )
         self.next_trade += 1
         self.balance -= fees
         position = self.positions.get(contract_id)
         later = ts + dt.timedelta(milliseconds=20)  # the Gateway sends these together
         if position is None:
             closed = self.closed[contract_id]
-            data = {"id": closed.id, "accountId": ACCOUNT_ID, "contractId": contract_id,
-                    "creationTimestamp": closed.opened.isoformat(), "type": 0, "size": 0, "averagePrice": closed.avg}  # fmt: skip
+            data = {
+                "id": closed.id,
+                "accountId": ACCOUNT_ID,
+                "contractId": contract_id,
+                "creationTimestamp": closed.opened.isoformat(),
+                "type": 0,
+                "size": 0,
+                "averagePrice": closed.avg,
+            }
         else:
-            data = {"id": position.id, "accountId": ACCOUNT_ID, "contractId": contract_id,
-                    "creationTimestamp": position.opened.isoformat(), "type": LONG if position.size > 0 else SHORT,
-                    "size": abs(position.size), "averagePrice": position.avg}  # fmt: skip
+            data = {
+                "id": position.id,
+                "accountId": ACCOUNT_ID,
+                "contractId": contract_id,
+                "creationTimestamp": position.opened.isoformat(),
+                "type": LONG if position.size > 0 else SHORT,
+                "size": abs(position.size),
+                "averagePrice": position.avg,
+            }
         self.emit(later, "GatewayUserPosition", [{"action": 1, "data": data}])
         if pnl is not None:
             self.balance += pnl
@@ -231,7 +321,7 @@ class Session:
 
 
 def _along(path: list[tuple[float, str]], second: float) -> Decimal:
-    for (t0, p0), (t1, p1) in zip(path, path[1:]):
+    for (t0, p0), (t1, p1) in zip(path, path[1:], strict=False):
         if t0 <= second <= t1:
             share = Decimal(str((second - t0) / (t1 - t0))) if t1 > t0 else Decimal(0)
             return Decimal(p0) + (Decimal(p1) - Decimal(p0)) * share
@@ -250,18 +340,39 @@ def daily_loss() -> Session:
     again; lockout enforcement closes it and cancels the stop placed with it. Two malformed
     lines are counted and skipped."""
     s = Session(dt.datetime(2025, 11, 12, 15, 0, tzinfo=UTC), seed=11)  # 09:00 CST
-    s.market(MNQ_Z25, [(1, "25480"), (105, "25446"), (112, "25444"), (150, "25440"), (255, "25474"),
-                       (262, "25476"), (300, "25460"), (395, "25426"), (402, "25424"), (450, "25432"),
-                       (535, "25413"), (542, "25410"), (720, "25418")])  # fmt: skip
+    s.market(
+        MNQ_Z25,
+        [
+            (1, "25480"),
+            (105, "25446"),
+            (112, "25444"),
+            (150, "25440"),
+            (255, "25474"),
+            (262, "25476"),
+            (300, "25460"),
+            (395, "25426"),
+            (402, "25424"),
+            (450, "25432"),
+            (535, "25413"),
+            (542, "25410"),
+            (720, "25418"),
+        ],
+    )
     s.market(MES_Z25, [(1, "6850"), (200, "6852"), (720, "6856")], trades_every=0)
     s.account(0)
     entry = s.buy(10, MNQ_Z25, 4)
     stop = s.stop(13, MNQ_Z25, SELL, 4, entry - 35)
     s.stop_filled(110, stop)
-    s.emit_raw(60.5, '{"ts": "2025-11-12T15:01:00.500000+00:00", "hub": "market", "target": "GatewayQuote", '
-                     '"args": ["CON.F.US.MNQ.Z25", {"lastPrice": 25468.25, "bestBid": 254')
-    s.emit_raw(61.5, '{"hub": "market", "target": "GatewayQuote", "args": ["CON.F.US.MNQ.Z25", '
-                     '{"lastPrice": 25468.5, "bestBid": 25468.25, "bestAsk": 25468.5}]}')
+    s.emit_raw(
+        60.5,
+        '{"ts": "2025-11-12T15:01:00.500000+00:00", "hub": "market", "target": "GatewayQuote", '
+        '"args": ["CON.F.US.MNQ.Z25", {"lastPrice": 25468.25, "bestBid": 254',
+    )
+    s.emit_raw(
+        61.5,
+        '{"hub": "market", "target": "GatewayQuote", "args": ["CON.F.US.MNQ.Z25", '
+        '{"lastPrice": 25468.5, "bestBid": 25468.25, "bestAsk": 25468.5}]}',
+    )
     entry = s.sell(150, MNQ_Z25, 4)
     stop = s.stop(153, MNQ_Z25, BUY, 4, entry + 35)
     s.stop_filled(260, stop)
@@ -300,8 +411,11 @@ def session_end_dst(day: dt.date, contract_id: str, base: str) -> Session:
     start = dt.datetime.combine(day, dt.time(14 + chicago_offset, 50), UTC)  # 14:50 Chicago
     s = Session(start, seed=day.toordinal() % 97)
     lo = Decimal(base)
-    s.market(contract_id, [(1, base), (600, str(lo + 6)), (1080, str(lo + 4)), (1500, str(lo + 5)),
-                           (1860, str(lo + 3))], trades_every=11)  # fmt: skip
+    s.market(
+        contract_id,
+        [(1, base), (600, str(lo + 6)), (1080, str(lo + 4)), (1500, str(lo + 5)), (1860, str(lo + 3))],
+        trades_every=11,
+    )
     s.account(0)
     entry = s.buy(30, contract_id, 2)
     s.stop(33, contract_id, SELL, 2, entry - 8)
@@ -335,9 +449,22 @@ def demo() -> Session:
     s = Session(dt.datetime(2026, 1, 14, 14, 45, tzinfo=UTC), seed=5)  # 08:45 CST
     mnq, mes, cl = "CON.F.US.MNQ.H26", "CON.F.US.MES.H26", "CON.F.US.CLE.H26"
     s.market(mnq, [(1, "25900"), (11, "25910"), (40, "25902"), (300, "25896")])
-    s.market(mes, [(1, "6950"), (90, "6950"), (124, "6940.5"), (140, "6940"), (169, "6949.5"),
-                   (180, "6948"), (209, "6938.5"), (220, "6938"), (249, "6947.5"), (300, "6945")],
-             trades_every=0)  # fmt: skip
+    s.market(
+        mes,
+        [
+            (1, "6950"),
+            (90, "6950"),
+            (124, "6940.5"),
+            (140, "6940"),
+            (169, "6949.5"),
+            (180, "6948"),
+            (209, "6938.5"),
+            (220, "6938"),
+            (249, "6947.5"),
+            (300, "6945"),
+        ],
+        trades_every=0,
+    )
     s.market(cl, [(1, "61.20"), (300, "61.26")], trades_every=0)
     s.account(0)
     entry = s.buy(3, mnq, 2)

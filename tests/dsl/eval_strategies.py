@@ -85,7 +85,7 @@ def positions(draw) -> Position:
 
 
 @st.composite
-def orders(draw, order_id=st.integers(1, 10**6)) -> Order:
+def orders(draw, order_id=st.integers(1, 10**6)) -> Order:  # noqa: B008
     symbol = draw(symbols)
     kind = draw(st.sampled_from(ORDER_TYPES))
     return Order(
@@ -254,10 +254,13 @@ def library_rules() -> tuple[LibraryRule, ...]:
     result = check([], SCHEMA, stdlib_sources())
     sink = DiagnosticSink()
     return tuple(
-        LibraryRule(d.rule.id, tuple(
-            (p.name.text, resolve_type(p.type, sink), p.default is not None or isinstance(p.type, ast.OptionalType))
-            for p in d.rule.params
-        ))  # fmt: skip
+        LibraryRule(
+            d.rule.id,
+            tuple(
+                (p.name.text, resolve_type(p.type, sink), p.default is not None or isinstance(p.type, ast.OptionalType))
+                for p in d.rule.params
+            ),
+        )
         for d in result.definitions.values()
     )
 
@@ -283,9 +286,7 @@ def constant_text(t: T.Type, pick: Pick) -> str:
 
 def use_line(rule: LibraryRule, pick: Pick, alias: str | None) -> str:
     args = [
-        f"{name}: {constant_text(typ, pick)}"
-        for name, typ, optional in rule.params
-        if not optional or pick.chance(60)
+        f"{name}: {constant_text(typ, pick)}" for name, typ, optional in rule.params if not optional or pick.chance(60)
     ]
     call = f"use {rule.name}({', '.join(args)})" if rule.params else f"use {rule.name}"
     return call + (f" as {alias}" if alias else "")
@@ -293,15 +294,39 @@ def use_line(rule: LibraryRule, pick: Pick, alias: str | None) -> str:
 
 # ---- generated rules: typed expressions ------------------------------------------------------------
 
-GENERATED = (T.MONEY, T.CONTRACTS, T.INT, T.PRICE, T.POINTS, T.TICKS, T.DURATION, T.CLOCK, T.TIME,
-             T.SYMBOL, T.DECIMAL, T.PERCENT, T.BOOL)  # fmt: skip
-COMPARABLE = (T.MONEY, T.CONTRACTS, T.INT, T.PRICE, T.POINTS, T.TICKS, T.DURATION, T.CLOCK, T.TIME, T.DECIMAL,
-              T.PERCENT)  # fmt: skip
+GENERATED = (
+    T.MONEY,
+    T.CONTRACTS,
+    T.INT,
+    T.PRICE,
+    T.POINTS,
+    T.TICKS,
+    T.DURATION,
+    T.CLOCK,
+    T.TIME,
+    T.SYMBOL,
+    T.DECIMAL,
+    T.PERCENT,
+    T.BOOL,
+)
+COMPARABLE = (
+    T.MONEY,
+    T.CONTRACTS,
+    T.INT,
+    T.PRICE,
+    T.POINTS,
+    T.TICKS,
+    T.DURATION,
+    T.CLOCK,
+    T.TIME,
+    T.DECIMAL,
+    T.PERCENT,
+)
 _OPS = ("+", "-", "*", "/")
 ARITH = {
-    result: [(l, op, r) for l in GENERATED for op in _OPS for r in GENERATED if T.arith_result(l, op, r) == result]
+    result: [(a, op, r) for a in GENERATED for op in _OPS for r in GENERATED if T.arith_result(a, op, r) == result]
     for result in GENERATED
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -353,7 +378,9 @@ class ExprGen:
         optional = self.scope.paths.get(T.OptionalT(t), [])
         choices = [lambda: self.pick.one(names)] if names else []
         if optional:
-            choices.append(lambda: f"coalesce({self.pick.one(optional)}, {self.pick.one(names or [_LITERALS[t](self.pick)])})")
+            choices.append(
+                lambda: f"coalesce({self.pick.one(optional)}, {self.pick.one(names or [_LITERALS[t](self.pick)])})"
+            )
         if t in _LITERALS and (not names or self.pick.chance(35)):
             return _LITERALS[t](self.pick)
         if t == T.BOOL:
@@ -396,10 +423,14 @@ class ExprGen:
         if t == T.MONEY:
             return [lambda d: f"points_to_money(symbol: {sym(d)}, points: {self.expr(T.POINTS, d)})"]
         if t == T.INT:
-            return [lambda d: self.pick.one(("len(positions)", "len(orders)")),
-                    lambda d: f"day.fills_within({self.expr(T.DURATION, d)})"]  # fmt: skip
+            return [
+                lambda d: self.pick.one(("len(positions)", "len(orders)")),
+                lambda d: f"day.fills_within({self.expr(T.DURATION, d)})",
+            ]
         if t == T.CONTRACTS:
-            return [lambda d: f"get({{MNQ: 3, ES: 1, {self.pick.one(SYMBOLS)}: 2}}, {sym(d)}, {self.expr(T.CONTRACTS, d)})"]
+            return [
+                lambda d: f"get({{MNQ: 3, ES: 1, {self.pick.one(SYMBOLS)}: 2}}, {sym(d)}, {self.expr(T.CONTRACTS, d)})"
+            ]
         return []
 
     def event_methods(self) -> list:

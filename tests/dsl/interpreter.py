@@ -14,8 +14,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
-from riskc.dsl import ast
-from riskc.dsl import runtime
+from riskc.dsl import ast, runtime
 from riskc.dsl.checker import CheckedPolicy, CheckResult, RuleInstance
 from riskc.dsl.compiler import constant_value, literal_value
 from riskc.dsl.decision import Action, plan
@@ -24,9 +23,15 @@ from riskc.engine.core.snapshot import SCHEMA
 ROOTS = frozenset({"account", "day", "positions", "orders", "session", "next_trading_day", "event"})
 
 _COMPARE = {
-    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
-    ">=": operator.ge, "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
-}  # fmt: skip
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "in": lambda a, b: a in b,
+    "not in": lambda a, b: a not in b,
+}
 
 
 @dataclass(frozen=True)
@@ -53,12 +58,12 @@ class Interpreter:
         actions: list[Action] = []
         fired: list[tuple[str, str | None]] = []
         errors: list[str] = []
-        for instance, params in zip(self.policy.instances, self.params):
+        for instance, params in zip(self.policy.instances, self.params, strict=False):
             try:
                 for target, env in self._holding(instance, params, s):
                     fired.append((instance.id, _target_id(target)))
                     actions += self._actions(instance, env, s)
-            except Exception as error:  # noqa: BLE001 - any failure is the rule's error
+            except Exception as error:
                 errors.append(instance.id)
                 actions.append(self._on_error(instance, error))
         return Outcome(plan(actions), tuple(fired), tuple(errors))

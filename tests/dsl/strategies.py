@@ -181,4 +181,4 @@ def messy_sources(draw, modules=comment_free_modules) -> str:
     text = format_module(draw(modules))
     pieces = [str(token) for token in grammar().lex(text)]
     gaps = draw(st.lists(_separators, min_size=len(pieces) + 1, max_size=len(pieces) + 1))
-    return "".join(gap + piece for gap, piece in zip(gaps, pieces)) + gaps[-1]
+    return "".join(gap + piece for gap, piece in zip(gaps, pieces, strict=False)) + gaps[-1]

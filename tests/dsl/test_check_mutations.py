@@ -37,7 +37,8 @@ TEXTS = {path: path.read_text(encoding="utf-8") for path in VALID_FILES}
 _TOKEN = re.compile(
     r"""(?P<comment>\#[^\n]*)
       | (?P<string>"(?:[^"\\\n]|\\.)*")
-      | (?P<literal>\$[\d,]+(?:\.\d+)?|\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}|\d+\s+ticks?\b|\d+(?:\.\d+)?%|\d+[dhms]\b|\d+(?:\.\d+)?)
+      | (?P<literal>\$[\d,]+(?:\.\d+)?|\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}
+                    |\d+\s+ticks?\b|\d+(?:\.\d+)?%|\d+[dhms]\b|\d+(?:\.\d+)?)
       | (?P<name>[A-Za-z_]\w*)
       | (?P<op>==|!=|<=|>=|[-+*/<>])
       | (?P<punct>[(),:\[\]{}.|?=])""",

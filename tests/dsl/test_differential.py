@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
 from eval_strategies import SCHEMA, RandomPick, policies, policy_text, snapshots
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -35,8 +34,6 @@ def compiled_outcome(program, snapshot):
     return comparable(decision.actions), fired, errors
 
 
-
-
 def assert_same_decision(text: str, snapshot) -> None:
     result = checked(text)
     policy = result.policies[0]
@@ -45,7 +42,9 @@ def assert_same_decision(text: str, snapshot) -> None:
     assert have == (comparable(want.actions), want.fired, want.errors), text
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(text=policies(), batch=st.lists(snapshots(), min_size=1, max_size=4))
 def test_compiled_and_interpreted_decide_the_same(text, batch):
     result = checked(text)
@@ -80,12 +79,32 @@ def _hand_snapshot(kind: str = "fill"):
     from riskc.engine.core.snapshot import Event, Order, Position, Session, Snapshot
 
     now = dt.datetime(2026, 3, 10, 20, 8, tzinfo=dt.UTC)
-    position = Position("MNQ", "CON.F.US.MNQ.Z25", "long", 2, 2, 1, D("21000"), D("21010"), D("10"),
-                        0, D("Infinity"), dt.timedelta(seconds=40), dt.timedelta(seconds=40), D("0.25"), D("0.5"))  # fmt: skip
+    position = Position(
+        "MNQ",
+        "CON.F.US.MNQ.Z25",
+        "long",
+        2,
+        2,
+        1,
+        D("21000"),
+        D("21010"),
+        D("10"),
+        0,
+        D("Infinity"),
+        dt.timedelta(seconds=40),
+        dt.timedelta(seconds=40),
+        D("0.25"),
+        D("0.5"),
+    )
     order = Order(7, "MNQ", "CON.F.US.MNQ.Z25", "limit", "sell", 1, D("21020"), None, dt.timedelta(seconds=5))
-    return Snapshot(positions=(position,), orders=(order,), event=Event(kind=kind, time=now, order=order),
-                    session=Session(now, dt.time(15, 8), "tuesday", now.date(), True),
-                    next_trading_day=now + dt.timedelta(hours=2), instruments=DEFAULT_INSTRUMENTS)  # fmt: skip
+    return Snapshot(
+        positions=(position,),
+        orders=(order,),
+        event=Event(kind=kind, time=now, order=order),
+        session=Session(now, dt.time(15, 8), "tuesday", now.date(), True),
+        next_trading_day=now + dt.timedelta(hours=2),
+        instruments=DEFAULT_INSTRUMENTS,
+    )
 
 
 def test_named_arguments_bind_by_name():

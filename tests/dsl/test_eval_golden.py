@@ -46,8 +46,9 @@ def evaluate(name: str):
     assert result.ok, [d.message for d in result.errors]
     policy = result.policies[0]
     settings = policy.settings
-    snapshot = load_snapshot(CASES_DIR / f"{name}.snapshot.yaml", timezone=settings.timezone,
-                             day_starts=settings.trading_day_starts)  # fmt: skip
+    snapshot = load_snapshot(
+        CASES_DIR / f"{name}.snapshot.yaml", timezone=settings.timezone, day_starts=settings.trading_day_starts
+    )
     return result, policy, snapshot, compile_policy(policy, result).evaluate(snapshot)
 
 

@@ -259,7 +259,7 @@ def test_long_then_breaks_after_commas():
 
 def test_comments_lead_trail_and_end():
     source = (
-        "# top\npolicy \"P\" # after name\n  tz UTC\n"
+        '# top\npolicy "P" # after name\n  tz UTC\n'
         "rule r # head\n  # before when\n  when a and # inside\n b\n  then flatten\n\n# the end\n"
     )
     assert format_source(source) == (

@@ -48,7 +48,10 @@ def snapshot(kind: str = "clock", positions=()) -> Snapshot:
 def test_when_clauses_are_the_top_level_chain():
     rule = parse(POLICY).module.rules[0]
     assert [format_expr(c) for c in when_clauses(rule.when)] == [
-        "day.realized_pnl < $0", "account.balance > $10", "day.trades > 3"]
+        "day.realized_pnl < $0",
+        "account.balance > $10",
+        "day.trades > 3",
+    ]
     assert [format_expr(c) for c in when_clauses(parse(POLICY).module.rules[1].when)] == ["day.trades > 0"]
 
 

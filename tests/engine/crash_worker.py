@@ -34,10 +34,10 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-from riskc.engine.enforce.executor import took_effect
 from riskc.engine.adapters.port import BrokerCall, BrokerState
-from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.adapters.projectx.intake import Message, parse_line
+from riskc.engine.enforce.enforcer import Effects
+from riskc.engine.enforce.executor import took_effect
 from riskc.engine.runner import Engine, PolicySet
 from riskc.engine.store import Store
 
@@ -82,8 +82,9 @@ class Worker:
     def __init__(self, recording: Path, state: Path, policy: Path, broker: str) -> None:
         self.lines = [parse_line(text, n) for n, text in enumerate(recording.read_text().splitlines(), 1)]
         self.store = Store.open(state)
-        self.store.db.execute(f"CREATE TABLE IF NOT EXISTS {PROGRESS}"
-                              " (id INTEGER PRIMARY KEY CHECK (id = 1), line INTEGER NOT NULL)")
+        self.store.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {PROGRESS} (id INTEGER PRIMARY KEY CHECK (id = 1), line INTEGER NOT NULL)"
+        )
         policies, diagnostics, _ = PolicySet.from_paths([policy])
         if policies is None:
             raise SystemExit("\n".join(map(str, diagnostics)))

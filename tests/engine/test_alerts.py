@@ -83,8 +83,13 @@ def fast(url: str, **options) -> WebhookSink:
 
 
 def test_alert_json_shape() -> None:
-    assert alert().to_json() == {"ts": "2025-10-29T20:08:00+00:00", "severity": "critical", "rule": "daily_loss",
-                                 "text": "daily loss hit", "account": 13298777}
+    assert alert().to_json() == {
+        "ts": "2025-10-29T20:08:00+00:00",
+        "severity": "critical",
+        "rule": "daily_loss",
+        "text": "daily loss hit",
+        "account": 13298777,
+    }
 
 
 @pytest.mark.parametrize("bad", [{"severity": "urgent"}, {"ts": datetime(2025, 10, 29, 20, 8)}])
@@ -301,7 +306,8 @@ async def test_fan_out_survives_a_broken_sink(tmp_path: Path, caplog: pytest.Log
 
 async def test_from_config(tmp_path: Path, hook: Hook) -> None:
     config = Config(
-        log=tmp_path / "riskc.log.jsonl", accounts=[AccountConfig(policies=[tmp_path])],
+        log=tmp_path / "riskc.log.jsonl",
+        accounts=[AccountConfig(policies=[tmp_path])],
         alerts=AlertsConfig(console=False, webhooks=[WebhookConfig(url=hook.url, format="discord")]),
     )
     alerts = Alerts.from_config(config)
@@ -311,4 +317,3 @@ async def test_from_config(tmp_path: Path, hook: Hook) -> None:
     await alerts.aclose(WAIT)
     assert hook.received[0][1]["content"].endswith("sent everywhere")
     assert "sent everywhere" in (tmp_path / "riskc.log.jsonl").read_text()
-

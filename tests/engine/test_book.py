@@ -14,15 +14,27 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from gateway_messages import (
-    BUY, CANCELLED, CL, ES, FILLED, LIMIT, MNQ, OPEN, PENDING, SELL, STOP, D, Feed,
-)  # fmt: skip
+    BUY,
+    CANCELLED,
+    CL,
+    ES,
+    FILLED,
+    LIMIT,
+    MNQ,
+    OPEN,
+    PENDING,
+    SELL,
+    STOP,
+    D,
+    Feed,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from riskc.engine.adapters.projectx.intake import Message
 from riskc.engine.core.book import Book
 from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS
-from riskc.engine.adapters.projectx.intake import Message
 from riskc.engine.core.snapshot import Event
 
 CHICAGO = ZoneInfo("America/Chicago")
@@ -55,14 +67,36 @@ def state(book: Book) -> tuple:
     day = book.day
     return (
         {c: (p.size, p.avg_price, p.opened_at, p.episode, p.uncovered_since) for c, p in book.positions.items()},
-        {i: (e.order.type, e.order.side, e.order.size, e.order.price, e.order.stop_price, e.status, e.placed_at,
-             e.updated_at) for i, e in book.orders.items()},
-        dict(book._finished), dict(book.marks), dict(book.quote_times), dict(book.position_times),
+        {
+            i: (
+                e.order.type,
+                e.order.side,
+                e.order.size,
+                e.order.price,
+                e.order.stop_price,
+                e.status,
+                e.placed_at,
+                e.updated_at,
+            )
+            for i, e in book.orders.items()
+        },
+        dict(book._finished),
+        dict(book.marks),
+        dict(book.quote_times),
+        dict(book.position_times),
         (book.account.id, book.account.name, book.account.balance, book.account.can_trade),
         book.eod_high_balance,
-        None if day is None else (day.trading_day, day.realized, day.fees, day.trades,
-                                  {k: f.voided for k, f in day.fills.items()}, list(day.fill_times)),
-    )  # fmt: skip
+        None
+        if day is None
+        else (
+            day.trading_day,
+            day.realized,
+            day.fees,
+            day.trades,
+            {k: f.voided for k, f in day.fills.items()},
+            list(day.fill_times),
+        ),
+    )
 
 
 f = Feed()
@@ -265,9 +299,12 @@ def test_unrealized_pnl_uses_each_instruments_own_tick_value():
     book = new_book()
     feed_all(
         book,
-        f.position(0, MNQ, 2, 21000), f.quote(1, MNQ, 21010),  # 10 pt x $2 x 2
-        f.position(0, ES, -1, 6000), f.quote(1, ES, "5990.25"),  # 9.75 pt x $50, short
-        f.position(0, CL, 3, "60.00"), f.quote(1, CL, "60.10"),  # 10 ticks x $10 x 3
+        f.position(0, MNQ, 2, 21000),
+        f.quote(1, MNQ, 21010),  # 10 pt x $2 x 2
+        f.position(0, ES, -1, 6000),
+        f.quote(1, ES, "5990.25"),  # 9.75 pt x $50, short
+        f.position(0, CL, 3, "60.00"),
+        f.quote(1, CL, "60.10"),  # 10 ticks x $10 x 3
         f.trade(1, 1, MNQ, side=SELL, pnl=-10, fees=0),
     )
     s = snap(book)
@@ -291,22 +328,28 @@ def test_day_and_account_high_water_include_open_pnl():
 # -- the trading day ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("day_start", "boundary"), [
-    # DST ends Sunday 2025-11-02: Friday's trading day ended at 17:00 CDT (22:00Z); Monday's
-    # starts Sunday 17:00 CST (23:00Z) and ends at 23:00Z, not at the summer 22:00Z.
-    (dt.datetime(2025, 11, 2, 23, 0, tzinfo=dt.UTC), dt.datetime(2025, 11, 3, 23, 0, tzinfo=dt.UTC)),
-    # DST starts Sunday 2026-03-08: Friday's ended at 23:00Z, Monday's ends at 17:00 CDT = 22:00Z.
-    (dt.datetime(2026, 3, 8, 22, 0, tzinfo=dt.UTC), dt.datetime(2026, 3, 9, 22, 0, tzinfo=dt.UTC)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("day_start", "boundary"),
+    [
+        # DST ends Sunday 2025-11-02: Friday's trading day ended at 17:00 CDT (22:00Z); Monday's
+        # starts Sunday 17:00 CST (23:00Z) and ends at 23:00Z, not at the summer 22:00Z.
+        (dt.datetime(2025, 11, 2, 23, 0, tzinfo=dt.UTC), dt.datetime(2025, 11, 3, 23, 0, tzinfo=dt.UTC)),
+        # DST starts Sunday 2026-03-08: Friday's ended at 23:00Z, Monday's ends at 17:00 CDT = 22:00Z.
+        (dt.datetime(2026, 3, 8, 22, 0, tzinfo=dt.UTC), dt.datetime(2026, 3, 9, 22, 0, tzinfo=dt.UTC)),
+    ],
+)
 def test_the_trading_day_rolls_at_1700_chicago_across_dst(day_start: dt.datetime, boundary: dt.datetime):
     g = Feed(start=day_start)
     book = new_book(eod_high_balance=D(50000))
     seconds = (boundary - day_start).total_seconds()
     feed_all(
         book,
-        g.account(60, 50000), g.trade(120, 1, MNQ, side=BUY, pnl=None, fees="0.37"),
-        g.trade(180, 2, MNQ, side=SELL, pnl=150, fees="0.37"), g.account(181, "50149.26"),
-        g.position(200, ES, 1, 6000), g.quote(201, ES, 6002),  # +$100 open at the boundary
+        g.account(60, 50000),
+        g.trade(120, 1, MNQ, side=BUY, pnl=None, fees="0.37"),
+        g.trade(180, 2, MNQ, side=SELL, pnl=150, fees="0.37"),
+        g.account(181, "50149.26"),
+        g.position(200, ES, 1, 6000),
+        g.quote(201, ES, 6002),  # +$100 open at the boundary
     )
     before = snap(book, boundary - SECOND)
     trading_day = before.session.trading_day
@@ -344,8 +387,10 @@ def test_messages_of_another_account_are_ignored():
     before = state(book)
     other = 999
     for message in (
-        f.account(1, 1, account_id=other), f.position(1, MNQ, 5, 21000, account_id=other),
-        f.order(1, 77, MNQ, account_id=other, stop=20000), f.trade(1, 88, MNQ, pnl=-5000, account_id=other),
+        f.account(1, 1, account_id=other),
+        f.position(1, MNQ, 5, 21000, account_id=other),
+        f.order(1, 77, MNQ, account_id=other, stop=20000),
+        f.trade(1, 88, MNQ, pnl=-5000, account_id=other),
     ):
         assert book.apply(message) is None
     assert state(book) == before
@@ -360,20 +405,42 @@ def _malformed(target: str, payload, t: float = 30) -> Message:
 MALFORMED = {
     "account without balance": ("GatewayUserAccount", {"id": ACCOUNT, "name": "renamed"}),
     "account balance not a number": ("GatewayUserAccount", {"id": ACCOUNT, "name": "renamed", "balance": "lots"}),
-    "position of unknown type": ("GatewayUserPosition",
-                                 {"accountId": ACCOUNT, "contractId": ES, "type": 7, "size": 2, "averagePrice": 1}),
-    "position price not a number": ("GatewayUserPosition",
-                                    {"accountId": ACCOUNT, "contractId": MNQ, "type": 1, "size": 9, "averagePrice": "x"}),
-    "position size not a number": ("GatewayUserPosition",
-                                   {"accountId": ACCOUNT, "contractId": MNQ, "type": 1, "size": "two", "averagePrice": 1}),
-    "order with unknown side": ("GatewayUserOrder",
-                                {"accountId": ACCOUNT, "id": 5, "contractId": MNQ, "status": 1, "type": 4, "side": 9, "size": 1}),
-    "order without status": ("GatewayUserOrder",
-                             {"accountId": ACCOUNT, "id": 5, "contractId": MNQ, "type": 4, "side": 1, "size": 1}),
-    "trade price not a number": ("GatewayUserTrade",
-                                 {"accountId": ACCOUNT, "id": 5, "contractId": MNQ, "side": 0, "size": 1, "price": "zz"}),
-    "trade with a bad time": ("GatewayUserTrade", {"accountId": ACCOUNT, "id": 6, "contractId": MNQ, "side": 0,
-                                                   "size": 1, "price": 1, "creationTimestamp": "yesterday"}),
+    "position of unknown type": (
+        "GatewayUserPosition",
+        {"accountId": ACCOUNT, "contractId": ES, "type": 7, "size": 2, "averagePrice": 1},
+    ),
+    "position price not a number": (
+        "GatewayUserPosition",
+        {"accountId": ACCOUNT, "contractId": MNQ, "type": 1, "size": 9, "averagePrice": "x"},
+    ),
+    "position size not a number": (
+        "GatewayUserPosition",
+        {"accountId": ACCOUNT, "contractId": MNQ, "type": 1, "size": "two", "averagePrice": 1},
+    ),
+    "order with unknown side": (
+        "GatewayUserOrder",
+        {"accountId": ACCOUNT, "id": 5, "contractId": MNQ, "status": 1, "type": 4, "side": 9, "size": 1},
+    ),
+    "order without status": (
+        "GatewayUserOrder",
+        {"accountId": ACCOUNT, "id": 5, "contractId": MNQ, "type": 4, "side": 1, "size": 1},
+    ),
+    "trade price not a number": (
+        "GatewayUserTrade",
+        {"accountId": ACCOUNT, "id": 5, "contractId": MNQ, "side": 0, "size": 1, "price": "zz"},
+    ),
+    "trade with a bad time": (
+        "GatewayUserTrade",
+        {
+            "accountId": ACCOUNT,
+            "id": 6,
+            "contractId": MNQ,
+            "side": 0,
+            "size": 1,
+            "price": 1,
+            "creationTimestamp": "yesterday",
+        },
+    ),
     "payload not an object": ("GatewayUserOrder", ["not", "an", "object"]),
     "quote data not an object": ("GatewayQuote", [MNQ, "21000"]),
     "quote price not a number": ("GatewayQuote", [MNQ, {"lastPrice": "abc"}]),
@@ -382,7 +449,7 @@ MALFORMED = {
     "quote without data": ("GatewayQuote", [MNQ]),
     "market trade price not a number": ("GatewayTrade", [MNQ, [{"price": "x"}]]),
     "market trade not an object": ("GatewayTrade", [MNQ, ["x"]]),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("name", list(MALFORMED))
@@ -391,8 +458,9 @@ def test_a_malformed_payload_raises_and_leaves_the_book_unchanged(name: str):
     not be half-updated by it. (The message's timestamp, already checked by intake, still moves
     the clock: time passes whatever the payload.)"""
     book = new_book()
-    feed_all(book, f.account(0, 50000), f.position(1, MNQ, 1, 21000), f.quote(2, MNQ, 21004),
-             f.order(3, 4, MNQ, stop=20990))
+    feed_all(
+        book, f.account(0, 50000), f.position(1, MNQ, 1, 21000), f.quote(2, MNQ, 21004), f.order(3, 4, MNQ, stop=20990)
+    )
     book.advance(f.at(30))
     before = state(book)
     target, payload = MALFORMED[name]
@@ -415,15 +483,18 @@ money = st.decimals(min_value=-2000, max_value=2000, places=2, allow_nan=False, 
 fees = st.decimals(min_value=0, max_value=5, places=2, allow_nan=False, allow_infinity=False)
 trades = st.lists(
     st.tuples(st.one_of(st.none(), money), fees, st.booleans(), st.sampled_from([MNQ, ES, CL])),
-    min_size=0, max_size=25,
-)  # fmt: skip
+    min_size=0,
+    max_size=25,
+)
 
 
 @settings(max_examples=150, deadline=None)
 @given(trades=trades, data=st.data())
 def test_realized_pnl_is_the_exact_sum_in_any_order_of_arrival(trades, data):
-    messages = [f.trade(i, 1000 + i, contract, pnl=pnl, fees=fee, voided=voided)
-                for i, (pnl, fee, voided, contract) in enumerate(trades)]
+    messages = [
+        f.trade(i, 1000 + i, contract, pnl=pnl, fees=fee, voided=voided)
+        for i, (pnl, fee, voided, contract) in enumerate(trades)
+    ]
     arrival = data.draw(st.permutations(messages))
     repeats = data.draw(st.lists(st.sampled_from(messages), max_size=5)) if messages else []
     book = new_book()
@@ -441,8 +512,9 @@ def test_realized_pnl_is_the_exact_sum_in_any_order_of_arrival(trades, data):
 def test_voiding_after_the_fact_equals_never_counting(trades, voided_later):
     messages = [f.trade(i, 1000 + i, contract, pnl=pnl, fees=fee) for i, (pnl, fee, _, contract) in enumerate(trades)]
     void = voided_later.draw(st.sets(st.sampled_from(range(len(trades))))) if trades else set()
-    later = [f.trade(100 + i, 1000 + i, trades[i][3], pnl=trades[i][0], fees=trades[i][1], voided=True)
-             for i in sorted(void)]  # fmt: skip
+    later = [
+        f.trade(100 + i, 1000 + i, trades[i][3], pnl=trades[i][0], fees=trades[i][1], voided=True) for i in sorted(void)
+    ]
     book = new_book()
     feed_all(book, *messages, *later)
     kept = [t for i, t in enumerate(trades) if i not in void]
@@ -455,16 +527,39 @@ def _messages() -> st.SearchStrategy[Message]:
     price = st.integers(min_value=20990, max_value=21010)
     return st.one_of(
         st.builds(lambda t, b: f.account(t, b), t, st.integers(49000, 51000)),
-        st.builds(lambda t, c, s, p, o: f.position(t, c, s, p, opened=o), t, contract, st.integers(-3, 3), price,
-                  st.integers(0, 60)),
-        st.builds(lambda t, i, c, ty, sd, sz, stt, sp, fv, u: f.order(t, i, c, type=ty, side=sd, size=sz, status=stt,
-                                                                      stop=sp, fill_volume=fv, updated=u),
-                  t, st.integers(1, 4), contract, st.sampled_from([1, 2, 4]), st.sampled_from([0, 1]),
-                  st.integers(1, 3), st.sampled_from([1, 2, 3, 6]), price, st.integers(0, 1), t),
-        st.builds(lambda t, i, c, p, v: f.trade(t, i, c, pnl=p, voided=v), t, st.integers(1, 4), contract,
-                  st.one_of(st.none(), st.integers(-50, 50)), st.booleans()),
+        st.builds(
+            lambda t, c, s, p, o: f.position(t, c, s, p, opened=o),
+            t,
+            contract,
+            st.integers(-3, 3),
+            price,
+            st.integers(0, 60),
+        ),
+        st.builds(
+            lambda t, i, c, ty, sd, sz, stt, sp, fv, u: f.order(
+                t, i, c, type=ty, side=sd, size=sz, status=stt, stop=sp, fill_volume=fv, updated=u
+            ),
+            t,
+            st.integers(1, 4),
+            contract,
+            st.sampled_from([1, 2, 4]),
+            st.sampled_from([0, 1]),
+            st.integers(1, 3),
+            st.sampled_from([1, 2, 3, 6]),
+            price,
+            st.integers(0, 1),
+            t,
+        ),
+        st.builds(
+            lambda t, i, c, p, v: f.trade(t, i, c, pnl=p, voided=v),
+            t,
+            st.integers(1, 4),
+            contract,
+            st.one_of(st.none(), st.integers(-50, 50)),
+            st.booleans(),
+        ),
         st.builds(lambda t, c, p, s: f.quote(t, c, p, stamp=s), t, contract, price, t),
-    )  # fmt: skip
+    )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -508,4 +603,5 @@ def test_the_positional_quote_event_is_the_keyword_one():
     """Event.quote builds positionally (the hot path); it must stay in step with the fields."""
     at, price = f.at(1), D("21000.25")
     assert Event.quote(at, "MNQ", MNQ, price, price - 1, price + 1) == Event(
-        kind="quote", time=at, symbol="MNQ", contract_id=MNQ, last=price, bid=price - 1, ask=price + 1)
+        kind="quote", time=at, symbol="MNQ", contract_id=MNQ, last=price, bid=price - 1, ask=price + 1
+    )

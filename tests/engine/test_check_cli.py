@@ -93,7 +93,7 @@ def test_json_format_lists_every_diagnostic_with_its_fields(tmp_path: Path):
     items = json.loads(result.stdout)
     assert isinstance(items, list) and len(items) == 3
     for item in items:
-        assert JSON_KEYS <= set(item)
+        assert set(item) >= JSON_KEYS
         assert item["file"] == str(path) and item["severity"] == "error"
     assert [(i["line"], i["col"], i["code"]) for i in items] == [
         (1, 5, "risk_unknown_name"),

@@ -48,13 +48,17 @@ def errors(path: Path, environ: dict[str, str] | None = None) -> list[str]:
 
 
 def test_the_example_config_loads() -> None:
-    config = load_config(REPO / "examples" / "riskc.yaml", {"RISKC_DISCORD_WEBHOOK": "https://discord.com/api/webhooks/1/t"})
+    config = load_config(
+        REPO / "examples" / "riskc.yaml", {"RISKC_DISCORD_WEBHOOK": "https://discord.com/api/webhooks/1/t"}
+    )
     assert config.broker.kind == "dry-run"
     assert config.accounts[0].policies == [REPO / "examples" / ".." / "policies" / "topstep-50k.risk"]
 
 
 def test_a_full_config(home: Path) -> None:
-    path = write(home, """
+    path = write(
+        home,
+        """
         state: state/riskc.db
         log: ~/riskc.log.jsonl
         broker:
@@ -75,7 +79,8 @@ def test_a_full_config(home: Path) -> None:
             - url: https://discord.com/api/webhooks/${HOOK_ID}/${HOOK_TOKEN}
               format: discord
               min_severity: high
-    """)
+    """,
+    )
     config = load_config(path, {"HOOK_ID": "42", "HOOK_TOKEN": "tok"})
     assert config.state == home / "state" / "riskc.db"
     assert config.log == Path("~/riskc.log.jsonl").expanduser()
@@ -97,14 +102,19 @@ def test_defaults(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(write(home, "accounts:\n  - policies: [policies]\n"), {})
     assert config.state == home / "xdg" / "riskc" / "state.db"
     assert config.log == home / "xdg" / "riskc" / "riskc.log.jsonl"
-    assert (config.broker.kind, config.broker.timeout, config.broker.retries) == ("projectx", dt.timedelta(seconds=5), 3)
+    assert (config.broker.kind, config.broker.timeout, config.broker.retries) == (
+        "projectx",
+        dt.timedelta(seconds=5),
+        3,
+    )
     assert config.reconcile_every == dt.timedelta(seconds=30)
     assert config.alerts.console and config.alerts.webhooks == []
 
 
 @pytest.mark.parametrize("kind", ["dry-run", "sim"])
-def test_a_dry_run_or_a_simulation_keeps_its_own_state_by_default(home: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  kind: str) -> None:
+def test_a_dry_run_or_a_simulation_keeps_its_own_state_by_default(
+    home: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     """A dry-run lockout in the live daemon's state.db would flatten tomorrow's live account."""
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "xdg"))
     (home / "rec.jsonl").write_text("")
@@ -112,7 +122,9 @@ def test_a_dry_run_or_a_simulation_keeps_its_own_state_by_default(home: Path, mo
     config = load_config(write(home, f"accounts:\n  - policies: [policies]\nbroker:\n  kind: {kind}\n{extra}"), {})
     assert config.state == home / "xdg" / "riskc" / f"{kind}.db"
     assert config.log == home / "xdg" / "riskc" / f"{kind}.log.jsonl"
-    explicit = load_config(write(home, f"state: s.db\naccounts:\n  - policies: [policies]\nbroker:\n  kind: {kind}\n{extra}"), {})
+    explicit = load_config(
+        write(home, f"state: s.db\naccounts:\n  - policies: [policies]\nbroker:\n  kind: {kind}\n{extra}"), {}
+    )
     assert explicit.state == home / "s.db"  # what the file says wins
 
 
@@ -127,77 +139,114 @@ def test_the_demo_config_does_not_need_its_recording(monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("accounts:\n  - policies: [policies]\nbroker:\n  kind: live\n",
-         "riskc.yaml:4:9: broker.kind: Input should be 'projectx', 'sim' or 'dry-run'"),
-        ("accounts:\n  - policies: [policies]\nreconcile_every: soon\n",
-         "riskc.yaml:3:18: reconcile_every: 'soon' is not a duration like 30s, 15m or 1h30m"),
-        ("accounts:\n  - policies: [policies]\nreconcile_every: 0s\n",
-         "riskc.yaml:3:18: reconcile_every: '0s' must be longer than zero"),
-        ("accounts:\n  - policies: [policies]\nbroker:\n  retries: -1\n",
-         "riskc.yaml:4:12: broker.retries: Input should be greater than or equal to 0"),
-        ("accounts:\n  - policies: [policies]\nbrokr:\n  kind: sim\n",
-         "riskc.yaml:3:1: unknown key `brokr`; did you mean `broker`?"),
-        ("accounts:\n  - policies: [policies]\n    polcy: 3\n",
-         "riskc.yaml:3:5: unknown key `polcy`; did you mean `policies`?"),
-        ("accounts:\n  - name: x\n",
-         "riskc.yaml:2:5: missing key `policies` in accounts[0]"),
-        ("state: x.db\n",
-         "riskc.yaml:1:1: missing key `accounts`"),
-        ("accounts: []\n",
-         "riskc.yaml:1:1: accounts: needs at least one entry"),
-        ("accounts:\n  - id: twelve\n    policies: [policies]\n",
-         "riskc.yaml:2:9: accounts[0].id: expected a whole number"),
-        ("accounts:\n  - id: 1\n    policies: [policies]\n  - id: 1\n    policies: [policies]\n",
-         "riskc.yaml:4:9: account id 1 is listed twice"),
-        ("accounts:\n  - policies: [policies]\n  - policies: [policies]\n",
-         "riskc.yaml:3:5: only one account may leave out both `name` and `id`"),
-        ("broker: projectx\naccounts:\n  - policies: [policies]\n",
-         "riskc.yaml:1:9: broker: expected a mapping (`key: value` lines)"),
-        ("broker:\n  kind: sim\naccounts:\n  - policies: [policies]\n",
-         "riskc.yaml:1:1: broker: a `sim` broker needs `recording:` (the session to play)"),
-        ("broker:\n  recording: sessions/day.jsonl\naccounts:\n  - policies: [policies]\n",
-         "riskc.yaml:1:1: broker: `recording:` only applies to the `sim` broker, not `projectx`"),
-        ("accounts:\n  - policies: [policies/missing.risk]\n",
-         "riskc.yaml:2:16: no such policy file or directory: {home}/policies/missing.risk"),
-        ("accounts:\n  - policies: [policies]\nalerts:\n  webhooks:\n    - url: ftp://host/secret-token\n",
-         "riskc.yaml:5:12: alerts.webhooks[0].url: webhook url must start with http:// or https:// (got ftp://host/…)"),
-        ("accounts:\n  - policies: [policies\n",
-         "riskc.yaml:3:1: not valid YAML: expected ',' or ']', but got '<stream end>'"),
-        ("accounts:\n\t- policies: [policies]\n",
-         "riskc.yaml:2:1: not valid YAML: found character '\\t' that cannot start any token"),
+        (
+            "accounts:\n  - policies: [policies]\nbroker:\n  kind: live\n",
+            "riskc.yaml:4:9: broker.kind: Input should be 'projectx', 'sim' or 'dry-run'",
+        ),
+        (
+            "accounts:\n  - policies: [policies]\nreconcile_every: soon\n",
+            "riskc.yaml:3:18: reconcile_every: 'soon' is not a duration like 30s, 15m or 1h30m",
+        ),
+        (
+            "accounts:\n  - policies: [policies]\nreconcile_every: 0s\n",
+            "riskc.yaml:3:18: reconcile_every: '0s' must be longer than zero",
+        ),
+        (
+            "accounts:\n  - policies: [policies]\nbroker:\n  retries: -1\n",
+            "riskc.yaml:4:12: broker.retries: Input should be greater than or equal to 0",
+        ),
+        (
+            "accounts:\n  - policies: [policies]\nbrokr:\n  kind: sim\n",
+            "riskc.yaml:3:1: unknown key `brokr`; did you mean `broker`?",
+        ),
+        (
+            "accounts:\n  - policies: [policies]\n    polcy: 3\n",
+            "riskc.yaml:3:5: unknown key `polcy`; did you mean `policies`?",
+        ),
+        ("accounts:\n  - name: x\n", "riskc.yaml:2:5: missing key `policies` in accounts[0]"),
+        ("state: x.db\n", "riskc.yaml:1:1: missing key `accounts`"),
+        ("accounts: []\n", "riskc.yaml:1:1: accounts: needs at least one entry"),
+        (
+            "accounts:\n  - id: twelve\n    policies: [policies]\n",
+            "riskc.yaml:2:9: accounts[0].id: expected a whole number",
+        ),
+        (
+            "accounts:\n  - id: 1\n    policies: [policies]\n  - id: 1\n    policies: [policies]\n",
+            "riskc.yaml:4:9: account id 1 is listed twice",
+        ),
+        (
+            "accounts:\n  - policies: [policies]\n  - policies: [policies]\n",
+            "riskc.yaml:3:5: only one account may leave out both `name` and `id`",
+        ),
+        (
+            "broker: projectx\naccounts:\n  - policies: [policies]\n",
+            "riskc.yaml:1:9: broker: expected a mapping (`key: value` lines)",
+        ),
+        (
+            "broker:\n  kind: sim\naccounts:\n  - policies: [policies]\n",
+            "riskc.yaml:1:1: broker: a `sim` broker needs `recording:` (the session to play)",
+        ),
+        (
+            "broker:\n  recording: sessions/day.jsonl\naccounts:\n  - policies: [policies]\n",
+            "riskc.yaml:1:1: broker: `recording:` only applies to the `sim` broker, not `projectx`",
+        ),
+        (
+            "accounts:\n  - policies: [policies/missing.risk]\n",
+            "riskc.yaml:2:16: no such policy file or directory: {home}/policies/missing.risk",
+        ),
+        (
+            "accounts:\n  - policies: [policies]\nalerts:\n  webhooks:\n    - url: ftp://host/secret-token\n",
+            "riskc.yaml:5:12: alerts.webhooks[0].url: webhook url must start with http:// or https:// (got ftp://host/…)",
+        ),
+        (
+            "accounts:\n  - policies: [policies\n",
+            "riskc.yaml:3:1: not valid YAML: expected ',' or ']', but got '<stream end>'",
+        ),
+        (
+            "accounts:\n\t- policies: [policies]\n",
+            "riskc.yaml:2:1: not valid YAML: found character '\\t' that cannot start any token",
+        ),
         ("- a\n- b\n", "riskc.yaml:1:1: the config file must be a mapping of keys (state:, broker:, accounts:, ...)"),
         ("", "riskc.yaml:1:1: the config file is empty; it needs at least `accounts:`"),
     ],
 )
-def test_each_mistake_is_reported_at_its_line(home: Path, text: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_mistake_is_reported_at_its_line(
+    home: Path, text: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(home)
     write(home, text)
     assert errors(Path("riskc.yaml")) == [expected.replace("{home}", str(home))]
 
 
 def test_all_mistakes_are_reported_in_order(home: Path) -> None:
-    path = write(home, """
+    path = write(
+        home,
+        """
         broker:
           timeout: fast
           speed: -1
         accounts:
           - policies: [policies]
             nickname: main
-    """)
+    """,
+    )
     found = errors(path)
     assert [line.split(": ", 1)[0].rsplit(":", 2)[-2] for line in found] == ["2", "3", "6"]
     assert not any("Traceback" in line for line in found)
 
 
 def test_env_expansion_names_the_unset_variable_and_never_the_value(home: Path) -> None:
-    path = write(home, """
+    path = write(
+        home,
+        """
         accounts:
           - policies: [policies]
         alerts:
           webhooks:
             - url: ${DISCORD_WEBHOOK}
             - url: https://example.com/${ALSO_MISSING}
-    """)
+    """,
+    )
     assert errors(path, {"UNRELATED": "x"}) == [
         f"{path}:5:12: environment variable DISCORD_WEBHOOK is not set",
         f"{path}:6:12: environment variable ALSO_MISSING is not set",
@@ -228,8 +277,9 @@ def test_find_config_order(home: Path, tmp_path: Path) -> None:
 
 def test_credentials_from_env() -> None:
     assert credentials_from_env({}) is None
-    creds = credentials_from_env({"PROJECT_X_USERNAME": "trader", "PROJECT_X_API_KEY": "k3y-s3cret",
-                                  "PROJECT_X_ACCOUNT_NAME": "50KTC"})
+    creds = credentials_from_env(
+        {"PROJECT_X_USERNAME": "trader", "PROJECT_X_API_KEY": "k3y-s3cret", "PROJECT_X_ACCOUNT_NAME": "50KTC"}
+    )
     assert creds == Credentials("trader", "k3y-s3cret", "50KTC")
     assert "k3y-s3cret" not in repr(creds) and "k3y-s3cret" not in str(creds) and "***" in repr(creds)
     assert "k3y-s3cret" not in f"{[creds]}"

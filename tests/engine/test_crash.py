@@ -39,8 +39,8 @@ from typing import Any
 import pytest
 from gateway_messages import BUY, CANCELLED, ES, FILLED, LIMIT, MNQ, SELL, STOP, Feed
 
-from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, symbol_of
 from riskc.engine.adapters.projectx.intake import Message, parse_line
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, symbol_of
 from riskc.engine.store import Store
 
 WORKER = Path(__file__).with_name("crash_worker.py")
@@ -77,20 +77,31 @@ def session() -> list[Message]:
     # 1. MNQ long 2 with a stop placed at once; the stop fills: -$40.
     at(10, f.trade(10, 5001, MNQ, side=BUY, size=2, price=21000, fees="0.74"), f.position(10, MNQ, 2, 21000))
     at(12, f.order(12, 101, MNQ, type=STOP, side=SELL, size=2, stop=20990))
-    at(60, f.order(60, 101, MNQ, type=STOP, side=SELL, size=2, stop=20990, status=FILLED, fill_volume=2),
-       f.position(60, MNQ, 0, opened=10), f.trade(60, 5002, MNQ, side=SELL, size=2, price=20990, pnl=-40, fees="0.74"))
+    at(
+        60,
+        f.order(60, 101, MNQ, type=STOP, side=SELL, size=2, stop=20990, status=FILLED, fill_volume=2),
+        f.position(60, MNQ, 0, opened=10),
+        f.trade(60, 5002, MNQ, side=SELL, size=2, price=20990, pnl=-40, fees="0.74"),
+    )
     # 2. ES short 1 and no stop: stop_required closes it at 100.
     at(80, f.trade(80, 5003, ES, side=SELL, size=1, price=6000, fees="1.40"), f.position(80, ES, -1, 6000))
     # 3. MNQ long 5 over the limit of 3: reduced by 2; the trader's stop for 3 fills later: -$90.
     at(140, f.trade(140, 5004, MNQ, side=BUY, size=5, price=21010, fees="1.85"), f.position(140, MNQ, 5, 21010))
     at(145, f.order(145, 102, MNQ, type=STOP, side=SELL, size=3, stop=20995))
-    at(200, f.order(200, 102, MNQ, type=STOP, side=SELL, size=3, stop=20995, status=FILLED, fill_volume=3),
-       f.position(200, MNQ, 0, opened=140), f.trade(200, 5005, MNQ, side=SELL, size=3, price=20995, pnl=-90, fees="1.11"))
+    at(
+        200,
+        f.order(200, 102, MNQ, type=STOP, side=SELL, size=3, stop=20995, status=FILLED, fill_volume=3),
+        f.position(200, MNQ, 0, opened=140),
+        f.trade(200, 5005, MNQ, side=SELL, size=3, price=20995, pnl=-90, fees="1.11"),
+    )
     # 4. MNQ long 1 with a stop, flipped to short 2 by a sell of 3: the new short has no stop.
     at(230, f.trade(230, 5006, MNQ, side=BUY, size=1, price=21000, fees="0.37"), f.position(230, MNQ, 1, 21000))
     at(232, f.order(232, 103, MNQ, type=STOP, side=SELL, size=1, stop=20990))
-    at(250, f.trade(250, 5007, MNQ, side=SELL, size=3, price=20990, pnl=-20, fees="1.11"),
-       f.position(250, MNQ, -2, 20990, opened=250))
+    at(
+        250,
+        f.trade(250, 5007, MNQ, side=SELL, size=3, price=20990, pnl=-20, fees="1.11"),
+        f.position(250, MNQ, -2, 20990, opened=250),
+    )
     at(251, f.order(251, 103, MNQ, type=STOP, side=SELL, size=1, stop=20990, status=CANCELLED))
     # 5. ES long 2 with a stop, an MNQ entry working, an MNQ long without a stop; the ES stop
     #    fills for -$400: daily_loss flattens (closes MNQ, cancels the entry) and locks out.
@@ -98,8 +109,12 @@ def session() -> list[Message]:
     at(302, f.order(302, 104, ES, type=STOP, side=SELL, size=2, stop=6006))
     at(320, f.trade(320, 5009, MNQ, side=BUY, size=1, price=21020, fees="0.37"), f.position(320, MNQ, 1, 21020))
     at(330, f.order(330, 105, MNQ, type=LIMIT, side=BUY, size=1, limit=21000))
-    at(335, f.order(335, 104, ES, type=STOP, side=SELL, size=2, stop=6006, status=FILLED, fill_volume=2),
-       f.position(335, ES, 0, opened=300), f.trade(335, 5010, ES, side=SELL, size=2, price=6006, pnl=-400, fees="2.80"))
+    at(
+        335,
+        f.order(335, 104, ES, type=STOP, side=SELL, size=2, stop=6006, status=FILLED, fill_volume=2),
+        f.position(335, ES, 0, opened=300),
+        f.trade(335, 5010, ES, side=SELL, size=2, price=6006, pnl=-400, fees="2.80"),
+    )
     # 6. Locked out: a new position is closed, a new entry cancelled, again and again.
     at(400, f.trade(400, 5011, MNQ, side=BUY, size=1, price=21030, fees="0.37"), f.position(400, MNQ, 1, 21030))
     at(450, f.order(450, 106, MNQ, type=LIMIT, side=BUY, size=1, limit=21000))
@@ -179,8 +194,13 @@ class FakeBroker:
             self.orders.pop(data["id"], None)
 
     def send(self, call: dict[str, Any]) -> dict[str, Any]:
-        entry = {"key": call["key"], "call": call["call"], "contract_id": call.get("contract_id"),
-                 "order_id": call.get("order_id"), "line": self.observed}  # fmt: skip
+        entry = {
+            "key": call["key"],
+            "call": call["call"],
+            "contract_id": call.get("contract_id"),
+            "order_id": call.get("order_id"),
+            "line": self.observed,
+        }
         self.log.append(entry)
         kind = call["call"]
         if kind in ("close", "partial_close"):
@@ -208,9 +228,19 @@ class FakeBroker:
         price = Decimal(str(position["averagePrice"])) - 2 * spec.tick_size * direction
         pnl = (price - Decimal(str(position["averagePrice"]))) * direction * size / spec.tick_size * spec.tick_value
         fees = _fee(contract) * size
-        trade = {"id": next(self._ids), "accountId": ACCOUNT, "contractId": contract,
-                 "creationTimestamp": self.now.isoformat(), "price": price, "profitAndLoss": pnl, "fees": fees,
-                 "side": SELL if direction > 0 else BUY, "size": size, "voided": False, "orderId": 0}  # fmt: skip
+        trade = {
+            "id": next(self._ids),
+            "accountId": ACCOUNT,
+            "contractId": contract,
+            "creationTimestamp": self.now.isoformat(),
+            "price": price,
+            "profitAndLoss": pnl,
+            "fees": fees,
+            "side": SELL if direction > 0 else BUY,
+            "size": size,
+            "voided": False,
+            "orderId": 0,
+        }
         self.trades.append(trade)
         left = position["size"] - size
         after = position | {"size": left, "type": position["type"] if left else 0}
@@ -219,8 +249,11 @@ class FakeBroker:
         else:
             self.positions.pop(contract)
         public = {k: v for k, v in after.items() if k != "episode"}
-        return [self._line("GatewayUserTrade", trade), self._line("GatewayUserPosition", public),
-                self._balance(pnl, fees)]
+        return [
+            self._line("GatewayUserTrade", trade),
+            self._line("GatewayUserPosition", public),
+            self._balance(pnl, fees),
+        ]
 
     def _balance(self, pnl: Any, fees: Any) -> str:
         balance = Decimal(str(self.account["balance"])) + Decimal(str(pnl)) - Decimal(str(fees))
@@ -232,8 +265,13 @@ class FakeBroker:
 
     def state(self) -> dict[str, Any]:
         public = [{k: v for k, v in p.items() if k != "episode"} for p in self.positions.values()]
-        return {"positions": public, "orders": list(self.orders.values()), "trades": self.trades,
-                "account": self.account, "observed": self.observed}
+        return {
+            "positions": public,
+            "orders": list(self.orders.values()),
+            "trades": self.trades,
+            "account": self.account,
+            "observed": self.observed,
+        }
 
 
 # -- killing -----------------------------------------------------------------------------------
@@ -323,8 +361,11 @@ class BrokerServer:
         if kill is not None and kill.mode == "restart" and life.requests >= kill.request:
             life.kill_now()
             return None
-        due = kill is not None and kill.mode == "send" and (op == "send" and life.line >= kill.line
-                                                            or life.line >= kill.line + 40)  # fmt: skip
+        due = (
+            kill is not None
+            and kill.mode == "send"
+            and (op == "send" and life.line >= kill.line or life.line >= kill.line + 40)
+        )
         if due and kill.phase == "before":
             life.kill_now()
             return None
@@ -357,7 +398,9 @@ def run(tmp: Path, name: str, recording: Path, policy: Path, plan: list[Kill]) -
     lines = [parse_line(t, 0) for t in recording.read_text().splitlines()]
     result = Run(tmp / f"{name}.db", FakeBroker(lines))
     server = BrokerServer(result.broker, tmp / f"{name}.sock")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])
+    )
     plan = list(plan)
     try:
         while True:
@@ -365,9 +408,19 @@ def run(tmp: Path, name: str, recording: Path, policy: Path, plan: list[Kill]) -
             errors = tmp / f"{name}-{result.lives}.stderr"
             with errors.open("w") as stderr:
                 proc = subprocess.Popen(
-                    [sys.executable, str(WORKER), str(recording), str(result.store), str(policy), str(tmp / f"{name}.sock")],
-                    stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
-                )  # fmt: skip
+                    [
+                        sys.executable,
+                        str(WORKER),
+                        str(recording),
+                        str(result.store),
+                        str(policy),
+                        str(tmp / f"{name}.sock"),
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    text=True,
+                    env=env,
+                )
             life = Life(proc, kill)
             server.life = life
             result.lives += 1
@@ -407,14 +460,17 @@ def outcome(path: Path) -> dict[str, Any]:
     with Store.open(path) as store:
         db = store.db
         return {
-            "lockouts": sorted(db.execute("SELECT scope, symbol, rule, until, condition, released_at FROM lockouts"),
-                               key=repr),
+            "lockouts": sorted(
+                db.execute("SELECT scope, symbol, rule, until, condition, released_at FROM lockouts"), key=repr
+            ),
             "timers": [(t.key, t.started_at, t.expires_at) for t in store.timers(ACCOUNT)],
             "days": {day: store.day_totals(ACCOUNT, day) for day in ("2025-10-29", "2025-10-30")},
-            "eod": db.execute("SELECT trading_day, eod_balance, eod_high_water FROM balances"
-                              " WHERE eod_balance IS NOT NULL ORDER BY trading_day").fetchall(),
+            "eod": db.execute(
+                "SELECT trading_day, eod_balance, eod_high_water FROM balances"
+                " WHERE eod_balance IS NOT NULL ORDER BY trading_day"
+            ).fetchall(),
             "actions": Counter(state for (state,) in db.execute("SELECT state FROM actions")),
-        }  # fmt: skip
+        }
 
 
 def effects(broker: FakeBroker) -> Counter:
@@ -434,7 +490,11 @@ def test_kill_9_at_random_points_loses_nothing_and_sends_nothing_twice(tmp_path)
     expected = outcome(clean.store)
     # The session does what it says: a partial close, closes after the grace period, a flatten
     # and closes under the lockout, cancels; a lockout until the boundary; a running timer.
-    assert sorted(Counter(e["call"] for e in clean.broker.log).items()) == [("cancel", 3), ("close", 5), ("partial_close", 1)]
+    assert sorted(Counter(e["call"] for e in clean.broker.log).items()) == [
+        ("cancel", 3),
+        ("close", 5),
+        ("partial_close", 1),
+    ]
     assert [(lo[2], lo[3]) for lo in expected["lockouts"]] == [("daily_loss", "2025-10-29T22:00:00.000000+00:00")]
     assert [t[0] for t in expected["timers"]] == [f"uncovered:{MNQ}"]
     assert expected["days"]["2025-10-29"].realized_pnl < -300 and expected["eod"][0][0] == "2025-10-29"
@@ -453,20 +513,30 @@ def test_kill_9_at_random_points_loses_nothing_and_sends_nothing_twice(tmp_path)
     # record being there with its hash means every record before it is there too.
     lost = crashed.acked - {(r.seq, r.hash) for r in records}
     assert not lost, f"{len(lost)} acknowledged audit records lost"
-    recovered = Counter(json.loads(r.payload)["outcome"] for r in records
-                        if r.kind == "outcome" and "not found in broker state" in r.payload
-                        or r.kind == "outcome" and "recovered" in r.payload)  # fmt: skip
+    recovered = Counter(
+        json.loads(r.payload)["outcome"]
+        for r in records
+        if r.kind == "outcome"
+        and "not found in broker state" in r.payload
+        or r.kind == "outcome"
+        and "recovered" in r.payload
+    )
     got = outcome(crashed.store)
     for name in ("lockouts", "timers", "days", "eod"):
         assert got[name] == expected[name], name
-    assert set(got["actions"]) <= {"confirmed", "failed"} and got["actions"]["confirmed"] == expected["actions"]["confirmed"]
+    assert (
+        set(got["actions"]) <= {"confirmed", "failed"}
+        and got["actions"]["confirmed"] == expected["actions"]["confirmed"]
+    )
     # Exactly once: no key reached the broker twice, no position was closed twice, nothing refused.
     keys = Counter(e["key"] for e in crashed.broker.log)
     assert [k for k, n in keys.items() if n > 1] == []
     assert [e for e in crashed.broker.log if "refused" in e] == []
     assert effects(crashed.broker) == effects(clean.broker)
     assert max(effects(crashed.broker).values()) == 1
-    print(f"\ncrash test: {crashed.kills} kills over {crashed.lives} lives ({dict(crashed.kill_modes)}); "
-          f"{len(crashed.acked)} acknowledgements up to record {max(crashed.acked)[0]} of {len(records)}; "
-          f"{len(crashed.broker.log)} broker calls; unconfirmed calls verified after a restart: {dict(recovered)}; "
-          f"{time.monotonic() - started:.1f}s")
+    print(
+        f"\ncrash test: {crashed.kills} kills over {crashed.lives} lives ({dict(crashed.kill_modes)}); "
+        f"{len(crashed.acked)} acknowledgements up to record {max(crashed.acked)[0]} of {len(records)}; "
+        f"{len(crashed.broker.log)} broker calls; unconfirmed calls verified after a restart: {dict(recovered)}; "
+        f"{time.monotonic() - started:.1f}s"
+    )

@@ -14,8 +14,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from riskc.engine.daemon.config import load_config
 from riskc.engine.daemon.daemon import Daemon
 from riskc.engine.daemon.loops import build_loops
@@ -31,19 +29,49 @@ def user(ts: dt.datetime, target: str, data: dict) -> str:
 
 
 def quote(ts: dt.datetime, price: float) -> str:
-    return json.dumps({"ts": ts.isoformat(), "hub": "market", "target": "GatewayQuote",
-                       "args": [MNQ, {"lastPrice": price, "bestBid": price - 0.25, "bestAsk": price}]})
+    return json.dumps(
+        {
+            "ts": ts.isoformat(),
+            "hub": "market",
+            "target": "GatewayQuote",
+            "args": [MNQ, {"lastPrice": price, "bestBid": price - 0.25, "bestAsk": price}],
+        }
+    )
 
 
 def position(ts: dt.datetime, size: int, avg: float = 21000.0) -> str:
-    return user(ts, "GatewayUserPosition", {"id": 7, "accountId": ACCOUNT, "contractId": MNQ, "type": 1 if size else 0,
-                                            "size": size, "averagePrice": avg, "creationTimestamp": START.isoformat()})
+    return user(
+        ts,
+        "GatewayUserPosition",
+        {
+            "id": 7,
+            "accountId": ACCOUNT,
+            "contractId": MNQ,
+            "type": 1 if size else 0,
+            "size": size,
+            "averagePrice": avg,
+            "creationTimestamp": START.isoformat(),
+        },
+    )
 
 
 def trade(ts: dt.datetime, trade_id: int, pnl: float | None) -> str:
-    return user(ts, "GatewayUserTrade", {"id": trade_id, "accountId": ACCOUNT, "contractId": MNQ, "price": 21000.0,
-                                         "profitAndLoss": pnl, "fees": 0.37, "side": 1, "size": 1, "voided": False,
-                                         "creationTimestamp": ts.isoformat()})
+    return user(
+        ts,
+        "GatewayUserTrade",
+        {
+            "id": trade_id,
+            "accountId": ACCOUNT,
+            "contractId": MNQ,
+            "price": 21000.0,
+            "profitAndLoss": pnl,
+            "fees": 0.37,
+            "side": 1,
+            "size": 1,
+            "voided": False,
+            "creationTimestamp": ts.isoformat(),
+        },
+    )
 
 
 def recording(path: Path, seconds: int, lines: list[tuple[int, str]]) -> Path:
@@ -62,14 +90,16 @@ def recording(path: Path, seconds: int, lines: list[tuple[int, str]]) -> Path:
 
 def write_config(tmp: Path, rec: Path, policy: Path, speed: float) -> Path:
     config = tmp / "riskc.yaml"
-    config.write_text(textwrap.dedent(f"""\
-        state: {tmp / 'state.db'}
-        log: {tmp / 'log.jsonl'}
+    config.write_text(
+        textwrap.dedent(f"""\
+        state: {tmp / "state.db"}
+        log: {tmp / "log.jsonl"}
         broker: {{kind: sim, recording: {rec}, speed: {speed}, timeout: 2s, retries: 1}}
         accounts:
           - policies: [{policy}]
         alerts: {{console: false}}
-    """))
+    """)
+    )
     return config
 
 
@@ -149,7 +179,15 @@ def test_sigterm_stops_cleanly_and_a_restart_keeps_the_lockout(tmp_path: Path) -
     policy.write_text('policy "t"\n  timezone America/Chicago\n\nuse daily_loss(limit: $1,000)\n')
     config = write_config(tmp_path, rec, policy, speed=20)
     env = dict(os.environ, PROJECT_X_USERNAME="", PROJECT_X_API_KEY="")
-    command = [sys.executable, "-c", "from riskc.engine.cli.main import main; main()", "run", "--config", str(config), "--plain"]
+    command = [
+        sys.executable,
+        "-c",
+        "from riskc.engine.cli.main import main; main()",
+        "run",
+        "--config",
+        str(config),
+        "--plain",
+    ]
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -219,8 +257,9 @@ async def test_a_lock_from_another_process_is_enforced_on_the_next_tick(tmp_path
         await wait_until(lambda: daemon.loops and MNQ in daemon.loops[0].engine.book.positions)
         lp = daemon.loops[0]
         with Store.open(tmp_path / "state.db") as other:  # what `riskc lock` does, from its own connection
-            other.add_lockout(ACCOUNT, "personal", "done for today", START, until=START + dt.timedelta(hours=2),
-                              origin="personal")
+            other.add_lockout(
+                ACCOUNT, "personal", "done for today", START, until=START + dt.timedelta(hours=2), origin="personal"
+            )
         await wait_until(lambda: MNQ not in lp.engine.book.positions)
         daemon.stop()
 
@@ -241,11 +280,16 @@ async def test_a_reload_that_moves_the_trading_clock_is_rejected_until_a_restart
     policy.write_text('policy "t"\n  timezone America/Chicago\n\nuse daily_loss(limit: $1,000)\n')
     current, _, _ = PolicySet.from_paths([policy])
     alerts: list[tuple[str, str]] = []
-    daemon = SimpleNamespace(alerts=SimpleNamespace(alert=lambda severity, text, **_: alerts.append((severity, text))),
-                             log_record=lambda record: None)
-    lp = SimpleNamespace(paths=[policy], engine=SimpleNamespace(book=SimpleNamespace(account=SimpleNamespace(id=1)),
-                                                                 policies=current),
-                         activity=SimpleNamespace(reload_errors=0, last_error=None), queue=asyncio.Queue())  # fmt: skip
+    daemon = SimpleNamespace(
+        alerts=SimpleNamespace(alert=lambda severity, text, **_: alerts.append((severity, text))),
+        log_record=lambda record: None,
+    )
+    lp = SimpleNamespace(
+        paths=[policy],
+        engine=SimpleNamespace(book=SimpleNamespace(account=SimpleNamespace(id=1)), policies=current),
+        activity=SimpleNamespace(reload_errors=0, last_error=None),
+        queue=asyncio.Queue(),
+    )
     policy.write_text('policy "t"\n  timezone America/New_York\n\nuse daily_loss(limit: $1,000)\n')
     candidate = await reload_loop(daemon, lp)
     assert candidate.policies is None and lp.queue.empty() and lp.activity.reload_errors == 1

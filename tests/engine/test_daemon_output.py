@@ -38,8 +38,10 @@ def _config(tmp: Path) -> Path:
     rec = recording(tmp / "rec.jsonl", 20, lines)
     (tmp / "p.risk").write_text(POLICY)
     config = tmp / "riskc.yaml"  # console alerts on, as by default
-    config.write_text(f"state: {tmp / 'state.db'}\nlog: {tmp / 'log.jsonl'}\n"
-                      f"broker: {{kind: sim, recording: {rec}, speed: 0}}\naccounts:\n  - policies: [{tmp / 'p.risk'}]\n")
+    config.write_text(
+        f"state: {tmp / 'state.db'}\nlog: {tmp / 'log.jsonl'}\n"
+        f"broker: {{kind: sim, recording: {rec}, speed: 0}}\naccounts:\n  - policies: [{tmp / 'p.risk'}]\n"
+    )
     return config
 
 
@@ -91,7 +93,8 @@ def test_a_console_sink_can_leave_out_the_alerts_that_report_an_action() -> None
     sink.send(Alert(now, "critical", "daily_loss", "flatten failed after 3 attempt(s)", ACCOUNT))
     assert "flattened" not in out.getvalue() and "flatten failed" in out.getvalue()
     ConsoleSink(Console(file=out, width=200, color_system=None)).send(
-        Alert(now, "high", "daily_loss", "flattened", ACCOUNT, action="flatten"))
+        Alert(now, "high", "daily_loss", "flattened", ACCOUNT, action="flatten")
+    )
     assert "flattened" in out.getvalue()  # by default a console sink prints every alert
 
 

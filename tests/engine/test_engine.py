@@ -20,8 +20,8 @@ import pytest
 from gateway_messages import BUY, CL, ES, LIMIT, MARKET, MNQ, PENDING, SELL, STOP, D, Feed
 
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
-from riskc.engine.enforce.enforcer import RETRY_AFTER
 from riskc.engine.adapters.projectx.intake import Message
+from riskc.engine.enforce.enforcer import RETRY_AFTER
 from riskc.engine.runner import Engine, PolicySet
 from riskc.engine.store import Store
 
@@ -79,15 +79,22 @@ class FakePort:
             self.orders[call.order_id]["stopPrice"] = call.stop_price
         elif call.kind == "place_stop":
             self._next_order += 1
-            self.orders[self._next_order] = {"id": self._next_order, "accountId": call.account_id,
-                                             "contractId": call.contract_id, "type": STOP, "status": 1,
-                                             "side": BUY if call.side == "buy" else SELL, "size": call.size,
-                                             "stopPrice": call.stop_price}  # fmt: skip
+            self.orders[self._next_order] = {
+                "id": self._next_order,
+                "accountId": call.account_id,
+                "contractId": call.contract_id,
+                "type": STOP,
+                "status": 1,
+                "side": BUY if call.side == "buy" else SELL,
+                "size": call.size,
+                "stopPrice": call.stop_price,
+            }
         return {"success": True}
 
     async def state(self, account_id: int) -> BrokerState:
-        return BrokerState(tuple(self.positions.values()), tuple(self.orders.values()), tuple(self.trades),
-                           self.account)
+        return BrokerState(
+            tuple(self.positions.values()), tuple(self.orders.values()), tuple(self.trades), self.account
+        )
 
 
 class Harness:
@@ -174,13 +181,21 @@ LOSS = (f.account(0, 50000), f.trade(1, 1, MNQ, side=SELL, pnl=-120, fees="0.37"
 def test_flatten_closes_every_position_and_cancels_orders_but_not_market_ones(harness):
     h = harness(policy("use daily_loss(limit: $100)"))
     h.auto = False
-    h.feed(f.account(0, 50000), f.position(0, MNQ, 2, 21000), f.position(0, ES, -1, 6000),
-           f.order(0, 10, MNQ, type=STOP, side=SELL, size=2, stop=20990),
-           f.order(0, 11, ES, type=STOP, side=BUY, size=1, stop=6010, status=PENDING),  # a suspended leg
-           f.order(0, 12, ES, type=MARKET, side=BUY, size=1))  # fmt: skip
+    h.feed(
+        f.account(0, 50000),
+        f.position(0, MNQ, 2, 21000),
+        f.position(0, ES, -1, 6000),
+        f.order(0, 10, MNQ, type=STOP, side=SELL, size=2, stop=20990),
+        f.order(0, 11, ES, type=STOP, side=BUY, size=1, stop=6010, status=PENDING),  # a suspended leg
+        f.order(0, 12, ES, type=MARKET, side=BUY, size=1),
+    )
     calls = h.feed(LOSS[1])
-    assert summary(calls) == [("close", MNQ, None, None), ("close", ES, None, None),
-                              ("cancel", MNQ, 10, None), ("cancel", ES, 11, None)]  # fmt: skip
+    assert summary(calls) == [
+        ("close", MNQ, None, None),
+        ("close", ES, None, None),
+        ("cancel", MNQ, 10, None),
+        ("cancel", ES, 11, None),
+    ]
     assert {c.expect_size for c in calls if c.kind == "close"} == {0}
     assert [r["action"] for r in h.records] == ["flatten", "lockout"]
 
@@ -193,11 +208,14 @@ def test_reduce_p_to_n_is_a_partial_close_of_the_excess(harness):
     assert h.state().position_size(MNQ) == 2 and h.state().position_size(ES) == -1
 
 
-@pytest.mark.parametrize(("limit", "third", "expected"), [
-    (3, f.position(1, ES, 4, 6000), [("close", ES, None, None)]),  # 7 gross, cut 4: ES is largest
-    (4, f.position(1, ES, 2, 6000), [("partial_close", CL, None, 1)]),  # 5 gross: CL and ES tie, by contract id
-    (2, f.position(1, ES, 2, 6000), [("close", CL, None, None), ("partial_close", ES, None, 1)]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("limit", "third", "expected"),
+    [
+        (3, f.position(1, ES, 4, 6000), [("close", ES, None, None)]),  # 7 gross, cut 4: ES is largest
+        (4, f.position(1, ES, 2, 6000), [("partial_close", CL, None, 1)]),  # 5 gross: CL and ES tie, by contract id
+        (2, f.position(1, ES, 2, 6000), [("close", CL, None, None), ("partial_close", ES, None, 1)]),
+    ],
+)
 def test_reduce_total_cuts_the_largest_positions_first(harness, limit, third, expected):
     h = harness(policy(f"use max_contracts(limit: {limit})"))
     h.auto = False
@@ -208,8 +226,11 @@ def test_reduce_total_cuts_the_largest_positions_first(harness, limit, third, ex
 
 def test_symbol_block_closes_and_cancels_that_symbol_only_and_blocks_it(harness, store):
     h = harness(policy("use symbol_block(symbols: [CL])"))
-    h.feed(f.position(0, MNQ, 1, 21000), f.order(0, 20, MNQ, type=LIMIT, side=BUY, size=1, limit=20900),
-           f.order(0, 21, CL, type=LIMIT, side=BUY, size=1, limit=59))
+    h.feed(
+        f.position(0, MNQ, 1, 21000),
+        f.order(0, 20, MNQ, type=LIMIT, side=BUY, size=1, limit=20900),
+        f.order(0, 21, CL, type=LIMIT, side=BUY, size=1, limit=59),
+    )
     calls = h.feed(f.position(1, CL, 1, 60))
     assert summary(calls) == [("close", CL, None, None), ("cancel", CL, 21, None)]
     [block] = store.active_lockouts(ACCOUNT, f.at(2))
@@ -223,11 +244,13 @@ def test_symbol_block_closes_and_cancels_that_symbol_only_and_blocks_it(harness,
 
 def test_move_stop_moves_only_the_stops_that_cover_the_position(harness):
     h = harness(policy("use breakeven_stop(trigger: 8 ticks, offset: 1 tick)"))
-    h.feed(f.position(0, MNQ, 2, 21000),
-           f.order(0, 30, MNQ, type=STOP, side=SELL, size=2, stop=20990),  # covers
-           f.order(0, 31, MNQ, type=STOP, side=BUY, size=1, stop=21050),  # an entry stop, same side
-           f.order(0, 32, MNQ, type=LIMIT, side=SELL, size=2, limit=21020),  # the target
-           f.order(0, 33, ES, type=STOP, side=SELL, size=1, stop=5990))  # another contract
+    h.feed(
+        f.position(0, MNQ, 2, 21000),
+        f.order(0, 30, MNQ, type=STOP, side=SELL, size=2, stop=20990),  # covers
+        f.order(0, 31, MNQ, type=STOP, side=BUY, size=1, stop=21050),  # an entry stop, same side
+        f.order(0, 32, MNQ, type=LIMIT, side=SELL, size=2, limit=21020),  # the target
+        f.order(0, 33, ES, type=STOP, side=SELL, size=1, stop=5990),
+    )  # another contract
     calls = h.feed(f.quote(5, MNQ, 21002))
     assert summary(calls) == [("modify_stop", MNQ, 30, None)]
     assert calls[0].stop_price == D("21000.25")
@@ -236,8 +259,12 @@ def test_move_stop_moves_only_the_stops_that_cover_the_position(harness):
 
 
 def test_place_stop_covers_only_the_uncovered_contracts(harness):
-    h = harness(policy("rule protect\n  for position p\n  when p.stop_coverage < p.qty\n"
-                       "  then place_stop p at p.avg_price - ticks_to_points(p.symbol, 20 ticks) * p.direction"))
+    h = harness(
+        policy(
+            "rule protect\n  for position p\n  when p.stop_coverage < p.qty\n"
+            "  then place_stop p at p.avg_price - ticks_to_points(p.symbol, 20 ticks) * p.direction"
+        )
+    )
     h.auto = False
     h.feed(f.order(0, 40, MNQ, type=STOP, side=SELL, size=1, stop=20990))
     calls = h.feed(f.position(1, MNQ, 3, 21000))
@@ -247,9 +274,11 @@ def test_place_stop_covers_only_the_uncovered_contracts(harness):
 
 # -- the exit orders of a closed position ---------------------------------------------------
 
-EXITS = (f.order(0, 50, MNQ, type=STOP, side=SELL, size=1, stop=20990),  # its stop
-         f.order(0, 51, MNQ, type=LIMIT, side=SELL, size=1, limit=21040),  # its target
-         f.order(0, 52, MNQ, type=LIMIT, side=BUY, size=1, limit=20950))  # an entry to add: not an exit
+EXITS = (
+    f.order(0, 50, MNQ, type=STOP, side=SELL, size=1, stop=20990),  # its stop
+    f.order(0, 51, MNQ, type=LIMIT, side=SELL, size=1, limit=21040),  # its target
+    f.order(0, 52, MNQ, type=LIMIT, side=BUY, size=1, limit=20950),
+)  # an entry to add: not an exit
 
 
 def test_a_closed_positions_exit_orders_are_cancelled_once_it_is_flat(harness):
@@ -260,8 +289,10 @@ def test_a_closed_positions_exit_orders_are_cancelled_once_it_is_flat(harness):
     calls = h.feed(f.position(3, MNQ, 0))
     assert summary(calls) == [("cancel", MNQ, 50, None), ("cancel", MNQ, 51, None)]
     assert h.records[-1]["reason"] == f"exit order of the {MNQ} position closed by position_loss"
-    h.feed(f.order(4, 50, MNQ, type=STOP, side=SELL, size=1, stop=20990, status=3),
-           f.order(4, 51, MNQ, type=LIMIT, side=SELL, size=1, limit=21040, status=3))
+    h.feed(
+        f.order(4, 50, MNQ, type=STOP, side=SELL, size=1, stop=20990, status=3),
+        f.order(4, 51, MNQ, type=LIMIT, side=SELL, size=1, limit=21040, status=3),
+    )
     assert h.tick(f.at(5)) == [] and len(h.port.calls) == 3
 
 
@@ -406,15 +437,18 @@ def test_a_position_without_an_instrument_spec_fails_closed_and_the_engine_keeps
 # -- lockouts ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("start", "until"), [
-    (f.start, dt.datetime(2025, 10, 29, 22, 0, tzinfo=dt.UTC)),  # 17:00 CDT
-    (dt.datetime(2025, 11, 3, 15, 0, tzinfo=dt.UTC), dt.datetime(2025, 11, 3, 23, 0, tzinfo=dt.UTC)),  # 17:00 CST
-    # A Friday: the next trading day starts on Sunday at 17:00, not when Friday's day ends.
-    (dt.datetime(2025, 11, 7, 15, 0, tzinfo=dt.UTC), dt.datetime(2025, 11, 9, 23, 0, tzinfo=dt.UTC)),
-    # Christmas Eve 2025: no session on the 25th, so the next trading day (the 26th) starts on
-    # the 25th at 17:00 CST, not when the 24th's day ends.
-    (dt.datetime(2025, 12, 24, 15, 0, tzinfo=dt.UTC), dt.datetime(2025, 12, 25, 23, 0, tzinfo=dt.UTC)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("start", "until"),
+    [
+        (f.start, dt.datetime(2025, 10, 29, 22, 0, tzinfo=dt.UTC)),  # 17:00 CDT
+        (dt.datetime(2025, 11, 3, 15, 0, tzinfo=dt.UTC), dt.datetime(2025, 11, 3, 23, 0, tzinfo=dt.UTC)),  # 17:00 CST
+        # A Friday: the next trading day starts on Sunday at 17:00, not when Friday's day ends.
+        (dt.datetime(2025, 11, 7, 15, 0, tzinfo=dt.UTC), dt.datetime(2025, 11, 9, 23, 0, tzinfo=dt.UTC)),
+        # Christmas Eve 2025: no session on the 25th, so the next trading day (the 26th) starts on
+        # the 25th at 17:00 CST, not when the 24th's day ends.
+        (dt.datetime(2025, 12, 24, 15, 0, tzinfo=dt.UTC), dt.datetime(2025, 12, 25, 23, 0, tzinfo=dt.UTC)),
+    ],
+)
 def test_lockout_until_next_trading_day_is_stored_with_the_boundary_instant(harness, store, start, until):
     h = harness(policy("use daily_loss(limit: $100)"))
     g = Feed(account_id=ACCOUNT, start=start)
@@ -479,8 +513,11 @@ def test_reconcile_corrects_drift_from_the_broker_and_audits_it(harness, store):
     h.port.positions = {ES: f.position(5, ES, -2, 6000).args[0]["data"]}
     h.port.orders = {}
     drift, _ = h.reconcile(f.at(10))
-    assert drift == [f"position {ES}: book 0, broker -2", f"position {MNQ}: book 1, broker 0",
-                     "order 60: only in the book"]  # fmt: skip
+    assert drift == [
+        f"position {ES}: book 0, broker -2",
+        f"position {MNQ}: book 1, broker 0",
+        "order 60: only in the book",
+    ]
     book = h.engine.book
     assert {c: p.size for c, p in book.positions.items()} == {ES: -2} and book.orders == {}
     assert audit(store, "drift") == [{"drift": drift}]
@@ -589,8 +626,11 @@ def test_a_day_that_ended_while_riskc_was_down_is_closed_at_the_restart(tmp_path
     thursday = Feed(account_id=ACCOUNT, start=dt.datetime(2025, 10, 30, 15, 0, tzinfo=dt.UTC))
     with Store.open(path) as store:
         first = Harness(store, sources)
-        first.feed(wednesday.account(0, 50000), wednesday.trade(1, 1, MNQ, side=SELL, pnl=500, fees=0),
-                   wednesday.account(2, 50500))
+        first.feed(
+            wednesday.account(0, 50000),
+            wednesday.trade(1, 1, MNQ, side=SELL, pnl=500, fees=0),
+            wednesday.account(2, 50500),
+        )
     with Store.open(path) as store:  # Thursday: a losing trade happened while riskc was down
         second = Harness(store, sources)
         second.port.account = dict(thursday.account(0, "50299.63").args[0]["data"])
@@ -620,7 +660,15 @@ def test_a_malformed_message_is_counted_and_changes_nothing(harness, store):
     h = harness(policy("use daily_loss(limit: $100)"))
     h.feed(f.account(0, 50000))
     before = store.audit_records()
-    data = {"id": 9, "accountId": ACCOUNT, "contractId": MNQ, "side": 1, "size": 1, "price": "n/a", "profitAndLoss": -500}
+    data = {
+        "id": 9,
+        "accountId": ACCOUNT,
+        "contractId": MNQ,
+        "side": 1,
+        "size": 1,
+        "price": "n/a",
+        "profitAndLoss": -500,
+    }
     bad = Message(f.at(1), "user", "GatewayUserTrade", [{"action": 1, "data": data}])
     assert h.feed(bad) == []
     assert h.engine.malformed == 1
@@ -669,8 +717,14 @@ def test_the_day_roll_closes_the_day_in_the_store_and_ends_next_trading_day_lock
     day = h.engine.book.day
     assert (day.trading_day, day.trades, day.realized) == (dt.date(2025, 11, 4), 0, Decimal(0))
     assert [e for e in audit(store, "event") if e["event"] == "day_roll"] == [
-        {"event": "day_roll", "trading_day": "2025-11-03", "realized_pnl": "-120.37", "trades": 1,
-         "eod_high_balance": "50079.63"}]  # fmt: skip
+        {
+            "event": "day_roll",
+            "trading_day": "2025-11-03",
+            "realized_pnl": "-120.37",
+            "trades": 1,
+            "eod_high_balance": "50079.63",
+        }
+    ]
     # A fresh day: the same breach rule is quiet until the new day loses again.
     assert h.tick(boundary + dt.timedelta(seconds=1)) == []
     assert h.feed(g.position(8 * 3600 + 5, MNQ, 1, 21000)) == []

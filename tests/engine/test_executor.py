@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from riskc.engine.enforce.executor import Outcome, Step, execute
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
+from riskc.engine.enforce.executor import Outcome, Step, execute
 
 ACCT = 13298777
 MNQ = "CON.F.US.MNQ.Z25"
@@ -64,9 +64,15 @@ class ScriptedPort:
             case "modify_stop":
                 self.orders[call.order_id]["stopPrice"] = float(call.stop_price)  # type: ignore[arg-type]
             case "place_stop":
-                self.orders[77] = {"id": 77, "contractId": call.contract_id, "type": 4, "status": 1,
-                                   "side": 0 if call.side == "buy" else 1, "size": call.size,
-                                   "stopPrice": float(call.stop_price)}  # type: ignore[arg-type]
+                self.orders[77] = {
+                    "id": 77,
+                    "contractId": call.contract_id,
+                    "type": 4,
+                    "status": 1,
+                    "side": 0 if call.side == "buy" else 1,
+                    "size": call.size,
+                    "stopPrice": float(call.stop_price),
+                }  # type: ignore[arg-type]
 
     async def state(self, account_id: int) -> BrokerState:
         self.reads += 1
@@ -103,8 +109,11 @@ async def test_accepted_and_visible_is_confirmed_after_one_read() -> None:
     port = ScriptedPort(2, script=["ok"])
     outcome, events, clock = await run(port, CLOSE)
     assert (outcome.status, outcome.attempts, outcome.result) == ("confirmed", 1, {"success": True})
-    assert [(e.phase, e.ok) for e in events if isinstance(e, Step)] == [("sending", None), ("sent", True),
-                                                                         ("verified", True)]
+    assert [(e.phase, e.ok) for e in events if isinstance(e, Step)] == [
+        ("sending", None),
+        ("sent", True),
+        ("verified", True),
+    ]
     assert events[-1] is outcome and port.reads == 1 and clock.slept == []
 
 
@@ -119,8 +128,15 @@ async def test_failed_send_with_position_still_there_is_resent_after_a_pause_and
     outcome, events, clock = await run(port, CLOSE)
     assert (outcome.status, outcome.attempts, len(port.sent)) == ("confirmed", 2, 2)
     phases = [(e.phase, e.attempt, e.ok) for e in events if isinstance(e, Step)]
-    assert phases == [("sending", 1, None), ("sent", 1, False), ("verified", 1, False), ("verified", 1, False),
-                      ("sending", 2, None), ("sent", 2, True), ("verified", 2, True)]
+    assert phases == [
+        ("sending", 1, None),
+        ("sent", 1, False),
+        ("verified", 1, False),
+        ("verified", 1, False),
+        ("sending", 2, None),
+        ("sent", 2, True),
+        ("verified", 2, True),
+    ]
     assert clock.slept == [0.375]  # 0.5 * 2**0 * (0.5 + 0.5/2)
 
 
@@ -189,8 +205,9 @@ async def test_partial_close_without_expect_size_reads_a_baseline_first() -> Non
     assert (outcome.status, port.size) == ("confirmed", 3)
 
 
-@pytest.mark.parametrize("script, status, sends", [(["ok"], "confirmed", 1), (["error", "ok"], "confirmed", 2),
-                                                   (["reject"], "failed", 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    "script, status, sends", [(["ok"], "confirmed", 1), (["error", "ok"], "confirmed", 2), (["reject"], "failed", 1)]
+)
 async def test_cancel(script: list[str], status: str, sends: int) -> None:
     port = ScriptedPort(0, [{"id": 9, "contractId": MNQ, "type": 4, "status": 1}], script=script)
     outcome, _, _ = await run(port, BrokerCall("cancel", ACCT, contract_id=MNQ, order_id=9))
@@ -201,15 +218,17 @@ async def test_modify_stop_matches_within_half_a_tick() -> None:
     order = {"id": 9, "contractId": MNQ, "type": 4, "status": 1, "side": 1, "size": 2, "stopPrice": 26236.0}
     port = ScriptedPort(2, [order], script=["lost"])
     port.apply = lambda call: port.orders[9].update(stopPrice=26242.25)  # the broker rounded to the tick
-    outcome, _, _ = await run(port, BrokerCall("modify_stop", ACCT, contract_id=MNQ, order_id=9,
-                                               stop_price=Decimal("26242.3")))
+    outcome, _, _ = await run(
+        port, BrokerCall("modify_stop", ACCT, contract_id=MNQ, order_id=9, stop_price=Decimal("26242.3"))
+    )
     assert (outcome.status, len(port.sent)) == ("confirmed", 1)
 
 
 async def test_modify_stop_of_a_gone_order_fails_after_the_rejection() -> None:
     port = ScriptedPort(2, [], script=["reject"])
-    outcome, _, _ = await run(port, BrokerCall("modify_stop", ACCT, contract_id=MNQ, order_id=9,
-                                               stop_price=Decimal("26242.25")))
+    outcome, _, _ = await run(
+        port, BrokerCall("modify_stop", ACCT, contract_id=MNQ, order_id=9, stop_price=Decimal("26242.25"))
+    )
     assert (outcome.status, outcome.retryable) == ("failed", False) and "not working" in outcome.detail
 
 

@@ -15,9 +15,9 @@ import pytest
 
 pytest.importorskip("project_x_py")
 
-from riskc.engine.enforce.executor import execute  # noqa: E402
-from riskc.engine.adapters.port import BrokerCall, BrokerError  # noqa: E402
-from riskc.engine.adapters.projectx.sdk import ProjectXBroker, quiet_sdk_logging  # noqa: E402
+from riskc.engine.adapters.port import BrokerCall, BrokerError
+from riskc.engine.adapters.projectx.sdk import ProjectXBroker, quiet_sdk_logging
+from riskc.engine.enforce.executor import execute
 
 ACCT = 13298777
 MNQ = "CON.F.US.MNQ.Z25"
@@ -42,9 +42,15 @@ class MockGateway:
         if size == 0:
             self.positions.pop(contract, None)
         else:
-            self.positions[contract] = {"id": 7, "accountId": ACCT, "contractId": contract, "type": 1 if size > 0 else 2,
-                                        "size": abs(size), "averagePrice": 26246.25,
-                                        "creationTimestamp": "2025-10-29T15:50:13+00:00"}  # fmt: skip
+            self.positions[contract] = {
+                "id": 7,
+                "accountId": ACCT,
+                "contractId": contract,
+                "type": 1 if size > 0 else 2,
+                "size": abs(size),
+                "averagePrice": 26246.25,
+                "creationTimestamp": "2025-10-29T15:50:13+00:00",
+            }
 
     def size(self, contract: str = MNQ) -> int:
         p = self.positions.get(contract)
@@ -76,8 +82,18 @@ class MockGateway:
             case "/Auth/loginKey":
                 return ENVELOPE | {"token": TOKEN}
             case "/Account/search":
-                return ENVELOPE | {"accounts": [{"id": ACCT, "name": "50KTC-V2-1234567", "balance": 50012.37,
-                                                 "canTrade": True, "isVisible": True, "simulated": True}]}
+                return ENVELOPE | {
+                    "accounts": [
+                        {
+                            "id": ACCT,
+                            "name": "50KTC-V2-1234567",
+                            "balance": 50012.37,
+                            "canTrade": True,
+                            "isVisible": True,
+                            "simulated": True,
+                        }
+                    ]
+                }
             case "/Position/searchOpen":
                 return ENVELOPE | {"positions": list(self.positions.values())}
             case "/Position/closeContract":
@@ -107,15 +123,38 @@ class MockGateway:
             case "/Trade/search":
                 return ENVELOPE | {"trades": self.trades}
             case "/Contract/search":
-                return ENVELOPE | {"contracts": [{"id": MNQ, "name": "MNQZ5", "description": "Micro E-mini Nasdaq-100",
-                                                  "tickSize": 0.25, "tickValue": 0.5, "activeContract": True,
-                                                  "symbolId": "F.US.MNQ"}]}  # fmt: skip
+                return ENVELOPE | {
+                    "contracts": [
+                        {
+                            "id": MNQ,
+                            "name": "MNQZ5",
+                            "description": "Micro E-mini Nasdaq-100",
+                            "tickSize": 0.25,
+                            "tickValue": 0.5,
+                            "activeContract": True,
+                            "symbolId": "F.US.MNQ",
+                        }
+                    ]
+                }
         return ENVELOPE
 
     def order(self, oid: int, type_: int, side: int, size: int, stop: float | None, status: int = 1) -> dict[str, Any]:
-        return {"id": oid, "accountId": ACCT, "contractId": MNQ, "creationTimestamp": "2025-10-29T15:40:41+00:00",
-                "updateTimestamp": None, "status": status, "type": type_, "side": side, "size": size,
-                "limitPrice": None, "stopPrice": stop, "fillVolume": 0, "filledPrice": None, "customTag": None}
+        return {
+            "id": oid,
+            "accountId": ACCT,
+            "contractId": MNQ,
+            "creationTimestamp": "2025-10-29T15:40:41+00:00",
+            "updateTimestamp": None,
+            "status": status,
+            "type": type_,
+            "side": side,
+            "size": size,
+            "limitPrice": None,
+            "stopPrice": stop,
+            "fillVolume": 0,
+            "filledPrice": None,
+            "customTag": None,
+        }
 
 
 @pytest.fixture
@@ -164,8 +203,10 @@ async def test_partial_close_sends_the_size(gateway: Any) -> None:
 async def test_cancel_sends_order_cancel(gateway: Any) -> None:
     mock, broker = gateway
     mock.orders[55] = mock.order(55, 4, 1, 1, 26236.0)
-    assert await broker.send(BrokerCall("cancel", ACCT, contract_id=MNQ, order_id=55)) == {"success": True,
-                                                                                          "cancelled": True}
+    assert await broker.send(BrokerCall("cancel", ACCT, contract_id=MNQ, order_id=55)) == {
+        "success": True,
+        "cancelled": True,
+    }
     assert mock.seen == [("/Order/cancel", {"accountId": ACCT, "orderId": 55})]
 
 
@@ -183,8 +224,18 @@ async def test_place_stop_sends_a_stop_order(gateway: Any) -> None:
     mock, broker = gateway
     call = BrokerCall("place_stop", ACCT, contract_id=MNQ, side="sell", size=2, stop_price=Decimal("26236.25"))
     reply = await broker.send(call)
-    assert mock.requests_to("/Order/place") == [{"accountId": ACCT, "contractId": MNQ, "type": 4, "side": 1, "size": 2,
-                                                  "limitPrice": None, "stopPrice": 26236.25, "trailPrice": None}]
+    assert mock.requests_to("/Order/place") == [
+        {
+            "accountId": ACCT,
+            "contractId": MNQ,
+            "type": 4,
+            "side": 1,
+            "size": 2,
+            "limitPrice": None,
+            "stopPrice": 26236.25,
+            "trailPrice": None,
+        }
+    ]
     assert reply == {"success": True, "orderId": 1000}
     buy = BrokerCall("place_stop", ACCT, contract_id=MNQ, side="buy", size=1, stop_price=Decimal("26300"))
     await broker.send(buy)
@@ -197,19 +248,41 @@ async def test_state_reads_the_account_in_gateway_shape(gateway: Any) -> None:
     mock.orders[55] = mock.order(55, 4, 1, 2, 26236.25)
     mock.orders[56] = mock.order(56, 1, 1, 2, None, status=8)  # suspended bracket child
     mock.orders[57] = mock.order(57, 4, 1, 2, 26230.0, status=3)  # cancelled: not listed
-    mock.trades = [{"id": 5002, "accountId": ACCT, "contractId": MNQ, "creationTimestamp": "2025-10-29T15:40:46+00:00",
-                    "price": 26242.25, "profitAndLoss": -4.0, "fees": 0.37, "side": 1, "size": 1, "voided": False,
-                    "orderId": 1004}]  # fmt: skip
+    mock.trades = [
+        {
+            "id": 5002,
+            "accountId": ACCT,
+            "contractId": MNQ,
+            "creationTimestamp": "2025-10-29T15:40:46+00:00",
+            "price": 26242.25,
+            "profitAndLoss": -4.0,
+            "fees": 0.37,
+            "side": 1,
+            "size": 1,
+            "voided": False,
+            "orderId": 1004,
+        }
+    ]
     since = dt.datetime(2025, 10, 28, 22, 0, tzinfo=dt.UTC)
     state = await broker.state(ACCT, trades_since=since)
-    assert sorted(mock.seen, key=lambda s: s[0]) == sorted([
-        ("/Position/searchOpen", {"accountId": ACCT}),
-        ("/Order/searchOpen", {"accountId": ACCT}),
-        ("/Account/search", {"onlyActiveAccounts": False}),
-        ("/Trade/search", {"accountId": ACCT, "startTimestamp": "2025-10-28T22:00:00+00:00"}),
-        ("/Order/v2/query", {"filter": {"accountId": ACCT, "statuses": [8]}, "pageSize": 100, "pageOffset": 0,
-                             "includeTotalCount": False}),
-    ], key=lambda s: s[0])  # fmt: skip
+    assert sorted(mock.seen, key=lambda s: s[0]) == sorted(
+        [
+            ("/Position/searchOpen", {"accountId": ACCT}),
+            ("/Order/searchOpen", {"accountId": ACCT}),
+            ("/Account/search", {"onlyActiveAccounts": False}),
+            ("/Trade/search", {"accountId": ACCT, "startTimestamp": "2025-10-28T22:00:00+00:00"}),
+            (
+                "/Order/v2/query",
+                {
+                    "filter": {"accountId": ACCT, "statuses": [8]},
+                    "pageSize": 100,
+                    "pageOffset": 0,
+                    "includeTotalCount": False,
+                },
+            ),
+        ],
+        key=lambda s: s[0],
+    )
     assert state.position_size(MNQ) == 2 and state.positions[0]["averagePrice"] == Decimal("26246.25")
     assert sorted(o["id"] for o in state.orders) == [55, 56]
     assert state.trades[0]["fees"] == Decimal("0.37") and state.trades[0]["profitAndLoss"] == Decimal("-4.0")
@@ -294,7 +367,7 @@ async def test_500_and_the_position_still_there_is_resent_once(gateway: Any) -> 
     assert (outcome.status, outcome.attempts) == ("confirmed", 2)
     closes = [i for i, (p, _) in enumerate(mock.seen) if p == "/Position/closeContract"]
     assert len(closes) == 2
-    between = {p for p, _ in mock.seen[closes[0] + 1:closes[1]]}
+    between = {p for p, _ in mock.seen[closes[0] + 1 : closes[1]]}
     assert between == set(STATE_PATHS)  # the state was read before the resend
     assert mock.size() == 0
 
@@ -358,8 +431,9 @@ async def test_modify_stop_and_cancel_through_the_executor(gateway: Any) -> None
 def test_credentials_come_from_the_environment_and_never_print() -> None:
     from riskc.engine.adapters.projectx.sdk import Credentials, MissingCredentials
 
-    creds = Credentials.from_env({"PROJECT_X_USERNAME": "trader", "PROJECT_X_API_KEY": "k-0123456789-secret",
-                                  "PROJECT_X_ACCOUNT_NAME": "50KTC"})  # fmt: skip
+    creds = Credentials.from_env(
+        {"PROJECT_X_USERNAME": "trader", "PROJECT_X_API_KEY": "k-0123456789-secret", "PROJECT_X_ACCOUNT_NAME": "50KTC"}
+    )
     assert (creds.username, creds.api_key, creds.account_name) == ("trader", "k-0123456789-secret", "50KTC")
     assert "secret" not in repr(creds) and "trader" not in repr(creds)
     with pytest.raises(MissingCredentials, match="set PROJECT_X_API_KEY in the environment"):
@@ -370,7 +444,9 @@ def test_redact_hides_tokens_and_credentials_in_use() -> None:
     from riskc.engine.adapters.projectx import sdk as projectx
 
     projectx._secrets.add("k-0123456789-secret")
-    text = projectx.redact("GET /hubs/user?access_token=abc.def&id=1 Bearer xyz eyJhbGciOi.eyJzdWIi.sig k-0123456789-secret")
+    text = projectx.redact(
+        "GET /hubs/user?access_token=abc.def&id=1 Bearer xyz eyJhbGciOi.eyJzdWIi.sig k-0123456789-secret"
+    )
     assert text == "GET /hubs/user?access_token=***&id=1 Bearer *** *** ***"
 
 
@@ -379,8 +455,15 @@ def test_importing_the_adapter_and_the_executor_does_not_import_the_sdk() -> Non
     import sys
     from pathlib import Path
 
-    script = ("import sys, riskc.engine.adapters.projectx.sdk, riskc.engine.enforce.executor, riskc.engine.cli.record_cmd\n"
-              "assert 'project_x_py' not in sys.modules\nprint('ok')\n")  # fmt: skip
-    run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    script = (
+        "import sys, riskc.engine.adapters.projectx.sdk, riskc.engine.enforce.executor, riskc.engine.cli.record_cmd\n"
+        "assert 'project_x_py' not in sys.modules\nprint('ok')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (run.returncode, run.stdout.strip()) == (0, "ok"), run.stderr

@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from riskc.engine.adapters.projectx.intake import Message
 from riskc.engine.cli.main import main
 from riskc.engine.core.instruments import symbol_of
-from riskc.engine.adapters.projectx.intake import Message
-from riskc.engine.sim.replay import Replay
 from riskc.engine.runner import PolicySet
+from riskc.engine.sim.replay import Replay
 from riskc.engine.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,14 +118,19 @@ def test_scale_in_is_closed_when_the_grace_of_the_added_contracts_ends():
     assert records[1]["reason"] == "exit order of the CON.F.US.MNQ.Z25 position closed by stop_required"
 
 
-@pytest.mark.parametrize(("day", "utc_close", "utc_next_start"), [
-    ("2026-03-09", "2026-03-09T20:08:00+00:00", "2026-03-09T22:00:00+00:00"),  # CDT, UTC-5
-    ("2026-11-02", "2026-11-02T21:08:00+00:00", "2026-11-02T23:00:00+00:00"),  # CST, UTC-6
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("day", "utc_close", "utc_next_start"),
+    [
+        ("2026-03-09", "2026-03-09T20:08:00+00:00", "2026-03-09T22:00:00+00:00"),  # CDT, UTC-5
+        ("2026-11-02", "2026-11-02T21:08:00+00:00", "2026-11-02T23:00:00+00:00"),  # CST, UTC-6
+    ],
+)
 def test_session_end_on_a_dst_day_is_15_08_chicago(day: str, utc_close: str, utc_next_start: str):
     records, summary = replay_json(SESSIONS / f"session-end-dst-{day}.jsonl")
-    assert _brief(records[:2]) == [(utc_close, "trading_hours", "flatten", None),
-                                   (utc_close, "trading_hours", "lockout", None)]
+    assert _brief(records[:2]) == [
+        (utc_close, "trading_hours", "flatten", None),
+        (utc_close, "trading_hours", "lockout", None),
+    ]
     assert records[1]["until"] == utc_next_start
     assert summary["broker_calls"] == 3  # the position, its stop, then the order placed at 15:15
 
@@ -133,9 +138,11 @@ def test_session_end_on_a_dst_day_is_15_08_chicago(day: str, utc_close: str, utc
 def test_symbol_block_closes_cl_and_cancels_its_later_orders():
     records, _ = replay_json(SESSIONS / "symbol-block.jsonl")
     assert [(r["rule"], r["action"], r["symbol"]) for r in records] == [
-        ("symbol_block", "close", "CL"), ("symbol_block", "block", "CL"),
-        ("symbol_block", "cancel", "CL"), ("symbol_block", "cancel", "CL"),
-    ]  # fmt: skip
+        ("symbol_block", "close", "CL"),
+        ("symbol_block", "block", "CL"),
+        ("symbol_block", "cancel", "CL"),
+        ("symbol_block", "cancel", "CL"),
+    ]
     assert records[0]["contract_id"] == "CON.F.US.CLE.F26"
     assert records[1]["until"] == "2025-11-19T23:00:00+00:00"
 
@@ -146,14 +153,25 @@ def test_demo_shows_a_breach_early_and_the_daily_loss_within_five_minutes():
     first = dt.datetime.fromisoformat(records[0]["ts"])
     assert first - start < dt.timedelta(minutes=1)
     rules = [(r["rule"], r["action"]) for r in records]
-    assert rules[:6] == [("stop_required", "close"), ("stop_required", "cancel"), ("symbol_block", "close"),
-                         ("symbol_block", "block"), ("daily_loss", "flatten"), ("daily_loss", "lockout")]  # fmt: skip
+    assert rules[:6] == [
+        ("stop_required", "close"),
+        ("stop_required", "cancel"),
+        ("symbol_block", "close"),
+        ("symbol_block", "block"),
+        ("daily_loss", "flatten"),
+        ("daily_loss", "lockout"),
+    ]
     assert dt.timedelta(minutes=3) <= dt.datetime.fromisoformat(summary["to"]) - start <= dt.timedelta(minutes=8)
 
 
 def test_sessions_are_what_the_generator_builds():
-    run = subprocess.run([sys.executable, str(SESSIONS / "make_sessions.py"), "--check"], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, str(SESSIONS / "make_sessions.py"), "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
 
 
@@ -180,8 +198,19 @@ def _account(ts: dt.datetime) -> str:
 
 
 def _position(ts: dt.datetime, size: int, kind: int = 1) -> str:
-    return _line(ts, "GatewayUserPosition", {"id": 1, "accountId": 7, "contractId": MNQ, "type": kind if size else 0,
-                                             "size": size, "creationTimestamp": ts.isoformat(), "averagePrice": 25600.0})
+    return _line(
+        ts,
+        "GatewayUserPosition",
+        {
+            "id": 1,
+            "accountId": 7,
+            "contractId": MNQ,
+            "type": kind if size else 0,
+            "size": size,
+            "creationTimestamp": ts.isoformat(),
+            "averagePrice": 25600.0,
+        },
+    )
 
 
 def _quote(ts: dt.datetime, price: float = 25600.0) -> str:
@@ -196,16 +225,19 @@ def write_recording(folder: Path, lines: list[str]) -> Path:
 
 def test_malformed_lines_are_counted_and_the_run_goes_on(tmp_path: Path):
     at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
-    recording = write_recording(tmp_path, [
-        _account(at(0)),
-        "this is not json",
-        '["a list, not an object"]',
-        '{"ts": "2025-12-03T16:00:02+00:00", "hub": "user", "target": "GatewayUserNothing", "args": [{}]}',
-        _position(at(3), 2, kind=7),  # PositionType 7 does not exist: the book cannot use it
-        "",
-        _position(at(5), 2),
-        _quote(at(36.5)),
-    ])  # fmt: skip
+    recording = write_recording(
+        tmp_path,
+        [
+            _account(at(0)),
+            "this is not json",
+            '["a list, not an object"]',
+            '{"ts": "2025-12-03T16:00:02+00:00", "hub": "user", "target": "GatewayUserNothing", "args": [{}]}',
+            _position(at(3), 2, kind=7),  # PositionType 7 does not exist: the book cannot use it
+            "",
+            _position(at(5), 2),
+            _quote(at(36.5)),
+        ],
+    )
     records, summary = replay_json(recording)
     assert summary["malformed"] == 4
     assert summary["messages"] == 4  # the good lines and the one the book refused
@@ -222,11 +254,18 @@ def test_the_clock_ticks_between_messages(tmp_path: Path):
     15:08:00 though the next message comes at 15:20."""
     at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
     close_of_day = dt.datetime(2025, 12, 3, 21, 7, 50, tzinfo=dt.UTC)
-    recording = write_recording(tmp_path, [
-        _account(at(0)), _quote(at(1)), _position(at(5), 2), _quote(at(60)),
-        _position(close_of_day, 0), _position(close_of_day + dt.timedelta(seconds=1), 1),
-        _quote(close_of_day + dt.timedelta(minutes=12)),
-    ])  # fmt: skip
+    recording = write_recording(
+        tmp_path,
+        [
+            _account(at(0)),
+            _quote(at(1)),
+            _position(at(5), 2),
+            _quote(at(60)),
+            _position(close_of_day, 0),
+            _position(close_of_day + dt.timedelta(seconds=1), 1),
+            _quote(close_of_day + dt.timedelta(minutes=12)),
+        ],
+    )
     records, summary = replay_json(recording)
     assert _brief(records)[0] == ("2025-12-03T16:00:35+00:00", "stop_required", "close", "MNQ")
     assert ("2025-12-03T21:08:00+00:00", "trading_hours", "flatten", None) in _brief(records)
@@ -248,7 +287,9 @@ def test_replay_api_and_cli_agree(tmp_path: Path):
 
 def test_state_file_keeps_the_lockout(tmp_path: Path):
     state = tmp_path / "state.db"
-    result = replay(str(SESSIONS / "daily-loss-lockout.jsonl"), "--policy", str(TOPSTEP), "--json", "--state", str(state))
+    result = replay(
+        str(SESSIONS / "daily-loss-lockout.jsonl"), "--policy", str(TOPSTEP), "--json", "--state", str(state)
+    )
     assert result.exit_code == 0, result.output
     with Store.open(state) as store:
         lockouts = store.active_lockouts(13298777, dt.datetime(2025, 11, 12, 16, 0, tzinfo=dt.UTC))
@@ -306,14 +347,17 @@ def test_replay_does_not_import_the_sdk():
 # -- engine fixes found by the sessions ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(("contract_id", "symbol"), [
-    ("CON.F.US.MNQ.Z25", "MNQ"),
-    ("CON.F.US.ENQ.Z25", "NQ"),
-    ("CON.F.US.EP.H26", "ES"),
-    ("CON.F.US.CLE.F26", "CL"),
-    ("CON.F.US.GCE.G26", "GC"),
-    ("MNQ", "MNQ"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("contract_id", "symbol"),
+    [
+        ("CON.F.US.MNQ.Z25", "MNQ"),
+        ("CON.F.US.ENQ.Z25", "NQ"),
+        ("CON.F.US.EP.H26", "ES"),
+        ("CON.F.US.CLE.F26", "CL"),
+        ("CON.F.US.GCE.G26", "GC"),
+        ("MNQ", "MNQ"),
+    ],
+)
 def test_gateway_product_codes_map_to_cme_symbols(contract_id: str, symbol: str):
     """The Gateway names NQ `ENQ` and CL `CLE`: a policy's `symbol_block(symbols: [CL])` must see
     CL (it used to see `CLE`, and the instrument lookup crashed the engine)."""
@@ -343,17 +387,31 @@ def _balance(ts: dt.datetime, can_trade: bool = True, balance: float = 50000.0) 
 
 
 def _trade(ts: dt.datetime, trade_id: int, pnl: float | None) -> str:
-    return _line(ts, "GatewayUserTrade", {"id": trade_id, "accountId": 7, "contractId": MNQ, "price": 25600.0,
-                                          "profitAndLoss": pnl, "fees": 0.37, "side": 1, "size": 1,
-                                          "voided": False, "creationTimestamp": ts.isoformat()})
+    return _line(
+        ts,
+        "GatewayUserTrade",
+        {
+            "id": trade_id,
+            "accountId": 7,
+            "contractId": MNQ,
+            "price": 25600.0,
+            "profitAndLoss": pnl,
+            "fees": 0.37,
+            "side": 1,
+            "size": 1,
+            "voided": False,
+            "creationTimestamp": ts.isoformat(),
+        },
+    )
 
 
 def test_a_breach_that_keeps_firing_writes_its_lockout_once(tmp_path: Path, monkeypatch):
     """daily_loss fires on every event of the rest of the day: the lockout it asks for is already
     in force, so the store is not written again (it used to be, once per event)."""
     at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
-    recording = write_recording(tmp_path, [_balance(at(0)), _trade(at(1), 1, -1200.0)]
-                                + [_quote(at(2 + i / 10)) for i in range(300)])
+    recording = write_recording(
+        tmp_path, [_balance(at(0)), _trade(at(1), 1, -1200.0)] + [_quote(at(2 + i / 10)) for i in range(300)]
+    )
     writes = []
     original = Store.add_lockout
     monkeypatch.setattr(Store, "add_lockout", lambda self, *a, **k: writes.append(a) or original(self, *a, **k))
@@ -364,19 +422,32 @@ def test_a_breach_that_keeps_firing_writes_its_lockout_once(tmp_path: Path, monk
 
 def test_a_longer_lockout_of_the_same_rule_still_extends_it(tmp_path: Path):
     at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
-    recording = write_recording(tmp_path, [_balance(at(0)), _trade(at(1), 1, -400.0), _quote(at(2)),
-                                           _trade(at(300), 2, -400.0), _quote(at(301))])  # fmt: skip
+    recording = write_recording(
+        tmp_path,
+        [_balance(at(0)), _trade(at(1), 1, -400.0), _quote(at(2)), _trade(at(300), 2, -400.0), _quote(at(301))],
+    )
     records, _ = replay_json(recording, _policy(tmp_path, "use cooldown_after_loss(loss: $300, cooldown: 15m)\n"))
     assert [(r["action"], r["until"]) for r in records] == [
-        ("lockout", "2025-12-03T16:15:01+00:00"), ("lockout", "2025-12-03T16:20:00+00:00")]
+        ("lockout", "2025-12-03T16:15:01+00:00"),
+        ("lockout", "2025-12-03T16:20:00+00:00"),
+    ]
 
 
 def test_a_while_lockout_released_in_process_is_set_again_when_the_condition_returns(tmp_path: Path):
     at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
-    recording = write_recording(tmp_path, [
-        _balance(at(0)), _quote(at(1)), _balance(at(2), can_trade=False), _quote(at(3)),
-        _balance(at(4), can_trade=True), _quote(at(5)), _balance(at(6), can_trade=False), _quote(at(7)),
-    ])  # fmt: skip
+    recording = write_recording(
+        tmp_path,
+        [
+            _balance(at(0)),
+            _quote(at(1)),
+            _balance(at(2), can_trade=False),
+            _quote(at(3)),
+            _balance(at(4), can_trade=True),
+            _quote(at(5)),
+            _balance(at(6), can_trade=False),
+            _quote(at(7)),
+        ],
+    )
     records, _ = replay_json(recording, _policy(tmp_path, "use auth_guard\n"))
     lockouts = [r["ts"] for r in records if r["action"] == "lockout"]
     assert lockouts == ["2025-12-03T16:00:02+00:00", "2025-12-03T16:00:06+00:00"]
@@ -387,27 +458,71 @@ def test_a_symbol_block_leaves_other_symbols_alone_and_still_cancels_its_own(tmp
     still catch a CL order while an MNQ position is open."""
     at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
     cl = "CON.F.US.CLE.F26"
-    cl_position = _line(at(2), "GatewayUserPosition", {"id": 2, "accountId": 7, "contractId": cl, "type": 1, "size": 1,
-                                                       "creationTimestamp": at(2).isoformat(), "averagePrice": 59.4})
+    cl_position = _line(
+        at(2),
+        "GatewayUserPosition",
+        {
+            "id": 2,
+            "accountId": 7,
+            "contractId": cl,
+            "type": 1,
+            "size": 1,
+            "creationTimestamp": at(2).isoformat(),
+            "averagePrice": 59.4,
+        },
+    )
     cl_quote = _line(at(2.5), "GatewayQuote", [cl, {"lastPrice": 59.41, "bestBid": 59.4, "bestAsk": 59.41}])
-    cl_order = _line(at(20), "GatewayUserOrder", {"id": 77, "accountId": 7, "contractId": cl, "status": 1, "type": 1,
-                                                  "side": 0, "size": 1, "limitPrice": 59.3,
-                                                  "creationTimestamp": at(20).isoformat()})
-    recording = write_recording(tmp_path, [_balance(at(0)), _quote(at(1)), cl_position, cl_quote,
-                                           _position(at(10), 1), _quote(at(11)), cl_order, _quote(at(21))])  # fmt: skip
+    cl_order = _line(
+        at(20),
+        "GatewayUserOrder",
+        {
+            "id": 77,
+            "accountId": 7,
+            "contractId": cl,
+            "status": 1,
+            "type": 1,
+            "side": 0,
+            "size": 1,
+            "limitPrice": 59.3,
+            "creationTimestamp": at(20).isoformat(),
+        },
+    )
+    recording = write_recording(
+        tmp_path,
+        [
+            _balance(at(0)),
+            _quote(at(1)),
+            cl_position,
+            cl_quote,
+            _position(at(10), 1),
+            _quote(at(11)),
+            cl_order,
+            _quote(at(21)),
+        ],
+    )
     records, _ = replay_json(recording, _policy(tmp_path, "use symbol_block(symbols: [CL])\n"))
     assert [(r["action"], r.get("symbol"), r.get("order_id")) for r in records] == [
-        ("close", "CL", None), ("block", "CL", None), ("cancel", "CL", 77)]
+        ("close", "CL", None),
+        ("block", "CL", None),
+        ("cancel", "CL", 77),
+    ]
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("25479.50", Decimal("25479.5")), ("0.37", Decimal("0.37")), ("-0.0", Decimal("-0.0")), ("0.0", Decimal("0.0")),
-    ("1e-7", Decimal("1E-7")), ("50000", 50000),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("25479.50", Decimal("25479.5")),
+        ("0.37", Decimal("0.37")),
+        ("-0.0", Decimal("-0.0")),
+        ("0.0", Decimal("0.0")),
+        ("1e-7", Decimal("1E-7")),
+        ("50000", 50000),
+    ],
+)
 def test_recorded_numbers_are_the_decimals_the_live_path_makes(text: str, value):
     from riskc.engine.adapters.projectx.intake import from_callback, parse_line
 
-    line = f'{{"ts": "2025-12-03T16:00:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["X", {{"lastPrice": {text}}}]}}'
+    line = f'{{"ts": "2025-12-03T16:00:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["X", {{"lastPrice": {text}}}]}}'  # noqa: E501
     for _ in range(2):  # the second time from the cache
         got = parse_line(line, 1).args[1]["lastPrice"]
         assert (got, type(got), str(got)) == (value, type(value), str(value))
@@ -419,7 +534,7 @@ def test_recorded_numbers_are_the_decimals_the_live_path_makes(text: str, value)
 def test_a_non_finite_price_in_a_recording_is_a_malformed_line():
     from riskc.engine.adapters.projectx.intake import Malformed, parse_line
 
-    line = '{"ts": "2025-12-03T16:00:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["X", {"lastPrice": NaN}]}'
+    line = '{"ts": "2025-12-03T16:00:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["X", {"lastPrice": NaN}]}'  # noqa: E501
     assert isinstance(parse_line(line, 3), Malformed)
 
 
@@ -428,8 +543,11 @@ def test_open_pnl_follows_every_quote_of_an_open_position(tmp_path: Path):
     rule sees the price of the quote it is evaluated on, no earlier one."""
     at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
     prices = [25600.0, 25595.0, 25590.0, 25590.0, 25588.0, 25587.5, 25587.0]  # -$50 at 25,587.50
-    recording = write_recording(tmp_path, [_balance(at(0)), _quote(at(1)), _position(at(2), 2)]
-                                + [_quote(at(3 + i / 10), p) for i, p in enumerate(prices)])
+    recording = write_recording(
+        tmp_path,
+        [_balance(at(0)), _quote(at(1)), _position(at(2), 2)]
+        + [_quote(at(3 + i / 10), p) for i, p in enumerate(prices)],
+    )
     records, _ = replay_json(recording, _policy(tmp_path, "use position_loss(limit: $50)\n"))
     assert [(r["ts"], r["action"]) for r in records] == [("2025-12-03T16:00:03.500000+00:00", "close")]
     assert "p.unrealized_pnl = -$50.00" in records[0]["reason"]
@@ -441,12 +559,30 @@ def test_a_position_in_an_instrument_without_a_spec_is_closed_as_on_error_says(t
     rule it cannot evaluate (topstep-50k: on_error flatten) and goes on."""
     at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
     corn = "CON.F.US.ZC.H26"
-    recording = write_recording(tmp_path, [_balance(at(0)), _line(at(2), "GatewayUserPosition", {
-        "id": 4, "accountId": 7, "contractId": corn, "type": 1, "size": 1, "averagePrice": 440.25,
-        "creationTimestamp": at(2).isoformat()}),
-        _line(at(3), "GatewayQuote", [corn, {"lastPrice": 440.5, "bestBid": 440.25, "bestAsk": 440.5}])])  # fmt: skip
+    recording = write_recording(
+        tmp_path,
+        [
+            _balance(at(0)),
+            _line(
+                at(2),
+                "GatewayUserPosition",
+                {
+                    "id": 4,
+                    "accountId": 7,
+                    "contractId": corn,
+                    "type": 1,
+                    "size": 1,
+                    "averagePrice": 440.25,
+                    "creationTimestamp": at(2).isoformat(),
+                },
+            ),
+            _line(at(3), "GatewayQuote", [corn, {"lastPrice": 440.5, "bestBid": 440.25, "bestAsk": 440.5}]),
+        ],
+    )
     records, summary = replay_json(recording)
     assert [(r["rule"], r["action"], r.get("contract_id")) for r in records] == [
-        ("instrument_spec", "close", corn), ("instrument_spec", "alert", corn)]
+        ("instrument_spec", "close", corn),
+        ("instrument_spec", "alert", corn),
+    ]
     assert "no instrument spec for `ZC`" in records[0]["reason"]
     assert summary["broker_calls"] == 1

@@ -81,4 +81,6 @@ def test_rules_markdown_for_one_rule():
 
 def test_docs_rules_md_is_generated_from_the_rule_files():
     have = (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
-    assert have == markdown_reference(library_rules()), "docs/rules.md is stale: run `riskc rules --markdown > docs/rules.md`"
+    assert have == markdown_reference(library_rules()), (
+        "docs/rules.md is stale: run `riskc rules --markdown > docs/rules.md`"
+    )

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner, Result
 
-from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.cli.main import main
+from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.store import Store, idempotency_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,8 +37,9 @@ def state(tmp_path: Path) -> Path:
 @pytest.fixture
 def config(tmp_path: Path, state: Path) -> Path:
     path = tmp_path / "riskc.yaml"
-    path.write_text(f"state: {state}\naccounts:\n  - id: {ACCOUNT}\n"
-                    f"    policies: [{REPO / 'policies' / 'topstep-50k.risk'}]\n")
+    path.write_text(
+        f"state: {state}\naccounts:\n  - id: {ACCOUNT}\n    policies: [{REPO / 'policies' / 'topstep-50k.risk'}]\n"
+    )
     return path
 
 
@@ -63,28 +64,49 @@ def populate(store: Store) -> None:
     covered position, a running grace timer, one confirmed and one failed action."""
     t = now()
     day = TradingCalendar().trading_day(t)
-    store.add_lockout(ACCOUNT, "daily_loss", "daily_loss: day.realized_pnl = -$1,020.00 <= -$1,000.00", t,
-                      until=t + dt.timedelta(hours=1, minutes=12, seconds=30))
+    store.add_lockout(
+        ACCOUNT,
+        "daily_loss",
+        "daily_loss: day.realized_pnl = -$1,020.00 <= -$1,000.00",
+        t,
+        until=t + dt.timedelta(hours=1, minutes=12, seconds=30),
+    )
     store.add_lockout(ACCOUNT, "symbol_block", "CL is blocked", t, condition="manual", symbol="CL")
-    store.add_lockout(ACCOUNT, "auth_guard", "the broker says the account cannot trade", t,
-                      condition="while:not account.can_trade")
+    store.add_lockout(
+        ACCOUNT, "auth_guard", "the broker says the account cannot trade", t, condition="while:not account.can_trade"
+    )
     store.record_trade(ACCOUNT, 1, day, MNQ, t, 0, 3, "21000.25", None, "1.11")
     store.record_trade(ACCOUNT, 2, day, MNQ, t, 1, 1, "20990.25", "-20.00", "0.37")
     store.record_balance(ACCOUNT, t, day, "48980.00")
     positions = [{"contract_id": MNQ, "size": 2, "avg_price": "21000.25", "opened_at": t.isoformat(), "episode": 1}]
-    orders = [{"id": 7, "contract_id": MNQ, "type": "stop", "side": "sell", "size": 1, "stop_price": "20980",
-               "price": None, "status": "open"}]
+    orders = [
+        {
+            "id": 7,
+            "contract_id": MNQ,
+            "type": "stop",
+            "side": "sell",
+            "size": 1,
+            "stop_price": "20980",
+            "price": None,
+            "status": "open",
+        }
+    ]
     store.save_book(ACCOUNT, json.dumps(positions), json.dumps(orders), t)
     store.set_timer(ACCOUNT, f"stop_required:{MNQ}", t - dt.timedelta(seconds=12), t + dt.timedelta(seconds=18))
     done = idempotency_key("daily_loss", f"account:{ACCOUNT}", day, 1)
-    store.plan_action(done, ACCOUNT, "daily_loss", {"action": "flatten", "reason": "daily loss reached"},
-                      t - dt.timedelta(seconds=5))
+    store.plan_action(
+        done, ACCOUNT, "daily_loss", {"action": "flatten", "reason": "daily loss reached"}, t - dt.timedelta(seconds=5)
+    )
     store.mark_sent(done, t)
     store.mark_confirmed(done, t, {"closed": [MNQ]})
     failed = idempotency_key("stop_required", MNQ, day, 1)
-    store.plan_action(failed, ACCOUNT, "stop_required",
-                      {"action": "close", "symbol": "MNQ", "contract_id": MNQ,
-                       "reason": "p.stop_coverage = 1 < p.qty = 2"}, t)
+    store.plan_action(
+        failed,
+        ACCOUNT,
+        "stop_required",
+        {"action": "close", "symbol": "MNQ", "contract_id": MNQ, "reason": "p.stop_coverage = 1 < p.qty = 2"},
+        t,
+    )
     store.mark_sent(failed, t)
     store.mark_failed(failed, t, "broker timeout", retryable=True)
 
@@ -140,7 +162,10 @@ def test_status_json(config: Path, store: Store) -> None:
     assert set(account) == {"id", "timezone", "clock_from", "lockouts", "day", "book", "timers", "recent_actions"}
     assert account["id"] == ACCOUNT and account["timezone"] == "America/Chicago"
     assert [(lock["rule"], lock["condition"]) for lock in account["lockouts"]] == [
-        ("daily_loss", None), ("symbol_block", "manual"), ("auth_guard", "while:not account.can_trade")]
+        ("daily_loss", None),
+        ("symbol_block", "manual"),
+        ("auth_guard", "while:not account.can_trade"),
+    ]
     assert account["lockouts"][2]["ends"] == "while not account.can_trade"
     assert 4300 < account["lockouts"][0]["remaining_seconds"] <= 4350
     day = account["day"]
@@ -151,7 +176,9 @@ def test_status_json(config: Path, store: Store) -> None:
     assert [t["key"] for t in account["timers"]] == [f"stop_required:{MNQ}"]
     actions = account["recent_actions"]
     assert [(a["rule"], a["action"], a["state"]) for a in actions] == [
-        ("stop_required", "close", "failed"), ("daily_loss", "flatten", "confirmed")]
+        ("stop_required", "close", "failed"),
+        ("daily_loss", "flatten", "confirmed"),
+    ]
     assert actions[0]["reason"] == "p.stop_coverage = 1 < p.qty = 2" and actions[0]["error"] == "broker timeout"
 
 
@@ -165,7 +192,11 @@ def test_status_points_at_the_day_the_daemon_last_saw(config: Path, store: Store
     document = json.loads(riskc(config, "status", "--json", "--day", "2025-10-29").stdout)
     day = document["accounts"][0]["day"]
     assert (day["trading_day"], day["realized_pnl"], day["trades"], day["last_seen_trading_day"]) == (
-        "2025-10-29", "-50.37", 1, "2025-10-29")
+        "2025-10-29",
+        "-50.37",
+        1,
+        "2025-10-29",
+    )
 
 
 def test_status_lists_every_account_or_the_one_asked_for(config: Path, store: Store) -> None:
@@ -242,8 +273,11 @@ def test_lock_until_with_another_timezone(config: Path, state: Path) -> None:
 
 
 def test_lock_until_a_date_and_time(config: Path, state: Path) -> None:
-    target = (now() + dt.timedelta(days=2)).astimezone(ZoneInfo("America/Chicago")).replace(
-        hour=8, minute=15, second=0, microsecond=0)
+    target = (
+        (now() + dt.timedelta(days=2))
+        .astimezone(ZoneInfo("America/Chicago"))
+        .replace(hour=8, minute=15, second=0, microsecond=0)
+    )
     result = riskc(config, "lock", "--until", target.strftime("%Y-%m-%d %H:%M"))
     assert result.exit_code == 0, result.output
     with Store.open(state) as store:
@@ -284,8 +318,9 @@ def test_a_shorter_lock_changes_nothing(config: Path, state: Path) -> None:
 def test_lock_needs_to_know_the_account(tmp_path: Path, state: Path) -> None:
     config = tmp_path / "two.yaml"
     policy = REPO / "policies" / "topstep-50k.risk"
-    config.write_text(f"state: {state}\naccounts:\n  - id: 1\n    policies: [{policy}]\n"
-                      f"  - id: 2\n    policies: [{policy}]\n")
+    config.write_text(
+        f"state: {state}\naccounts:\n  - id: 1\n    policies: [{policy}]\n  - id: 2\n    policies: [{policy}]\n"
+    )
     result = riskc(config, "lock", "--for", "1h")
     assert result.exit_code == 2 and "more than one account: pass --account with one of 1, 2" in result.output
     assert riskc(config, "lock", "--for", "1h", "--account", "2").exit_code == 0
@@ -306,10 +341,20 @@ def locked(config: Path, state: Path) -> int:
         return store.active_lockouts(ACCOUNT, now())[0].id
 
 
-def test_unlock_of_a_personal_lockout_needs_the_passphrase_and_is_audited(config: Path, state: Path,
-                                                                          locked: int) -> None:
-    result = riskc(config, "unlock", "--id", str(locked), "--reason", "locked 2 days by mistake", "--by", "bob",
-                   input=PASSPHRASE + "\n")
+def test_unlock_of_a_personal_lockout_needs_the_passphrase_and_is_audited(
+    config: Path, state: Path, locked: int
+) -> None:
+    result = riskc(
+        config,
+        "unlock",
+        "--id",
+        str(locked),
+        "--reason",
+        "locked 2 days by mistake",
+        "--by",
+        "bob",
+        input=PASSPHRASE + "\n",
+    )
     assert result.exit_code == 0, result.output
     assert f"Released lockout #{locked} (personal, account {ACCOUNT}: ends in 1h 59m" in result.output
     assert PASSPHRASE not in result.output
@@ -317,12 +362,17 @@ def test_unlock_of_a_personal_lockout_needs_the_passphrase_and_is_audited(config
         assert store.active_lockouts(ACCOUNT, now()) == []
         [unlock] = audit_payloads(store, "unlock")
     assert (unlock["by"], unlock["reason"], unlock["outcome"], unlock["admin"]) == (
-        "bob", "locked 2 days by mistake", "released", True)
+        "bob",
+        "locked 2 days by mistake",
+        "released",
+        True,
+    )
 
 
 def test_wrong_passphrase_releases_nothing_and_is_audited(config: Path, state: Path, locked: int) -> None:
-    result = riskc(config, "unlock", "--all", "--reason", "let me trade", "--by", "trader",
-                   env={"RISKC_ADMIN_PASSPHRASE": "guess"})
+    result = riskc(
+        config, "unlock", "--all", "--reason", "let me trade", "--by", "trader", env={"RISKC_ADMIN_PASSPHRASE": "guess"}
+    )
     assert result.exit_code == 1 and "wrong passphrase; nothing was released" in result.output
     with Store.open(state) as store:
         assert [lock.id for lock in store.active_lockouts(ACCOUNT, now())] == [locked]
@@ -333,8 +383,9 @@ def test_wrong_passphrase_releases_nothing_and_is_audited(config: Path, state: P
 def test_unlock_all(config: Path, state: Path, locked: int) -> None:
     with Store.open(state) as store:
         store.add_lockout(ACCOUNT, "trailing_drawdown", "floor hit", now(), condition="manual")
-    result = riskc(config, "unlock", "--all", "--reason", "new evaluation account",
-                   env={"RISKC_ADMIN_PASSPHRASE": PASSPHRASE})
+    result = riskc(
+        config, "unlock", "--all", "--reason", "new evaluation account", env={"RISKC_ADMIN_PASSPHRASE": PASSPHRASE}
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("Released lockout") == 2 and "until manual unlock" in result.output
     with Store.open(state) as store:
@@ -390,8 +441,9 @@ def test_the_confirmation_must_match_and_short_ones_are_refused(config: Path, st
     result = riskc(config, "admin", "set-passphrase", input=f"{PASSPHRASE}\ntypo\n{PASSPHRASE}\n{PASSPHRASE}\n")
     assert result.exit_code == 0 and "do not match" in result.output
     fresh = state.with_name("fresh.db")
-    result = CliRunner().invoke(main, ["admin", "set-passphrase", "--config", str(config), "--state", str(fresh)],
-                                input="short\nshort\n")
+    result = CliRunner().invoke(
+        main, ["admin", "set-passphrase", "--config", str(config), "--state", str(fresh)], input="short\nshort\n"
+    )
     assert result.exit_code == 1 and "at least 8 characters" in result.output
     with Store.open(fresh) as store:
         assert not store.has_admin_passphrase()

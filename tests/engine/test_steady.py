@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from riskc.engine.adapters.projectx.intake import parse_line
-from riskc.engine.sim.replay import Replay
 from riskc.engine.runner import Engine, PolicySet
+from riskc.engine.sim.replay import Replay
 from riskc.engine.store import Store
 
 REPO = Path(__file__).resolve().parents[2]

@@ -131,8 +131,11 @@ def test_different_rules_and_symbols_do_not_merge(store: Store) -> None:
     store.add_lockout(ACCOUNT, "trade_frequency", "too many", T0, until=at(10))
     store.add_lockout(ACCOUNT, "symbol_block", "blocked", T0, until=at(60), symbol="MNQ")
     scopes = sorted((lock.rule, lock.scope, lock.symbol) for lock in store.active_lockouts(ACCOUNT, at(1)))
-    assert scopes == [("daily_loss", "account", None), ("symbol_block", "symbol", "MNQ"),
-                      ("trade_frequency", "account", None)]
+    assert scopes == [
+        ("daily_loss", "account", None),
+        ("symbol_block", "symbol", "MNQ"),
+        ("trade_frequency", "account", None),
+    ]
 
 
 def test_lockout_ends_at_until_against_the_given_clock(store: Store) -> None:
@@ -197,8 +200,9 @@ def test_admin_unlock_with_wrong_then_right_passphrase(path: Path, store: Store)
     with pytest.raises(UnlockDenied):
         store.release_lockout(lock.id, at(1), by="alice", reason="guess", passphrase="wrong")
     assert store.active_lockouts(ACCOUNT, at(1))
-    released = store.release_lockout(lock.id, at(2), by="bob (risk desk)", reason="locked 2 days by mistake",
-                                      passphrase="correct horse battery")
+    released = store.release_lockout(
+        lock.id, at(2), by="bob (risk desk)", reason="locked 2 days by mistake", passphrase="correct horse battery"
+    )
     assert released.released_by == "bob (risk desk)" and released.released_at == at(2)
     assert store.active_lockouts(ACCOUNT, at(3)) == []
     unlocks = [r.payload for r in store.audit_records() if r.kind == "unlock"]
@@ -272,7 +276,11 @@ def test_replayed_trades_are_counted_once_and_voids_flip(store: Store) -> None:
     assert trade(store, 3, 120, voided=True) == "voided"
     totals = store.day_totals(ACCOUNT, DAY)
     assert (totals.gross_pnl, totals.fees, totals.realized_pnl, totals.trade_count) == (
-        Decimal("-50.5"), Decimal("2.48"), Decimal("-52.98"), 2)
+        Decimal("-50.5"),
+        Decimal("2.48"),
+        Decimal("-52.98"),
+        2,
+    )
     assert trade(store, 3, 120, voided=False) == "unvoided"
     assert store.day_totals(ACCOUNT, DAY).trade_count == 3
     assert store.day_totals(ACCOUNT, date(2025, 10, 30)).trade_count == 0
@@ -335,7 +343,9 @@ def test_policy_versions_are_recorded_once_per_content(store: Store) -> None:
     store.record_policy("policies/a.risk", "h2", at(2))
     store.record_policy("policies/b.risk", "h3", at(2))
     assert [(p.path, p.content_hash, p.loaded_at) for p in store.current_policies()] == [
-        ("policies/a.risk", "h2", at(2)), ("policies/b.risk", "h3", at(2))]
+        ("policies/a.risk", "h2", at(2)),
+        ("policies/b.risk", "h3", at(2)),
+    ]
     assert kinds(store) == ["policy_loaded"] * 3
 
 

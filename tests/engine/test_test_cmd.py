@@ -66,8 +66,12 @@ def test_a_failing_case_exits_1_with_its_line_the_diff_and_the_reason(tmp_path):
     assert f"{path} .F" in lines
     assert f"FAILED {path}:8 wrong lockout end" in lines
     assert "  - {action: lockout, until: 2026-03-10T23:00:00+00:00}    (expected, not planned)" in lines
-    assert "  + {rule: daily_loss, action: lockout, until: 2026-03-10T22:00:00+00:00}    (planned, not expected)" in lines
-    assert any(line.startswith("      because daily_loss: day.realized_pnl = -$1,000.00 <= -$1,000.00") for line in lines)
+    assert (
+        "  + {rule: daily_loss, action: lockout, until: 2026-03-10T22:00:00+00:00}    (planned, not expected)" in lines
+    )
+    assert any(
+        line.startswith("      because daily_loss: day.realized_pnl = -$1,000.00 <= -$1,000.00") for line in lines
+    )
     assert "    {rule: daily_loss, action: flatten}    (as expected)" in lines
     assert "1 failed, 1 passed in" in result.output
 
@@ -106,7 +110,10 @@ def test_directories_are_searched_for_yaml_under_tests_only(tmp_path):
 
 
 def test_coverage_reports_rules_and_when_clauses(tmp_path):
-    fixture(tmp_path, "cov.yaml", """\
+    fixture(
+        tmp_path,
+        "cov.yaml",
+        """\
         policy: |
           use max_contracts(limit: 2)
         base:
@@ -117,7 +124,8 @@ def test_coverage_reports_rules_and_when_clauses(tmp_path):
           - name: over
             snapshot: {positions: [{contract_id: CON.F.US.MNQ.H26, size: 3, avg_price: 21000}]}
             expect: [{action: reduce_total, to: 2}]
-    """)
+    """,
+    )
     result = riskc("test", "--coverage", str(tmp_path))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()

@@ -66,18 +66,60 @@ DEFAULT_ACCOUNT_ID = 13298777
 DEFAULT_ACCOUNT_NAME = "50KTC-V2-1234567"
 
 DEFAULT_CONTRACTS: list[dict[str, Any]] = [
-    {"id": "CON.F.US.MNQ.Z25", "name": "MNQZ5", "description": "Micro E-mini Nasdaq-100: December 2025",
-     "tickSize": 0.25, "tickValue": 0.5, "activeContract": True, "symbolId": "F.US.MNQ"},
-    {"id": "CON.F.US.MES.Z25", "name": "MESZ5", "description": "Micro E-mini S&P 500: December 2025",
-     "tickSize": 0.25, "tickValue": 1.25, "activeContract": True, "symbolId": "F.US.MES"},
-    {"id": "CON.F.US.ENQ.Z25", "name": "NQZ5", "description": "E-mini Nasdaq-100: December 2025",
-     "tickSize": 0.25, "tickValue": 5.0, "activeContract": True, "symbolId": "F.US.ENQ"},
-    {"id": "CON.F.US.EP.Z25", "name": "ESZ5", "description": "E-mini S&P 500: December 2025",
-     "tickSize": 0.25, "tickValue": 12.5, "activeContract": True, "symbolId": "F.US.EP"},
-    {"id": "CON.F.US.CLE.Z25", "name": "CLZ5", "description": "Crude Light: December 2025",
-     "tickSize": 0.01, "tickValue": 10.0, "activeContract": True, "symbolId": "F.US.CLE"},
-    {"id": "CON.F.US.GCE.Z25", "name": "GCZ5", "description": "Gold: December 2025",
-     "tickSize": 0.1, "tickValue": 10.0, "activeContract": True, "symbolId": "F.US.GCE"},
+    {
+        "id": "CON.F.US.MNQ.Z25",
+        "name": "MNQZ5",
+        "description": "Micro E-mini Nasdaq-100: December 2025",
+        "tickSize": 0.25,
+        "tickValue": 0.5,
+        "activeContract": True,
+        "symbolId": "F.US.MNQ",
+    },
+    {
+        "id": "CON.F.US.MES.Z25",
+        "name": "MESZ5",
+        "description": "Micro E-mini S&P 500: December 2025",
+        "tickSize": 0.25,
+        "tickValue": 1.25,
+        "activeContract": True,
+        "symbolId": "F.US.MES",
+    },
+    {
+        "id": "CON.F.US.ENQ.Z25",
+        "name": "NQZ5",
+        "description": "E-mini Nasdaq-100: December 2025",
+        "tickSize": 0.25,
+        "tickValue": 5.0,
+        "activeContract": True,
+        "symbolId": "F.US.ENQ",
+    },
+    {
+        "id": "CON.F.US.EP.Z25",
+        "name": "ESZ5",
+        "description": "E-mini S&P 500: December 2025",
+        "tickSize": 0.25,
+        "tickValue": 12.5,
+        "activeContract": True,
+        "symbolId": "F.US.EP",
+    },
+    {
+        "id": "CON.F.US.CLE.Z25",
+        "name": "CLZ5",
+        "description": "Crude Light: December 2025",
+        "tickSize": 0.01,
+        "tickValue": 10.0,
+        "activeContract": True,
+        "symbolId": "F.US.CLE",
+    },
+    {
+        "id": "CON.F.US.GCE.Z25",
+        "name": "GCZ5",
+        "description": "Gold: December 2025",
+        "tickSize": 0.1,
+        "tickValue": 10.0,
+        "activeContract": True,
+        "symbolId": "F.US.GCE",
+    },
 ]
 
 # Which client subscription makes a connection receive a pushed target.
@@ -190,8 +232,14 @@ class FakeGateway:
 
         self.account_id = account_id
         self.accounts: list[dict[str, Any]] = [
-            {"id": account_id, "name": account_name, "balance": balance, "canTrade": True,
-             "isVisible": True, "simulated": True},
+            {
+                "id": account_id,
+                "name": account_name,
+                "balance": balance,
+                "canTrade": True,
+                "isVisible": True,
+                "simulated": True,
+            },
         ]
         self.contracts: dict[str, dict[str, Any]] = {
             c["id"]: dict(c) for c in (contracts if contracts is not None else DEFAULT_CONTRACTS)
@@ -280,8 +328,8 @@ class FakeGateway:
         average_price: float = 0.0,
         *,
         account_id: int | None = None,
-        type: int | None = None,  # noqa: A002 - Gateway field name
-        id: int | None = None,  # noqa: A002
+        type: int | None = None,
+        id: int | None = None,
     ) -> dict[str, Any] | None:
         """Set the position for ``contract_id``: ``size`` > 0 long, < 0 short, 0 flat.
 
@@ -318,7 +366,7 @@ class FakeGateway:
         self,
         contract_id: str,
         *,
-        type: int,  # noqa: A002
+        type: int,
         side: int,
         size: int,
         limit_price: float | None = None,
@@ -356,9 +404,17 @@ class FakeGateway:
 
     def add_trade(self, **trade: Any) -> dict[str, Any]:
         base = {
-            "id": next(self._ids), "accountId": self.account_id, "contractId": "",
-            "creationTimestamp": now_iso(), "price": 0.0, "profitAndLoss": None,
-            "fees": 0.0, "side": BUY, "size": 1, "voided": False, "orderId": 0,
+            "id": next(self._ids),
+            "accountId": self.account_id,
+            "contractId": "",
+            "creationTimestamp": now_iso(),
+            "price": 0.0,
+            "profitAndLoss": None,
+            "fees": 0.0,
+            "side": BUY,
+            "size": 1,
+            "voided": False,
+            "orderId": 0,
         }
         base.update(trade)
         self.trades.append(base)
@@ -500,9 +556,11 @@ class FakeGateway:
 
     async def wait_for(self, predicate: Any, timeout: float = 5.0) -> None:
         """Wait until ``predicate()`` is true (re-checked on every request/invocation)."""
+
         async def _wait() -> None:
             async with self._changed:
                 await self._changed.wait_for(predicate)
+
         await asyncio.wait_for(_wait(), timeout)
 
     def invocations_of(self, target: str, hub: str | None = None) -> list[HubInvocation]:
@@ -539,9 +597,7 @@ class FakeGateway:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode(errors="replace")
-        self.requests.append(
-            RecordedRequest(request.method, path, body, dict(request.headers), dict(request.query))
-        )
+        self.requests.append(RecordedRequest(request.method, path, body, dict(request.headers), dict(request.query)))
         await self._notify()
 
         fault = None
@@ -672,8 +728,14 @@ class FakeGateway:
             order = await self._fill_market(body["accountId"], cid, side, size, custom_tag=body.get("customTag"))
             return 200, ok(orderId=order["id"])
         order = self.add_order(
-            cid, type=otype, side=side, size=size, limit_price=body.get("limitPrice"),
-            stop_price=body.get("stopPrice"), account_id=body["accountId"], custom_tag=body.get("customTag"),
+            cid,
+            type=otype,
+            side=side,
+            size=size,
+            limit_price=body.get("limitPrice"),
+            stop_price=body.get("stopPrice"),
+            account_id=body["accountId"],
+            custom_tag=body.get("customTag"),
         )
         await self._emit_user("GatewayUserOrder", order)
         return 200, ok(orderId=order["id"])
@@ -688,8 +750,12 @@ class FakeGateway:
         order = self._find_open_order(body)
         if order is None:
             return 200, fail(2, "Order not found")
-        for src, dst in (("size", "size"), ("limitPrice", "limitPrice"), ("stopPrice", "stopPrice"),
-                         ("trailPrice", "trailPrice")):
+        for src, dst in (
+            ("size", "size"),
+            ("limitPrice", "limitPrice"),
+            ("stopPrice", "stopPrice"),
+            ("trailPrice", "trailPrice"),
+        ):
             if body.get(src) is not None:
                 order[dst] = body[src]
         order["updateTimestamp"] = now_iso()
@@ -723,11 +789,16 @@ class FakeGateway:
         if not self._account_ok(flt):
             return 200, fail(1, "Account not found", orders=[])
         statuses, cid = flt.get("statuses"), flt.get("contractId")
-        found = [dict(o) for o in self.orders.values() if o["accountId"] == flt["accountId"]
-                 and (not statuses or o["status"] in statuses) and (not cid or o["contractId"] == cid)]
+        found = [
+            dict(o)
+            for o in self.orders.values()
+            if o["accountId"] == flt["accountId"]
+            and (not statuses or o["status"] in statuses)
+            and (not cid or o["contractId"] == cid)
+        ]
         start, size = int(body.get("pageOffset") or 0), int(body.get("pageSize") or 50)
         extra = {"totalCount": len(found)} if body.get("includeTotalCount") else {}
-        return 200, ok(orders=found[start:start + size], **extra)
+        return 200, ok(orders=found[start : start + size], **extra)
 
     async def _order_search_by_id(self, body: dict[str, Any]) -> tuple[int, Any]:
         order = self.orders.get(body.get("orderId"))  # type: ignore[arg-type]
@@ -762,7 +833,8 @@ class FakeGateway:
     async def _contract_search(self, body: dict[str, Any]) -> tuple[int, Any]:
         text = str(body.get("searchText", "")).upper()
         found = [
-            dict(c) for c in self.contracts.values()
+            dict(c)
+            for c in self.contracts.values()
             if text in c["name"].upper() or text in c["id"].upper() or text in str(c.get("symbolId", "")).upper()
         ]
         return 200, ok(contracts=found)
@@ -783,8 +855,9 @@ class FakeGateway:
         before = self.position(contract_id, account_id)
         if price is None:
             price = before["averagePrice"] if before else 0.0
-        order = self.add_order(contract_id, type=MARKET, side=side, size=size, account_id=account_id,
-                               custom_tag=custom_tag)
+        order = self.add_order(
+            contract_id, type=MARKET, side=side, size=size, account_id=account_id, custom_tag=custom_tag
+        )
         order.update(status=ST_FILLED, fillVolume=size, filledPrice=price, updateTimestamp=now_iso())
 
         signed_before = self.signed_size(contract_id, account_id)
@@ -808,8 +881,16 @@ class FakeGateway:
         else:
             new_avg = (avg * abs(signed_before) + price * abs(delta)) / abs(signed_after)
 
-        trade = self.add_trade(accountId=account_id, contractId=contract_id, price=price, profitAndLoss=pnl,
-                               fees=0.37 * size, side=side, size=size, orderId=order["id"])
+        trade = self.add_trade(
+            accountId=account_id,
+            contractId=contract_id,
+            price=price,
+            profitAndLoss=pnl,
+            fees=0.37 * size,
+            side=side,
+            size=size,
+            orderId=order["id"],
+        )
         if signed_after == 0:
             pos_event = dict(before or {}, type=POS_UNDEFINED, size=0, averagePrice=avg) if before else None
             self.set_position(contract_id, 0, account_id=account_id)
@@ -843,11 +924,13 @@ class FakeGateway:
         self._negotiated[cid] = hub
         self.negotiations.append({"hub": hub, "connection_id": cid, "query": dict(request.query)})
         await self._notify()
-        return web.json_response({
-            "negotiateVersion": 0,
-            "connectionId": cid,
-            "availableTransports": [{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}],
-        })
+        return web.json_response(
+            {
+                "negotiateVersion": 0,
+                "connectionId": cid,
+                "availableTransports": [{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}],
+            }
+        )
 
     async def _hub(self, request: web.Request) -> web.StreamResponse:
         hub = self._hub_name(request)
@@ -913,7 +996,7 @@ class FakeGateway:
         if target.startswith("Subscribe"):
             conn.subscriptions.add((target, args[0] if args else None))
         elif target.startswith("Unsubscribe"):
-            conn.subscriptions.discard(("Subscribe" + target[len("Unsubscribe"):], args[0] if args else None))
+            conn.subscriptions.discard(("Subscribe" + target[len("Unsubscribe") :], args[0] if args else None))
         if inv.invocation_id is not None:
             await conn.ws.send_str(
                 json.dumps({"type": COMPLETION, "invocationId": inv.invocation_id, "result": None}) + RS

@@ -30,9 +30,10 @@ async def until(predicate, timeout: float = 15.0) -> None:
 
 def config(tmp: Path, gw: FakeGateway, policy: Path) -> Path:
     path = tmp / "riskc.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        state: {tmp / 'state.db'}
-        log: {tmp / 'log.jsonl'}
+    path.write_text(
+        textwrap.dedent(f"""\
+        state: {tmp / "state.db"}
+        log: {tmp / "log.jsonl"}
         broker:
           kind: projectx
           timeout: 5s
@@ -44,7 +45,8 @@ def config(tmp: Path, gw: FakeGateway, policy: Path) -> Path:
         accounts:
           - policies: [{policy}]
         alerts: {{console: false}}
-    """))
+    """)
+    )
     return path
 
 
@@ -91,8 +93,11 @@ async def test_daemon_enforces_reloads_and_reconciles_after_a_reconnect(gw: Fake
         await asyncio.wait_for(task, 30)
     with Store.open(tmp_path / "state.db") as store:
         assert store.verify_audit().ok
-        drift = [json.loads(r.payload) if isinstance(r.payload, str) else r.payload
-                 for r in store.audit_records() if r.kind == "drift"]
+        drift = [
+            json.loads(r.payload) if isinstance(r.payload, str) else r.payload
+            for r in store.audit_records()
+            if r.kind == "drift"
+        ]
         assert any("broker 4" in d for payload in drift for d in payload["drift"])
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["outcome"] for r in log if r.get("kind") == "reload"] == ["swapped"]

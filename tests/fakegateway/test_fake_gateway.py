@@ -25,27 +25,119 @@ ACCT = DEFAULT_ACCOUNT_ID
 
 # Lines as in PRODUCT.md §6.1 / samples/session-sample.jsonl (args exactly as the hub sent them).
 SAMPLE = [
-    {"hub": "user", "target": "GatewayUserAccount", "args": [{"action": 1, "data": {
-        "id": ACCT, "name": DEFAULT_ACCOUNT_NAME, "balance": 50000.0, "canTrade": True,
-        "isVisible": True, "simulated": True}}]},
-    {"hub": "user", "target": "GatewayUserOrder", "args": [{"action": 1, "data": {
-        "id": 1003, "accountId": ACCT, "contractId": MNQ, "symbolId": "F.US.MNQ",
-        "creationTimestamp": "2025-10-29T15:40:41+00:00", "updateTimestamp": "2025-10-29T15:40:41+00:00",
-        "status": 1, "type": 4, "side": 1, "size": 1, "limitPrice": None, "stopPrice": 26242.25,
-        "fillVolume": 0, "filledPrice": None, "customTag": None}}]},
-    {"hub": "user", "target": "GatewayUserTrade", "args": [{"action": 1, "data": {
-        "id": 5002, "accountId": ACCT, "contractId": MNQ, "creationTimestamp": "2025-10-29T15:40:46.200000+00:00",
-        "price": 26242.25, "profitAndLoss": -4.0, "fees": 0.37, "side": 1, "size": 1, "voided": False,
-        "orderId": 1004}}]},
-    {"hub": "user", "target": "GatewayUserPosition", "args": [{"action": 1, "data": {
-        "id": 401, "accountId": ACCT, "contractId": MNQ, "creationTimestamp": "2025-10-29T15:50:13.776995+00:00",
-        "type": 1, "size": 2, "averagePrice": 26246.0}}]},
-    {"hub": "market", "target": "GatewayQuote", "args": [MNQ, {
-        "symbol": "F.US.MNQ", "lastPrice": 26244.0, "bestBid": 26243.75, "bestAsk": 26244.0,
-        "timestamp": "2025-10-29T15:40:38+00:00"}]},
-    {"hub": "market", "target": "GatewayTrade", "args": [MNQ, [{
-        "symbolId": "F.US.MNQ", "price": 26251.0, "timestamp": "2025-10-29T15:52:01+00:00", "type": 0,
-        "volume": 3}]]},
+    {
+        "hub": "user",
+        "target": "GatewayUserAccount",
+        "args": [
+            {
+                "action": 1,
+                "data": {
+                    "id": ACCT,
+                    "name": DEFAULT_ACCOUNT_NAME,
+                    "balance": 50000.0,
+                    "canTrade": True,
+                    "isVisible": True,
+                    "simulated": True,
+                },
+            }
+        ],
+    },
+    {
+        "hub": "user",
+        "target": "GatewayUserOrder",
+        "args": [
+            {
+                "action": 1,
+                "data": {
+                    "id": 1003,
+                    "accountId": ACCT,
+                    "contractId": MNQ,
+                    "symbolId": "F.US.MNQ",
+                    "creationTimestamp": "2025-10-29T15:40:41+00:00",
+                    "updateTimestamp": "2025-10-29T15:40:41+00:00",
+                    "status": 1,
+                    "type": 4,
+                    "side": 1,
+                    "size": 1,
+                    "limitPrice": None,
+                    "stopPrice": 26242.25,
+                    "fillVolume": 0,
+                    "filledPrice": None,
+                    "customTag": None,
+                },
+            }
+        ],
+    },
+    {
+        "hub": "user",
+        "target": "GatewayUserTrade",
+        "args": [
+            {
+                "action": 1,
+                "data": {
+                    "id": 5002,
+                    "accountId": ACCT,
+                    "contractId": MNQ,
+                    "creationTimestamp": "2025-10-29T15:40:46.200000+00:00",
+                    "price": 26242.25,
+                    "profitAndLoss": -4.0,
+                    "fees": 0.37,
+                    "side": 1,
+                    "size": 1,
+                    "voided": False,
+                    "orderId": 1004,
+                },
+            }
+        ],
+    },
+    {
+        "hub": "user",
+        "target": "GatewayUserPosition",
+        "args": [
+            {
+                "action": 1,
+                "data": {
+                    "id": 401,
+                    "accountId": ACCT,
+                    "contractId": MNQ,
+                    "creationTimestamp": "2025-10-29T15:50:13.776995+00:00",
+                    "type": 1,
+                    "size": 2,
+                    "averagePrice": 26246.0,
+                },
+            }
+        ],
+    },
+    {
+        "hub": "market",
+        "target": "GatewayQuote",
+        "args": [
+            MNQ,
+            {
+                "symbol": "F.US.MNQ",
+                "lastPrice": 26244.0,
+                "bestBid": 26243.75,
+                "bestAsk": 26244.0,
+                "timestamp": "2025-10-29T15:40:38+00:00",
+            },
+        ],
+    },
+    {
+        "hub": "market",
+        "target": "GatewayTrade",
+        "args": [
+            MNQ,
+            [
+                {
+                    "symbolId": "F.US.MNQ",
+                    "price": 26251.0,
+                    "timestamp": "2025-10-29T15:52:01+00:00",
+                    "type": 0,
+                    "volume": 3,
+                }
+            ],
+        ],
+    },
 ]
 CALLBACK_OF = {
     "GatewayUserAccount": "account_update",
@@ -66,6 +158,7 @@ class Recorder:
 
     async def attach(self, rt: Any, names: list[str]) -> None:
         for name in names:
+
             async def callback(data: Any, _name: str = name) -> None:
                 self.events.append((_name, data))
                 async with self._cond:
@@ -104,7 +197,10 @@ async def connect_and_subscribe(rt: Any, gw: FakeGateway, contracts: list[str] |
 async def test_authenticate_and_list_accounts(gw: FakeGateway, px: ProjectX) -> None:
     login, search = gw.requests[0], gw.requests[1]
     assert (login.method, login.path, login.json) == (
-        "POST", "/Auth/loginKey", {"userName": gw.username, "apiKey": gw.api_key})
+        "POST",
+        "/Auth/loginKey",
+        {"userName": gw.username, "apiKey": gw.api_key},
+    )
     assert "Authorization" not in login.headers
     assert (search.path, search.json) == ("/Account/search", {"onlyActiveAccounts": True})
     assert search.headers["Authorization"] == f"Bearer {px.session_token}"
@@ -218,8 +314,14 @@ async def test_orders_stop_place_modify_cancel_search(gw: FakeGateway, px: Proje
     resp = await om.place_stop_order(MNQ, side=1, size=1, stop_price=26242.3)
     place = gw.requests_to("/Order/place")
     assert place[0].json == {
-        "accountId": ACCT, "contractId": MNQ, "type": 4, "side": 1, "size": 1,
-        "limitPrice": None, "stopPrice": 26242.25, "trailPrice": None,
+        "accountId": ACCT,
+        "contractId": MNQ,
+        "type": 4,
+        "side": 1,
+        "size": 1,
+        "limitPrice": None,
+        "stopPrice": 26242.25,
+        "trailPrice": None,
     }
     # tick alignment looks the instrument up by *symbol*, not by contract id
     assert gw.requests_to("/Contract/search")[0].json == {"searchText": "MNQ", "live": False}
@@ -268,11 +370,18 @@ async def test_realtime_subscribes_and_callbacks_get_raw_payloads(gw: FakeGatewa
     assert rt.user_connected and rt.market_connected and rt.is_connected()
 
     user = [(i.target, i.arguments) for i in gw.invocations if i.hub == "user" and i.target != "Heartbeat"]
-    assert user == [("SubscribeAccounts", []), ("SubscribeOrders", [ACCT]),
-                    ("SubscribePositions", [ACCT]), ("SubscribeTrades", [ACCT])]
+    assert user == [
+        ("SubscribeAccounts", []),
+        ("SubscribeOrders", [ACCT]),
+        ("SubscribePositions", [ACCT]),
+        ("SubscribeTrades", [ACCT]),
+    ]
     market = [(i.target, i.arguments) for i in gw.invocations if i.hub == "market" and i.target != "Heartbeat"]
-    assert market == [("SubscribeContractQuotes", [MNQ]), ("SubscribeContractTrades", [MNQ]),
-                      ("SubscribeContractMarketDepth", [MNQ])]
+    assert market == [
+        ("SubscribeContractQuotes", [MNQ]),
+        ("SubscribeContractTrades", [MNQ]),
+        ("SubscribeContractMarketDepth", [MNQ]),
+    ]
     # the SDK's own heartbeat is a hub invocation, not a SignalR ping (health_monitoring.py:447-490)
     assert {i.hub for i in gw.invocations_of("Heartbeat")} == {"user", "market"}
 
@@ -436,9 +545,22 @@ class _MockGateway:
         if path == "/Auth/loginKey":
             return httpx.Response(200, json={**envelope, "token": "x.eyJleHAiOjQxMDI0NDQ4MDB9.y"})
         if path == "/Account/search":
-            return httpx.Response(200, json={**envelope, "accounts": [{
-                "id": ACCT, "name": DEFAULT_ACCOUNT_NAME, "balance": 50000.0, "canTrade": True,
-                "isVisible": True, "simulated": True}]})
+            return httpx.Response(
+                200,
+                json={
+                    **envelope,
+                    "accounts": [
+                        {
+                            "id": ACCT,
+                            "name": DEFAULT_ACCOUNT_NAME,
+                            "balance": 50000.0,
+                            "canTrade": True,
+                            "isVisible": True,
+                            "simulated": True,
+                        }
+                    ],
+                },
+            )
         if path == "/Position/searchOpen":
             return httpx.Response(200, json={**envelope, "positions": []})
         return httpx.Response(200, json=envelope)
@@ -453,7 +575,8 @@ async def test_mock_transport_exact_close_request_and_retry_policy() -> None:
         # with no transport parameter; overriding that hook is the least invasive injection.
         async def _create_client(self) -> httpx.AsyncClient:
             return httpx.AsyncClient(
-                base_url="", transport=httpx.MockTransport(mock.handler),
+                base_url="",
+                transport=httpx.MockTransport(mock.handler),
                 headers={"User-Agent": "ProjectX-Python-SDK/4.4.1", "Accept": "application/json"},
             )
 

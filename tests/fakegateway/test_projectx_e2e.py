@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from riskc.engine.enforce.executor import execute
 from riskc.engine.adapters.port import BrokerCall
+from riskc.engine.adapters.projectx.intake import Message, parse_line
 from riskc.engine.adapters.projectx.sdk import (
     ConnectError,
     ConnectionEvent,
@@ -23,7 +23,7 @@ from riskc.engine.adapters.projectx.sdk import (
     ProjectXConnection,
     connect,
 )
-from riskc.engine.adapters.projectx.intake import Message, parse_line
+from riskc.engine.enforce.executor import execute
 
 from .conftest import MNQ, bounded
 from .server import FakeGateway
@@ -84,7 +84,8 @@ async def live(gw: FakeGateway) -> AsyncIterator[tuple[ProjectXConnection, Inbox
 
 @bounded(20)
 async def test_every_hub_payload_arrives_as_the_message_a_recording_line_would_be(
-        gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]) -> None:
+    gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]
+) -> None:
     connection, inbox = live
     assert connection.account_id == gw.account_id and connection.health() == {"user": True, "market": True}
     for line in SAMPLE:
@@ -102,14 +103,16 @@ async def test_every_hub_payload_arrives_as_the_message_a_recording_line_would_b
 
 @bounded(20)
 async def test_a_close_reaches_the_gateway_and_its_consequences_come_back(
-        gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]) -> None:
+    gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]
+) -> None:
     connection, inbox = live
     gw.set_price(MNQ, 26250.0)
     call = BrokerCall("close", connection.account_id, contract_id=MNQ, expect_size=0)
     outcome = await execute(connection.broker, call, timeout=5)
     assert (outcome.status, outcome.attempts) == ("confirmed", 1)
-    assert [r.json for r in gw.requests_to("/Position/closeContract")] == [{"accountId": gw.account_id,
-                                                                            "contractId": MNQ}]
+    assert [r.json for r in gw.requests_to("/Position/closeContract")] == [
+        {"accountId": gw.account_id, "contractId": MNQ}
+    ]
     position = await inbox.message("GatewayUserPosition")
     assert position.args[0]["data"]["size"] == 0
     trade = await inbox.message("GatewayUserTrade")
@@ -118,7 +121,8 @@ async def test_a_close_reaches_the_gateway_and_its_consequences_come_back(
 
 @bounded(20)
 async def test_a_close_that_errors_but_happened_is_confirmed_without_resending(
-        gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]) -> None:
+    gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]
+) -> None:
     connection, _ = live
     gw.fail_next("/Position/closeContract", status=500, then_apply=True)
     call = BrokerCall("close", connection.account_id, contract_id=MNQ, expect_size=0)
@@ -128,15 +132,17 @@ async def test_a_close_that_errors_but_happened_is_confirmed_without_resending(
 
 @bounded(20)
 async def test_state_reads_positions_orders_suspended_trades_and_account(
-        gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]) -> None:
+    gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]
+) -> None:
     connection, _ = live
     stop = gw.add_order(MNQ, type=4, side=1, size=2, stop_price=26236.0)
     child = gw.add_order(MNQ, type=1, side=1, size=2, limit_price=26270.0, status=8)
     gw.add_trade(contractId=MNQ, price=26242.25, profitAndLoss=-4.0, fees=0.37, side=1, size=1)
     import datetime as dt
 
-    state = await connection.broker.state(connection.account_id,
-                                          trades_since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    state = await connection.broker.state(
+        connection.account_id, trades_since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    )
     assert state.position_size(MNQ) == 2
     assert sorted(o["id"] for o in state.orders) == sorted([stop["id"], child["id"]])
     assert [str(t["fees"]) for t in state.trades] == ["0.37"]
@@ -145,7 +151,8 @@ async def test_state_reads_positions_orders_suspended_trades_and_account(
 
 @bounded(25)
 async def test_dropped_hubs_are_reported_down_then_back_and_stream_again(
-        gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]) -> None:
+    gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]
+) -> None:
     connection, inbox = live
     assert await gw.drop_connections() == 2
     await inbox.event("user", "disconnected")
@@ -165,7 +172,8 @@ async def test_dropped_hubs_are_reported_down_then_back_and_stream_again(
 
 @bounded(25)
 async def test_a_hub_killed_by_an_error_close_is_rebuilt(
-        gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]) -> None:
+    gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]
+) -> None:
     """A SignalR close with an error ends pysignalr's run task and leaves the SDK's flags True
     (pinned in test_fake_gateway): only the watchdog notices, and rebuilds both hubs."""
     connection, inbox = live
@@ -184,9 +192,18 @@ async def test_market_data_follows_new_positions(gw: FakeGateway, live: tuple[Pr
     connection, inbox = live
     assert connection.contracts == {MNQ}  # the open position's contract, subscribed at connect
     assert [i.arguments for i in gw.invocations_of("SubscribeContractQuotes")] == [[MNQ]]
-    await gw.push_user("GatewayUserPosition", {"id": 9, "accountId": gw.account_id, "contractId": MES, "type": 1,
-                                               "size": 1, "averagePrice": 6000.25,
-                                               "creationTimestamp": "2025-10-29T15:50:13+00:00"})  # fmt: skip
+    await gw.push_user(
+        "GatewayUserPosition",
+        {
+            "id": 9,
+            "accountId": gw.account_id,
+            "contractId": MES,
+            "type": 1,
+            "size": 1,
+            "averagePrice": 6000.25,
+            "creationTimestamp": "2025-10-29T15:50:13+00:00",
+        },
+    )
     await inbox.message("GatewayUserPosition")
     await gw.wait_for_invocation("SubscribeContractQuotes", hub="market", count=2)
     assert gw.invocations_of("SubscribeContractQuotes")[1].arguments == [MES]
@@ -213,8 +230,10 @@ async def test_an_async_consumer_gets_items_in_arrival_order(gw: FakeGateway) ->
     await gw.wait_for_invocation("SubscribeOrders", hub="user")  # hub sends are fire-and-forget
     try:
         for n in range(5):
-            await gw.push_user("GatewayUserOrder", {"id": n, "accountId": gw.account_id, "contractId": MNQ,
-                                                    "status": 1, "type": 4, "side": 1, "size": 1})  # fmt: skip
+            await gw.push_user(
+                "GatewayUserOrder",
+                {"id": n, "accountId": gw.account_id, "contractId": MNQ, "status": 1, "type": 4, "side": 1, "size": 1},
+            )
         await asyncio.wait_for(done.wait(), 5)
         assert got == [0, 1, 2, 3, 4]
     finally:
@@ -240,13 +259,18 @@ async def test_unknown_account_name_is_a_connect_error(gw: FakeGateway) -> None:
 async def test_unreachable_gateway_is_a_connect_error() -> None:
     nowhere = GatewayUrls("http://127.0.0.1:9/api", "http://127.0.0.1:9/hubs/user", "http://127.0.0.1:9/hubs/market")
     with pytest.raises(ConnectError, match="cannot log in"):
-        await connect(Credentials("trader", "fake-api-key-0123456789"), nowhere, sink=asyncio.Queue(),
-                      options=ConnectOptions(connect_timeout=1))  # the SDK retries a login 3 times in 3 s
+        await connect(
+            Credentials("trader", "fake-api-key-0123456789"),
+            nowhere,
+            sink=asyncio.Queue(),
+            options=ConnectOptions(connect_timeout=1),
+        )  # the SDK retries a login 3 times in 3 s
 
 
 @bounded(25)
-async def test_hub_tokens_are_redacted_from_logs(gw: FakeGateway, live: tuple[ProjectXConnection, Inbox],
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+async def test_hub_tokens_are_redacted_from_logs(
+    gw: FakeGateway, live: tuple[ProjectXConnection, Inbox], caplog: pytest.LogCaptureFixture
+) -> None:
     connection, inbox = live
     logging.getLogger("pysignalr.transport").setLevel(logging.INFO)  # it logs the URL with ?access_token=
     gw.strict_connection_ids = True  # the reconnect has to negotiate again
@@ -262,7 +286,8 @@ async def test_hub_tokens_are_redacted_from_logs(gw: FakeGateway, live: tuple[Pr
 
 @bounded(25)
 async def test_hubs_refusing_the_token_are_rebuilt_after_a_fresh_login(
-        gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]) -> None:
+    gw: FakeGateway, live: tuple[ProjectXConnection, Inbox]
+) -> None:
     connection, inbox = live
     old = connection.client.session_token
     gw.revoke_tokens()  # e.g. the session was ended elsewhere: REST and hubs refuse the old token

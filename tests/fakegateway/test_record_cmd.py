@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from riskc.engine.adapters.projectx.intake import Message, parse_line
 from riskc.engine.adapters.projectx.sdk import Credentials, GatewayUrls
 from riskc.engine.cli.main import main
 from riskc.engine.cli.record_cmd import record
-from riskc.engine.adapters.projectx.intake import Message, parse_line
 
 from .conftest import MNQ, bounded
 from .server import FakeGateway
@@ -58,9 +58,15 @@ async def test_record_writes_one_line_per_message_that_reads_back(gw: FakeGatewa
     out = tmp_path / "session.jsonl"
     stop = asyncio.Event()
     with out.open("w", encoding="utf-8") as handle:
-        recording = asyncio.create_task(record(handle, Credentials(gw.username, gw.api_key),
-                                               GatewayUrls(gw.api_url, gw.user_hub_url, gw.market_hub_url),
-                                               contracts=[MNQ], stop=stop))  # fmt: skip
+        recording = asyncio.create_task(
+            record(
+                handle,
+                Credentials(gw.username, gw.api_key),
+                GatewayUrls(gw.api_url, gw.user_hub_url, gw.market_hub_url),
+                contracts=[MNQ],
+                stop=stop,
+            )
+        )
         await push_sample(gw)
         await wait_for_lines(out, len(SAMPLE))  # flushed line by line, before the recorder stops
         stop.set()
@@ -70,17 +76,32 @@ async def test_record_writes_one_line_per_message_that_reads_back(gw: FakeGatewa
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 @bounded(40)
-async def test_the_command_records_until_a_signal_and_prints_the_count(gw: FakeGateway, tmp_path: Path,
-                                                                       signum: int) -> None:
+async def test_the_command_records_until_a_signal_and_prints_the_count(
+    gw: FakeGateway, tmp_path: Path, signum: int
+) -> None:
     out = tmp_path / "session.jsonl"
     env = dict(os.environ, PROJECT_X_USERNAME=gw.username or "", PROJECT_X_API_KEY=gw.api_key or "")
     env.pop("PROJECT_X_ACCOUNT_NAME", None)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from riskc.engine.cli.main import main; main()", "record", "--out", str(out),
-        "--contract", MNQ, "--api-url", gw.api_url, "--user-hub-url", gw.user_hub_url,
-        "--market-hub-url", gw.market_hub_url, cwd=REPO, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-c",
+        "from riskc.engine.cli.main import main; main()",
+        "record",
+        "--out",
+        str(out),
+        "--contract",
+        MNQ,
+        "--api-url",
+        gw.api_url,
+        "--user-hub-url",
+        gw.user_hub_url,
+        "--market-hub-url",
+        gw.market_hub_url,
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         await asyncio.wait_for(push_sample(gw), 20)
         await wait_for_lines(out, len(SAMPLE))

@@ -48,7 +48,8 @@ class Message:
         """The recording line (PRODUCT.md §6.1) for this message."""
         return json.dumps(
             {"ts": self.ts.isoformat(), "hub": self.hub, "target": self.target, "args": self.args},
-            default=_json_default, ensure_ascii=False,
+            default=_json_default,
+            ensure_ascii=False,
         )
 
 
@@ -138,11 +139,14 @@ def _decimals(value: Any) -> Any:
     """Floats from a JSON decoder become exact decimals (shortest repr: 0.37 stays 0.37)."""
     kind = type(value)  # exact types first: this runs on every recorded line
     if kind is dict:
-        return {k: v if type(v) in _PLAIN else _cached(v) or _decimal(v) if type(v) is float else _decimals(v)
-                for k, v in value.items()}
+        return {
+            k: v if type(v) in _PLAIN else _cached(v) or _decimal(v) if type(v) is float else _decimals(v)
+            for k, v in value.items()
+        }
     if kind is list:
-        return [v if type(v) in _PLAIN else _cached(v) or _decimal(v) if type(v) is float else _decimals(v)
-                for v in value]
+        return [
+            v if type(v) in _PLAIN else _cached(v) or _decimal(v) if type(v) is float else _decimals(v) for v in value
+        ]
     if kind is float:
         return _decimal(value)
     if isinstance(value, float):

@@ -20,6 +20,7 @@ docs/sdk-notes.md maps the SDK behaviour relied on here (section numbers below r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -30,10 +31,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
 from riskc.engine.adapters.projectx.intake import CALLBACK_TARGETS, Message, from_callback
 from riskc.engine.adapters.projectx.intake import _decimals as exact_numbers
-
-from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
 
 log = logging.getLogger("riskc.projectx")
 
@@ -69,8 +69,9 @@ class Credentials:
         """``PROJECT_X_USERNAME``, ``PROJECT_X_API_KEY`` and optionally ``PROJECT_X_ACCOUNT_NAME``."""
         env = os.environ if environ is None else environ
         username, api_key = env.get("PROJECT_X_USERNAME", "").strip(), env.get("PROJECT_X_API_KEY", "").strip()
-        missing = [name for name, value in (("PROJECT_X_USERNAME", username), ("PROJECT_X_API_KEY", api_key))
-                   if not value]  # fmt: skip
+        missing = [
+            name for name, value in (("PROJECT_X_USERNAME", username), ("PROJECT_X_API_KEY", api_key)) if not value
+        ]
         if missing:
             raise MissingCredentials(f"no broker credentials: set {' and '.join(missing)} in the environment")
         return cls(username, api_key, env.get("PROJECT_X_ACCOUNT_NAME", "").strip() or None)
@@ -143,8 +144,15 @@ class _Redact(logging.Filter):
 
 _REDACT = _Redact()
 log.addFilter(_REDACT)
-_TRANSPORT_LOGGERS = ("pysignalr", "pysignalr.client", "pysignalr.transport", "websockets",
-                      "websockets.client", "httpx", "httpcore")  # fmt: skip
+_TRANSPORT_LOGGERS = (
+    "pysignalr",
+    "pysignalr.client",
+    "pysignalr.transport",
+    "websockets",
+    "websockets.client",
+    "httpx",
+    "httpcore",
+)
 
 
 _sdk_log_level = logging.WARNING
@@ -202,25 +210,40 @@ def _sdk() -> Any:
 
         quiet_sdk_logging()
         _SDK = types.SimpleNamespace(
-            ProjectX=pxp.ProjectX, ProjectXConfig=pxp.ProjectXConfig, EventBus=pxp.EventBus,
-            OrderManager=pxp.OrderManager, ProjectXRealtimeClient=ProjectXRealtimeClient, errors=exceptions,
-        )  # fmt: skip
+            ProjectX=pxp.ProjectX,
+            ProjectXConfig=pxp.ProjectXConfig,
+            EventBus=pxp.EventBus,
+            OrderManager=pxp.OrderManager,
+            ProjectXRealtimeClient=ProjectXRealtimeClient,
+            errors=exceptions,
+        )
     return _SDK
 
 
-def make_client(credentials: Credentials, urls: GatewayUrls = GatewayUrls(), account_name: str | None = None,
-                options: ConnectOptions = ConnectOptions()) -> Any:
+def make_client(
+    credentials: Credentials,
+    urls: GatewayUrls = GatewayUrls(),
+    account_name: str | None = None,
+    options: ConnectOptions = ConnectOptions(),
+) -> Any:
     """An unauthenticated ``ProjectX`` for ``urls`` (``TradingSuite.create`` cannot be pointed at
     another host, §1). Enter it with ``async with`` before use."""
     sdk = _sdk()
     _secrets.update(s for s in (credentials.api_key, credentials.username) if len(s) >= 3)
     config = sdk.ProjectXConfig(
-        api_url=urls.api_url, realtime_url=urls.user_hub_url, user_hub_url=urls.user_hub_url,
-        market_hub_url=urls.market_hub_url, timeout_seconds=options.request_timeout,
+        api_url=urls.api_url,
+        realtime_url=urls.user_hub_url,
+        user_hub_url=urls.user_hub_url,
+        market_hub_url=urls.market_hub_url,
+        timeout_seconds=options.request_timeout,
         requests_per_minute=options.requests_per_minute,
-    )  # fmt: skip
-    return sdk.ProjectX(username=credentials.username, api_key=credentials.api_key, config=config,
-                        account_name=account_name or credentials.account_name)
+    )
+    return sdk.ProjectX(
+        username=credentials.username,
+        api_key=credentials.api_key,
+        config=config,
+        account_name=account_name or credentials.account_name,
+    )
 
 
 # --------------------------------------------------------------------------- the broker port
@@ -240,8 +263,15 @@ class ProjectXBroker:
 
     name = "projectx"
 
-    def __init__(self, client: Any, account_id: int, *, call_timeout: float = 15.0, read_timeout: float = 20.0,
-                 include_suspended: bool = True) -> None:
+    def __init__(
+        self,
+        client: Any,
+        account_id: int,
+        *,
+        call_timeout: float = 15.0,
+        read_timeout: float = 20.0,
+        include_suspended: bool = True,
+    ) -> None:
         sdk = _sdk()
         self.client = client
         self.account_id = account_id
@@ -257,8 +287,10 @@ class ProjectXBroker:
         """One attempt. Raises ``BrokerError``: ``retryable=False`` when the Gateway rejected the
         call, ``True`` when it failed before reaching the broker or its outcome is unknown."""
         if call.account_id != self.account_id:
-            raise BrokerError(f"{call.describe()}: account {call.account_id} is not the connected account "
-                              f"{self.account_id}", retryable=False)  # fmt: skip
+            raise BrokerError(
+                f"{call.describe()}: account {call.account_id} is not the connected account {self.account_id}",
+                retryable=False,
+            )
         sender = self._SENDERS.get(call.kind)
         if sender is None:
             raise BrokerError(f"{call.describe()}: not a call the ProjectX adapter knows", retryable=False)
@@ -272,7 +304,9 @@ class ProjectXBroker:
         except Exception as error:
             _reraise_cancellation()  # the SDK turns a cancelled mutating request into an error (§4.2)
             if deadline.expired():
-                raise BrokerError(f"{call.describe()}: no answer within {self.call_timeout:g}s; outcome unknown") from None
+                raise BrokerError(
+                    f"{call.describe()}: no answer within {self.call_timeout:g}s; outcome unknown"
+                ) from None
             raise self._broker_error(call, error) from None
 
     async def _close(self, call: BrokerCall) -> dict[str, Any]:
@@ -299,18 +333,25 @@ class ProjectXBroker:
     async def _place_stop(self, call: BrokerCall) -> dict[str, Any]:
         if call.side not in SIDE or not call.size or call.stop_price is None or not call.contract_id:
             raise BrokerError(f"{call.describe()}: needs a contract, a side, a size and a stop price", retryable=False)
-        reply = await self._orders.place_stop_order(call.contract_id, SIDE[call.side], call.size,
-                                                    float(call.stop_price), account_id=call.account_id)
+        reply = await self._orders.place_stop_order(
+            call.contract_id, SIDE[call.side], call.size, float(call.stop_price), account_id=call.account_id
+        )
         return {"success": True, "orderId": reply.orderId}
 
-    _SENDERS = {"close": _close, "partial_close": _partial_close, "cancel": _cancel, "modify_stop": _modify_stop,
-                "place_stop": _place_stop}  # fmt: skip
+    _SENDERS = {
+        "close": _close,
+        "partial_close": _partial_close,
+        "cancel": _cancel,
+        "modify_stop": _modify_stop,
+        "place_stop": _place_stop,
+    }
 
     def _broker_error(self, call: BrokerCall, error: Exception) -> BrokerError:
         errors = self._errors
         if isinstance(error, errors.OrderSubmissionUncertainError):
-            return BrokerError(f"{call.describe()}: outcome unknown (the request may have reached the broker): "
-                               f"{redact(error)}")  # fmt: skip
+            return BrokerError(
+                f"{call.describe()}: outcome unknown (the request may have reached the broker): {redact(error)}"
+            )
         if isinstance(error, errors.ProjectXOrderError):
             return BrokerError(f"{call.describe()}: rejected: {redact(error) or type(error).__name__}", retryable=False)
         return BrokerError(f"{call.describe()}: {_why(error)}")
@@ -327,8 +368,9 @@ class ProjectXBroker:
             "accounts": self._search("/Account/search", {"onlyActiveAccounts": False}, "accounts"),
         }
         if trades_since is not None:
-            reads["trades"] = self._search("/Trade/search", {"accountId": account_id,
-                                                             "startTimestamp": trades_since.isoformat()}, "trades")
+            reads["trades"] = self._search(
+                "/Trade/search", {"accountId": account_id, "startTimestamp": trades_since.isoformat()}, "trades"
+            )
         if self.include_suspended:
             reads["suspended"] = self._suspended(account_id)
         try:
@@ -344,8 +386,9 @@ class ProjectXBroker:
             if isinstance(value, BaseException):
                 if isinstance(value, asyncio.CancelledError):
                     raise value
-                raise BrokerError(f"reading {name}: {value}" if isinstance(value, BrokerError) else
-                                  f"reading {name}: {_why(value)}")
+                raise BrokerError(
+                    f"reading {name}: {value}" if isinstance(value, BrokerError) else f"reading {name}: {_why(value)}"
+                )
         return _state(account_id, results)
 
     async def _search(self, path: str, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -360,8 +403,12 @@ class ProjectXBroker:
         """Suspended orders (bracket children waiting on their parent): ``/Order/searchOpen`` lists
         only open ones (order_manager/core.py:917-960). A Gateway without the endpoint (404) is
         remembered and not asked again."""
-        body = {"filter": {"accountId": account_id, "statuses": [ORDER_SUSPENDED]}, "pageSize": 100,
-                "pageOffset": 0, "includeTotalCount": False}  # fmt: skip
+        body = {
+            "filter": {"accountId": account_id, "statuses": [ORDER_SUSPENDED]},
+            "pageSize": 100,
+            "pageOffset": 0,
+            "includeTotalCount": False,
+        }
         try:
             return await self._search("/Order/v2/query", body, "orders")
         except self._errors.ProjectXDataError:
@@ -442,8 +489,13 @@ class ProjectXConnection:
         self.options = options
         self.account: dict[str, Any] = exact_numbers(dataclasses.asdict(client.account_info))
         self.account_id: int = client.account_info.id
-        self.broker = ProjectXBroker(client, self.account_id, call_timeout=options.call_timeout,
-                                     read_timeout=options.read_timeout, include_suspended=options.include_suspended)
+        self.broker = ProjectXBroker(
+            client,
+            self.account_id,
+            call_timeout=options.call_timeout,
+            read_timeout=options.read_timeout,
+            include_suspended=options.include_suspended,
+        )
         self.received = 0  # hub payloads delivered
         self.unreadable = 0  # payloads from_callback could not wrap (logged, skipped)
         self.revivals = 0  # full hub rebuilds by the watchdog
@@ -523,8 +575,9 @@ class ProjectXConnection:
     async def _start(self, contracts: Iterable[str], follow_contracts: bool) -> None:
         sdk = _sdk()
         self._follow = follow_contracts
-        self._rt = rt = sdk.ProjectXRealtimeClient(jwt_token=self.client.session_token,
-                                                   account_id=str(self.account_id), config=self.client.config)
+        self._rt = rt = sdk.ProjectXRealtimeClient(
+            jwt_token=self.client.session_token, account_id=str(self.account_id), config=self.client.config
+        )
         rt.stale_feed_seconds = float("inf")  # its reconnect loop on a quiet market hub never settles (§5.5)
         for name in CALLBACK_TARGETS:
             await rt.add_callback(name, self._callback(name))
@@ -569,7 +622,11 @@ class ProjectXConnection:
     def _follow_contract(self, message: Message) -> None:
         data = message.args[0].get("data") if isinstance(message.args[0], dict) else None
         contract = data.get("contractId") if isinstance(data, dict) else None
-        if message.target in ("GatewayUserPosition", "GatewayUserOrder") and contract and contract not in self._contracts:
+        if (
+            message.target in ("GatewayUserPosition", "GatewayUserOrder")
+            and contract
+            and contract not in self._contracts
+        ):
             self._contracts.add(contract)
             self._unsubscribed.add(contract)
             self._wake.set()
@@ -612,10 +669,8 @@ class ProjectXConnection:
 
     async def _watch(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.options.watch_interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self._check()
@@ -704,9 +759,17 @@ class ProjectXConnection:
                 self._unsubscribed.update(pending)
 
 
-async def connect(credentials: Credentials, urls: GatewayUrls = GatewayUrls(), account_name: str | None = None, *,
-                  sink: Sink, contracts: Iterable[str] = (), follow_contracts: bool = True,
-                  options: ConnectOptions = ConnectOptions(), client: Any = None) -> ProjectXConnection:
+async def connect(
+    credentials: Credentials,
+    urls: GatewayUrls = GatewayUrls(),
+    account_name: str | None = None,
+    *,
+    sink: Sink,
+    contracts: Iterable[str] = (),
+    follow_contracts: bool = True,
+    options: ConnectOptions = ConnectOptions(),
+    client: Any = None,
+) -> ProjectXConnection:
     """Log in, pick the account (``account_name``, else the credentials', else the first active
     one), open both hubs and subscribe: the account's updates, and market data for ``contracts``
     plus (``follow_contracts``) every contract with an open position or working order now or
@@ -721,7 +784,9 @@ async def connect(credentials: Credentials, urls: GatewayUrls = GatewayUrls(), a
             async with asyncio.timeout(options.connect_timeout):
                 await px.authenticate()
         except errors.ProjectXAuthenticationError:
-            raise ConnectError("the Gateway refused the login: check PROJECT_X_USERNAME and PROJECT_X_API_KEY") from None
+            raise ConnectError(
+                "the Gateway refused the login: check PROJECT_X_USERNAME and PROJECT_X_API_KEY"
+            ) from None
         except ValueError as error:  # the named account is not among the active ones
             raise ConnectError(redact(error)) from None
         except (TimeoutError, errors.ProjectXError) as error:
