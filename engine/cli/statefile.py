@@ -15,7 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from riskc.engine.cli.common import EXIT_USAGE, echo_err
+from riskc.engine.cli.common import EXIT_FAILED, EXIT_USAGE, echo_err
 
 if TYPE_CHECKING:
     from riskc.engine.daemon.config import AccountConfig, Config
@@ -64,6 +66,30 @@ def load_config_or_exit(config_path: str | None) -> Config:
 
 def state_path(config: Config, state: Path | None) -> Path:
     return state if state is not None else config.state
+
+
+@contextmanager
+def state_errors(verb: str, path: Path, unchanged: str = "nothing was changed") -> Iterator[None]:
+    """One line, never a traceback, when the state file cannot be used: an unusable file
+    (empty, truncated, foreign, corrupt, another daemon's) exits 2 naming it; a write the file
+    refuses (locked past the busy timeout, read-only, disk full) exits 1 and says what did not
+    happen."""
+    from riskc.engine.store import StateFileError
+
+    try:
+        yield
+    except StateFileError as error:
+        echo_err(f"riskc {verb}: {error}")
+        raise SystemExit(EXIT_USAGE) from None
+    except sqlite3.Error as error:
+        echo_err(f"riskc {verb}: cannot use the state file {path}: {error}; {unchanged}")
+        raise SystemExit(EXIT_FAILED) from None
+    except OSError as error:
+        echo_err(f"riskc {verb}: cannot use the state file {path}: {error.strerror or error}; {unchanged}")
+        raise SystemExit(EXIT_FAILED) from None
+    except (ValueError, KeyError, TypeError) as error:  # a value in the file that riskc never wrote
+        echo_err(f"riskc {verb}: {path} holds data riskc cannot read ({error}): corrupt? `riskc audit verify` checks it")
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def pick_account(known_ids: list[int], config: Config, wanted: str | None) -> int:

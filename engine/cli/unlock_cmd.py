@@ -20,6 +20,7 @@ from riskc.engine.cli.statefile import (
     lockout_ends,
     pick_account,
     policy_clock,
+    state_errors,
     state_options,
     state_path,
     who,
@@ -56,7 +57,7 @@ def command(
         echo_err(f"riskc unlock: no state file at {path}")
         raise SystemExit(EXIT_FAILED)
     now = dt.datetime.now(dt.UTC)
-    with Store.open(path) as store:
+    with state_errors("unlock", path, "nothing was released"), Store.open(path) as store:
         targets = _targets(store, config, account, lockout_id, now)
         if not store.has_admin_passphrase():
             echo_err(

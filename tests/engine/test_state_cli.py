@@ -128,8 +128,8 @@ def test_status_of_an_empty_state_file(config: Path, state: Path) -> None:
     state.parent.mkdir(parents=True)
     state.touch()
     result = riskc(config, "status")
-    assert result.exit_code == 1 and "is empty: no riskc daemon has written to it yet" in result.output
-    Store.open(state).close()  # a schema but no account
+    assert result.exit_code == 2 and "riskc.db is empty (0 bytes)" in result.output
+    Store.open(state, new=True).close()  # a schema but no account (the empty file kept aside)
     result = riskc(config, "status")
     assert result.exit_code == 1 and "holds no account state yet" in result.output
 
