@@ -21,8 +21,8 @@ from riskc.engine.cli.statefile import (
     pick_account,
     policy_clock,
     span_text,
-    state_options,
     state_errors,
+    state_options,
     state_path,
 )
 

@@ -88,7 +88,9 @@ def state_errors(verb: str, path: Path, unchanged: str = "nothing was changed") 
         echo_err(f"riskc {verb}: cannot use the state file {path}: {error.strerror or error}; {unchanged}")
         raise SystemExit(EXIT_FAILED) from None
     except (ValueError, KeyError, TypeError) as error:  # a value in the file that riskc never wrote
-        echo_err(f"riskc {verb}: {path} holds data riskc cannot read ({error}): corrupt? `riskc audit verify` checks it")
+        echo_err(
+            f"riskc {verb}: {path} holds data riskc cannot read ({error}): corrupt? `riskc audit verify` checks it"
+        )
         raise SystemExit(EXIT_USAGE) from None
 
 

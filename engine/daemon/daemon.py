@@ -39,7 +39,11 @@ from riskc.engine.daemon.alerts import Alerts
 from riskc.engine.daemon.config import Config
 from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.runner import Engine, PolicySet
-from riskc.engine.store import Store
+from riskc.engine.store import StateFileError, Store
+from riskc.engine.store.faults import FailSafeStore
+from riskc.engine.store.files import DaemonLock, move_aside
+
+DAEMON_BUSY_MS = 1000  # a write waits this long for another process's lock, then is buffered
 
 log = logging.getLogger("riskc.daemon")
 
@@ -105,6 +109,7 @@ class AccountLoop:
             self.activity.messages += 1
             self._handle(engine.on_message(item))
         elif type(item) is Tick:
+            self.daemon.maintain_store(item.now)
             self._handle(engine.on_tick(item.now))
         elif type(item) is Reconcile:
             drift, effects = engine.reconcile(item.state, item.now)
@@ -216,6 +221,7 @@ class Daemon:
         live_view: bool = True,
         max_seconds: float | None = None,
         demo: bool = False,
+        new_state: bool = False,
     ) -> None:
         if console is None:
             from rich.console import Console
@@ -226,10 +232,19 @@ class Daemon:
         self.live_view = live_view
         self.max_seconds = max_seconds
         self.demo = demo
-        self.store = Store.open(config.state)
+        self.lock = DaemonLock.acquire(config.state)  # one daemon per state file, for its whole life
+        try:
+            store, repaired = open_state(config.state, new_state)
+        except BaseException:
+            self.lock.release()
+            raise
         # The console shows every action once, as a line (print_action) or in the live view, so
         # its alert sink prints only the alerts that report no action.
         self.alerts = Alerts.from_config(config, console=console, console_actions=False)
+        self.store = FailSafeStore(store, on_change=self._store_changed)
+        self._state_version = self.store.data_version()
+        if repaired:
+            self._state_edited(repaired)
         self.loops: list[AccountLoop] = []
         self._stop = asyncio.Event()
         self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
@@ -255,6 +270,37 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    # -- the state file ---------------------------------------------------------------------
+
+    def _store_changed(self, kind: str, text: str) -> None:
+        self.alerts.alert("high" if kind == "recovered" else "critical", text)
+        self.log_record({"kind": "state_store", "event": kind, "text": text})
+
+    def maintain_store(self, now: dt.datetime) -> None:
+        """Each tick: replay what a storage fault left buffered, and notice a lockout, timer or
+        passphrase edited outside riskc (the file changed under another connection)."""
+        self.store.retry()
+        version = self.store.data_version()
+        if version == self._state_version or self.store.backlog:
+            return
+        self._state_version = version
+        try:
+            problems = self.store.state_problems()
+            if problems:
+                self.store.repair_state(problems, now)
+        except Exception as error:
+            log.error("cannot check the state file against its audit log: %s", error)
+            return
+        if problems:
+            self._state_edited(problems)
+
+    def _state_edited(self, problems: list[str]) -> None:
+        self.alerts.alert(
+            "critical",
+            f"the state file {self.config.state} was edited outside riskc: {'; '.join(problems)}. "
+            "Restored from the audit log, which is what riskc enforces.",
+        )
 
     async def run(self, build_loops: Callable) -> int:
         loop = asyncio.get_running_loop()
@@ -310,8 +356,15 @@ class Daemon:
             view.cancel()
             await asyncio.gather(view, return_exceptions=True)
         self.log_record({"kind": "daemon", "event": "stopped"})
+        if not self.store.retry():
+            self.alerts.alert(
+                "critical",
+                f"stopping with {len(self.store.backlog)} write(s) the state file {self.config.state} still "
+                f"refuses ({self.store.fault}): they are lost; the broker's state is reconciled at the next start",
+            )
         await self.alerts.aclose(timeout=3.0)
         self.store.close()
+        self.lock.release()
 
     # -- hot reload -------------------------------------------------------------------------
 
@@ -326,6 +379,36 @@ class Daemon:
         from riskc.engine.daemon.live_view import run_view
 
         await run_view(self)
+
+
+def open_state(path: Path, new_state: bool) -> tuple[Store, list[str]]:
+    """The daemon's state file, verified before anything is enforced from it.
+
+    - A file that is not a usable state file is refused (``StateFileError``), or with
+      ``new_state`` kept aside and a fresh one started.
+    - A broken audit chain (a record edited, removed or cut off) is refused too: riskc does not
+      run on a history that was altered, and says where (`riskc audit verify` shows the same).
+      ``new_state`` keeps that file aside as well.
+    - Lockouts, timers or a passphrase that differ from the (intact) chain were edited outside
+      riskc: they are put back as the chain says and the edits returned, for a critical alert.
+      Refusing to start would leave the account unguarded, which is what such an edit wants.
+    """
+    store = Store.open(path, new=new_state, busy_ms=DAEMON_BUSY_MS)
+    verdict = store.verify_audit()
+    if not verdict.ok:
+        store.close()
+        if not new_state:
+            raise StateFileError(
+                f"{path}: the audit log fails verification at record {verdict.first_bad_seq} ({verdict.problem}); "
+                "riskc does not run on an altered history. `riskc audit verify --state` shows it; restore a "
+                "backup, or pass --new-state to keep this file aside and start afresh"
+            )
+        log.warning("%s fails verification: moved aside to %s", path, move_aside(path))
+        return Store.open(path, busy_ms=DAEMON_BUSY_MS), []
+    problems = store.state_problems()
+    if problems:
+        store.repair_state(problems, _utcnow())
+    return store, problems
 
 
 # -- feeds ----------------------------------------------------------------------------------

@@ -49,10 +49,13 @@ log = logging.getLogger("riskc.store")
 class StoreBase:
     """The connection, the write transaction and the audit log; see the module docstring."""
 
-    def __init__(self, db: Database, path: Path, synchronous: Synchronous) -> None:
+    def __init__(
+        self, db: Database, path: Path, synchronous: Synchronous, busy_ms: int = files.BUSY_TIMEOUT_MS
+    ) -> None:
         self.db = db
         self.path = path
         self._synchronous = synchronous
+        self.busy_ms = busy_ms
 
     @classmethod
     def open(
@@ -86,7 +89,7 @@ class StoreBase:
         except sqlite3.DatabaseError as error:
             raise StateFileError(f"{path} cannot be opened as a state file: {error}") from None
         files.tighten(path)
-        return cls(db, path, synchronous)
+        return cls(db, path, synchronous, busy_ms)
 
     def close(self) -> None:
         self.db.close()

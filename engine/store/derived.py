@@ -107,7 +107,10 @@ def _apply_event(state: DerivedState, account_id: int | None, payload: dict[str,
 
 def table_lockouts(db: Database) -> dict[int, dict[str, Any]]:
     columns = ", ".join(("id", *_LOCKOUT_FIELDS))
-    return {row[0]: dict(zip(_LOCKOUT_FIELDS, row[1:], strict=True)) for row in db.execute(f"SELECT {columns} FROM lockouts")}
+    return {
+        row[0]: dict(zip(_LOCKOUT_FIELDS, row[1:], strict=True))
+        for row in db.execute(f"SELECT {columns} FROM lockouts")
+    }
 
 
 def table_timers(db: Database) -> dict[tuple[int, str], dict[str, Any]]:
