@@ -34,7 +34,7 @@ _LOCKOUT_FIELDS = (
     "release_reason",
 )
 _COVERING = (
-    "SELECT seq, ts, kind, account_id, payload FROM audit WHERE kind IN ('lockout', 'unlock', 'admin')"
+    "SELECT ts, kind, account_id, payload FROM audit WHERE kind IN ('lockout', 'unlock', 'admin')"
     " OR (kind = 'event' AND json_valid(payload)"
     " AND json_extract(payload, '$.event') IN ('timer_set', 'timer_cleared', 'state_baseline')) ORDER BY seq"
 )
@@ -50,7 +50,7 @@ class DerivedState:
 
 def derive(db: Database) -> DerivedState:
     state = DerivedState()
-    for seq, ts, kind, account_id, text in db.execute(_COVERING):
+    for ts, kind, account_id, text in db.execute(_COVERING):
         try:
             payload = json.loads(text)
         except ValueError:

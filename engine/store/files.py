@@ -33,10 +33,7 @@ def lenient_text(raw: bytes) -> str:
 
 
 def connect(path: Path, *, readonly: bool = False, busy_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    else:
-        conn = sqlite3.connect(path)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) if readonly else sqlite3.connect(path)
     conn.text_factory = lenient_text
     conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
     return conn
@@ -157,7 +154,9 @@ class DaemonLock:
         except OSError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise StateFileError(f"{state} is in use by another riskc daemon ({holder}); one daemon per state file")
+            raise StateFileError(
+                f"{state} is in use by another riskc daemon ({holder}); one daemon per state file"
+            ) from None
         os.ftruncate(fd, 0)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat()}
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
