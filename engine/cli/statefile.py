@@ -159,6 +159,33 @@ def policy_clock(config: Config, account_id: int) -> PolicyClock:
     return PolicyClock(settings.timezone, settings.trading_day_starts, result.policies[0].path)
 
 
+BACKOFF_WINDOW = dt.timedelta(minutes=15)
+BACKOFF_CAP = dt.timedelta(minutes=5)
+
+
+def passphrase_backoff(denials: list[dt.datetime], now: dt.datetime) -> dt.timedelta:
+    """How long to wait before the next passphrase attempt: 2 s after one wrong passphrase in
+    the last 15 minutes, doubling with each (4 s, 8 s, ...) up to 5 minutes, counted from the
+    last wrong one. The person most likely to guess is the locked-out trader at the keyboard."""
+    if not denials:
+        return dt.timedelta(0)
+    delay = min(dt.timedelta(seconds=2 ** min(len(denials), 12)), BACKOFF_CAP)
+    return max(dt.timedelta(0), denials[-1] + delay - now)
+
+
+def throttle_passphrase(store: Any, verb: str, sleep: Callable[[float], None]) -> None:
+    """Wait out the backoff before asking for the passphrase, saying so."""
+    now = dt.datetime.now(dt.UTC)
+    denials = store.passphrase_denials(now - BACKOFF_WINDOW)
+    wait = passphrase_backoff(denials, now)
+    if wait > dt.timedelta(0):
+        echo_err(
+            f"riskc {verb}: {len(denials)} wrong passphrase(s) in the last 15 minutes: waiting "
+            f"{span_text(wait + dt.timedelta(seconds=0.999))} before this attempt"
+        )
+        sleep(wait.total_seconds())
+
+
 def who() -> str:
     """The operator's login name, for the audit log's "by"."""
     import getpass

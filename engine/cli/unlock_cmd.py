@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 
 import click
@@ -23,10 +24,12 @@ from riskc.engine.cli.statefile import (
     state_errors,
     state_options,
     state_path,
+    throttle_passphrase,
     who,
 )
 
 PASSPHRASE_ENV = "RISKC_ADMIN_PASSPHRASE"
+_sleep = time.sleep  # the backoff's wait (tests replace it)
 
 
 @click.command("unlock")
@@ -65,6 +68,7 @@ def command(
                 "(`riskc admin set-passphrase` sets one)"
             )
             raise SystemExit(EXIT_FAILED)
+        throttle_passphrase(store, "unlock", _sleep)
         passphrase = _passphrase()
         operator = by or who()
         for lockout in targets:

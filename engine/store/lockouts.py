@@ -255,6 +255,16 @@ class LockoutsMixin(StoreBase):
 
     # -- the admin passphrase ---------------------------------------------------------------
 
+    def passphrase_denials(self, since: datetime) -> list[datetime]:
+        """When a wrong admin passphrase was given (unlocks and passphrase changes), oldest
+        first: what throttles the next attempt, across processes, because it is in the file."""
+        rows = self.db.execute(
+            "SELECT ts FROM audit WHERE kind IN ('unlock', 'admin') AND ts >= ?"
+            " AND json_valid(payload) AND json_extract(payload, '$.outcome') = 'denied' ORDER BY seq",
+            [time_text(since)],
+        )
+        return [parse_time(row[0]) for row in rows]  # type: ignore[misc]
+
     def has_admin_passphrase(self) -> bool:
         return self.db.execute("SELECT 1 FROM admin WHERE id = 1").fetchone() is not None
 
