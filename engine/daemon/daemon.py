@@ -44,6 +44,7 @@ from riskc.engine.store.faults import FailSafeStore
 from riskc.engine.store.files import DaemonLock, move_aside
 
 DAEMON_BUSY_MS = 1000  # a write waits this long for another process's lock, then is buffered
+ANCHOR_EVERY = dt.timedelta(days=1)
 
 log = logging.getLogger("riskc.daemon")
 
@@ -243,6 +244,7 @@ class Daemon:
         self.alerts = Alerts.from_config(config, console=console, console_actions=False)
         self.store = FailSafeStore(store, on_change=self._store_changed)
         self._state_version = self.store.data_version()
+        self._anchored: dt.datetime | None = None
         if repaired:
             self._state_edited(repaired)
         self.loops: list[AccountLoop] = []
@@ -281,6 +283,7 @@ class Daemon:
         """Each tick: replay what a storage fault left buffered, and notice a lockout, timer or
         passphrase edited outside riskc (the file changed under another connection)."""
         self.store.retry()
+        self._anchor_head()
         version = self.store.data_version()
         if version == self._state_version or self.store.backlog:
             return
@@ -294,6 +297,23 @@ class Daemon:
             return
         if problems:
             self._state_edited(problems)
+
+    def _anchor_head(self) -> None:
+        """At start and once a day, the audit head goes out on every sink (the JSON log, the
+        webhooks): noted outside the file, it is what makes a rewritten or shortened history
+        detectable (`riskc audit verify --expect-head SEQ:HASH`)."""
+        wall = _utcnow()
+        if self._anchored is not None and wall - self._anchored < ANCHOR_EVERY:
+            return
+        self._anchored = wall
+        try:
+            head = self.store.audit_head()
+        except Exception as error:
+            log.error("cannot read the audit head: %s", error)
+            return
+        seq, digest = head if head is not None else (0, "0" * 64)
+        self.alerts.alert("info", f"audit head {seq}:{digest} (`riskc audit verify --expect-head` checks it later)")
+        self.log_record({"kind": "audit_head", "seq": seq, "hash": digest})
 
     def _state_edited(self, problems: list[str]) -> None:
         self.alerts.alert(
