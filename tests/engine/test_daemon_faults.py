@@ -73,3 +73,21 @@ def test_a_second_daemon_on_the_same_state_file_says_who_holds_it(tmp_path: Path
     finally:
         first.store.close()
         first.lock.release()
+
+
+def test_run_refuses_an_unusable_state_file_unless_new_state(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from riskc.engine.cli.main import main
+
+    rec = recording(tmp_path / "rec.jsonl", 3, [])
+    policy = tmp_path / "p.risk"
+    policy.write_text(POLICY)
+    config = write_config(tmp_path, rec, policy, speed=0)
+    (tmp_path / "state.db").write_bytes(b"")
+    refused = CliRunner().invoke(main, ["run", "--config", str(config), "--plain", "--max-time", "5"])
+    assert refused.exit_code == 2 and "state.db is empty (0 bytes)" in refused.output
+    assert "--new-state" in refused.output and (tmp_path / "state.db").read_bytes() == b""
+    fresh = CliRunner().invoke(main, ["run", "--config", str(config), "--plain", "--max-time", "5", "--new-state"])
+    assert fresh.exit_code == 0, fresh.output
+    assert list(tmp_path.glob("state.db.unusable-*"))

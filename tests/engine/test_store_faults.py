@@ -334,3 +334,25 @@ def test_a_flipped_byte_inside_a_record_is_reported_as_a_modified_record(tmp_pat
     result = _run(["audit", "verify"], path)
     assert result.exit_code == 1 and "was modified" in result.output
     assert _run(["status"], path).exit_code in (0, 1)  # readable, no traceback
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_read_only_filesystem(tmp_path: Path) -> None:
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        path = mount / "state.db"
+        _state_with_a_lockout(path)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        for verb in VERBS:
+            result = _run(verb, path)
+            assert result.exit_code in (0, 1, 2), (verb, result.output)
+            assert result.exception is None or isinstance(result.exception, SystemExit), (verb, result.output)
+            if result.exit_code:
+                assert str(path) in result.output, (verb, result.output)
+        with pytest.raises((StateFileError, OSError)):
+            open_state(mount / "absent.db", new_state=False)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
