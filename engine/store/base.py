@@ -152,7 +152,7 @@ class StoreBase:
     def repair_state(self, problems: list[str], now: datetime) -> None:
         """Put the lockouts, timers and passphrase back as the chain says, and audit that."""
         with self._write(durable=True):
-            derived.repair(self.db)
+            derived.repair(self.db, lambda kind, payload, account: self._audit(kind, payload, now, account))
             self._audit("error", {"event": "state_repaired_from_audit_log", "problems": problems}, now)
 
     def journal_mode(self) -> str:

@@ -12,6 +12,7 @@ from the chain, which the daemon does (alerting) when it finds them edited.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +66,10 @@ def _apply(state: DerivedState, kind: str, ts: str, account_id: int | None, payl
     if kind == "lockout":
         lockout_id = payload.get("id")
         known = state.lockouts.get(lockout_id)
-        row = dict(known) if known else {"since": ts, "released_at": None, "released_by": None, "release_reason": None}
+        since = payload.get("since", ts)  # an adopted lockout keeps the time it was inserted with
+        row = (
+            dict(known) if known else {"since": since, "released_at": None, "released_by": None, "release_reason": None}
+        )
         row |= {k: payload.get(k) for k in ("scope", "symbol", "rule", "reason", "until", "condition", "origin")}
         state.lockouts[lockout_id] = row | {"account_id": account_id}
     elif kind == "unlock" and payload.get("outcome") == "released":
@@ -137,6 +141,11 @@ def baseline(db: Database) -> dict[str, Any] | None:
 # -- comparing and repairing ----------------------------------------------------------------
 
 
+def _inserted_active(db: Database) -> dict[int, dict[str, Any]]:
+    known = derive(db).lockouts
+    return {i: row for i, row in table_lockouts(db).items() if i not in known and row["released_at"] is None}
+
+
 def compare(db: Database) -> list[str]:
     """Every difference between the tables and the chain, as sentences; empty when they agree."""
     derived = derive(db)
@@ -166,8 +175,17 @@ def _compare_rows(what: str, chain: dict, table: dict) -> list[str]:
     return problems
 
 
-def repair(db: Database) -> None:
-    """Rewrite the three tables as the chain says they are. Must run inside a write transaction."""
+def repair(db: Database, append: Callable[[str, dict[str, Any], int | None], Any]) -> None:
+    """Rewrite the three tables as the chain says they are. Must run inside a write transaction.
+
+    One exception, to fail closed: an active lockout inserted outside riskc only restricts
+    trading, so it is *adopted* (audited as a ``lockout`` record with ``adopted``) rather than
+    removed. ``append(kind, payload, account_id)`` appends an audit record."""
+    for lockout_id, row in sorted(_inserted_active(db).items()):
+        payload = {"id": lockout_id, "adopted": True, "merged": False} | {
+            k: row[k] for k in ("scope", "symbol", "rule", "reason", "since", "until", "condition", "origin")
+        }
+        append("lockout", payload, row["account_id"])
     derived = derive(db)
     db.execute("DELETE FROM lockouts")
     for lockout_id, row in sorted(derived.lockouts.items()):

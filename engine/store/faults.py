@@ -322,7 +322,8 @@ class FailSafeStore:
                 if not is_fault(error):
                     raise
                 self._failed("release_lockout", error, now)
-        return next((lo for lo in self._last_lockouts.get(None, []) if lo.id == lockout_id), None)
+        cached = [lo for lockouts in self._last_lockouts.values() for lo in lockouts]
+        return next((lo for lo in cached if lo.id == lockout_id), None)
 
     def _memory_lockout(self, lockout_id: int) -> Lockout | None:
         return next((lo for lo in self._lockouts if lo.id == lockout_id), None)

@@ -356,3 +356,20 @@ def test_a_read_only_filesystem(tmp_path: Path) -> None:
             open_state(mount / "absent.db", new_state=False)
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_lockout_inserted_outside_riskc_is_adopted_not_removed(tmp_path) -> None:
+    path = tmp_path / "state.db"
+    _state_with_a_lockout(path)
+    _edit(
+        path,
+        "INSERT INTO lockouts (scope, account_id, symbol, rule, reason, since, until, condition, origin)"
+        f" VALUES ('symbol', {ACCOUNT}, 'CL', 'desk', 'no crude today', '2025-10-29T15:00:00.000000+00:00',"
+        " NULL, 'manual', 'admin')",
+    )
+    assert "inserted outside riskc" in _run(["audit", "verify"], path).output
+    store, problems = open_state(path, new_state=False)
+    with store:
+        assert any("inserted outside riskc" in p for p in problems)
+        assert {lo.rule for lo in store.active_lockouts(ACCOUNT, T0 + dt.timedelta(hours=1))} == {"daily_loss", "desk"}
+        assert store.state_problems() == [] and store.verify_audit().ok
