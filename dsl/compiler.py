@@ -346,7 +346,10 @@ def _expr(e: ast.Expr, r: _RuleCode, unit: _Unit) -> str:
     code = _translate(e, r, unit)
     if isinstance(e, ast.LITERAL_TYPES) or not _is_constant(e, r) or code in ("True", "False"):
         return code
-    value = eval(code, {"_rt": runtime, **unit.constants})
+    try:
+        value = eval(code, {"_rt": runtime, **unit.constants})
+    except Exception:  # `3s / 0s`: left to raise at run time, where on_error decides and reports it
+        return code
     if isinstance(value, bool) or value is None:
         return repr(value)
     return unit.const(value)

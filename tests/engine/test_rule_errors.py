@@ -31,3 +31,12 @@ def test_a_rule_error_with_a_position_flattens_and_alerts(tmp_path) -> None:
         calls = h.feed(f.account(0, 50000), f.position(1, MNQ, 1, 21000))
         assert summary(calls) == [("close", MNQ, None, None)]
         assert {r["action"] for r in h.records} == {"flatten", "alert"}
+
+
+def test_a_constant_that_cannot_be_computed_is_a_run_time_rule_error_not_a_crash(tmp_path) -> None:
+    source = 'policy "test"\n\nrule zero\n  when 0.5 == -(3s / 0s)\n  then alert "never"\n'
+    with Store.open(tmp_path / "state.db") as store:
+        h = Harness(store, source)  # compiles: the division is left for run time
+        h.feed(f.account(0, 50000))
+        assert [(r["rule"], r["action"]) for r in h.records] == [("zero", "alert")]
+        assert "could not be evaluated" in h.records[0]["reason"]
