@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from riskc.engine.cli.common import EXIT_FAILED, collect_risk_files, echo_err
+from riskc.engine.cli.statefile import state_errors
 
 
 @click.command("replay")
@@ -56,7 +57,12 @@ def _run(path: Path, policies, store_path: Path, as_json: bool, *, scratch_store
     from riskc.engine.sim.replay import Replay
     from riskc.engine.store import Store
 
-    store = Store.open(store_path, synchronous="OFF" if scratch_store else "NORMAL")
+    if as_json:  # what the engine logs about a skipped line is in the malformed records instead
+        import logging
+
+        logging.getLogger("riskc").addHandler(logging.NullHandler())
+    with state_errors("replay", store_path):
+        store = Store.open(store_path, synchronous="OFF" if scratch_store else "NORMAL")
     try:
         out = _Timeline(policies.programs[0].timezone) if not as_json else None
         emit = out.emit if out else (lambda record: click.echo(json.dumps(record, ensure_ascii=False)))
@@ -128,7 +134,10 @@ class _Timeline:
 
 
 def _print_summary(summary, as_json: bool) -> None:
-    if as_json:
+    if as_json:  # stderr is JSON too: each malformed line with its number and reason, then the summary
+        for bad in summary.malformed:
+            record = {"line": bad.line, "reason": bad.reason, "content": bad.content[:500]}
+            click.echo(json.dumps({"malformed": record}, ensure_ascii=False), err=True)
         click.echo(json.dumps({"summary": summary.to_json()}, ensure_ascii=False), err=True)
         return
     from rich.console import Console
