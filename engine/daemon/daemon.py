@@ -75,6 +75,7 @@ class Activity:
     calls: int = 0
     reloads: int = 0
     reload_errors: int = 0
+    errors: int = 0  # items the engine could not handle
     finished: bool = False
     last_error: str | None = None
 
@@ -101,8 +102,23 @@ class AccountLoop:
             item = await self.queue.get()
             try:
                 self._apply(item)
-            except Exception:
-                log.exception("error while handling %r", type(item).__name__)
+            except Exception as error:
+                self._failed(item, error)
+
+    def _failed(self, item: Any, error: Exception) -> None:
+        """An item the engine could not handle (a bug, or input nothing else caught) is logged
+        with its traceback and alerted, critically, the first time and every 100th after: an
+        event whose effect is lost must be heard of, but not 10,000 times a minute."""
+        log.exception("error while handling %r", type(item).__name__)
+        self.activity.errors += 1
+        self.activity.last_error = f"{type(item).__name__}: {type(error).__name__}: {error}"
+        if self.activity.errors % 100 == 1:
+            self.daemon.alerts.alert(
+                "critical",
+                f"riskc could not handle a {type(item).__name__} ({type(error).__name__}: {error}); it was skipped "
+                f"({self.activity.errors} so far). The next reconciliation corrects the book",
+                account=self.engine.book.account.id or None,
+            )
 
     def _apply(self, item: Any) -> None:
         engine = self.engine
@@ -454,7 +470,13 @@ def recording_feed(path: Path, speed: float) -> Callable:
                 await lp.queue.put(Tick(tick))
             await _pace(previous, item.ts, speed)
             previous = item.ts
-            triggered = sim.observe(item)
+            try:
+                triggered = sim.observe(item)
+            except (KeyError, TypeError, ValueError, ArithmeticError, IndexError) as error:
+                await lp.queue.put(
+                    Malformed(item.line, f"the simulated broker cannot use it ({error!r})", item.to_json())
+                )
+                continue  # the feed goes on: one bad line never stops a recording
             await lp.queue.put(item)
             for message in triggered:
                 await lp.queue.put(message)

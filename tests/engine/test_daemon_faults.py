@@ -91,3 +91,18 @@ def test_run_refuses_an_unusable_state_file_unless_new_state(tmp_path: Path) -> 
     fresh = CliRunner().invoke(main, ["run", "--config", str(config), "--plain", "--max-time", "5", "--new-state"])
     assert fresh.exit_code == 0, fresh.output
     assert list(tmp_path.glob("state.db.unusable-*"))
+
+
+def test_a_line_the_simulated_broker_cannot_use_is_counted_and_the_feed_goes_on(tmp_path: Path) -> None:
+    at = lambda s: START + dt.timedelta(seconds=s)  # noqa: E731
+    bad = json.dumps(
+        {"ts": at(1).isoformat(), "hub": "market", "target": "GatewayQuote", "args": [["a", "list"], {"lastPrice": 1}]}
+    )
+    lines = [(1, bad), (2, position(at(2), 1))] + [(5 + i, trade(at(5 + i), 100 + i, -30.0)) for i in range(4)]
+    rec = recording(tmp_path / "rec.jsonl", 30, lines)
+    policy = tmp_path / "p.risk"
+    policy.write_text(POLICY)
+    daemon = asyncio.run(run_daemon(write_config(tmp_path, rec, policy, speed=0), seconds=6))
+    assert daemon.loops[0].engine.malformed >= 1
+    with Store.open(tmp_path / "state.db") as store:
+        assert [lo.rule for lo in store.active_lockouts(ACCOUNT, at(60))] == ["daily_loss"]  # the later breach acted
