@@ -195,8 +195,11 @@ class LedgerMixin(StoreBase):
         ).fetchone()
         return None if row is None else Decimal(row[0])
 
-    def eod_high_balance(self, account_id: int) -> Decimal | None:
-        """The EOD high-water mark as of the latest closed day; None before the first close."""
+    def eod_high_balance(self, account_id: int, before: date | str | None = None) -> Decimal | None:
+        """The EOD high-water mark as of the latest closed day (of the latest closed day before
+        ``before``, when given); None before the first close."""
+        if before is not None:
+            return self._eod_high_before(account_id, before)
         row = self.db.execute(
             "SELECT eod_high_water FROM balances WHERE account_id = ? AND eod_high_water IS NOT NULL"
             " ORDER BY trading_day DESC LIMIT 1",
