@@ -116,6 +116,15 @@ class LedgerMixin(StoreBase):
         )
         return [_trade(row) for row in rows]
 
+    def latest_trading_day(self, account_id: int) -> date | None:
+        """The latest trading day with activity (a trade or a balance), None for none."""
+        row = self.db.execute(
+            "SELECT MAX(day) FROM (SELECT MAX(trading_day) AS day FROM trades WHERE account_id = ?"
+            " UNION ALL SELECT MAX(trading_day) FROM balances WHERE account_id = ?)",
+            [account_id, account_id],
+        ).fetchone()
+        return None if row is None or row[0] is None else date.fromisoformat(row[0])
+
     def day_totals(self, account_id: int, trading_day: date | str) -> DayTotals:
         return totals_of(self.day_trades(account_id, trading_day))
 
