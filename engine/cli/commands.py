@@ -7,6 +7,7 @@ import importlib
 import click
 
 _VERBS = (
+    "init_cmd",
     "check_cmd",
     "fmt_cmd",
     "eval_cmd",
