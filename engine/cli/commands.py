@@ -13,6 +13,7 @@ _VERBS = (
     "eval_cmd",
     "audit_cmd",
     "replay_cmd",
+    "diff_cmd",
     "status_cmd",
     "lock_cmd",
     "unlock_cmd",
