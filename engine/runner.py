@@ -478,8 +478,11 @@ class Engine:
         closed = self.store.day_balance(book.account.id, previous)
         if closed is not None and closed.eod_balance is not None:
             return
-        if closed is None and self.store.eod_high_balance(book.account.id) is None:
-            return  # riskc never followed this account before today: nothing of its own to close
+        if closed is None and self.store.eod_high_balance(book.account.id, before=previous) is None:
+            # riskc never closed a day of this account before yesterday: nothing of its own to close.
+            # (Only earlier closes count: a redo after a crash can reconcile at a time before a close
+            # the store already has, today's, which says nothing about yesterday.)
+            return
         eod_balance = book.account.balance - book.day.realized
         self.store.close_day(book.account.id, previous, eod_balance)
         self.store.append_audit(

@@ -36,6 +36,7 @@ from riskc.dsl.decision import SEVERITY_RANK
 from riskc.engine.adapters.port import BrokerCall
 from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
 from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
+from riskc.engine.core.timefmt import human_time
 from riskc.engine.daemon.alerts import Alerts
 from riskc.engine.daemon.config import Config
 from riskc.engine.daemon.items import Reconcile, Swap, Tick
@@ -51,12 +52,19 @@ class Activity:
     """What the live view shows beyond the store: the last actions and some counters."""
 
     actions: deque = field(default_factory=lambda: deque(maxlen=12))
-    messages: int = 0
+    messages: int = 0  # every message applied: the feed's and the broker's answers (the sim's fills)
+    answers: int = 0  # of which the broker's answers
     calls: int = 0
     reloads: int = 0
     reload_errors: int = 0
     finished: bool = False
     last_error: str | None = None
+
+    @property
+    def feed_messages(self) -> int:
+        """The feed's messages, as `riskc replay` counts a recording's (its "messages"; all of
+        them, answers included, are its "events")."""
+        return self.messages - self.answers
 
 
 class AccountLoop:
@@ -121,7 +129,7 @@ class AccountLoop:
         for record in effects.records:
             self.activity.actions.appendleft(record)
             self.daemon.log_record({"kind": "action", "account": account} | record)
-            self.daemon.print_action(record)
+            self.daemon.print_action(record, self.engine.zone)
         for severity, record in _one_per_firing(effects.alerts):
             when = dt.datetime.fromisoformat(record["ts"]) if record.get("ts") else None
             self.daemon.alerts.alert(
@@ -178,6 +186,7 @@ class AccountLoop:
         drain = getattr(self.port, "drain", None)
         if drain is not None:
             for message in drain():
+                self.activity.answers += 1
                 self.queue.put_nowait(message)
 
     async def settle(self, timeout: float) -> None:
@@ -210,9 +219,9 @@ class Daemon:
         demo: bool = False,
     ) -> None:
         if console is None:
-            from rich.console import Console
+            from riskc.engine.daemon.console import make_console
 
-            console = Console(highlight=False)
+            console = make_console()
         self.config = config
         self.console = console
         self.live_view = live_view
@@ -230,7 +239,7 @@ class Daemon:
         if self._log_sink is not None:
             self._log_sink.write(record)
 
-    def print_action(self, record: dict[str, Any]) -> None:
+    def print_action(self, record: dict[str, Any], zone: dt.tzinfo | None = None) -> None:
         """Without the live view, one line per action (the view shows them otherwise). It is the
         only console line of an action: the alert the action raises goes to the log and the
         webhooks, not to this console."""
@@ -239,7 +248,8 @@ class Daemon:
         from rich.text import Text
 
         target = record.get("symbol") or record.get("contract_id") or ""
-        line = Text(f"{record.get('ts', '')[:19]}  ", style="dim")
+        when = human_time(dt.datetime.fromisoformat(record["ts"]), zone) if record.get("ts") else ""
+        line = Text(f"{when}  ", style="dim")
         line.append(f"{record['action']:<13}", style="bold")
         line.append(f" {target:<6} ")
         line.append(record["reason"])
@@ -256,6 +266,10 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         self.loops = await build_loops(self)
+        if self.loops:  # alert lines in the account's timezone, like every other time shown
+            for sink in self.alerts.sinks:
+                if hasattr(sink, "zone"):
+                    sink.zone = self.loops[0].engine.zone
         tasks = [asyncio.create_task(lp.consume()) for lp in self.loops]
         tasks += [asyncio.create_task(lp.feed(lp)) for lp in self.loops]
         running = [asyncio.create_task(service(self)) for service in services]
@@ -333,6 +347,7 @@ def recording_feed(path: Path, speed: float) -> Callable:
             triggered = sim.observe(item)
             await lp.queue.put(item)
             for message in triggered:
+                lp.activity.answers += 1
                 await lp.queue.put(message)
         lp.activity.finished = True
 

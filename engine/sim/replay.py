@@ -103,8 +103,8 @@ class Replay:
     def feed(self, item: Message | Malformed) -> None:
         summary = self.summary
         if type(item) is Malformed:
-            summary.malformed.append(item)
-            log.warning("malformed recording line skipped: %s", item.describe())
+            summary.malformed.append(item)  # reported once, by whoever reads the summary
+            log.debug("malformed recording line skipped: %s", item.describe())
             return
         ts, engine = item.ts, self.engine
         if self.clock.next is None or ts >= self.clock.next:  # most messages share their second

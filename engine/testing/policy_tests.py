@@ -40,7 +40,7 @@ from riskc.dsl.decision import Decision
 from riskc.dsl.format import format_expr
 from riskc.engine.adapters.projectx.intake import Message
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS
-from riskc.engine.testing.snapshot_file import SnapshotIn, build_snapshot, line_of
+from riskc.engine.testing.snapshot_file import SnapshotIn, build_snapshot, line_of, validation_message
 
 RECORD_KEYS = (
     "ts",
@@ -166,11 +166,11 @@ def _yaml(text: str, shown: str) -> Any:
     return data
 
 
-def _validation_error(error: ValidationError, data: Any, shown: str, prefix: tuple = ()) -> FixtureError:
-    first = error.errors()[0]
-    loc = tuple(first["loc"])
+def _validation_error(
+    error: ValidationError, data: Any, shown: str, prefix: tuple = (), model: type | None = None
+) -> FixtureError:
+    loc, message = validation_message(error, model or _FileIn)
     where = ".".join(str(p) for p in (*prefix, *loc))
-    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
     return FixtureError(shown, line_of(data, loc), f"{where}: {message}")
 
 
@@ -210,7 +210,7 @@ def _case(node: Any, cases: Any, index: int, base: Any, shown: str) -> Case:
     try:
         model = _CaseIn.model_validate(node)
     except ValidationError as error:
-        raise _validation_error(error, node, shown, ("cases", index)) from None
+        raise _validation_error(error, node, shown, ("cases", index), _CaseIn) from None
     expect = tuple(_expected(item, node["expect"], i, shown, model.name) for i, item in enumerate(model.expect))
     if model.events is None:
         if model.until is not None:
@@ -420,7 +420,7 @@ class Runner:
         elif isinstance(case.base, Mapping) and loc and loc[0] in case.base:
             line = line_of(case.base, loc)
         where = ".".join(str(p) for p in loc) or "snapshot"
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        _, message = validation_message(error, SnapshotIn)
         return FixtureError(fixture.path, line or case.line, f"case {case.name!r}: snapshot {where}: {message}")
 
     def _calendar(self, timezone: str, day_starts: dt.time):
@@ -442,6 +442,13 @@ class _Observed:
         decision = self._program.evaluate(snapshot)
         self._coverage.record(self._program, snapshot, decision)
         return decision
+
+    def fire(self, snapshot) -> list:
+        """The engine's hot path (``fire``, then ``decide`` only on a breach): recorded too, or
+        event-sequence cases would count as never evaluated."""
+        fired = self._program.fire(snapshot)
+        self._coverage.record(self._program, snapshot, self._program.decide(snapshot, fired))
+        return fired
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._program, name)

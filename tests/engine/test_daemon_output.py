@@ -71,7 +71,7 @@ def test_plain_output_has_one_line_per_action_and_a_line_per_other_alert(tmp_pat
     assert {r["action"] for r in acted} >= {"flatten", "lockout", "alert"}
     lines = text.splitlines()
     for record in acted:
-        mine = [line for line in lines if record["reason"] in line and line.split()[1] == record["action"]]
+        mine = [line for line in lines if record["reason"] in line and line.split()[3] == record["action"]]
         assert len(mine) == 1, (record, text)
     for rule in ("daily_loss", "heads_up"):  # said once per action, not again as an alert line
         assert sum(rule in line for line in lines) == sum(r["rule"] == rule for r in acted), text

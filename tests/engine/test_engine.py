@@ -642,6 +642,32 @@ def test_a_day_that_ended_while_riskc_was_down_is_closed_at_the_restart(tmp_path
         assert any(a.get("event") == "day_close_after_restart" for a in audit(store, "event"))
 
 
+def test_a_restart_that_redoes_the_hour_before_a_close_does_not_invent_a_previous_day(tmp_path):
+    """After a crash, the worker (like any redo) can reconcile at a time before a day close it has
+    already committed. That close is today's, not an earlier one: riskc never followed the account
+    the day before, so there is nothing to close there (the crash test's flaky extra
+    ('2025-10-28', '50000.00') row)."""
+    path = tmp_path / "state.db"
+    sources = policy("use daily_loss(limit: $300)")
+    wednesday = Feed(account_id=ACCOUNT, start=dt.datetime(2025, 10, 29, 21, 0, tzinfo=dt.UTC))
+    with Store.open(path) as store:
+        first = Harness(store, sources)
+        first.feed(
+            wednesday.account(0, 50000),
+            wednesday.trade(1, 1, MNQ, side=SELL, pnl=-400, fees=0),
+            wednesday.account(2, 49600),
+        )
+        first.tick(wednesday.at(3601))  # 22:00:01Z: the trading day of 2025-10-29 is closed
+        assert store.day_balance(ACCOUNT, dt.date(2025, 10, 29)).eod_balance == D("49600.00")
+        port = first.port
+    with Store.open(path) as store:  # killed before the line was marked done: redone from 21:00:02Z
+        second = Harness(store, sources)
+        second.port = port
+        second.reconcile(wednesday.at(2))
+        assert store.day_balance(ACCOUNT, dt.date(2025, 10, 28)) is None
+        assert not any(a.get("event") == "day_close_after_restart" for a in audit(store, "event"))
+
+
 # -- alerts, malformed messages, the ledger ----------------------------------------------------
 
 
