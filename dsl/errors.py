@@ -22,6 +22,7 @@ NEVER_FIRES = "risk_never_fires"
 CONFLICTING_ACTIONS = "risk_conflicting_actions"
 UNUSED_PARAM = "risk_unused_param"
 TOO_DEEP = "risk_too_deep"
+EMPTY_FILE = "risk_empty_file"
 
 
 class Severity(StrEnum):
