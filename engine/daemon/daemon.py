@@ -464,11 +464,10 @@ def recording_feed(path: Path, speed: float) -> Callable:
             await _pace(previous, item.ts, speed)
             previous = item.ts
             try:
+                decode(item)  # the simulated broker must not see what the book cannot use
                 triggered = sim.observe(item)
-            except (KeyError, TypeError, ValueError, ArithmeticError, IndexError) as error:
-                await lp.queue.put(
-                    Malformed(item.line, f"the simulated broker cannot use it ({error!r})", item.to_json())
-                )
+            except DECODE_ERRORS as error:
+                await lp.queue.put(Malformed(item.line, str(error) or type(error).__name__, item.to_json()))
                 continue  # the feed goes on: one bad line never stops a recording
             await lp.queue.put(item)
             for message in triggered:
