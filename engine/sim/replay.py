@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from riskc.engine.adapters.port import BrokerError
-from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
+from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode, quote
 from riskc.engine.adapters.projectx.intake import Malformed, Message
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
 from riskc.engine.enforce.enforcer import Effects
@@ -139,8 +139,8 @@ class Replay:
         if summary.last is not None and ts < engine.book.now:
             summary.backwards.append(Backwards(item.line, ts, engine.book.now))
         summary.last = ts if summary.last is None else max(summary.last, ts)
-        try:
-            updates = decode(item)  # before the simulated broker: it must not see what the book cannot use
+        try:  # before the simulated broker: it must not see what the book cannot use
+            updates = (quote(item.args, ts),) if item.target == "GatewayQuote" else decode(item)
             triggered = self.sim.observe(item)
         except DECODE_ERRORS as error:
             engine.malformed += 1
