@@ -14,7 +14,14 @@ import click
 
 from riskc.engine.cli import unlock_cmd
 from riskc.engine.cli.common import EXIT_FAILED, echo_err
-from riskc.engine.cli.statefile import load_config_or_exit, state_errors, state_path, throttle_passphrase, who
+from riskc.engine.cli.statefile import (
+    STATE_LOCATION,
+    load_config_or_exit,
+    state_errors,
+    state_path,
+    throttle_passphrase,
+    who,
+)
 from riskc.engine.cli.unlock_cmd import PASSPHRASE_ENV
 
 MIN_LENGTH = 8
@@ -35,7 +42,7 @@ def command() -> None:
 @click.option(
     "--state",
     "state",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=STATE_LOCATION,
     help="State file; overrides the config's `state:`.",
 )
 @click.option("--by", "by", metavar="NAME", help="Who is setting it, for the audit log; default: your login.")

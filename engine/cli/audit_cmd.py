@@ -20,13 +20,14 @@ from pathlib import Path
 import click
 
 from riskc.engine.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, echo_err
+from riskc.engine.cli.statefile import STATE_LOCATION
 
 _STATE = click.option(
     "--state",
     "state",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The state file (SQLite) the daemon writes.",
+    type=STATE_LOCATION,
+    help="The state file (SQLite) or the postgresql:// desk the daemon writes.",
 )
 
 
@@ -35,7 +36,7 @@ def command() -> None:
     """Inspect the audit log of the state store."""
 
 
-def _open(state: Path, verb: str):
+def _open(state: Path | str, verb: str):
     from riskc.engine.store import Store, StoreError
 
     try:
@@ -48,16 +49,19 @@ def _open(state: Path, verb: str):
 @command.command("verify")
 @_STATE
 @click.option("--expect-head", "expect", metavar="SEQ:HASH", help="A head noted earlier (`riskc audit head`).")
-def verify(state: Path, expect: str | None) -> None:
+def verify(state: Path | str, expect: str | None) -> None:
     """Check every record's hash, the chain to the stored head, and the lockouts, timers and
     admin passphrase against the chain."""
+    from riskc.engine.store.base import first_line
+    from riskc.engine.store.postgres import errors as postgres_errors
+
     try:
         with _open(state, "verify") as store:
             result = store.verify_audit()
             problems = store.state_problems() if result.ok else []
             anchored = _anchor_problem(store, expect) if result.ok and expect else None
-    except sqlite3.DatabaseError as error:
-        echo_err(f"riskc audit verify: cannot read {state} as a state file: {error}")
+    except (sqlite3.DatabaseError, *postgres_errors()) as error:
+        echo_err(f"riskc audit verify: cannot read {state} as a state file: {first_line(error)}")
         raise SystemExit(EXIT_USAGE) from None
     if not result.ok:
         echo_err(f"audit log BAD at record {result.first_bad_seq}: {result.problem}")
@@ -88,7 +92,7 @@ def _anchor_problem(store, expect: str) -> str | None:
 @command.command("head")
 @_STATE
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-def head(state: Path, as_json: bool) -> None:
+def head(state: Path | str, as_json: bool) -> None:
     """Print the audit log's head (`SEQ:HASH`) to note outside the file."""
     with _open(state, "head") as store:
         found = store.audit_head()

@@ -34,6 +34,26 @@ DEFAULT_TIMEZONE = "America/Chicago"
 DEFAULT_DAY_START = dt.time(17, 0)
 
 
+class StateLocation(click.ParamType):
+    """``--state``: a state file (a ``Path``), or a PostgreSQL desk URL kept as the string it is
+    (``postgresql://user@host/db``; a Path would fold its ``//``)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        from riskc.engine.store.postgres import is_url
+
+        if isinstance(value, Path) or is_url(value):
+            return value
+        path = Path(value)
+        if path.is_dir():
+            self.fail(f"{value} is a directory, not a state file", param, ctx)
+        return path
+
+
+STATE_LOCATION = StateLocation()
+
+
 def state_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--config``, ``--state`` and ``--account``, in that order, on a command."""
     func = click.option(
@@ -42,8 +62,8 @@ def state_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--state",
         "state",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="State file; overrides the config's `state:`.",
+        type=STATE_LOCATION,
+        help="State file or postgresql:// URL; overrides the config's `state:`.",
     )(func)
     return click.option(
         "--config",
@@ -64,25 +84,27 @@ def load_config_or_exit(config_path: str | None) -> Config:
         raise SystemExit(EXIT_USAGE) from None
 
 
-def state_path(config: Config, state: Path | None) -> Path:
+def state_path(config: Config, state: Path | str | None) -> Path | str:
     return state if state is not None else config.state
 
 
 @contextmanager
-def state_errors(verb: str, path: Path, unchanged: str = "nothing was changed") -> Iterator[None]:
+def state_errors(verb: str, path: Path | str, unchanged: str = "nothing was changed") -> Iterator[None]:
     """One line, never a traceback, when the state file cannot be used: an unusable file
     (empty, truncated, foreign, corrupt, another daemon's) exits 2 naming it; a write the file
     refuses (locked past the busy timeout, read-only, disk full) exits 1 and says what did not
     happen."""
     from riskc.engine.store import StateFileError
+    from riskc.engine.store.base import first_line
+    from riskc.engine.store.postgres import errors as postgres_errors
 
     try:
         yield
     except StateFileError as error:
         echo_err(f"riskc {verb}: {error}")
         raise SystemExit(EXIT_USAGE) from None
-    except sqlite3.Error as error:
-        echo_err(f"riskc {verb}: cannot use the state file {path}: {error}; {unchanged}")
+    except (sqlite3.Error, *postgres_errors()) as error:
+        echo_err(f"riskc {verb}: cannot use the state file {path}: {first_line(error)}; {unchanged}")
         raise SystemExit(EXIT_FAILED) from None
     except OSError as error:
         echo_err(f"riskc {verb}: cannot use the state file {path}: {error.strerror or error}; {unchanged}")

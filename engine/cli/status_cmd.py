@@ -54,7 +54,7 @@ from riskc.engine.enforce.trading_state import state_of
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def command(
     config_path: str | None,
-    state: Path | None,
+    state: Path | str | None,
     account: str | None,
     day: dt.datetime | None,
     action_limit: int,
@@ -72,7 +72,11 @@ def command(
         echo_err(f"riskc status: {error}")
         raise SystemExit(EXIT_USAGE) from None
     except StoreError as error:
-        hint = "" if path.is_file() else " (has `riskc run` run with this config? --config and --state choose the file)"
+        hint = (
+            ""
+            if isinstance(path, str) or path.is_file()
+            else " (has `riskc run` run with this config? --config and --state choose the file)"
+        )
         echo_err(f"riskc status: {error}{hint}")
         raise SystemExit(EXIT_FAILED) from None
     with state_errors("status", path, "nothing was shown"), store:

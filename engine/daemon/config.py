@@ -98,6 +98,16 @@ def _resolve_path(value: Any, info: ValidationInfo) -> Path:
 ConfigPath = Annotated[Path, BeforeValidator(_resolve_path)]
 
 
+def _resolve_state(value: Any, info: ValidationInfo) -> Path | str:
+    """``state:`` is a file (resolved as any path) or a PostgreSQL desk URL, kept as written."""
+    from riskc.engine.store.postgres import is_url
+
+    return value if is_url(value) else _resolve_path(value, info)
+
+
+StateLocation = Annotated[Path | str, BeforeValidator(_resolve_state)]
+
+
 def redact_url(url: str) -> str:
     """``https://discord.com/…``: enough to tell which service, never the token in the path or
     the query (nor a ``user:password@``). Used wherever a webhook URL could be shown."""
@@ -198,7 +208,7 @@ class AlertsConfig(_Model):
 
 
 class Config(_Model):
-    state: ConfigPath = Field(default_factory=lambda: default_state_dir() / "state.db")
+    state: StateLocation = Field(default_factory=lambda: default_state_dir() / "state.db")
     log: ConfigPath | None = Field(default_factory=lambda: default_state_dir() / "riskc.log.jsonl")
     broker: BrokerConfig = BrokerConfig()
     reconcile_every: Duration = dt.timedelta(seconds=30)

@@ -44,7 +44,8 @@ from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.runner import Engine, PolicySet
 from riskc.engine.store import StateFileError, Store
 from riskc.engine.store.faults import FailSafeStore
-from riskc.engine.store.files import DaemonLock, move_aside
+from riskc.engine.store.files import DaemonLock, NoLock, move_aside
+from riskc.engine.store.postgres import is_url
 
 DAEMON_BUSY_MS = 1000  # a write waits this long for another process's lock, then is buffered
 ANCHOR_EVERY = dt.timedelta(days=1)
@@ -250,7 +251,9 @@ class Daemon:
         self.live_view = live_view
         self.max_seconds = max_seconds
         self.demo = demo
-        self.lock = DaemonLock.acquire(config.state)  # one daemon per state file, for its whole life
+        # One daemon per state file, for its whole life. On a PostgreSQL desk several workers share
+        # the store, and each account is held by one of them through its lease (desk.py) instead.
+        self.lock = NoLock() if is_url(config.state) else DaemonLock.acquire(config.state)
         try:
             store, repaired = open_state(config.state, new_state)
         except BaseException:
@@ -426,7 +429,7 @@ def open_state(path: Path, new_state: bool) -> tuple[Store, list[str]]:
     verdict = store.verify_audit()
     if not verdict.ok:
         store.close()
-        if not new_state:
+        if not new_state or is_url(path):  # a desk is never set aside by one worker
             raise StateFileError(
                 f"{path}: the audit log fails verification at record {verdict.first_bad_seq} ({verdict.problem}); "
                 "riskc does not run on an altered history. `riskc audit verify --state` shows it; restore a "

@@ -38,7 +38,7 @@ from typing import Any, Literal, Self
 
 from sqlite_utils import Database
 
-from riskc.engine.store import audit, derived, files
+from riskc.engine.store import audit, derived, files, postgres
 from riskc.engine.store.migrations import apply_migrations
 from riskc.engine.store.models import AuditRecord, AuditVerification, StateFileError, StoreError
 
@@ -50,10 +50,11 @@ class StoreBase:
     """The connection, the write transaction and the audit log; see the module docstring."""
 
     def __init__(
-        self, db: Database, path: Path, synchronous: Synchronous, busy_ms: int = files.BUSY_TIMEOUT_MS
+        self, db: Database, path: Path | str, synchronous: Synchronous, busy_ms: int = files.BUSY_TIMEOUT_MS
     ) -> None:
         self.db = db
-        self.path = path
+        self.path = path  # the file, or a PostgreSQL URL shown without its password
+        self.is_pg = getattr(db, "dialect", "sqlite") == postgres.DIALECT
         self._synchronous = synchronous
         self.busy_ms = busy_ms
 
@@ -72,6 +73,8 @@ class StoreBase:
         started. ``busy_ms`` is how long a write waits for another process's lock."""
         if synchronous not in ("NORMAL", "FULL", "OFF"):
             raise ValueError(f"synchronous must be NORMAL, FULL or OFF, not {synchronous!r}")
+        if postgres.is_url(path):
+            return cls._open_pg(str(path), synchronous)
         path = Path(path)
         if path.exists():
             problem = files.file_problem(path)
@@ -91,6 +94,25 @@ class StoreBase:
         files.tighten(path)
         return cls(db, path, synchronous, busy_ms)
 
+    @classmethod
+    def _open_pg(cls, url: str, synchronous: Synchronous) -> Self:
+        """A PostgreSQL desk: connect, bring the schema up to date (once, whoever starts first).
+        A server that cannot be reached, or refuses the login, is a ``StoreError`` naming it."""
+        import psycopg
+
+        try:
+            db = postgres.PgDatabase.connect(url)
+        except psycopg.Error as error:
+            raise StoreError(f"cannot connect to {postgres.display(url)}: {first_line(error)}") from None
+        try:
+            apply_migrations(db)  # type: ignore[arg-type]
+        except psycopg.Error as error:
+            db.close()
+            raise StateFileError(
+                f"{postgres.display(url)} cannot be used as a riskc desk: {first_line(error)}"
+            ) from None
+        return cls(db, postgres.display(url), synchronous)  # type: ignore[arg-type]
+
     def close(self) -> None:
         self.db.close()
 
@@ -103,6 +125,10 @@ class StoreBase:
     @contextmanager
     def _write(self, *, durable: bool = False) -> Iterator[Database]:
         """One write transaction. ``durable`` commits with synchronous=FULL (see module doc)."""
+        if self.is_pg:
+            with self._write_pg(durable) as db:
+                yield db
+            return
         conn = self.db.conn
         if conn.in_transaction:
             raise StoreError("internal error: store writes do not nest")
@@ -121,6 +147,20 @@ class StoreBase:
         finally:
             if raise_sync:
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+
+    @contextmanager
+    def _write_pg(self, durable: bool) -> Iterator[Database]:
+        db: Any = self.db
+        if db.in_transaction:
+            raise StoreError("internal error: store writes do not nest")
+        db.begin_write(durable or self._synchronous == "FULL")
+        try:
+            yield self.db
+            db.commit()
+        except BaseException:
+            if db.in_transaction:
+                db.rollback()
+            raise
 
     def _audit(
         self, kind: str, payload: Any, now: datetime, account_id: int | None = None, policy_hash: str | None = None
@@ -157,3 +197,7 @@ class StoreBase:
 
     def journal_mode(self) -> str:
         return self.db.journal_mode
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -22,7 +22,8 @@ class BookMixin(StoreBase):
         json.loads(orders_json)
         with self._write():
             self.db.execute(
-                "INSERT OR REPLACE INTO book (account_id, positions, orders, ts) VALUES (?, ?, ?, ?)",
+                "INSERT INTO book (account_id, positions, orders, ts) VALUES (?, ?, ?, ?) ON CONFLICT (account_id)"
+                " DO UPDATE SET positions = excluded.positions, orders = excluded.orders, ts = excluded.ts",
                 [account_id, positions_json, orders_json, time_text(ts)],
             )
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlite_utils import Database
 
-from riskc.engine.store.codec import canonical_json
+from riskc.engine.store.codec import canonical_json, time_text
 
 _LOCKOUT_FIELDS = (
     "scope",
@@ -194,6 +195,10 @@ def repair(db: Database, append: Callable[[str, dict[str, Any], int | None], Any
             f"INSERT INTO lockouts ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
             [lockout_id, *(row.get(k) for k in _LOCKOUT_FIELDS)],
         )
+    if getattr(db, "dialect", "sqlite") == "postgresql":  # ids were given: move the identity past them
+        db.execute(
+            "SELECT setval(pg_get_serial_sequence('lockouts', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM lockouts"
+        )
     db.execute("DELETE FROM timers")
     for (account_id, key), row in sorted(derived.timers.items(), key=str):
         db.execute(
@@ -204,5 +209,6 @@ def repair(db: Database, append: Callable[[str, dict[str, Any], int | None], Any
         db.execute("DELETE FROM admin")
         if derived.admin_hash is not None:
             db.execute(
-                "INSERT INTO admin (id, passphrase_hash, set_at) VALUES (1, ?, datetime('now'))", [derived.admin_hash]
+                "INSERT INTO admin (id, passphrase_hash, set_at) VALUES (1, ?, ?)",
+                [derived.admin_hash, time_text(datetime.now(UTC))],
             )

@@ -170,6 +170,13 @@ class DaemonLock:
             self._fd = -1
 
 
+class NoLock:
+    """What a worker on a PostgreSQL desk holds instead of the file lock: nothing to release."""
+
+    def release(self) -> None:
+        pass
+
+
 def _read_holder(fd: int) -> str:
     try:
         info: dict[str, Any] = json.loads(os.pread(fd, 4096, 0) or b"{}")

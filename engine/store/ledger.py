@@ -120,7 +120,7 @@ class LedgerMixin(StoreBase):
         """The latest trading day with activity (a trade or a balance), None for none."""
         row = self.db.execute(
             "SELECT MAX(day) FROM (SELECT MAX(trading_day) AS day FROM trades WHERE account_id = ?"
-            " UNION ALL SELECT MAX(trading_day) FROM balances WHERE account_id = ?)",
+            " UNION ALL SELECT MAX(trading_day) FROM balances WHERE account_id = ?) AS days",
             [account_id, account_id],
         ).fetchone()
         return None if row is None or row[0] is None else date.fromisoformat(row[0])

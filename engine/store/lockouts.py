@@ -150,7 +150,8 @@ class LockoutsMixin(StoreBase):
 
     def _active_same(self, account_id: int, symbol: str | None, rule: str, now: datetime) -> Lockout | None:
         row = self.db.execute(
-            f"SELECT {_LOCKOUT_COLUMNS} FROM lockouts WHERE account_id = ? AND symbol IS ? AND rule = ?"
+            f"SELECT {_LOCKOUT_COLUMNS} FROM lockouts"
+            " WHERE account_id = ? AND symbol IS NOT DISTINCT FROM ? AND rule = ?"
             f" AND {_ACTIVE} ORDER BY id LIMIT 1",
             [account_id, symbol, rule, time_text(now)],
         ).fetchone()
@@ -170,7 +171,7 @@ class LockoutsMixin(StoreBase):
         scope = "account" if symbol is None else "symbol"
         cursor = self.db.execute(
             "INSERT INTO lockouts (scope, account_id, symbol, rule, reason, since, until, condition, origin)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             [
                 scope,
                 account_id,
@@ -183,7 +184,7 @@ class LockoutsMixin(StoreBase):
                 origin,
             ],
         )
-        return self._lockout_by_id(cursor.lastrowid)
+        return self._lockout_by_id(cursor.fetchone()[0])
 
     def _extend_lockout(self, existing: Lockout, reason: str, until: datetime | None, condition: str | None) -> Lockout:
         self.db.execute(
@@ -318,7 +319,12 @@ class LockoutsMixin(StoreBase):
         """Start a timer (e.g. ``stop_required:CON.F.US.MNQ.Z25``) and return the one in force.
         By default a running timer is kept: re-seeing the same condition after a restart or on
         the next event must not restart a grace period. ``replace`` restarts it."""
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        on_conflict = (
+            "DO UPDATE SET started_at = excluded.started_at, expires_at = excluded.expires_at,"
+            " payload = excluded.payload"
+            if replace
+            else "DO NOTHING"
+        )
         row = [
             account_id,
             key,
@@ -329,7 +335,9 @@ class LockoutsMixin(StoreBase):
         with self._write():
             before = self.get_timer(account_id, key)
             self.db.execute(
-                f"{verb} INTO timers (account_id, key, started_at, expires_at, payload) VALUES (?, ?, ?, ?, ?)", row
+                "INSERT INTO timers (account_id, key, started_at, expires_at, payload) VALUES (?, ?, ?, ?, ?)"
+                f" ON CONFLICT (account_id, key) {on_conflict}",
+                row,
             )
             timer = self.get_timer(account_id, key)
             if timer != before:  # a timer is covered by the audit chain (see derived.py)

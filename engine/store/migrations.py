@@ -13,8 +13,12 @@ not trading, so it is the one time the store does not take from its caller.)
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
+
+from riskc.engine.store import postgres
 
 MIGRATIONS = Migrations("riskc.store")
 
@@ -139,9 +143,13 @@ _AUDIT = (
 )
 
 
+def _is_pg(db: Database) -> bool:
+    return getattr(db, "dialect", "sqlite") == postgres.DIALECT
+
+
 def _run(db: Database, statements: tuple[str, ...]) -> None:
     for statement in statements:
-        db.execute(statement)
+        db.execute(postgres.pg_ddl(statement) if _is_pg(db) else statement)
 
 
 @MIGRATIONS(name="0001_state_tables")
@@ -151,7 +159,12 @@ def state_tables(db: Database) -> None:
 
 @MIGRATIONS(name="0002_audit_log")
 def audit_log(db: Database) -> None:
-    _run(db, _AUDIT)
+    if _is_pg(db):
+        _run(db, (_AUDIT[0], _AUDIT[3]))  # the tables; the triggers in PL/pgSQL
+        for statement in postgres.AUDIT_TRIGGERS:
+            db.execute(statement)
+    else:
+        _run(db, _AUDIT)
 
 
 @MIGRATIONS(name="0003_state_in_the_chain")
@@ -169,5 +182,57 @@ def state_in_the_chain(db: Database) -> None:
         audit.append(db, "event", payload, datetime.now(UTC))
 
 
+# The same migrations, by name and in order, for a PostgreSQL desk (sqlite-utils' runner is
+# SQLite-only). Each runs in one transaction with its row in ``_riskc_migrations``, under an
+# advisory lock, so that N workers starting at once upgrade the schema exactly once.
+PG_STEPS = (
+    ("0001_state_tables", state_tables),
+    ("0002_audit_log", audit_log),
+    ("0003_state_in_the_chain", state_in_the_chain),
+)
+
+
 def apply_migrations(db: Database) -> None:
-    MIGRATIONS.apply(db)
+    if _is_pg(db):
+        _apply_pg(db)
+    else:
+        MIGRATIONS.apply(db)
+
+
+def pg_pending(db: Any) -> list[str]:
+    if postgres.MIGRATIONS_TABLE not in db.table_names():
+        return [name for name, _ in PG_STEPS]
+    done = {row[0] for row in db.execute(f"SELECT name FROM {postgres.MIGRATIONS_TABLE}")}
+    return [name for name, _ in PG_STEPS if name not in done]
+
+
+def applied_names(db: Any) -> list[str]:
+    if _is_pg(db):
+        return [row[0] for row in db.execute(f"SELECT name FROM {postgres.MIGRATIONS_TABLE} ORDER BY name")]
+    return [row[0] for row in db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+
+
+def _apply_pg(db: Any) -> None:
+    from datetime import UTC, datetime
+
+    db.execute("SELECT pg_advisory_lock(hashtext(%s))", [db.lock_key("migrations")])
+    try:
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {postgres.MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        for name, step in PG_STEPS:
+            if name not in pg_pending(db):
+                continue
+            db.conn.execute("BEGIN")
+            try:
+                step(db)
+                db.execute(
+                    f"INSERT INTO {postgres.MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
+                    [name, datetime.now(UTC).isoformat()],
+                )
+                db.conn.execute("COMMIT")
+            except BaseException:
+                db.conn.execute("ROLLBACK")
+                raise
+    finally:
+        db.execute("SELECT pg_advisory_unlock(hashtext(%s))", [db.lock_key("migrations")])

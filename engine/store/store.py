@@ -9,8 +9,9 @@ from typing import Self
 
 from sqlite_utils import Database
 
-from riskc.engine.store import files
+from riskc.engine.store import files, migrations, postgres
 from riskc.engine.store.actions import ActionsMixin
+from riskc.engine.store.base import first_line
 from riskc.engine.store.book import BookMixin
 from riskc.engine.store.ledger import LedgerMixin
 from riskc.engine.store.lockouts import LockoutsMixin
@@ -33,6 +34,8 @@ class Store(LockoutsMixin, LedgerMixin, BookMixin, ActionsMixin):
         nor disturbs a running daemon, nor changes the evidence it is asked to check. A missing
         file is a ``StoreError``; an empty, foreign, corrupt or outdated one a ``StateFileError``
         saying which."""
+        if postgres.is_url(path):
+            return cls._open_pg_readonly(str(path))
         path = Path(path)
         if not path.is_file():
             raise StoreError(f"no state file at {path}")
@@ -50,15 +53,39 @@ class Store(LockoutsMixin, LedgerMixin, BookMixin, ActionsMixin):
             raise StateFileError(f"{path} was written by an older riskc; the daemon upgrades it when it next starts")
         return cls(db, path, "NORMAL")
 
+    @classmethod
+    def _open_pg_readonly(cls, url: str) -> Self:
+        import psycopg
+
+        try:
+            db = postgres.PgDatabase.connect(url, readonly=True)
+        except psycopg.Error as error:
+            raise StoreError(f"cannot connect to {postgres.display(url)}: {first_line(error)}") from None
+        pending = migrations.pg_pending(db)
+        if pending:
+            db.close()
+            if len(pending) == len(migrations.PG_STEPS):
+                raise StateFileError(f"{postgres.display(url)} holds no riskc desk (has `riskc run` started on it?)")
+            raise StateFileError(
+                f"{postgres.display(url)} was written by an older riskc; a worker upgrades it when it next starts"
+            )
+        return cls(db, postgres.display(url), "NORMAL")  # type: ignore[arg-type]
+
+    def migration_names(self) -> list[str]:
+        return migrations.applied_names(self.db)
+
     def account_ids(self) -> list[int]:
         """Every account the file holds state for, in id order (to pick "the only account")."""
         union = " UNION ".join(f"SELECT account_id FROM {table}" for table in _ACCOUNT_TABLES)
-        return [row[0] for row in self.db.execute(f"SELECT account_id FROM ({union}) ORDER BY account_id")]
+        return [row[0] for row in self.db.execute(f"SELECT account_id FROM ({union}) AS known ORDER BY account_id")]
 
     def data_version(self) -> int:
         """SQLite's ``PRAGMA data_version``: it changes when *another* connection commits to the
         file (never for this one's own writes). A daemon that caches lockouts can compare it on
         each tick, for the price of one pragma, to notice a `riskc lock` or `unlock` at once."""
+        if self.is_pg:  # every lock and unlock is audited: the head moves when the lockouts may have
+            row = self.db.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()
+            return 0 if row is None else row[0]
         return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     def audit_head(self) -> tuple[int, str] | None:

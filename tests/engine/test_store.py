@@ -1,5 +1,7 @@
 """The state store: durability setup, lockouts and timers across restarts, unlock rules, the
-ledger's exact sums, high-water marks, exactly-once actions and the audit chain."""
+ledger's exact sums, high-water marks, exactly-once actions and the audit chain. Every test that
+is not about the SQLite file itself runs on both backends (``path`` is a file or a PostgreSQL
+desk, see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -41,8 +44,18 @@ def at(minutes: float) -> datetime:
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> Path:
+def path(state_location: Path | str) -> Path | str:
+    """A state file, then a PostgreSQL desk (the test runs once on each)."""
+    return state_location
+
+
+@pytest.fixture
+def file_path(tmp_path: Path) -> Path:
+    """For what only a SQLite file has (permissions, WAL, pragmas)."""
     return tmp_path / "state" / "riskc.db"
+
+
+DB_ERRORS = (sqlite3.DatabaseError, psycopg.Error)
 
 
 @pytest.fixture
@@ -55,10 +68,26 @@ def kinds(store: Store) -> list[str]:
     return [record.kind for record in store.audit_records()]
 
 
+class _RawPg:
+    """psycopg in autocommit, taking the SQLite spelling of the tamperer's statements."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def execute(self, sql: str) -> object:
+        if sql.startswith("DROP TRIGGER"):
+            name = sql.split()[-1]
+            sql = f"{sql} ON {'audit_head' if name.startswith('audit_head') else 'audit'}"
+        return self.conn.execute(sql)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 @contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
+def raw(path: Path | str) -> Iterator[sqlite3.Connection | _RawPg]:
     """A connection that bypasses the store, as a tamperer would."""
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = _RawPg(path) if isinstance(path, str) else sqlite3.connect(path, isolation_level=None)
     try:
         yield conn
     finally:
@@ -71,31 +100,36 @@ def raw(path: Path) -> Iterator[sqlite3.Connection]:
 def test_migrations_are_applied_once(path: Path) -> None:
     Store.open(path).close()
     with Store.open(path) as store:
-        names = [row[0] for row in store.db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+        names = store.migration_names()
     assert names == ["0001_state_tables", "0002_audit_log", "0003_state_in_the_chain"]
 
 
-def test_file_and_sidecars_are_private(path: Path, store: Store) -> None:
-    store.append_audit("event", {"n": 1}, T0)
+def test_file_and_sidecars_are_private(file_path: Path) -> None:
+    path = file_path
+    with Store.open(path) as store:
+        store.append_audit("event", {"n": 1}, T0)
     for name in (path.name, path.name + "-wal", path.name + "-shm"):
         sidecar = path.with_name(name)
         if sidecar.exists():
             assert stat.S_IMODE(os.stat(sidecar).st_mode) == 0o600, name
 
 
-def test_existing_file_with_wide_permissions_is_tightened(path: Path) -> None:
+def test_existing_file_with_wide_permissions_is_tightened(file_path: Path) -> None:
+    path = file_path
     Store.open(path).close()
     os.chmod(path, 0o644)
     Store.open(path).close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
-def test_wal_and_normal_synchronous(store: Store) -> None:
+def test_wal_and_normal_synchronous(file_path: Path) -> None:
+    store = Store.open(file_path)
     assert store.journal_mode() == "wal"
     assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
 
 
-def test_durable_writes_restore_the_synchronous_setting(store: Store) -> None:
+def test_durable_writes_restore_the_synchronous_setting(file_path: Path) -> None:
+    store = Store.open(file_path)
     store.add_lockout(ACCOUNT, "daily_loss", "loss", T0, until=at(60))
     assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1
 
@@ -209,12 +243,16 @@ def test_admin_unlock_with_wrong_then_right_passphrase(path: Path, store: Store)
     assert '"outcome":"released"' in unlocks[1] and "locked 2 days by mistake" in unlocks[1]
 
 
-def test_passphrase_is_never_stored_in_clear(path: Path, store: Store) -> None:
+def test_passphrase_is_never_stored_in_clear(path: Path | str, store: Store) -> None:
     store.set_admin_passphrase("correct horse battery", T0)
     lock = store.add_lockout(ACCOUNT, "daily_loss", "loss", T0, until=at(60))
     store.release_lockout(lock.id, at(1), by="bob", reason="why", passphrase="correct horse battery")
-    store.close()
-    data = b"".join(p.read_bytes() for p in path.parent.iterdir())
+    if isinstance(path, str):  # every row of every table, as text
+        tables = ["lockouts", "timers", "admin", "audit", "actions"]
+        data = repr([store.db.execute(f"SELECT * FROM {t}").fetchall() for t in tables]).encode()
+    else:
+        store.close()
+        data = b"".join(p.read_bytes() for p in path.parent.iterdir())
     assert b"correct horse" not in data
     assert b"scrypt$" in data
 
@@ -431,11 +469,11 @@ def test_audit_payload_is_canonical_json(store: Store) -> None:
 
 def test_audit_log_refuses_update_and_delete(store: Store) -> None:
     filled(store)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(DB_ERRORS, match="append-only"):
         store.db.execute("UPDATE audit SET payload = '{}' WHERE seq = 2")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(DB_ERRORS, match="append-only"):
         store.db.execute("DELETE FROM audit WHERE seq = 5")
-    with pytest.raises(sqlite3.DatabaseError, match="head"):
+    with pytest.raises(DB_ERRORS, match="head"):
         store.db.execute("UPDATE audit_head SET seq = 3")
     assert store.verify_audit().ok and store.verify_audit().count == 5
 
@@ -485,7 +523,8 @@ def test_cli_audit_verify(path: Path, store: Store) -> None:
         conn.execute("UPDATE audit SET kind = 'error' WHERE seq = 2")
     bad = runner.invoke(main, ["audit", "verify", "--state", str(path)])
     assert bad.exit_code == 1 and "record 2" in bad.stderr
-    missing = runner.invoke(main, ["audit", "verify", "--state", str(path.with_name("nope.db"))])
+    nowhere = path.replace("search_path%3D", "search_path%3Dnope") if isinstance(path, str) else path.with_name("x.db")
+    missing = runner.invoke(main, ["audit", "verify", "--state", str(nowhere)])
     assert missing.exit_code == 2
 
 
@@ -515,7 +554,8 @@ while True:
 
 
 def test_kill_9_loses_no_acknowledged_write(path: Path) -> None:
-    path.parent.mkdir(parents=True)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True)
     with subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True) as child:
         try:
             assert child.stdout.readline().strip() == "ready"
