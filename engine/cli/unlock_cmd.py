@@ -56,7 +56,7 @@ def command(
 
     config = load_config_or_exit(config_path)
     path = state_path(config, state)
-    if not path.is_file():
+    if not isinstance(path, str) and not path.is_file():  # a desk URL: Store.open says if it is unusable
         echo_err(f"riskc unlock: no state file at {path}")
         raise SystemExit(EXIT_FAILED)
     now = dt.datetime.now(dt.UTC)

@@ -107,6 +107,8 @@ class PgDatabase:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout, application_name="riskc")
         if readonly:
             conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        elif conn.execute("SELECT current_schema()").fetchone()[0] is None:
+            _create_schema(conn)
         return cls(conn, url)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
@@ -160,6 +162,16 @@ class PgDatabase:
     @property
     def journal_mode(self) -> str:
         return "postgresql"
+
+
+def _create_schema(conn: Any) -> None:
+    """The URL's ``search_path`` names a schema that does not exist yet: a new desk, created."""
+    from psycopg import sql
+
+    first = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+    name = first.split(",")[0].strip().strip('"')
+    if name and not name.startswith("$"):
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(name)))
 
 
 def errors() -> tuple[type[BaseException], ...]:

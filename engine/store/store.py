@@ -64,8 +64,8 @@ class Store(LockoutsMixin, LedgerMixin, BookMixin, ActionsMixin):
         pending = migrations.pg_pending(db)
         if pending:
             db.close()
-            if len(pending) == len(migrations.PG_STEPS):
-                raise StateFileError(f"{postgres.display(url)} holds no riskc desk (has `riskc run` started on it?)")
+            if len(pending) == len(migrations.PG_STEPS):  # as a state file that does not exist yet
+                raise StoreError(f"no riskc desk at {postgres.display(url)} (no worker has started on it)")
             raise StateFileError(
                 f"{postgres.display(url)} was written by an older riskc; a worker upgrades it when it next starts"
             )

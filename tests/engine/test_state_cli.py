@@ -31,8 +31,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "riskc.db"
+def state(state_location: Path | str) -> Path | str:
+    """A state file, then a PostgreSQL desk: every command runs on both."""
+    return state_location
 
 
 @pytest.fixture
@@ -119,13 +120,33 @@ def audit_payloads(store: Store, kind: str) -> list[dict]:
 # -- status ----------------------------------------------------------------------------------
 
 
-def test_status_without_a_state_file(config: Path, state: Path) -> None:
+def test_status_without_a_state_file(config: Path, state: Path | str) -> None:
     result = riskc(config, "status")
-    assert result.exit_code == 1 and "no state file at" in result.output
-    assert "Traceback" not in result.output and not state.exists()
+    nothing = "no riskc desk at" if isinstance(state, str) else "no state file at"
+    assert result.exit_code == 1 and nothing in result.output
+    assert "Traceback" not in result.output
+    if isinstance(state, str):
+        assert "Store" not in result.output
+    else:
+        assert not state.exists()
 
 
-def test_status_of_an_empty_state_file(config: Path, state: Path) -> None:
+@pytest.fixture
+def file_state(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "riskc.db"
+
+
+@pytest.fixture
+def file_config(tmp_path: Path, file_state: Path) -> Path:
+    path = tmp_path / "file-riskc.yaml"
+    path.write_text(
+        f"state: {file_state}\naccounts:\n  - id: {ACCOUNT}\n    policies: [{REPO / 'policies' / 'topstep-50k.risk'}]\n"
+    )
+    return path
+
+
+def test_status_of_an_empty_state_file(file_config: Path, file_state: Path) -> None:
+    config, state = file_config, file_state
     state.parent.mkdir(parents=True)
     state.touch()
     result = riskc(config, "status")
@@ -243,11 +264,8 @@ def test_status_lists_every_account_or_the_one_asked_for(config: Path, store: St
 
 def test_status_reads_while_the_daemon_holds_a_write_lock(config: Path, store: Store) -> None:
     populate(store)
-    store.db.conn.execute("BEGIN IMMEDIATE")
-    try:
+    with store._write():  # BEGIN IMMEDIATE, or the desk's writer lock
         result = riskc(config, "status", "--json")
-    finally:
-        store.db.conn.execute("ROLLBACK")
     assert result.exit_code == 0, result.output
 
 
@@ -472,7 +490,11 @@ def test_changing_it_needs_the_current_one(config: Path, state: Path) -> None:
 def test_the_confirmation_must_match_and_short_ones_are_refused(config: Path, state: Path) -> None:
     result = riskc(config, "admin", "set-passphrase", input=f"{PASSPHRASE}\ntypo\n{PASSPHRASE}\n{PASSPHRASE}\n")
     assert result.exit_code == 0 and "do not match" in result.output
-    fresh = state.with_name("fresh.db")
+    fresh = (
+        state.replace("search_path%3D", "search_path%3Dfresh")
+        if isinstance(state, str)
+        else state.with_name("fresh.db")
+    )
     result = CliRunner().invoke(
         main, ["admin", "set-passphrase", "--config", str(config), "--state", str(fresh)], input="short\nshort\n"
     )
