@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from riskc.engine.adapters.port import BrokerError
-from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
+from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode, quote
 from riskc.engine.adapters.projectx.intake import Malformed, Message
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
 from riskc.engine.enforce.enforcer import Effects
@@ -134,13 +134,16 @@ class Replay:
         if self.clock.next is None or ts >= self.clock.next:  # most messages share their second
             self.tick_until(ts)
         summary.messages += 1
-        if summary.first is None:
-            summary.first = ts
-        if summary.last is not None and ts < engine.book.now:
+        last = summary.last
+        if last is None:
+            summary.first = summary.last = ts
+        elif ts >= last:
+            summary.last = ts
+        if ts < engine.book.now:
             summary.backwards.append(Backwards(item.line, ts, engine.book.now))
-        summary.last = ts if summary.last is None else max(summary.last, ts)
-        try:
-            updates = decode(item)  # before the simulated broker: it must not see what the book cannot use
+        try:  # decoded before the simulated broker sees it: it must not see what the book cannot use
+            # a quote (most lines) has one event: no list to build
+            updates = (quote(item.args, ts),) if item.target == "GatewayQuote" else decode(item)
             triggered = self.sim.observe(item)
         except DECODE_ERRORS as error:
             engine.malformed += 1
