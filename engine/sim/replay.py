@@ -134,12 +134,15 @@ class Replay:
         if self.clock.next is None or ts >= self.clock.next:  # most messages share their second
             self.tick_until(ts)
         summary.messages += 1
-        if summary.first is None:
-            summary.first = ts
-        if summary.last is not None and ts < engine.book.now:
+        last = summary.last
+        if last is None:
+            summary.first = summary.last = ts
+        elif ts >= last:
+            summary.last = ts
+        if ts < engine.book.now:
             summary.backwards.append(Backwards(item.line, ts, engine.book.now))
-        summary.last = ts if summary.last is None else max(summary.last, ts)
-        try:  # before the simulated broker: it must not see what the book cannot use
+        try:  # decoded before the simulated broker sees it: it must not see what the book cannot use
+            # a quote (most lines) has one event: no list to build
             updates = (quote(item.args, ts),) if item.target == "GatewayQuote" else decode(item)
             triggered = self.sim.observe(item)
         except DECODE_ERRORS as error:
