@@ -29,7 +29,7 @@ from typing import Any
 
 from riskc.engine.store.base import StoreBase
 from riskc.engine.store.codec import canonical_json, day_text, parse_time, time_text
-from riskc.engine.store.models import ActionRecord, ActionStateError, StoreError
+from riskc.engine.store.models import ActionRecord, ActionStateError, LeaseLost, StoreError
 
 _COLUMNS = "key, account_id, rule, action, state, planned_at, sent_at, finished_at, result, error, retryable, attempts"
 
@@ -76,33 +76,52 @@ class ActionsMixin(StoreBase):
         now: datetime,
         *,
         policy_hash: str | None = None,
+        lease_epoch: int | None = None,
     ) -> tuple[ActionRecord, bool]:
-        """Plan an action under ``key``; ``is_new`` False means: do not send (see module doc)."""
+        """Plan an action under ``key``; ``is_new`` False means: do not send (see module doc).
+        ``lease_epoch`` (a worker on a desk) is checked against the account's lease in the same
+        transaction: a stale one raises ``LeaseLost`` and nothing is planned."""
         with self._write(durable=True):
+            self._fence(account_id, lease_epoch)
             existing = self.get_action(key)
             if existing is not None and not (existing.state == "failed" and existing.retryable):
                 return existing, False
             if existing is None:
                 self.db.execute(
-                    "INSERT INTO actions (key, account_id, rule, policy_hash, action, state, planned_at)"
-                    " VALUES (?, ?, ?, ?, ?, 'planned', ?)",
-                    [key, account_id, rule, policy_hash, canonical_json(dict(action)), time_text(now)],
+                    "INSERT INTO actions (key, account_id, rule, policy_hash, action, state, planned_at, lease_epoch)"
+                    " VALUES (?, ?, ?, ?, ?, 'planned', ?, ?)",
+                    [key, account_id, rule, policy_hash, canonical_json(dict(action)), time_text(now), lease_epoch],
                 )
             else:
                 # A retry carries the current decision's action (a `reduce to N` may have changed).
                 self.db.execute(
                     "UPDATE actions SET state = 'planned', action = ?, planned_at = ?, sent_at = NULL,"
-                    " finished_at = NULL, result = NULL, error = NULL, retryable = NULL, attempts = attempts + 1"
-                    " WHERE key = ?",
-                    [canonical_json(dict(action)), time_text(now), key],
+                    " finished_at = NULL, result = NULL, error = NULL, retryable = NULL, attempts = attempts + 1,"
+                    " lease_epoch = ? WHERE key = ?",
+                    [canonical_json(dict(action)), time_text(now), lease_epoch, key],
                 )
             record = self.get_action(key)
             self._audit_action("action_planned", record, now, {})  # type: ignore[arg-type]
             return record, True  # type: ignore[return-value]
 
-    def mark_sent(self, key: str, now: datetime) -> ActionRecord:
-        """Record that the broker call is about to go out. Call it *before* sending."""
-        return self._transition(key, now, ("planned",), "sent", "broker_call", "sent_at = ?", [time_text(now)], {})
+    def mark_sent(self, key: str, now: datetime, *, lease_epoch: int | None = None) -> ActionRecord:
+        """Record that the broker call is about to go out. Call it *before* sending. With a
+        ``lease_epoch`` the account's lease is checked in the same transaction (``LeaseLost``)."""
+        return self._transition(
+            key, now, ("planned",), "sent", "broker_call", "sent_at = ?", [time_text(now)], {}, lease_epoch
+        )
+
+    def _fence(self, account_id: int, lease_epoch: int | None) -> None:
+        """Inside the write transaction: the lease epoch is the account's current one. Lease
+        changes take the same writer lock, so no older epoch can commit after a newer one."""
+        if lease_epoch is None:
+            return
+        row = self.db.execute("SELECT epoch, worker FROM leases WHERE account_id = ?", [account_id]).fetchone()
+        if row is None or row[0] != lease_epoch:
+            holder = "nobody" if row is None else f"worker {row[1]} at epoch {row[0]}"
+            raise LeaseLost(
+                f"account {account_id}: lease epoch {lease_epoch} is stale (held by {holder}); the call is refused"
+            )
 
     def mark_confirmed(self, key: str, now: datetime, result: Mapping[str, Any] | None = None) -> ActionRecord:
         """The broker confirmed it, or recovery found its effect in the broker's state."""
@@ -141,11 +160,13 @@ class ActionsMixin(StoreBase):
         assignments: str,
         params: list[Any],
         details: dict[str, Any],
+        lease_epoch: int | None = None,
     ) -> ActionRecord:
         with self._write(durable=True):
             current = self.get_action(key)
             if current is None:
                 raise StoreError(f"no planned action with key {key!r}")
+            self._fence(current.account_id, lease_epoch)
             if current.state not in allowed_from:
                 raise ActionStateError(f"action {key!r} is {current.state}; it cannot become {to}")
             self.db.execute(f"UPDATE actions SET state = ?, {assignments} WHERE key = ?", [to, *params, key])

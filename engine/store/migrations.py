@@ -182,6 +182,27 @@ def state_in_the_chain(db: Database) -> None:
         audit.append(db, "event", payload, datetime.now(UTC))
 
 
+_DESK = (
+    # Which worker owns an account on a PostgreSQL desk, and the fencing epoch: bumped at every
+    # change of owner, carried by every planned broker call (desk.py). Unused on SQLite, where one
+    # daemon holds the whole file, but the schema is one.
+    """CREATE TABLE leases (
+        account_id INTEGER PRIMARY KEY,
+        worker TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        backend_pid INTEGER,
+        acquired_at TEXT NOT NULL,
+        renewed_at TEXT NOT NULL
+    )""",
+    "ALTER TABLE actions ADD COLUMN lease_epoch INTEGER",
+)
+
+
+@MIGRATIONS(name="0004_desk_leases")
+def desk_leases(db: Database) -> None:
+    _run(db, _DESK)
+
+
 # The same migrations, by name and in order, for a PostgreSQL desk (sqlite-utils' runner is
 # SQLite-only). Each runs in one transaction with its row in ``_riskc_migrations``, under an
 # advisory lock, so that N workers starting at once upgrade the schema exactly once.
@@ -189,6 +210,7 @@ PG_STEPS = (
     ("0001_state_tables", state_tables),
     ("0002_audit_log", audit_log),
     ("0003_state_in_the_chain", state_in_the_chain),
+    ("0004_desk_leases", desk_leases),
 )
 
 

@@ -53,6 +53,11 @@ class ActionStateError(StoreError):
     """A transition the planned → sent → confirmed|failed machine does not allow."""
 
 
+class LeaseLost(StoreError):
+    """Fencing (PRODUCT.md §10): a broker call planned or marked sent under a lease epoch that is
+    no longer the account's. Another worker owns the account now; this one must not send."""
+
+
 @dataclass(frozen=True, slots=True)
 class Lockout:
     """An account or symbol lockout. Exactly one of ``until`` (timed) and ``condition``

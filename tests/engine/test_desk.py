@@ -1,0 +1,83 @@
+"""Accounts leased to workers on a PostgreSQL desk (engine/store/desk.py): one owner per account,
+the fair share, takeover when a worker's session ends or its lease expires, and fencing: a call
+planned or marked sent under a stale epoch is refused in the same transaction."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from riskc.engine.store import LeaseLost, Store, idempotency_key
+from riskc.engine.store.desk import Desk, leases
+
+T0 = datetime(2025, 10, 29, 15, 0, tzinfo=UTC)
+ACCOUNTS = [101, 102, 103, 104]
+
+
+@pytest.fixture
+def desk_url(pg_url: str) -> str:
+    Store.open(pg_url).close()  # the schema, as the first worker's start makes it
+    return pg_url
+
+
+def test_two_workers_share_the_accounts_and_never_hold_one_twice(desk_url: str) -> None:
+    a = Desk(desk_url, ACCOUNTS, worker="a")
+    b = Desk(desk_url, ACCOUNTS, worker="b")
+    try:
+        a.poll()
+        b.poll()
+        assert len(a.held) == len(b.held) == 2 and not set(a.held) & set(b.held)
+        a.poll(), b.poll()  # steady: nothing moves
+        assert sorted([*a.held, *b.held]) == ACCOUNTS
+    finally:
+        a.close(), b.close()
+
+
+def test_a_dead_workers_accounts_are_taken_at_the_next_poll(desk_url: str) -> None:
+    a = Desk(desk_url, ACCOUNTS, worker="a")
+    b = Desk(desk_url, ACCOUNTS, worker="b")
+    try:
+        a.poll(), b.poll()
+        old = dict(a.held)
+        a.db.close()  # the session ends as with kill -9: no release
+        gained, lost = b.poll()
+        assert sorted(gained) == sorted(old) and lost == [] and sorted(b.held) == ACCOUNTS
+        assert all(b.held[account] == epoch + 1 for account, epoch in old.items())
+        with Store.open(desk_url) as store:
+            rows = {row.account_id: row for row in leases(store.db)}
+            assert {row.worker for row in rows.values()} == {"b"} and all(row.held for row in rows.values())
+            assert store.verify_audit().ok
+    finally:
+        b.close()
+
+
+def test_a_stuck_workers_lease_expires_its_session_is_ended_and_its_call_refused(desk_url: str) -> None:
+    a = Desk(desk_url, [101], worker="a", ttl_s=0.5)
+    a.poll()
+    epoch = a.held[101]
+    with Store.open(desk_url) as a_store:
+        key = idempotency_key("daily_loss", "account:101", "2025-10-29", 1)
+        a_store.plan_action(key, 101, "daily_loss", {"action": "flatten"}, T0, lease_epoch=epoch)
+        # a stops renewing (as if SIGSTOPped); b sees the lease expire and takes the account
+        b = Desk(desk_url, [101], worker="b", ttl_s=0.5)
+        try:
+            assert b.poll() == ([], [])  # fresh: a's lock is held and its lease is young
+            time.sleep(0.7)
+            gained, _ = b.poll()
+            assert gained == [101] and b.held[101] == epoch + 1
+            with pytest.raises(LeaseLost, match="stale"):
+                a_store.mark_sent(key, T0, lease_epoch=epoch)
+            assert a_store.get_action(key).state == "planned"  # refused: nothing was recorded as sent
+            assert a.renew() == [101] and a.held == {}  # a's session was ended: it knows it lost
+            a_store.mark_sent(key, T0, lease_epoch=b.held[101])  # the owner's recovery may
+        finally:
+            a.close(), b.close()
+
+
+def test_planning_under_a_stale_epoch_is_refused(desk_url: str) -> None:
+    with Store.open(desk_url) as store:
+        with pytest.raises(LeaseLost, match="held by nobody"):
+            store.plan_action("k|t|2025-10-29|1", 5, "r", {"action": "flatten"}, T0, lease_epoch=1)
+        assert store.get_action("k|t|2025-10-29|1") is None
