@@ -17,8 +17,9 @@ Several workers share one desk; each account is owned by exactly one of them at 
 - **The bound.** A dead worker's accounts are taken within one ``poll`` (the lock is free at
   once); a stuck worker's within ``ttl + poll``. The defaults (1 s, 5 s) keep both under 10 s.
 - **Sharing.** A worker takes free accounts up to its fair share, ``ceil(accounts / workers)``,
-  counting the live lease sessions; so 3 workers on 30 accounts hold 10 each, and when one dies
-  the other two's share becomes 15 and they take its 10 at their next poll.
+  counting the live lease sessions, and lets go of what it holds beyond it (the first worker to
+  start holds everything until the others appear); so 3 workers on 30 accounts hold 10 each, and
+  when one dies the other two's share becomes 15 and they take its 10 at their next poll.
 
 Each change of owner is audited (an ``event`` record ``lease_acquired`` with the worker and
 epoch), in the same transaction that bumps the epoch.
@@ -98,6 +99,7 @@ class Desk:
         lost = self.renew()
         gained: list[int] = []
         share = self.fair_share()
+        lost += self._shed(len(self.held) - share)
         for account_id in self._candidates():
             if len(self.held) >= share:
                 break
@@ -105,6 +107,18 @@ class Desk:
             if epoch is not None:
                 gained.append(account_id)
         return gained, lost
+
+    def _shed(self, surplus: int) -> list[int]:
+        """More than the fair share (this worker started first, or another one joined): let the
+        surplus go, highest ids first, for the newcomers to take at their next poll. The caller
+        polls between items, so nothing of these accounts is in flight."""
+        if surplus <= 0:
+            return []
+        shed = sorted(self.held, reverse=True)[:surplus]
+        for account_id in shed:
+            del self.held[account_id]
+            self._unlock(account_id)
+        return shed
 
     def renew(self) -> list[int]:
         """Move ``renewed_at`` on; any account whose row names another owner or epoch, or every
