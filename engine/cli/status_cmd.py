@@ -52,6 +52,9 @@ from riskc.engine.enforce.trading_state import state_of
     help="How many recent broker actions to show.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option(
+    "--desk", "desk", is_flag=True, help="A PostgreSQL desk: which worker holds which account, lease ages, unheld ones."
+)
 def command(
     config_path: str | None,
     state: Path | str | None,
@@ -59,6 +62,7 @@ def command(
     day: dt.datetime | None,
     action_limit: int,
     as_json: bool,
+    desk: bool,
 ) -> None:
     """Lockouts, day P&L, positions and stop coverage, timers and recent actions, from the state
     file (safe to run while the daemon runs)."""
@@ -79,6 +83,10 @@ def command(
         )
         echo_err(f"riskc status: {error}{hint}")
         raise SystemExit(EXIT_FAILED) from None
+    if desk:
+        with state_errors("status", path, "nothing was shown"), store:
+            _print_desk(store, path, config, as_json)
+        return
     with state_errors("status", path, "nothing was shown"), store:
         ids = store.account_ids()
         if account is not None:
@@ -92,6 +100,52 @@ def command(
         click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=_json_default))
     else:
         _print(document, now)
+
+
+# -- the desk ------------------------------------------------------------------------------------
+
+
+def _print_desk(store: Any, path: Path | str, config: Any, as_json: bool) -> None:
+    """Who holds what on a PostgreSQL desk. An account is *unheld* when no live worker session
+    holds its lock: never leased, or its worker gone and nobody has taken it yet."""
+    from riskc.engine.store.desk import leases
+
+    if not store.is_pg:
+        echo_err(f"riskc status --desk: {path} is a state file, not a PostgreSQL desk (one daemon holds it all)")
+        raise SystemExit(EXIT_USAGE)
+    rows = leases(store.db)
+    known = {row.account_id for row in rows}
+    configured = {a.id for a in config.accounts if a.id is not None}
+    never = sorted((configured | set(store.account_ids())) - known)
+    document = {
+        "state": str(path),
+        "leases": [
+            {
+                "account": row.account_id,
+                "worker": row.worker,
+                "epoch": row.epoch,
+                "held": row.held,
+                "lease_age_s": round(row.age_s, 1),
+            }
+            for row in rows
+        ],
+        "unheld": sorted([row.account_id for row in rows if not row.held] + never),
+    }
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    workers: dict[str, int] = {}
+    for row in rows:
+        if row.held:
+            workers[row.worker] = workers.get(row.worker, 0) + 1
+    click.echo(f"desk {path}: {len(workers)} worker(s), {sum(workers.values())} account(s) held")
+    for row in rows:
+        held = "held" if row.held else "UNHELD (lease lapsed)"
+        click.echo(
+            f"  {row.account_id:>12}  {row.worker:<28} epoch {row.epoch:<4} renewed {row.age_s:6.1f} s ago  {held}"
+        )
+    for account_id in never:
+        click.echo(f"  {account_id:>12}  {'-':<28} never leased: UNHELD")
 
 
 # -- gathering -----------------------------------------------------------------------------------

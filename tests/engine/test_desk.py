@@ -81,3 +81,36 @@ def test_planning_under_a_stale_epoch_is_refused(desk_url: str) -> None:
         with pytest.raises(LeaseLost, match="held by nobody"):
             store.plan_action("k|t|2025-10-29|1", 5, "r", {"action": "flatten"}, T0, lease_epoch=1)
         assert store.get_action("k|t|2025-10-29|1") is None
+
+
+def test_status_desk_shows_holders_ages_and_unheld_accounts(desk_url: str) -> None:
+    from click.testing import CliRunner
+
+    from riskc.engine.cli.main import main
+
+    a = Desk(desk_url, [101, 102], worker="host:1")
+    b = Desk(desk_url, [101, 102], worker="host:2")
+    try:
+        a.poll(), b.poll()
+        b.db.close()  # b dies; nobody has polled since: its account is unheld
+        result = CliRunner().invoke(main, ["status", "--desk", "--state", desk_url])
+        assert result.exit_code == 0, result.output
+        assert "1 worker(s), 1 account(s) held" in result.output and "host:1" in result.output
+        assert "UNHELD (lease lapsed)" in result.output
+        as_json = CliRunner().invoke(main, ["status", "--desk", "--json", "--state", desk_url])
+        import json
+
+        document = json.loads(as_json.stdout)
+        assert len(document["unheld"]) == 1 and {row["worker"] for row in document["leases"]} == {"host:1", "host:2"}
+    finally:
+        a.close()
+
+
+def test_status_desk_of_a_state_file_says_it_is_not_a_desk(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from riskc.engine.cli.main import main
+
+    Store.open(tmp_path / "s.db").close()
+    result = CliRunner().invoke(main, ["status", "--desk", "--state", str(tmp_path / "s.db")])
+    assert result.exit_code == 2 and "not a PostgreSQL desk" in result.output
