@@ -17,6 +17,9 @@ from riskc.engine.store.models import DayBalance, DayTotals, Trade
 
 TradeOutcome = Literal["recorded", "duplicate", "voided", "unvoided"]
 
+# The column is the broker's integer side (0 buy, 1 sell); the engine's typed fills say "buy" and
+# "sell". SQLite would keep the word in an INTEGER column; PostgreSQL rightly refuses it.
+_SIDES = {"buy": 0, "sell": 1}
 _TRADE_COLUMNS = "account_id, trade_id, trading_day, contract_id, ts, side, size, price, pnl, fees, voided"
 _BALANCE_COLUMNS = "account_id, trading_day, last_balance, last_ts, high_water, eod_balance, eod_high_water"
 
@@ -69,7 +72,7 @@ class LedgerMixin(StoreBase):
         trading_day: date | str,
         contract_id: str,
         ts: datetime,
-        side: int,
+        side: int | str,
         size: int,
         price: Decimal | int | str | float,
         pnl: Decimal | int | str | float | None,
@@ -85,7 +88,7 @@ class LedgerMixin(StoreBase):
             day_text(trading_day),
             contract_id,
             time_text(ts),
-            side,
+            _SIDES.get(side, side) if isinstance(side, str) else side,
             size,
             money_text(price),
             None if pnl is None else money_text(pnl),
