@@ -42,7 +42,8 @@ from riskc.engine.daemon.config import Config
 from riskc.engine.daemon.items import Reconcile, Swap, Tick
 from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.runner import Engine, PolicySet
-from riskc.engine.store import StateFileError, Store
+from riskc.engine.store import LeaseLost, StateFileError, Store
+from riskc.engine.store.desk import Desk, FencedStore
 from riskc.engine.store.faults import FailSafeStore
 from riskc.engine.store.files import DaemonLock, NoLock, move_aside
 from riskc.engine.store.postgres import is_url
@@ -84,7 +85,13 @@ class AccountLoop:
         self.paths = paths
         self.port = port
         self.feed = feed
-        self.engine = Engine(policies, daemon.store, account_id=account_id, persist_book=True)
+        self.policies = policies
+        self.account_id = account_id
+        # On a PostgreSQL desk the loop enforces only while this worker holds the account's lease
+        # (``take``/``lose``), and its store is fenced by the lease epoch; alone, always.
+        self.fenced: FencedStore | None = FencedStore(daemon.store) if daemon.desk is not None else None
+        self.active = self.fenced is None
+        self.engine = Engine(policies, self.fenced or daemon.store, account_id=account_id, persist_book=True)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.activity = Activity()
         self._calls: set[asyncio.Task] = set()
@@ -94,10 +101,30 @@ class AccountLoop:
     async def consume(self) -> None:
         while True:
             item = await self.queue.get()
+            if not self.active:
+                continue  # another worker holds the account
             try:
                 self._apply(item)
+            except LeaseLost as refusal:
+                self.lose(str(refusal))
             except Exception as error:
                 self._failed(item, error)
+
+    def take(self, epoch: int) -> None:
+        """This worker now holds the account: a new engine recovers it from the store exactly as
+        after a restart (lockouts, timers, the ledger; unconfirmed calls verified at the next
+        reconciliation), and its calls carry ``epoch``."""
+        assert self.fenced is not None
+        self.fenced.epoch = epoch
+        self.engine = Engine(self.policies, self.fenced, account_id=self.account_id, persist_book=True)
+        self.active = True
+
+    def lose(self, why: str) -> None:
+        if self.fenced is not None:
+            self.fenced.epoch = -1
+        if self.active:
+            self.active = False
+            self.daemon.alerts.alert("high", f"account {self.account_id}: no longer held by this worker ({why})")
 
     def _failed(self, item: Any, error: Exception) -> None:
         """An item the engine could not handle (a bug, or input nothing else caught) is logged
@@ -218,6 +245,12 @@ class AccountLoop:
             await asyncio.wait(list(self._calls), timeout=timeout)
 
 
+async def _lease_service(daemon: Daemon) -> None:
+    while True:
+        daemon.lease_cycle()
+        await asyncio.sleep(daemon.desk.poll_s if daemon.desk is not None else 1.0)
+
+
 def _one_per_firing(records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(severity, record) of the alerts to send: one per firing of a rule, at the highest
     severity of its actions. The actions of one firing share its reason (`close CL, block CL`),
@@ -248,6 +281,7 @@ class Daemon:
             console = make_console()
         self.config = config
         self.console = console
+        self.desk: Desk | None = None  # set in run() on a PostgreSQL desk
         self.live_view = live_view
         self.max_seconds = max_seconds
         self.demo = demo
@@ -350,7 +384,11 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+        if is_url(self.config.state):
+            self.desk = self._open_desk()
         self.loops = await build_loops(self)
+        if self.desk is not None:
+            services = (*services, _lease_service)
         if self.loops:  # alert lines in the account's timezone, like every other time shown
             for sink in self.alerts.sinks:
                 if hasattr(sink, "zone"):
@@ -366,6 +404,32 @@ class Daemon:
         finally:
             await self._shutdown(tasks, running)
         return 0
+
+    def _open_desk(self) -> Desk:
+        ids = [a.id for a in self.config.accounts if a.id is not None]
+        if len(ids) != len(self.config.accounts):
+            raise StateFileError("on a PostgreSQL desk every account in the config needs its `id:` (leases are by id)")
+        return Desk(str(self.config.state), ids)
+
+    def lease_cycle(self) -> None:
+        """Renew, take, let go (desk.py); called every ``desk.poll_s`` by the lease service."""
+        assert self.desk is not None
+        by_id = {lp.account_id: lp for lp in self.loops}
+        try:
+            gained, lost = self.desk.poll()
+        except Exception as error:  # the server is gone or restarting: hold nothing meanwhile
+            log.error("desk: cannot renew the leases: %s", error)
+            gained, lost = [], [lp.account_id for lp in self.loops if lp.active]
+            self.desk.held.clear()
+            self.desk.reconnect()
+        for account_id in lost:
+            if account_id in by_id:
+                by_id[account_id].lose("lease lost")
+        for account_id in gained:
+            if account_id in by_id:
+                by_id[account_id].take(self.desk.held[account_id])
+                self.alerts.alert("info", f"account {account_id}: held by worker {self.desk.worker}")
+        self.log_record({"kind": "desk", "held": sorted(self.desk.held), "gained": gained, "lost": lost})
 
     async def _wait_for_stop(self) -> None:
         waits = [asyncio.create_task(self._stop.wait())]
@@ -401,6 +465,9 @@ class Daemon:
         for service in services:
             service.cancel()
         await asyncio.gather(*services, return_exceptions=True)
+        if self.desk is not None:
+            with contextlib.suppress(Exception):
+                self.desk.close()  # the others take the accounts at their next poll
         self.log_record({"kind": "daemon", "event": "stopped"})
         if not self.store.retry():
             self.alerts.alert(

@@ -136,7 +136,7 @@ class Desk:
         except psycopg.Error:
             lost = sorted(self.held)
             self.held.clear()
-            self._reconnect()
+            self.reconnect()
             return lost
         current = dict(rows)
         lost = [a for a, epoch in self.held.items() if current.get(a) != epoch]
@@ -145,7 +145,7 @@ class Desk:
             self._unlock(account_id)
         return lost
 
-    def _reconnect(self) -> None:
+    def reconnect(self) -> None:
         import psycopg
 
         with contextlib.suppress(psycopg.Error):
@@ -243,6 +243,25 @@ class Desk:
         self.release_all()
         with contextlib.suppress(psycopg.Error):
             self.db.close()
+
+
+class FencedStore:
+    """One account's view of the store in a worker: every ``plan_action`` and ``mark_sent``
+    carries the account's lease epoch; ``epoch`` is set when the lease is taken and made invalid
+    (-1) when it is lost, so a call the engine still tries afterwards is refused (``LeaseLost``)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.epoch = -1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def plan_action(self, *args: Any, **kwargs: Any) -> Any:
+        return self.store.plan_action(*args, **kwargs, lease_epoch=self.epoch)
+
+    def mark_sent(self, key: str, now: datetime) -> Any:
+        return self.store.mark_sent(key, now, lease_epoch=self.epoch)
 
 
 def leases(db: Any) -> list[LeaseRow]:

@@ -218,8 +218,11 @@ class FailSafeStore:
         now: datetime,
         *,
         policy_hash: str | None = None,
+        lease_epoch: int | None = None,
     ) -> tuple[ActionRecord, bool]:
         args, kwargs = (key, account_id, rule, action, now), {"policy_hash": policy_hash}
+        if lease_epoch is not None:  # a worker on a desk (fencing, desk.py)
+            kwargs["lease_epoch"] = lease_epoch
         if not self.backlog:
             try:
                 return self.store.plan_action(*args, **kwargs)
@@ -260,8 +263,9 @@ class FailSafeStore:
         self._defer(name, (key, now, *args), kwargs, critical=True)
         return record
 
-    def mark_sent(self, key: str, now: datetime) -> Any:
-        return self._transition("mark_sent", key, now, (), {}, state="sent", sent_at=now)
+    def mark_sent(self, key: str, now: datetime, *, lease_epoch: int | None = None) -> Any:
+        kwargs = {} if lease_epoch is None else {"lease_epoch": lease_epoch}
+        return self._transition("mark_sent", key, now, (), kwargs, state="sent", sent_at=now)
 
     def mark_confirmed(self, key: str, now: datetime, result: Mapping[str, Any] | None = None) -> Any:
         return self._transition(

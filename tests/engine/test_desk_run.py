@@ -1,0 +1,93 @@
+"""`riskc run` workers on a PostgreSQL desk (issue 21), end to end: two daemons on one config
+whose `state:` is the suite's PostgreSQL; one holds the account and enforces a daily-loss breach,
+the other waits; the holder is killed with SIGKILL and the other takes the account within the
+bound, recovering the lockout from the store; the chain verifies and `status --desk` names it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_daemon import ACCOUNT, START, position, recording, trade
+
+from riskc.engine.cli.main import main
+from riskc.engine.store import Store
+from riskc.engine.store.desk import leases
+
+pytestmark = pytest.mark.crash
+BOUND_S = 10.0
+
+
+def held(url: str) -> dict[int, str]:
+    with Store.open_readonly(url) as store:
+        return {row.account_id: row.worker for row in leases(store.db) if row.held}
+
+
+def test_a_killed_workers_account_is_taken_by_the_other_riskc_run(pg_url: str, tmp_path: Path) -> None:
+    lines = [(1, position(START + dt.timedelta(seconds=1), 1)), (2, trade(START + dt.timedelta(seconds=2), 1, -1200.0))]
+    rec = recording(tmp_path / "rec.jsonl", 1200, lines)
+    policy = tmp_path / "p.risk"
+    policy.write_text('policy "t"\n  timezone America/Chicago\n\nuse daily_loss(limit: $1,000)\n')
+    config = tmp_path / "riskc.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        state: {pg_url}
+        broker: {{kind: sim, recording: {rec}, speed: 20, timeout: 2s, retries: 1}}
+        accounts:
+          - id: {ACCOUNT}
+            policies: [{policy}]
+        alerts: {{console: false}}
+    """)
+    )
+    env = dict(os.environ, PROJECT_X_USERNAME="", PROJECT_X_API_KEY="")
+    command = [sys.executable, "-c", "from riskc.engine.cli.main import main; main()", "run", "--config", str(config)]
+    command += ["--plain", "--max-time", "60"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = None
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first worker never locked the account"
+            try:
+                with Store.open_readonly(pg_url) as store:
+                    if store.active_lockouts(ACCOUNT, START + dt.timedelta(minutes=1)):
+                        break
+            except Exception:  # the desk is being created
+                pass
+            time.sleep(0.1)
+        first_worker = held(pg_url)[ACCOUNT]
+        assert first_worker.endswith(f":{first.pid}")
+        second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.0)  # it starts, finds the account held, and waits
+        assert held(pg_url)[ACCOUNT] == first_worker
+        first.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        while held(pg_url).get(ACCOUNT, first_worker) == first_worker:
+            assert second.poll() is None, second.communicate()
+            assert time.monotonic() - killed < BOUND_S, f"the account was not taken within {BOUND_S} s"
+            time.sleep(0.1)
+        assert held(pg_url)[ACCOUNT].endswith(f":{second.pid}")
+        status = CliRunner().invoke(main, ["status", "--desk", "--state", pg_url])
+        assert status.exit_code == 0 and f":{second.pid}" in status.output, status.output
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    with Store.open_readonly(pg_url) as store:
+        assert store.verify_audit().ok
+        assert [lo.rule for lo in store.active_lockouts(ACCOUNT, START + dt.timedelta(minutes=5))] == ["daily_loss"]
+        epochs = [r for r in store.audit_records() if r.kind == "event" and '"lease_acquired"' in r.payload]
+        assert len(epochs) == 2
