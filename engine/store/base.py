@@ -151,6 +151,7 @@ class StoreBase:
     @contextmanager
     def _write_pg(self, durable: bool) -> Iterator[Database]:
         db: Any = self.db
+        db.reconnect_if_lost()
         if db.in_transaction:
             raise StoreError("internal error: store writes do not nest")
         db.begin_write(durable or self._synchronous == "FULL")

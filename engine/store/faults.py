@@ -57,7 +57,19 @@ _TRANSITIONS = ("mark_sent", "mark_confirmed", "mark_failed")
 def is_fault(error: BaseException) -> bool:
     """A failure of the storage, as opposed to a refusal or a bug (an IntegrityError, an
     ActionStateError): those still raise."""
-    return isinstance(error, (sqlite3.OperationalError, OSError)) or type(error) is sqlite3.DatabaseError
+    if isinstance(error, (sqlite3.OperationalError, OSError)) or type(error) is sqlite3.DatabaseError:
+        return True
+    return _is_pg_fault(error)
+
+
+def _is_pg_fault(error: BaseException) -> bool:
+    """On a PostgreSQL desk: the server unreachable, restarting or failing over, the connection
+    lost (``OperationalError``; the store reconnects at its next write)."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - a dependency
+        return False
+    return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
 
 
 def describe(error: BaseException) -> str:
@@ -130,8 +142,10 @@ class FailSafeStore:
         """Replay the backlog in order; True when it is empty (the store is healthy)."""
         if not self.backlog:
             return True
+        sqlite = not getattr(self.store, "is_pg", False)
         conn = self.store.db.conn
-        conn.execute(f"PRAGMA busy_timeout = {RETRY_BUSY_MS}")
+        if sqlite:
+            conn.execute(f"PRAGMA busy_timeout = {RETRY_BUSY_MS}")
         try:
             while self.backlog:
                 name, args, kwargs, critical = self.backlog[0]
@@ -147,7 +161,8 @@ class FailSafeStore:
                 if critical:
                     self.critical -= 1
         finally:
-            conn.execute(f"PRAGMA busy_timeout = {self.store.busy_ms}")
+            if sqlite:
+                conn.execute(f"PRAGMA busy_timeout = {self.store.busy_ms}")
         self._recovered()
         return True
 

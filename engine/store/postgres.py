@@ -111,6 +111,13 @@ class PgDatabase:
             _create_schema(conn)
         return cls(conn, url)
 
+    def reconnect_if_lost(self) -> None:
+        """Outside a transaction, a connection the server dropped (a restart, a failover, an
+        ended session) is replaced: the store's next write goes to whoever answers now."""
+        if self.conn.closed or self.conn.broken:
+            fresh = PgDatabase.connect(self.url)
+            self.conn = fresh.conn
+
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         if not params:
             return self.conn.execute(sql)
@@ -127,6 +134,7 @@ class PgDatabase:
         return f"riskc:{self.schema}:{name}"
 
     def begin_write(self, durable: bool) -> None:
+        self.reconnect_if_lost()
         self.conn.execute("BEGIN")
         if not durable:
             self.conn.execute("SET LOCAL synchronous_commit = off")

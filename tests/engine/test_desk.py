@@ -114,3 +114,22 @@ def test_status_desk_of_a_state_file_says_it_is_not_a_desk(tmp_path) -> None:
     Store.open(tmp_path / "s.db").close()
     result = CliRunner().invoke(main, ["status", "--desk", "--state", str(tmp_path / "s.db")])
     assert result.exit_code == 2 and "not a PostgreSQL desk" in result.output
+
+
+def test_a_lost_connection_is_a_storage_fault_buffered_then_replayed_on_reconnect(desk_url: str) -> None:
+    import psycopg
+
+    from riskc.engine.store.faults import FailSafeStore
+
+    changes: list[str] = []
+    safe = FailSafeStore(Store.open(desk_url), on_change=lambda kind, text: changes.append(kind))
+    with psycopg.connect(desk_url, autocommit=True) as admin:  # the server ends the store's session
+        admin.execute("SELECT pg_terminate_backend(%s)", [safe.store.db.conn.info.backend_pid])
+    lock = safe.add_lockout(101, "daily_loss", "loss", T0, until=T0.replace(hour=20))
+    assert safe.backlog and lock.rule == "daily_loss"  # enforced from memory meanwhile
+    held = sorted(lo.rule for lo in safe.active_lockouts(101, T0))
+    assert held == ["daily_loss", "state_store"]  # and the account held flat until the write lands
+    assert safe.retry()  # reconnects, replays
+    with Store.open(desk_url) as store:
+        assert [lo.rule for lo in store.active_lockouts(101, T0)] == ["daily_loss"] and store.verify_audit().ok
+    assert changes and changes[-1] == "recovered"
