@@ -107,7 +107,7 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
     from riskc.engine.daemon.live_view import run_view
     from riskc.engine.daemon.loops import PolicyLoadError, build_loops
     from riskc.engine.daemon.reload import watch_and_reload
-    from riskc.engine.store import StateFileError
+    from riskc.engine.store import StoreError
 
     console = make_console()
     if demo:
@@ -120,7 +120,7 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
         daemon = Daemon(
             config, console=console, live_view=not plain, max_seconds=max_seconds, demo=demo, new_state=new_state
         )
-    except StateFileError as error:
+    except StoreError as error:  # an unusable state file, an unreachable desk
         echo_err(f"error: {error}")
         return EXIT_USAGE
     except OSError as error:

@@ -42,7 +42,7 @@ from riskc.engine.daemon.config import Config
 from riskc.engine.daemon.items import Reconcile, Swap, Tick
 from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.runner import Engine, PolicySet
-from riskc.engine.store import LeaseLost, StateFileError, Store
+from riskc.engine.store import LeaseLost, StateFileError, Store, StoreError
 from riskc.engine.store.desk import Desk, FencedStore
 from riskc.engine.store.faults import FailSafeStore
 from riskc.engine.store.files import DaemonLock, NoLock, move_aside
@@ -281,7 +281,7 @@ class Daemon:
             console = make_console()
         self.config = config
         self.console = console
-        self.desk: Desk | None = None  # set in run() on a PostgreSQL desk
+        self.desk: Desk | None = None  # the leases, on a PostgreSQL desk
         self.live_view = live_view
         self.max_seconds = max_seconds
         self.demo = demo
@@ -297,6 +297,12 @@ class Daemon:
         # its alert sink prints only the alerts that report no action.
         self.alerts = Alerts.from_config(config, console=console, console_actions=False)
         self.store = FailSafeStore(store, on_change=self._store_changed)
+        if is_url(config.state):
+            try:
+                self.desk = self._open_desk()
+            except BaseException:
+                store.close()
+                raise
         self._state_version = self.store.data_version()
         self._anchored: dt.datetime | None = None
         if repaired:
@@ -384,8 +390,6 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
-        if is_url(self.config.state):
-            self.desk = self._open_desk()
         self.loops = await build_loops(self)
         if self.desk is not None:
             services = (*services, _lease_service)
@@ -406,10 +410,15 @@ class Daemon:
         return 0
 
     def _open_desk(self) -> Desk:
+        import psycopg
+
         ids = [a.id for a in self.config.accounts if a.id is not None]
         if len(ids) != len(self.config.accounts):
             raise StateFileError("on a PostgreSQL desk every account in the config needs its `id:` (leases are by id)")
-        return Desk(str(self.config.state), ids)
+        try:
+            return Desk(str(self.config.state), ids)
+        except psycopg.Error as error:
+            raise StoreError(f"cannot open the desk's lease session: {error}") from None
 
     def lease_cycle(self) -> None:
         """Renew, take, let go (desk.py); called every ``desk.poll_s`` by the lease service."""

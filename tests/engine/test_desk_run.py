@@ -91,3 +91,27 @@ def test_a_killed_workers_account_is_taken_by_the_other_riskc_run(pg_url: str, t
         assert [lo.rule for lo in store.active_lockouts(ACCOUNT, START + dt.timedelta(minutes=5))] == ["daily_loss"]
         epochs = [r for r in store.audit_records() if r.kind == "event" and '"lease_acquired"' in r.payload]
         assert len(epochs) == 2
+
+
+def _config(tmp_path: Path, state: str, account_line: str) -> Path:
+    policy = tmp_path / "p.risk"
+    policy.write_text('policy "t"\n  timezone America/Chicago\n\nuse daily_loss(limit: $1,000)\n')
+    rec = recording(tmp_path / "rec.jsonl", 5, [])
+    config = tmp_path / "riskc.yaml"
+    config.write_text(
+        f"state: {state}\nbroker: {{kind: sim, recording: {rec}, speed: 0}}\n"
+        f"accounts:\n  - {account_line}policies: [{policy}]\nalerts: {{console: false}}\n"
+    )
+    return config
+
+
+def test_a_desk_needs_account_ids(pg_url: str, tmp_path: Path) -> None:
+    config = _config(tmp_path, pg_url, "")
+    result = CliRunner().invoke(main, ["run", "--config", str(config), "--plain", "--max-time", "1"])
+    assert result.exit_code == 2 and "needs its `id:`" in result.output and "Traceback" not in result.output
+
+
+def test_an_unreachable_desk_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = _config(tmp_path, "postgresql://nobody@127.0.0.1:1/none", f"id: {ACCOUNT}\n    ")
+    result = CliRunner().invoke(main, ["run", "--config", str(config), "--plain", "--max-time", "1"])
+    assert result.exit_code == 2 and "cannot connect to postgresql://nobody@127.0.0.1:1/none" in result.output
