@@ -2,7 +2,9 @@
 alerts, exactly once (PRODUCT.md §3.4, §7, §8).
 
 Every broker effect has an idempotency key naming the *effect*, not the rule that asked for it:
-``close|CON.F.US.MNQ.Z25|2025-10-29|<position episode>``. Two rules (or a rule and a lockout)
+``close|13298777:CON.F.US.MNQ.Z25|2025-10-29|<position episode>`` (the account is part of the
+target: one store holds many accounts, on a desk thousands, and two accounts closing the same
+contract on the same day are two effects). Two rules (or a rule and a lockout)
 that want the same position closed therefore share one call, and a rule that keeps firing on the
 same breach sends nothing new while the first call is in flight or after it succeeded. The key
 goes through the store (planned → sent → confirmed/failed), so a restart does not resend what
@@ -162,7 +164,7 @@ class Enforcer:
     # -- calls for each action --------------------------------------------------------------
 
     def _key(self, kind: str, target: str, book: Book, episode: str) -> str:
-        return idempotency_key(kind, target, book.day.trading_day, episode)
+        return idempotency_key(kind, f"{self.account_id}:{target}", book.day.trading_day, episode)
 
     def _closes(self, positions, book: Book, rule: str, why: str) -> list[BrokerCall]:
         return [
