@@ -2,7 +2,8 @@
 
 ``plan`` deduplicates and escalates the actions of one evaluation: `flatten` subsumes `close`,
 `reduce` and `cancel`; `close p` subsumes `reduce p`; the most restrictive `reduce` and the
-longest lockout or block win; a stop only ever moves to the tighter of two prices.
+longest lockout or block win; a stop only ever moves to the tighter of two prices, and of two
+targets for one position the nearer one (the sooner exit) wins.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ KIND_ORDER = (
     "block",
     "move_stop",
     "place_stop",
+    "place_target",
     "alert",
 )
 
@@ -103,7 +105,7 @@ def plan(actions: list[Action]) -> tuple[Action, ...]:
         kept += _cancels(actions)
     kept += _lockouts([a for a in actions if a.kind == "lockout"])
     kept += _longest_per_symbol([a for a in actions if a.kind == "block"])
-    kept += _stops([a for a in actions if a.kind in ("move_stop", "place_stop")], flatten, actions)
+    kept += _stops([a for a in actions if a.kind in ("move_stop", "place_stop", "place_target")], flatten, actions)
     kept += _unique([a for a in actions if a.kind == "alert"])
     return tuple(sorted(kept, key=lambda a: (KIND_ORDER.index(a.kind), a.symbol or "", a.contract_id or "", a.rule)))
 
@@ -178,9 +180,11 @@ def _stops(stops: list[Action], flatten: Action | None, actions: list[Action]) -
 
 
 def _tighter(a: Action, b: Action) -> bool:
+    """A stop nearer the market (higher under a long); a target nearer too (lower over a long)."""
     if a.price is None or b.price is None:
         return False
-    return a.price > b.price if a.side == "long" else a.price < b.price
+    higher = a.price > b.price if a.side == "long" else a.price < b.price
+    return not higher if a.kind == "place_target" else higher
 
 
 def _unique(actions: list[Action]) -> list[Action]:

@@ -19,6 +19,23 @@ def coalesce(value, fallback):
     return fallback if value is None else value
 
 
+def less(a, b) -> bool:
+    """`<` when a side may be none: a comparison with none is false (PRODUCT.md §3.6)."""
+    return a is not None and b is not None and a < b
+
+
+def less_equal(a, b) -> bool:
+    return a is not None and b is not None and a <= b
+
+
+def greater(a, b) -> bool:
+    return a is not None and b is not None and a > b
+
+
+def greater_equal(a, b) -> bool:
+    return a is not None and b is not None and a >= b
+
+
 def divide(a, b):
     """`/` of the language: exact for numbers and money, scaling for durations."""
     if isinstance(a, int) and isinstance(b, int):
@@ -108,7 +125,9 @@ def show(value, zone: str | None = None) -> str:
     return str(value)
 
 
-def show_money(amount: Decimal) -> str:
+def show_money(amount: Decimal | None) -> str:
+    if amount is None:
+        return "none"
     if not amount.is_finite():
         return "unbounded" if amount > 0 else "-unbounded"
     sign = "-" if amount < 0 else ""

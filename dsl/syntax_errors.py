@@ -112,7 +112,11 @@ RESERVED = frozenset(
         "block",
         "move_stop",
         "place_stop",
+        "place_target",
         "alert",
+        "if",
+        "else",
+        "where",
     }
 )
 _ITEM_KEYWORDS = {"POLICY", "RULE", "USE", "$END"}
@@ -236,9 +240,8 @@ _COLON_HELP = {
     "use": "arguments are written `name: value`",
     "policy": "arguments are written `name: value`",
 }
-_ACTION_LIST = (
-    "flatten, close, reduce, reduce_total, cancel_orders, cancel, lockout, block, move_stop, place_stop and alert"
-)
+_ACTIONS = ("flatten", "close", "reduce", "reduce_total", "cancel_orders", "cancel", "lockout", "block", "move_stop")
+_ACTION_LIST = ", ".join(_ACTIONS + ("place_stop", "place_target")) + " and alert"
 
 
 _UNIT_WORDS = {"s": "30s", "m": "15m", "h": "1h", "d": "2d", "sec": "30s", "min": "15m", "secs": "30s", "mins": "15m"}
