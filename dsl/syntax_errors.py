@@ -43,6 +43,7 @@ _ACTION_KEYWORDS = frozenset(
         "BLOCK",
         "MOVE_STOP",
         "PLACE_STOP",
+        "PLACE_TARGET",
         "ALERT",
     }
 )
@@ -74,7 +75,7 @@ _GROUPS = (
     (frozenset({"MONEY", "INT", "NAME", "STRING"}), _EXPRESSION_START, "an expression"),
     (
         frozenset({"COMPARE", "ADD_OP", "MUL_OP"}),
-        frozenset({"COMPARE", "ADD_OP", "MUL_OP", "DOT", "IN"}),
+        frozenset({"COMPARE", "ADD_OP", "MUL_OP", "DOT", "IN", "IF"}),
         "an operator",
     ),
     (frozenset(_ACTION_KEYWORDS), frozenset(_ACTION_KEYWORDS), "an action (flatten, close, lockout, alert, ...)"),
