@@ -299,6 +299,7 @@ class Reduce:
 @dataclass(frozen=True, slots=True)
 class ReduceTotal:
     to: Expr
+    counting: Expr | None = None  # `net` or `gross` (the default): which total must come down to `to`
     span: Span = _span()
 
 

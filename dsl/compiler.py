@@ -27,7 +27,15 @@ from riskc.dsl.format import format_action, format_expr
 from riskc.dsl.types import Type
 from riskc.dsl.walk import walk
 
-_LANGUAGE_CALLS = {"abs": "abs", "min": "min", "max": "max", "len": "len", "coalesce": "_rt.coalesce"}
+_LANGUAGE_CALLS = {
+    "abs": "abs",
+    "min": "min",
+    "max": "max",
+    "len": "len",
+    "coalesce": "_rt.coalesce",
+    "ceil": "_rt.ceil",
+    "floor": "_rt.floor",
+}
 _BINDER = "_t"  # the generated name of the `for` variable
 
 
@@ -447,7 +455,20 @@ def _name(name: str, r: _RuleCode) -> str:
     return repr(name)  # an enum constant, resolved by the checker
 
 
-_ROOTS = frozenset({"account", "day", "week", "positions", "orders", "trades", "session", "next_trading_day", "event"})
+_ROOTS = frozenset(
+    {
+        "account",
+        "day",
+        "week",
+        "positions",
+        "orders",
+        "trades",
+        "session",
+        "next_trading_day",
+        "next_trading_week",
+        "event",
+    }
+)
 
 
 def _call(e: ast.Call, r: _RuleCode, unit: _Unit) -> str:
@@ -520,6 +541,8 @@ def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy
             return build("close", **target(t))
         case ast.Reduce(target=t, to=to):
             return build("reduce", **target(t), to=ex(to))
+        case ast.ReduceTotal(to=to, counting=counting) if _counts_net(counting, r, unit):
+            return build("reduce_total", to=ex(to), condition=ex(counting))
         case ast.ReduceTotal(to=to):
             return build("reduce_total", to=ex(to))
         case ast.CancelOrders(symbol=symbol):
@@ -547,10 +570,18 @@ def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy
     raise CompileError(f"unknown action {a!r}")
 
 
+def _counts_net(counting: ast.Expr | None, r: _RuleCode, unit: _Unit) -> bool:
+    """Whether `reduce_total ... counting X` may count net: gross is the default, said or not."""
+    if counting is None:
+        return False
+    code = _expr(counting, r, unit)
+    return unit.constants.get(code, code) not in ("gross", "'gross'")
+
+
 def _until(v: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
     value = _expr(v, r, unit)
     if unit.types.get(id(v)) == T.CLOCK:
-        return f"_rt.next_clock(s.session.now, {value}, {zone})"
+        return f"_rt.lockout_until(s, {value}, {zone})"
     return value
 
 
@@ -635,7 +666,9 @@ def _action_text(a: ast.Action, r: _RuleCode, unit: _Unit, zone: str = "None") -
         case ast.Reduce(target=t, to=to):
             return f"'reduce ' + {_expr(t, r, unit)}.symbol + ' to ' + str({_expr(to, r, unit)})"
         case ast.ReduceTotal(to=to):
-            return f"'reduce_total to ' + str({_expr(to, r, unit)})"
+            counted = _counts_net(a.counting, r, unit)
+            counting = f" + ' counting ' + str({_expr(a.counting, r, unit)})" if counted else ""
+            return f"'reduce_total to ' + str({_expr(to, r, unit)}){counting}"
         case ast.Close(target=t):
             return f"'close ' + {_expr(t, r, unit)}.symbol"
         case ast.Cancel(target=t):

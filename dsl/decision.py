@@ -126,9 +126,15 @@ def _positions(actions: list[Action]) -> list[Action]:
             if best is None or a.to < best.to:
                 reductions[a.contract_id] = a
     kept += reductions.values()
-    totals = [a for a in actions if a.kind == "reduce_total"]
-    if totals:
-        kept.append(min(totals, key=lambda a: a.to))
+    # The smallest total of each count; a gross cut to N leaves the net within N as well.
+    gross = [a for a in actions if a.kind == "reduce_total" and a.condition != "net"]
+    net = [a for a in actions if a.kind == "reduce_total" and a.condition == "net"]
+    best_gross = min(gross, key=lambda a: a.to) if gross else None
+    best_net = min(net, key=lambda a: a.to) if net else None
+    if best_gross is not None:
+        kept.append(best_gross)
+    if best_net is not None and (best_gross is None or best_net.to < best_gross.to):
+        kept.append(best_net)
     return kept
 
 

@@ -190,8 +190,8 @@ def _action(action: ast.Action) -> str:
             return f"close {_expr(target)}"
         case ast.Reduce(target, to):
             return f"reduce {_expr(target)} to {_expr(to)}"
-        case ast.ReduceTotal(to):
-            return f"reduce_total to {_expr(to)}"
+        case ast.ReduceTotal(to, counting):
+            return f"reduce_total to {_expr(to)}" + ("" if counting is None else f" counting {_expr(counting)}")
         case ast.CancelOrders(symbol):
             return "cancel_orders" + ("" if symbol is None else f" for {_expr(symbol)}")
         case ast.Cancel(target):

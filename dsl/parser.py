@@ -341,7 +341,7 @@ class _Builder(Transformer):
         return ast.Reduce(children[0], children[1], span=self._span(meta))
 
     def reduce_total(self, meta, children):
-        return ast.ReduceTotal(children[0], span=self._span(meta))
+        return ast.ReduceTotal(children[0], children[1], span=self._span(meta))
 
     def cancel_orders(self, meta, children):
         return ast.CancelOrders(children[0], span=self._span(meta))

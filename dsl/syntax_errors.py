@@ -107,6 +107,7 @@ RESERVED = frozenset(
         "close",
         "reduce",
         "reduce_total",
+        "counting",
         "cancel_orders",
         "cancel",
         "lockout",

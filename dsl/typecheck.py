@@ -42,6 +42,8 @@ _LITERAL_TYPES = {
 # The order in which a bare number is tried against the other operand of an arithmetic operator.
 # Passed as `expected` when an expression is the function of a call: only there may a method be named.
 _CALLEE = T.Prim("<callee>")
+COUNTING = T.EnumT(("net", "gross"))  # how `reduce_total` counts: gross (every contract) or net
+_ROUNDABLE = frozenset({T.INT, T.CONTRACTS, T.TICKS, T.DECIMAL})
 _INT_PREFERENCE = (T.INT, T.CONTRACTS, T.DECIMAL, T.POINTS, T.PRICE)
 _DECIMAL_PREFERENCE = (T.DECIMAL, T.POINTS, T.PRICE)
 
@@ -269,6 +271,8 @@ class TypeChecker:
         if sig.result == SAME:
             if same is not None and label in {"min", "max", "abs"} and same not in T.ORDERED | {ANY}:
                 self._mismatch(e.span, f"`{label}` needs numbers, amounts, durations or times", same, None)
+            if same is not None and label in {"ceil", "floor"} and same not in _ROUNDABLE | {ANY}:
+                self._mismatch(e.span, f"`{label}` rounds numbers, contracts or ticks", same, None)
             return same or ANY
         return sig.result
 
@@ -586,6 +590,8 @@ class TypeChecker:
 
     def _act_ReduceTotal(self, a: ast.ReduceTotal, scope):
         self.expect(a.to, scope, T.CONTRACTS, "`reduce_total to`")
+        if a.counting is not None:
+            self.expect(a.counting, scope, COUNTING, "`reduce_total ... counting`")
 
     def _act_CancelOrders(self, a: ast.CancelOrders, scope):
         if a.symbol is not None:

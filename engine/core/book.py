@@ -135,7 +135,7 @@ class Book:
         self._day_key: tuple[int, int] | None = None
         self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
         self._day_view = Day()
-        self._snapshot = Snapshot(instruments=instruments)
+        self._snapshot = Snapshot(instruments=instruments, calendar=calendar)
         self._handlers = {
             "GatewayUserAccount": self._on_account,
             "GatewayUserPosition": self._on_position,

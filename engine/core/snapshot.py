@@ -375,6 +375,9 @@ SCHEMA = Schema(
             "orders": Member(T.ListT(ORDER_T), "Working orders."),
             "session": Member(SESSION_T, "The clock in the policy's timezone."),
             "next_trading_day": Member(T.TIME, "The next trading-day start, DST-correct."),
+            "next_trading_week": Member(
+                T.TIME, "The next trading week's start: Sunday's session open (later after a Monday holiday)."
+            ),
         }
     ),
     binders=frozen_map({"position": POSITION_T, "order": ORDER_T}),
@@ -397,6 +400,14 @@ class Snapshot:
     instruments: Any = None  # engine.instruments.Instruments
     trades: tuple[Trade, ...] = ()
     week: Week = field(default_factory=Week)
+    calendar: Any = None  # engine.core.calendar.TradingCalendar: `lockout until CLOCK` skips closed days
+
+    @property
+    def next_trading_week(self) -> dt.datetime | None:
+        """Computed when a rule reads it (a weekly limit), from the calendar."""
+        if self.calendar is None or self.session.now is None:
+            return None
+        return self.calendar.next_trading_week_start(self.session.now)
 
     def ticks_to_points(self, symbol: str, ticks: int) -> Decimal:
         return self.instruments.ticks_to_points(symbol, ticks)

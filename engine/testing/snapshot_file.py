@@ -262,18 +262,24 @@ def build_snapshot(
         for p in model.positions
     )
     for given, view in zip(model.positions, positions, strict=True):
-        view.max_favorable = max(view.unrealized_pnl, given.max_favorable or view.unrealized_pnl)
-        view.max_adverse = min(view.unrealized_pnl, given.max_adverse or view.unrealized_pnl)
+        best, worst = given.max_favorable, given.max_adverse
+        view.max_favorable = view.unrealized_pnl if best is None else max(view.unrealized_pnl, best)
+        view.max_adverse = view.unrealized_pnl if worst is None else min(view.unrealized_pnl, worst)
     account = Account(model.account.id, model.account.name, model.account.balance, model.account.can_trade)
     trades = tuple(sorted((_trade(t, now) for t in model.trades), key=lambda t: t.time))
     day = _day(model.day, account.balance, now)
     day.losing_trades, day.winning_trades, day.loss_streak = trade_tallies(trades)
     account.high_water_balance = _high_water(model.account.high_water_balance, day)
     totals(account, day, positions)
+    if calendar is None:
+        from riskc.engine.core.calendar import TradingCalendar
+
+        calendar = TradingCalendar(timezone, day_starts)
     session, next_day = _session(now, timezone, day_starts, model.session, calendar)
     event = _event(model.event, now, orders)
     snapshot = Snapshot(account, day, positions, orders, session, next_day, event, instruments)
     snapshot.trades, snapshot.week = trades, _week(model.week, day)
+    snapshot.calendar = calendar
     return snapshot
 
 
@@ -317,10 +323,6 @@ def _high_water(given: Decimal | None, day: Day) -> Decimal:
 def _session(now, timezone, day_starts, override: SessionIn, calendar):
     from zoneinfo import ZoneInfo
 
-    if calendar is None:
-        from riskc.engine.core.calendar import TradingCalendar
-
-        calendar = TradingCalendar(timezone, day_starts)
     local = now.astimezone(ZoneInfo(timezone))
     is_open = override.is_open if override.is_open is not None else calendar.is_session_open(now)
     session = Session(

@@ -10,6 +10,7 @@ the compiler's job): actions carry an empty reason.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import operator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,20 @@ from riskc.dsl.compiler import constant_value, literal_value, zero_of
 from riskc.dsl.decision import Action, plan
 from riskc.engine.core.snapshot import SCHEMA
 
-ROOTS = frozenset({"account", "day", "week", "positions", "orders", "trades", "session", "next_trading_day", "event"})
+ROOTS = frozenset(
+    {
+        "account",
+        "day",
+        "week",
+        "positions",
+        "orders",
+        "trades",
+        "session",
+        "next_trading_day",
+        "next_trading_week",
+        "event",
+    }
+)
 ORDERING = frozenset({"<", "<=", ">", ">="})
 
 _COMPARE = {
@@ -195,6 +209,8 @@ class Interpreter:
                 return make("close", **on(ev(t)))
             case ast.Reduce(target=t, to=to):
                 return make("reduce", **on(ev(t)), to=ev(to))
+            case ast.ReduceTotal(to=to, counting=counting) if counting is not None and ev(counting) == "net":
+                return make("reduce_total", to=ev(to), condition="net")
             case ast.ReduceTotal(to=to):
                 return make("reduce_total", to=ev(to))
             case ast.CancelOrders(symbol=symbol):
@@ -223,6 +239,8 @@ class Interpreter:
         raise AssertionError(f"unknown action {a!r}")
 
     def _until(self, value, s) -> dt.datetime:
+        if isinstance(value, dt.time) and getattr(s, "calendar", None) is not None:
+            return s.calendar.next_open_clock(s.session.now, value)
         if isinstance(value, dt.time):
             return runtime.next_clock(s.session.now, value, self.policy.settings.timezone)
         return value
@@ -251,6 +269,8 @@ BUILTINS = {
     "max": max,
     "len": len,
     "coalesce": runtime.coalesce,
+    "ceil": lambda x: x if isinstance(x, int) else math.ceil(x),
+    "floor": lambda x: x if isinstance(x, int) else math.floor(x),
     "get": lambda mapping, key, fallback: mapping.get(key, fallback),
 }
 

@@ -101,7 +101,7 @@ actions = st.one_of(
     st.just(ast.Flatten()),
     expressions.map(ast.Close),
     st.builds(ast.Reduce, expressions, expressions),
-    expressions.map(ast.ReduceTotal),
+    st.builds(ast.ReduceTotal, expressions, st.none() | expressions),
     st.builds(ast.CancelOrders, st.none() | expressions),
     expressions.map(ast.Cancel),
     st.builds(ast.Lockout, st.sampled_from(["for", "until", "while"]), expressions),
