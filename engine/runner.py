@@ -28,6 +28,7 @@ from riskc.engine.adapters.port import BrokerCall, BrokerState
 from riskc.engine.adapters.projectx.intake import Message
 from riskc.engine.core.book import Book
 from riskc.engine.core.calendar import TradingCalendar
+from riskc.engine.core.history import store_history
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
 from riskc.engine.core.snapshot import Event
 from riskc.engine.enforce.enforcer import Effects, Enforcer
@@ -112,6 +113,7 @@ class Engine:
         self.store = store
         eod_high = store.eod_high_balance(account_id) if account_id is not None else None
         self.book = Book(self.calendar, instruments, account_id=account_id, eod_high_balance=eod_high)
+        self.book.history = store_history(store)  # `week.*`, fills of the days before (PRODUCT.md §3.6)
         high_water = store.intraday_high_balance(account_id) if account_id is not None else None
         if high_water is not None:
             self.book.account.high_water_balance = high_water  # an intraday trailing drawdown survives a restart

@@ -31,8 +31,22 @@ from typing import Any
 
 from riskc.engine.adapters.projectx.intake import Message, parse_time
 from riskc.engine.core.calendar import TradingCalendar
+from riskc.engine.core.history import NOTHING_EARLIER, Earlier, HistorySource
 from riskc.engine.core.instruments import Instruments, symbol_of
-from riskc.engine.core.snapshot import ORDER_TYPES, ZERO, Account, Day, Event, Order, Position, Session, Snapshot
+from riskc.engine.core.snapshot import (
+    ORDER_TYPES,
+    ZERO,
+    Account,
+    Day,
+    Event,
+    Order,
+    Position,
+    Session,
+    Snapshot,
+    Trade,
+    Week,
+    trade_tallies,
+)
 from riskc.engine.core.views import position_view, unrealized
 
 SIDE = ("buy", "sell")  # OrderSide BUY=0 SELL=1
@@ -59,6 +73,8 @@ class OpenPosition:
     episode: str = ""  # stable name of this position for idempotency keys (see Book.set_position)
     uncovered_since: dt.datetime | None = None
     view: Position | None = None
+    best: Decimal | None = None  # the highest and lowest open P&L since it opened (excursions)
+    worst: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -93,6 +109,7 @@ class DayState:
     fills: dict[Any, Fill] = field(default_factory=dict)
     fill_times: list[dt.datetime] = field(default_factory=list)
     high_balance: Decimal | None = None
+    trade_views: tuple[Trade, ...] | None = None  # `trades`, rebuilt when a fill counts or is voided
 
 
 class Book:
@@ -135,6 +152,9 @@ class Book:
         self._day_key: tuple[int, int] | None = None
         self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
         self._day_view = Day()
+        self._week_view = Week()
+        self.history: HistorySource | None = None  # the days before today (the store's ledger)
+        self._earlier: tuple[tuple[int, dt.date] | None, Earlier] = (None, NOTHING_EARLIER)
         self._snapshot = Snapshot(instruments=instruments, calendar=calendar)
         self._handlers = {
             "GatewayUserAccount": self._on_account,
@@ -326,6 +346,7 @@ class Book:
 
     def _count(self, fill: Fill, sign: int) -> None:
         day = self.day
+        day.trade_views = None
         day.realized += sign * ((fill.pnl or ZERO) - fill.fees)
         day.fees += sign * fill.fees
         day.trades += sign
@@ -410,6 +431,7 @@ class Book:
                 view.unrealized_pnl = unrealized(
                     contract_id, position.size, position.avg_price, price, self.instruments
                 )
+                _excursion(position, view)
 
     def _mine(self, account_id: Any) -> bool:
         """Messages of other accounts on the same login are not this book's."""
@@ -512,6 +534,7 @@ class Book:
                         dt.timedelta(0),
                         dt.timedelta(0),
                     )
+                    _excursion(p, p.view)
             self._positions_view = tuple(p.view for p in self.positions.values())
             self.unpriced_now = tuple(v.contract_id for v in self._positions_view if not v.tick_size)
         return self._positions_view
@@ -534,9 +557,39 @@ class Book:
             for entry in self.orders.values():
                 entry.order.age = now - entry.placed_at
         s.day = self._day(positions, now)
+        s.trades = self.trade_views()
+        s.week = self._week_view
         s.session, s.next_trading_day = self._session(now, zone)
         s.event = event
         return s
+
+    # -- trade history: `trades`, the day's tallies, the week (PRODUCT.md §3.6) -------------
+
+    def trade_views(self) -> tuple[Trade, ...]:
+        """The day's fills, oldest first, voided ones left out; rebuilt only when one changed."""
+        day = self.day
+        if day.trade_views is None:
+            fills = sorted((f for f in day.fills.values() if not f.voided), key=lambda f: f.time)
+            day.trade_views = tuple(_trade_view(f) for f in fills)
+        return day.trade_views
+
+    def earlier(self) -> Earlier:
+        """The days before today (the week so far, recent fills), read from ``history`` once per
+        trading day and account."""
+        key = (self.account.id, self.day.trading_day)
+        if self._earlier[0] != key:
+            found = NOTHING_EARLIER
+            if self.history is not None and self._account_known:
+                week_start = self.calendar.week_of(self.day.trading_day)
+                found = self.history(self.account.id, self.day.trading_day, week_start)
+            self._earlier = (key, found)
+        return self._earlier[1]
+
+    def _week(self, day: Day) -> Week:
+        earlier = self.earlier()
+        return Week(
+            earlier.realized + day.realized_pnl, earlier.trades + day.trades, earlier.losing + day.losing_trades
+        )
 
     def _day(self, positions: tuple[Position, ...], now: dt.datetime) -> Day:
         """The day's totals, summed again only when a position, the account, a fill or an open
@@ -564,6 +617,9 @@ class Book:
         view.high_balance = state.high_balance
         view.eod_high_balance = self.eod_high_balance if self.eod_high_balance is not None else account.balance
         view.fill_times, view.now = state.fill_times, now
+        view.losing_trades, view.winning_trades, view.loss_streak = trade_tallies(self.trade_views())
+        view.earlier_fill_times = self.earlier().fill_times
+        self._week_view = self._week(view)
         return view
 
     def _session(self, now: dt.datetime, zone: Any) -> tuple[Session, dt.datetime]:
@@ -670,6 +726,30 @@ def _fill(data: dict[str, Any], ts: dt.datetime) -> Fill:
         pnl=_money(pnl) if pnl is not None else None,
         fees=_money(data.get("fees") or 0),
         voided=bool(data.get("voided")),
+    )
+
+
+def _excursion(position: OpenPosition, view: Position) -> None:
+    """The best and worst open P&L since the position opened, on its view."""
+    pnl = view.unrealized_pnl
+    if position.best is None or pnl > position.best:
+        position.best = pnl
+    if position.worst is None or pnl < position.worst:
+        position.worst = pnl
+    view.max_favorable, view.max_adverse = position.best, position.worst
+
+
+def _trade_view(fill: Fill) -> Trade:
+    return Trade(
+        symbol_of(fill.contract_id),
+        fill.contract_id,
+        fill.side,
+        fill.size,
+        fill.price,
+        fill.pnl,
+        fill.fees,
+        fill.time,
+        fill.pnl is not None,
     )
 
 
