@@ -8,9 +8,23 @@ import datetime as dt
 
 import pytest
 from gateway_messages import CL, ES, MNQ, SELL, STOP, D, Feed
-from test_engine import ACCOUNT, harness, policy, store, summary  # noqa: F401 (fixtures)
+from test_engine import ACCOUNT, Harness, policy, summary
+
+from riskc.engine.store import Store
 
 f = Feed(account_id=ACCOUNT)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(tmp_path / "state.db") as store:
+        yield store
+        assert store.verify_audit().ok
+
+
+@pytest.fixture
+def harness(store):
+    return lambda *sources: Harness(store, *sources)
 
 
 # -- a `for position p` rule whose only action is an alert ------------------------------------

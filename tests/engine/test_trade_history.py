@@ -7,8 +7,9 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pytest
 from gateway_messages import BUY, MNQ, SELL, D, Feed
-from test_engine import ACCOUNT, Harness, harness, policy, store  # noqa: F401 (fixtures)
+from test_engine import ACCOUNT, Harness, policy
 
 from riskc.engine.store import Store
 
@@ -17,6 +18,18 @@ CHICAGO = ZoneInfo("America/Chicago")
 TUESDAY = Feed(account_id=ACCOUNT, start=dt.datetime(2025, 10, 28, 15, 0, tzinfo=dt.UTC))
 WEDNESDAY = Feed(account_id=ACCOUNT, start=dt.datetime(2025, 10, 29, 15, 0, tzinfo=dt.UTC))
 NEXT_MONDAY = Feed(account_id=ACCOUNT, start=dt.datetime(2025, 11, 3, 15, 0, tzinfo=dt.UTC))
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(tmp_path / "state.db") as store:
+        yield store
+        assert store.verify_audit().ok
+
+
+@pytest.fixture
+def harness(store):
+    return lambda *sources: Harness(store, *sources)
 
 
 def snapshot(h: Harness):
