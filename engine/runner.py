@@ -563,9 +563,9 @@ def _digest(hashes: tuple[tuple[str, str], ...]) -> str:
 
 def _call_of(action: dict[str, Any], key: str) -> BrokerCall | None:
     kind = action.get("call")
-    if kind not in ("close", "partial_close", "cancel", "modify_stop", "place_stop"):
+    if kind not in ("close", "partial_close", "cancel", "modify_stop", "place_stop", "place_target"):
         return None
-    stop = action.get("stop_price")
+    stop, limit = action.get("stop_price"), action.get("limit_price")
     return BrokerCall(
         kind,
         int(action.get("account_id", 0)),
@@ -574,6 +574,7 @@ def _call_of(action: dict[str, Any], key: str) -> BrokerCall | None:
         size=action.get("size"),
         side=action.get("side"),
         stop_price=None if stop is None else Decimal(stop),
+        limit_price=None if limit is None else Decimal(limit),
         expect_size=action.get("expect_size"),
         key=key,
         rule=action.get("rule", ""),

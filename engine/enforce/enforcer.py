@@ -164,6 +164,8 @@ class Enforcer:
             return self._move_stops(action, book)
         if kind == "place_stop":
             return self._place_stop(action, book)
+        if kind == "place_target":
+            return self._place_target(action, book)
         return []
 
     # -- calls for each action --------------------------------------------------------------
@@ -294,6 +296,36 @@ class Enforcer:
                 rule=action.rule,
                 reason=action.reason,
                 key=self._key("place_stop", position.contract_id, book, f"{position.episode}:{uncovered}"),
+            )
+        ]
+
+    def _place_target(self, action: Action, book: Book) -> list[BrokerCall]:
+        """A limit exit for the contracts no exit limit order covers yet: once per position
+        episode and size, so a target the trader moves or cancels is not placed again, and a
+        scale-in gets a target for the contracts it added."""
+        position = book.positions.get(action.contract_id)
+        if position is None or action.price is None:
+            return []
+        side = "sell" if position.size > 0 else "buy"
+        covered = sum(
+            o.size
+            for o in book.working_orders()
+            if o.contract_id == position.contract_id and o.side == side and o.type == "limit"
+        )
+        uncovered = abs(position.size) - covered
+        if uncovered <= 0:
+            return []
+        return [
+            BrokerCall(
+                "place_target",
+                self.account_id,
+                contract_id=position.contract_id,
+                side=side,
+                size=uncovered,
+                limit_price=action.price,
+                rule=action.rule,
+                reason=action.reason,
+                key=self._key("place_target", position.contract_id, book, f"{position.episode}:{abs(position.size)}"),
             )
         ]
 

@@ -44,6 +44,7 @@ Status = Literal["confirmed", "failed", "uncertain"]
 IDEMPOTENT = frozenset({"close", "cancel", "modify_stop"})  # sending twice does no harm
 WORKING = frozenset({1, 6, 7, 8})  # OPEN, PENDING, PENDING_CANCELLATION, SUSPENDED
 STOP_TYPES = frozenset({3, 4, 5})  # STOP_LIMIT, STOP, TRAILING_STOP
+LIMIT = 1
 SIDE = {"buy": 0, "sell": 1}
 
 
@@ -284,6 +285,13 @@ class _Execution:
                     if found
                     else f"no working {call.side} stop {call.size} {call.contract_id} at {call.stop_price}"
                 )
+            case "place_target":
+                found = [o for o in state.orders if self.is_our_target(o)]
+                return bool(found), (
+                    f"working target {found[0].get('id')} found"
+                    if found
+                    else f"no working {call.side} target {call.size} {call.contract_id} at {call.limit_price}"
+                )
         return False, f"unknown call kind {call.kind!r}"
 
     def is_our_stop(self, order: dict[str, Any]) -> bool:
@@ -300,9 +308,23 @@ class _Execution:
             and self.same_price(order.get("stopPrice"), call.contract_id)
         )
 
-    def same_price(self, price: Any, contract_id: str | None) -> bool:
+    def is_our_target(self, order: dict[str, Any]) -> bool:
+        call = self.call
+        if order.get("status", 1) not in WORKING:
+            return False
+        if self.order_id is not None and order.get("id") == self.order_id:
+            return True
+        return (
+            order.get("contractId") == call.contract_id
+            and order.get("type") == LIMIT
+            and order.get("side") == SIDE.get(call.side or "")
+            and order.get("size") == call.size
+            and self.same_price(order.get("limitPrice"), call.contract_id, call.limit_price)
+        )
+
+    def same_price(self, price: Any, contract_id: str | None, wanted: Decimal | None = None) -> bool:
         """Equal within half a tick: the broker (or the SDK) rounds prices to the tick."""
-        wanted = self.call.stop_price
+        wanted = self.call.stop_price if wanted is None else wanted
         if price is None or wanted is None:
             return False
         try:
