@@ -23,6 +23,7 @@ from riskc.dsl import types as T
 from riskc.dsl.checker import check, resolve_type
 from riskc.dsl.errors import DiagnosticSink
 from riskc.dsl.library import stdlib_sources
+from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.core.instruments import CME_SPECS, DEFAULT_INSTRUMENTS
 from riskc.engine.core.snapshot import (
     EVENT_KINDS,
@@ -43,6 +44,7 @@ from riskc.engine.core.snapshot import (
     trade_tallies,
 )
 
+CALENDAR = TradingCalendar()  # `next_trading_week`, `lockout until CLOCK` on open sessions
 UNKNOWN_SYMBOL = "XYZ"  # no instrument spec: instrument functions raise on it
 SYMBOLS = (*sorted(CME_SPECS), UNKNOWN_SYMBOL)
 UTC = dt.UTC
@@ -194,6 +196,7 @@ def snapshots(draw) -> Snapshot:
         event=draw(events(now, held)),
         instruments=DEFAULT_INSTRUMENTS,
         trades=fills_made,
+        calendar=CALENDAR,
         week=Week(realized + draw(money), len(fills) + draw(st.integers(0, 40)), losing + draw(st.integers(0, 9))),
     )
     return snapshot
