@@ -91,6 +91,7 @@ class CheckResult:
     types: dict[int, Type]  # node id -> type, for the compiler
     definitions: dict[str, RuleDef]
     sources: dict[str, str]
+    roots: frozenset[str] = frozenset({"event"})  # the names a rule reads the snapshot through
 
     @property
     def ok(self) -> bool:
@@ -224,7 +225,8 @@ def check(
     for run in PASSES:
         run(ctx)
     texts = {r.module.span.file: r.source for r, _ in parsed}
-    return CheckResult(ctx.policies, ctx.sink.sorted(), ctx.types, ctx.definitions, texts)
+    roots = frozenset({*schema.roots, "event"})
+    return CheckResult(ctx.policies, ctx.sink.sorted(), ctx.types, ctx.definitions, texts, roots)
 
 
 def _resolved(path: str) -> str:

@@ -116,7 +116,7 @@ class _Timeline:
         import datetime as dt
 
         when = dt.datetime.fromisoformat(record["ts"]).astimezone(self.zone).strftime("%Y-%m-%d %H:%M:%S %Z")
-        target = record.get("symbol") or record.get("contract_id") or ""
+        target = record.get("symbol") or record.get("contract_id") or record.get("state") or ""
         extra = f" to {record['to']}" if "to" in record else ""
         if "until" in record:
             until = dt.datetime.fromisoformat(record["until"]).astimezone(self.zone).strftime("%Y-%m-%d %H:%M %Z")

@@ -90,7 +90,9 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
     from rich.console import Console
 
     from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.daemon.live_view import run_view
     from riskc.engine.daemon.loops import PolicyLoadError, build_loops
+    from riskc.engine.daemon.reload import watch_and_reload
 
     console = Console(highlight=False)
     if demo:
@@ -101,7 +103,8 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
         )
     daemon = Daemon(config, console=console, live_view=not plain, max_seconds=max_seconds, demo=demo)
     try:
-        code = asyncio.run(daemon.run(lambda d: build_loops(d, credentials)))
+        services = (watch_and_reload,) if plain else (watch_and_reload, run_view)
+        code = asyncio.run(daemon.run(lambda d: build_loops(d, credentials), services))
     except PolicyLoadError as error:
         echo_err(str(error))
         return EXIT_FAILED

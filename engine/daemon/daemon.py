@@ -27,38 +27,23 @@ import datetime as dt
 import logging
 import signal
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from riskc.dsl.decision import SEVERITY_RANK
-from riskc.engine.adapters.port import BrokerCall, BrokerState
+from riskc.engine.adapters.port import BrokerCall
+from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
 from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
 from riskc.engine.daemon.alerts import Alerts
 from riskc.engine.daemon.config import Config
+from riskc.engine.daemon.items import Reconcile, Swap, Tick
 from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.runner import Engine, PolicySet
 from riskc.engine.store import Store
 
 log = logging.getLogger("riskc.daemon")
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    now: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Reconcile:
-    state: BrokerState
-    now: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Swap:
-    policies: PolicySet
-    sources: tuple[tuple[str, str], ...]
 
 
 @dataclass(slots=True)
@@ -103,7 +88,14 @@ class AccountLoop:
         engine = self.engine
         if type(item) is Message:
             self.activity.messages += 1
-            self._handle(engine.on_message(item))
+            try:
+                updates = decode(item)
+            except DECODE_ERRORS as error:
+                engine.malformed += 1
+                log.warning("malformed %s message skipped (%s): %s", item.target, error, item.to_json()[:500])
+                return
+            for update in updates:
+                self._handle(engine.on_event(update))
         elif type(item) is Tick:
             self._handle(engine.on_tick(item.now))
         elif type(item) is Reconcile:
@@ -256,7 +248,9 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
-    async def run(self, build_loops: Callable) -> int:
+    async def run(self, build_loops: Callable, services: Sequence[Callable[[Daemon], Awaitable[None]]] = ()) -> int:
+        """Build the account loops, run them and ``services`` (hot reload, the live view: each a
+        coroutine function of the daemon) until stopped, then shut down cleanly."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -264,15 +258,14 @@ class Daemon:
         self.loops = await build_loops(self)
         tasks = [asyncio.create_task(lp.consume()) for lp in self.loops]
         tasks += [asyncio.create_task(lp.feed(lp)) for lp in self.loops]
-        tasks.append(asyncio.create_task(self._watch_policies()))
-        view = asyncio.create_task(self._view()) if self.live_view else None
+        running = [asyncio.create_task(service(self)) for service in services]
         self.log_record(
             {"kind": "daemon", "event": "started", "broker": self.config.broker.kind, "accounts": len(self.loops)}
         )
         try:
             await self._wait_for_stop()
         finally:
-            await self._shutdown(tasks, view)
+            await self._shutdown(tasks, running)
         return 0
 
     async def _wait_for_stop(self) -> None:
@@ -293,7 +286,7 @@ class Daemon:
                 await asyncio.sleep(0.05)
             await lp.settle(2.0)
 
-    async def _shutdown(self, tasks: list[asyncio.Task], view: asyncio.Task | None) -> None:
+    async def _shutdown(self, tasks: list[asyncio.Task], services: list[asyncio.Task]) -> None:
         for task in tasks:
             if not task.done():
                 task.cancel()
@@ -306,26 +299,12 @@ class Daemon:
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await closer()
-        if view is not None:
-            view.cancel()
-            await asyncio.gather(view, return_exceptions=True)
+        for service in services:
+            service.cancel()
+        await asyncio.gather(*services, return_exceptions=True)
         self.log_record({"kind": "daemon", "event": "stopped"})
         await self.alerts.aclose(timeout=3.0)
         self.store.close()
-
-    # -- hot reload -------------------------------------------------------------------------
-
-    async def _watch_policies(self) -> None:
-        from riskc.engine.daemon.reload import watch_and_reload
-
-        await watch_and_reload(self)
-
-    # -- live view --------------------------------------------------------------------------
-
-    async def _view(self) -> None:
-        from riskc.engine.daemon.live_view import run_view
-
-        await run_view(self)
 
 
 # -- feeds ----------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ from test_daemon import ACCOUNT, START, position, recording, trade
 from riskc.engine.daemon.alerts import Alert, ConsoleSink
 from riskc.engine.daemon.config import load_config
 from riskc.engine.daemon.daemon import Daemon
+from riskc.engine.daemon.live_view import run_view
 from riskc.engine.daemon.loops import build_loops
+from riskc.engine.daemon.reload import watch_and_reload
 
 POLICY = textwrap.dedent("""\
     policy "t"
@@ -53,7 +55,8 @@ def _run(tmp: Path, *, live_view: bool) -> tuple[str, list[dict]]:
 
     async def main() -> None:
         daemon = Daemon(load_config(_config(tmp)), console=console, live_view=live_view, max_seconds=2)
-        task = asyncio.create_task(daemon.run(lambda d: build_loops(d, None)))
+        services = (watch_and_reload, run_view) if live_view else (watch_and_reload,)
+        task = asyncio.create_task(daemon.run(lambda d: build_loops(d, None), services))
         await asyncio.sleep(0.5)
         daemon.alerts.alert("medium", DRIFT, account=ACCOUNT)
         await asyncio.wait_for(task, 20)

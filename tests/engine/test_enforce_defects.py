@@ -10,6 +10,7 @@ import pytest
 from gateway_messages import CL, ES, MNQ, SELL, STOP, D, Feed
 from test_engine import ACCOUNT, Harness, policy, summary
 
+from riskc.engine.adapters.projectx.decode import decode
 from riskc.engine.store import Store
 
 f = Feed(account_id=ACCOUNT)
@@ -79,7 +80,7 @@ def test_reduce_total_is_recorded_as_one_reduce_per_position_cut(harness):
     h = harness(policy("use max_contracts(limit: 2)"))
     h.auto = False
     h.feed(f.position(0, MNQ, 1, 21000))
-    h.engine.book.apply(f.position(0, CL, -2, 60))
+    h.engine.apply_quiet(*decode(f.position(0, CL, -2, 60)))
     h.feed(f.position(1, ES, 2, 6000))
     cuts = [r for r in h.records if r["action"] in ("reduce", "reduce_total")]
     assert [(r["action"], r["symbol"], r["contract_id"], r["to"]) for r in cuts] == [
@@ -95,7 +96,7 @@ def test_reduce_total_is_recorded_as_one_reduce_per_position_cut(harness):
 def test_max_contracts_net_cuts_the_fewest_contracts_on_the_excess_side(harness):
     h = harness(policy("use max_contracts(limit: 4, count: net)"))
     h.auto = False
-    h.engine.book.apply(f.position(0, ES, -2, 6000))
+    h.engine.apply_quiet(*decode(f.position(0, ES, -2, 6000)))
     calls = h.feed(f.position(1, MNQ, 7, 21000))  # net +5: one MNQ too many, not five
     assert summary(calls) == [("partial_close", MNQ, None, 1)]
     assert [c.expect_size for c in calls] == [6]
@@ -104,8 +105,8 @@ def test_max_contracts_net_cuts_the_fewest_contracts_on_the_excess_side(harness)
 def test_max_contracts_net_cuts_the_largest_position_of_the_excess_side_first(harness):
     h = harness(policy("use max_contracts(limit: 1, count: net)"))
     h.auto = False
-    h.engine.book.apply(f.position(0, ES, -1, 6000))
-    h.engine.book.apply(f.position(0, CL, 2, 60))
+    h.engine.apply_quiet(*decode(f.position(0, ES, -1, 6000)))
+    h.engine.apply_quiet(*decode(f.position(0, CL, 2, 60)))
     calls = h.feed(f.position(1, MNQ, 3, 21000))  # net +4: cut 3 from the longs, MNQ first
     assert summary(calls) == [("close", MNQ, None, None)]
 
