@@ -280,6 +280,7 @@ def build_snapshot(
     snapshot = Snapshot(account, day, positions, orders, session, next_day, event, instruments)
     snapshot.trades, snapshot.week = trades, _week(model.week, day)
     snapshot.calendar = calendar
+    snapshot.next_trading_week = calendar.next_trading_week_start(now)
     return snapshot
 
 

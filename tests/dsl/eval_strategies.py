@@ -197,6 +197,7 @@ def snapshots(draw) -> Snapshot:
         instruments=DEFAULT_INSTRUMENTS,
         trades=fills_made,
         calendar=CALENDAR,
+        next_trading_week=CALENDAR.next_trading_week_start(now),
         week=Week(realized + draw(money), len(fills) + draw(st.integers(0, 40)), losing + draw(st.integers(0, 9))),
     )
     return snapshot
