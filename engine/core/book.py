@@ -103,6 +103,7 @@ class DayState:
     fill_times: list[dt.datetime] = field(default_factory=list)
     high_balance: Decimal | None = None
     trade_views: tuple[Trade, ...] | None = None  # `trades`, rebuilt when a fill counts or is voided
+    tallies: tuple[int, int, int] = (0, 0, 0)  # losing, winning, loss streak: with trade_views
 
 
 class Book:
@@ -143,11 +144,16 @@ class Book:
         self.unpriced_now: tuple[str, ...] = ()  # positions without an instrument spec, as of position_views()
         self._pnl_changes = 0  # open P&L updates in place (see _mark), for _day's memo
         self._day_key: tuple[int, int] | None = None
-        self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime, dt.datetime] | None = None
+        self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
         self._day_view = Day()
         self._week_view = Week()
+        self._week_basis: tuple = (None, None, None)  # (day, its trades, the days before) of _week_view
+        self._next_week_key: tuple | None = None
+        self._next_week_at: dt.datetime | None = None
         self.history: HistorySource | None = None  # the days before today (the store's ledger)
-        self._earlier: tuple[tuple[int, dt.date] | None, Earlier] = (None, NOTHING_EARLIER)
+        self._earlier: Earlier = NOTHING_EARLIER
+        self._earlier_day: DayState | None = None  # the day and account _earlier was read for
+        self._earlier_account: int | None = None
         self._snapshot = Snapshot(instruments=instruments, calendar=calendar)
         self._handlers = {
             AccountUpdate: self._on_account,
@@ -511,10 +517,11 @@ class Book:
             for entry in self.orders.values():
                 entry.order.age = now - entry.placed_at
         s.day = self._day(positions, now)
-        s.trades = self.trade_views()
+        trades = self.day.trade_views
+        s.trades = trades if trades is not None else self.trade_views()
         s.week = self._week_view
         s.session, s.next_trading_day = self._session(now, zone)
-        s.next_trading_week = self._session_cache[5]
+        s.next_trading_week = self._next_week(now)
         s.event = event
         return s
 
@@ -526,19 +533,30 @@ class Book:
         if day.trade_views is None:
             fills = sorted((f for f in day.fills.values() if not f.voided), key=lambda f: f.at)
             day.trade_views = tuple(_trade_view(f) for f in fills)
+            day.tallies = trade_tallies(day.trade_views)
         return day.trade_views
 
     def earlier(self) -> Earlier:
         """The days before today (the week so far, recent fills), read from ``history`` once per
         trading day and account."""
-        key = (self.account.id, self.day.trading_day)
-        if self._earlier[0] != key:
-            found = NOTHING_EARLIER
+        day, account_id = self.day, self.account.id
+        if day is not self._earlier_day or account_id != self._earlier_account:
+            self._earlier_day, self._earlier_account = day, account_id
+            self._earlier = NOTHING_EARLIER
             if self.history is not None and self._account_known:
-                week_start = self.calendar.week_of(self.day.trading_day)
-                found = self.history(self.account.id, self.day.trading_day, week_start)
-            self._earlier = (key, found)
-        return self._earlier[1]
+                week_start = self.calendar.week_of(day.trading_day)
+                self._earlier = self.history(account_id, day.trading_day, week_start)
+        return self._earlier
+
+    def _next_week(self, now: dt.datetime) -> dt.datetime:
+        """`next_trading_week`: the same for the whole of a trading day once it has begun (and
+        for the weekend gap before it), so it is computed once for each."""
+        day = self.day
+        key = (day.trading_day, now >= day.start)
+        if key != self._next_week_key:
+            self._next_week_key = key
+            self._next_week_at = self.calendar.next_trading_week_start(now)
+        return self._next_week_at
 
     def _week(self, day: Day) -> Week:
         earlier = self.earlier()
@@ -572,9 +590,17 @@ class Book:
         view.high_balance = state.high_balance
         view.eod_high_balance = self.eod_high_balance if self.eod_high_balance is not None else account.balance
         view.fill_times, view.now = state.fill_times, now
-        view.losing_trades, view.winning_trades, view.loss_streak = trade_tallies(self.trade_views())
-        view.earlier_fill_times = self.earlier().fill_times
-        self._week_view = self._week(view)
+        # The tallies and the week change with a fill, the day or the days before, not with the
+        # open P&L that brings most evaluations here.
+        trades = state.trade_views if state.trade_views is not None else self.trade_views()
+        fresh = state is self._earlier_day and account.id == self._earlier_account
+        earlier = self._earlier if fresh else self.earlier()
+        day_of, trades_of, earlier_of = self._week_basis
+        if state is not day_of or trades is not trades_of or earlier is not earlier_of:
+            self._week_basis = (state, trades, earlier)
+            view.losing_trades, view.winning_trades, view.loss_streak = state.tallies
+            view.earlier_fill_times = earlier.fill_times
+            self._week_view = self._week(view)
         return view
 
     def _session(self, now: dt.datetime, zone: Any) -> tuple[Session, dt.datetime]:
@@ -594,8 +620,7 @@ class Book:
         # `next_trading_day` is the next trading-day *start*: on a Friday, Sunday 17:00, not the
         # end of Friday's day; before a holiday, the day after it.
         following = self.calendar.next_trading_day_start(now)
-        week = self.calendar.next_trading_week_start(now)
-        result = (second, session, following, start, start + _SECOND, week)
+        result = (second, session, following, start, start + _SECOND)
         self._session_cache = result
         return session, following
 
