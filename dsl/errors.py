@@ -23,6 +23,7 @@ CONFLICTING_ACTIONS = "risk_conflicting_actions"
 UNUSED_PARAM = "risk_unused_param"
 TOO_DEEP = "risk_too_deep"
 EMPTY_FILE = "risk_empty_file"
+BAD_ARGUMENT = "risk_bad_argument"
 
 
 class Severity(StrEnum):
