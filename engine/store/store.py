@@ -83,9 +83,10 @@ class Store(LockoutsMixin, LedgerMixin, BookMixin, ActionsMixin):
         """SQLite's ``PRAGMA data_version``: it changes when *another* connection commits to the
         file (never for this one's own writes). A daemon that caches lockouts can compare it on
         each tick, for the price of one pragma, to notice a `riskc lock` or `unlock` at once."""
-        if self.is_pg:  # every lock and unlock is audited: the head moves when the lockouts may have
-            row = self.db.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()
-            return 0 if row is None else row[0]
+        if self.is_pg:  # on a desk every worker commits all the time: what matters is the last lock,
+            # unlock or passphrase change (each is audited), found through the audit_kind index
+            row = self.db.execute("SELECT MAX(seq) FROM audit WHERE kind IN ('lockout', 'unlock', 'admin')").fetchone()
+            return row[0] or 0
         return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     def audit_head(self) -> tuple[int, str] | None:
