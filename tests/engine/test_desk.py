@@ -133,3 +133,12 @@ def test_a_lost_connection_is_a_storage_fault_buffered_then_replayed_on_reconnec
     with Store.open(desk_url) as store:
         assert [lo.rule for lo in store.active_lockouts(101, T0)] == ["daily_loss"] and store.verify_audit().ok
     assert changes and changes[-1] == "recovered"
+
+
+def test_the_data_version_moves_with_locks_not_with_every_write(desk_url: str) -> None:
+    with Store.open(desk_url) as worker, Store.open(desk_url) as cli:
+        before = worker.data_version()
+        worker.append_audit("event", {"n": 1}, T0)
+        assert worker.data_version() == before  # events: nothing to reload
+        cli.add_lockout(101, "personal", "done for the day", T0, until=T0.replace(hour=20), origin="personal")
+        assert worker.data_version() != before  # `riskc lock` from another process: reload
