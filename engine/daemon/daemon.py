@@ -438,7 +438,8 @@ class Daemon:
             if account_id in by_id:
                 by_id[account_id].take(self.desk.held[account_id])
                 self.alerts.alert("info", f"account {account_id}: held by worker {self.desk.worker}")
-        self.log_record({"kind": "desk", "held": sorted(self.desk.held), "gained": gained, "lost": lost})
+        if gained or lost:
+            self.log_record({"kind": "desk", "held": sorted(self.desk.held), "gained": gained, "lost": lost})
 
     async def _wait_for_stop(self) -> None:
         waits = [asyncio.create_task(self._stop.wait())]
@@ -465,8 +466,9 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         for lp in self.loops:
             await lp.settle(self.config.broker.timeout.total_seconds())
-            with contextlib.suppress(Exception):
-                lp.engine.save_book()
+            if lp.active:  # on a desk, another worker's account is not this one's to write
+                with contextlib.suppress(Exception):
+                    lp.engine.save_book()
             closer = getattr(lp.port, "aclose", None)
             if closer is not None:
                 with contextlib.suppress(Exception):
