@@ -30,7 +30,6 @@ from riskc.engine.cli.statefile import (
     state_path,
 )
 from riskc.engine.core.timefmt import human_time
-from riskc.engine.enforce.trading_state import state_of
 
 
 @click.command("status")
@@ -114,6 +113,8 @@ def _account(
     book = store.load_book(account_id)
     # The day the daemon last saw the account: not today's after a stop or for a replayed session.
     last_seen_day = _trading_day(clock, book.ts) if book is not None else None
+    from riskc.engine.enforce.trading_state import state_of
+
     active = store.active_lockouts(account_id, now)
     state, why = state_of(active)
     return {
