@@ -258,9 +258,11 @@ class Program:
     def _on_error(self, index: int, error: Exception, s) -> list[Action]:
         instance = self.rules[index]
         why = f"{self._failure(index, error)}; on_error {self.policy.settings.on_error}"
+        alert = Action("alert", instance.id, "critical", why, message=why)
         if self.policy.settings.on_error == "alert":
-            return [Action("alert", instance.id, "critical", why, message=why)]
-        return [Action("flatten", instance.id, "critical", why)]
+            return [alert]
+        # The alert too: on a flat account the flatten changes nothing, and the error must still be heard.
+        return [Action("flatten", instance.id, "critical", why), alert]
 
 
 _NOTHING = Decision.of((), ())

@@ -19,6 +19,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, UnexpectedToken, VisitError
 
 from riskc.dsl import ast
+from riskc.dsl.depth import too_deep
 from riskc.dsl.errors import PARSE_ERROR, Diagnostic, Span
 from riskc.dsl.syntax_errors import RESERVED, describe_unexpected, keyword_used_as_name
 
@@ -71,7 +72,11 @@ def parse(source: str, file: str = "<input>") -> ParseResult:
     builder = _Builder(file)
     _COLLECTED.clear()
     try:
-        items = _to_module(builder, grammar().parse(source, start="start"), source, file)
+        tree = grammar().parse(source, start="start")
+        deep = too_deep(tree, file)
+        if deep is not None:  # nothing walks a tree this deep (dsl/depth.py)
+            return ParseResult(ast.Module(None, (), (), span=_file_span(source, file)), (deep,), source)
+        items = _to_module(builder, tree, source, file)
         return ParseResult(items, tuple(sorted(builder.problems, key=lambda d: d.span.sort_key)), source)
     except UnexpectedInput as error:
         result = _parse_by_item(source, file)
@@ -152,6 +157,9 @@ def _parse_chunk(builder, source, offset, end, start_symbol, file):
         tree = grammar().parse(padded, start=start_symbol)
     except UnexpectedInput as error:
         return None, _diagnostic_from(_at_next_item(error, source, end), padded, file)
+    deep = too_deep(tree, file)
+    if deep is not None:
+        return None, deep
     try:
         return builder.transform(tree), None
     except VisitError as error:  # a bug in the builder, not the user's mistake: keep it loud

@@ -81,7 +81,7 @@ class Interpreter:
                     actions += self._actions(instance, env, s)
             except Exception as error:
                 errors.append(instance.id)
-                actions.append(self._on_error(instance, error))
+                actions += self._on_error(instance, error)
         return Outcome(plan(actions), tuple(fired), tuple(errors))
 
     def _holding(self, instance: RuleInstance, params: dict, s):
@@ -98,12 +98,11 @@ class Interpreter:
             if self.eval(rule.when, env, s):
                 yield target, env
 
-    def _on_error(self, instance: RuleInstance, error: Exception) -> Action:
+    def _on_error(self, instance: RuleInstance, error: Exception) -> list[Action]:
         on_error = self.policy.settings.on_error
         why = f"{instance.id} could not be evaluated ({type(error).__name__}: {error}); on_error {on_error}"
-        if on_error == "alert":
-            return Action("alert", instance.id, "critical", why, message=why)
-        return Action("flatten", instance.id, "critical", why)
+        alert = Action("alert", instance.id, "critical", why, message=why)
+        return [alert] if on_error == "alert" else [Action("flatten", instance.id, "critical", why), alert]
 
     # ---- expressions -------------------------------------------------------------------------
 

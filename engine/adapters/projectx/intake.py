@@ -105,7 +105,7 @@ def parse_line(text: str, line: int) -> Message | Malformed | None:
         else:
             args = _decimals(args)
         return Message(parse_time(raw["ts"]), hub, target, args, line)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, RecursionError) as error:  # RecursionError: absurdly nested args
         return Malformed(line, _why(error), text.rstrip("\n"))
 
 
@@ -178,9 +178,17 @@ def _decimal(value: float) -> Decimal:
 
 
 def read_recording(path: str):
-    """Messages and malformed lines of a recording file, in file order."""
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, 1):
+    """Messages and malformed lines of a recording file, in file order. A line that is not UTF-8
+    (what a recorder killed in the middle of a character leaves) is a malformed line like any
+    other, not the end of the file."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                content = raw.decode("utf-8", "replace").rstrip("\n")
+                yield Malformed(number, f"not UTF-8 text (byte {error.start + 1}: {error.reason})", content)
+                continue
             item = parse_line(text, number)
             if item is not None:
                 yield item
