@@ -117,10 +117,9 @@ def _account(
     book = store.load_book(account_id)
     # The day the daemon last saw the account: not today's after a stop or for a replayed session.
     last_seen_day = _trading_day(clock, book.ts) if book is not None else None
-    from riskc.engine.enforce.trading_state import state_of
+    from riskc.engine.enforce.trading_state import state_of  # here, not at the top: `riskc check` loads this module
 
     active = store.active_lockouts(account_id, now)
-    from riskc.engine.enforce.trading_state import state_of  # here: it imports the store (sqlite-utils)
 
     state, why = state_of(active)
     return {
