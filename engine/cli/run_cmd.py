@@ -25,7 +25,16 @@ DEMO_SECONDS = 45.0  # how long the demo session should take on screen
 @click.option(
     "--plain", is_flag=True, help="No live view: one line per action (default when stdout is not a terminal)."
 )
-def command(config_path: str | None, speed: float | None, max_seconds: float | None, plain: bool) -> None:
+@click.option(
+    "--web",
+    "web",
+    metavar="HOST:PORT",
+    help="Serve the status board here (default: the config's `web:`, else 127.0.0.1:8642; port 0: any free one).",
+)
+@click.option("--no-web", "no_web", is_flag=True, help="Do not serve the status board.")
+def command(
+    config_path: str | None, speed: float | None, max_seconds: float | None, plain: bool, web: str | None, no_web: bool
+) -> None:
     """Follow the account(s), evaluate every policy on every event and each second, enforce."""
     from riskc.engine.daemon.config import ConfigError, CredentialsError, credentials_from_env, find_config, load_config
 
@@ -47,6 +56,8 @@ def command(config_path: str | None, speed: float | None, max_seconds: float | N
         config = _demo_config(speed)
     elif speed is not None:
         config = config.model_copy(update={"broker": config.broker.model_copy(update={"speed": speed})})
+    if web is not None or no_web:
+        config = config.model_copy(update={"web": _web_option(config.web, web, no_web)})
     if config.broker.needs_credentials and credentials is None:
         echo_err(
             f"error: the {config.broker.kind} broker needs PROJECT_X_USERNAME and PROJECT_X_API_KEY in the environment"
@@ -55,6 +66,30 @@ def command(config_path: str | None, speed: float | None, max_seconds: float | N
     raise SystemExit(
         _run(config, credentials, demo=demo, max_seconds=max_seconds, plain=plain or not sys.stdout.isatty())
     )
+
+
+def _web_option(current, address: str | None, off: bool):
+    """``--no-web``, or ``--web HOST:PORT`` (``[::1]:8642`` for IPv6) over the config's `web:`;
+    the config's token still applies. A non-loopback host without a token is refused here too."""
+    from pydantic import ValidationError
+
+    from riskc.engine.daemon.config import WebConfig
+
+    if off:
+        if address is not None:
+            raise click.UsageError("give --web HOST:PORT or --no-web, not both")
+        return current.model_copy(update={"enabled": False})
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise click.UsageError(f"--web {address}: expected HOST:PORT, e.g. 127.0.0.1:8642")
+    try:
+        return WebConfig.model_validate(
+            {"enabled": True, "host": host.strip("[]"), "port": int(port), "token": current.token}
+        )
+    except ValidationError as error:
+        message = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
+        echo_err(f"error: --web {address}: {message}")
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def _demo_config(speed: float | None):

@@ -36,6 +36,7 @@ from riskc.dsl.decision import SEVERITY_RANK
 from riskc.engine.adapters.port import BrokerCall, BrokerState
 from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
 from riskc.engine.daemon.alerts import Alerts
+from riskc.engine.daemon.board.series import PnlSeries
 from riskc.engine.daemon.config import Config
 from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.runner import Engine, PolicySet
@@ -72,6 +73,8 @@ class Activity:
     reload_errors: int = 0
     finished: bool = False
     last_error: str | None = None
+    last_reconcile: dt.datetime | None = None
+    pnl: PnlSeries = field(default_factory=PnlSeries)  # the board's chart
 
 
 class AccountLoop:
@@ -106,7 +109,11 @@ class AccountLoop:
             self._handle(engine.on_message(item))
         elif type(item) is Tick:
             self._handle(engine.on_tick(item.now))
+            if engine.book.day is not None:
+                book = engine.book
+                self.activity.pnl.add(book.day.trading_day, book.now, book.day.realized + book.unrealized())
         elif type(item) is Reconcile:
+            self.activity.last_reconcile = item.now
             drift, effects = engine.reconcile(item.state, item.now)
             if drift:
                 self.daemon.alerts.alert(
@@ -231,6 +238,7 @@ class Daemon:
         # its alert sink prints only the alerts that report no action.
         self.alerts = Alerts.from_config(config, console=console, console_actions=False)
         self.loops: list[AccountLoop] = []
+        self.board = None  # the status board (engine/daemon/board), when it runs
         self._stop = asyncio.Event()
         self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
 
@@ -262,6 +270,9 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         self.loops = await build_loops(self)
+        from riskc.engine.daemon.board.server import start_board
+
+        self.board = await start_board(self)  # before the feeds: the page can show the first event
         tasks = [asyncio.create_task(lp.consume()) for lp in self.loops]
         tasks += [asyncio.create_task(lp.feed(lp)) for lp in self.loops]
         tasks.append(asyncio.create_task(self._watch_policies()))
@@ -309,6 +320,8 @@ class Daemon:
         if view is not None:
             view.cancel()
             await asyncio.gather(view, return_exceptions=True)
+        if self.board is not None:
+            await self.board.stop()
         self.log_record({"kind": "daemon", "event": "stopped"})
         await self.alerts.aclose(timeout=3.0)
         self.store.close()
