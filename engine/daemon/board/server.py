@@ -78,7 +78,8 @@ class Board:
         except OSError as error:
             await self._runner.cleanup()
             self._runner = None
-            raise BoardError(f"cannot listen on {self.config.host}:{self.config.port}: {error.strerror or error}")
+            where = f"{self.config.host}:{self.config.port}"
+            raise BoardError(f"cannot listen on {where}: {error.strerror or error}") from None
         port = self._runner.addresses[0][1]  # the real port when 0 asked for any free one
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         self.url = f"http://{host}:{port}/"
