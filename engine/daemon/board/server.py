@@ -70,9 +70,9 @@ class Board:
             app.router.add_get(path, self._static)
         app.router.add_get("/api/status", self._status)
         app.router.add_get("/api/events", self._events)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
         try:
             await site.start()
         except OSError as error:
