@@ -94,6 +94,7 @@ def _document(
     return {
         "state": str(path),
         "now": now,
+        "daemon": _daemon(store, policy_clock(config, ids[0]).zone, now),
         "policies": [
             {"path": p.path, "hash": p.content_hash, "loaded_at": p.loaded_at} for p in store.current_policies()
         ],
@@ -131,6 +132,46 @@ def _account(
         "timers": [_timer(timer, now) for timer in store.timers(account_id)],
         "recent_actions": [_action(record) for record in store.recent_actions(account_id, action_limit)],
     }
+
+
+def _daemon(store: Any, zone: ZoneInfo, now: dt.datetime) -> dict[str, Any]:
+    """Whether a daemon is alive on this state file, from its heartbeat row (PRODUCT.md §9):
+    ``daemon alive (2 s ago)``, or ``no daemon since 09:41 CST`` with why it is thought gone."""
+    import socket
+
+    from riskc.engine.store import heartbeat
+
+    beat = heartbeat.read(store)
+    if beat is None:
+        return {"alive": False, "last_beat": None, "pid": None, "text": "no daemon has run on this state file yet"}
+    gone = None
+    if beat.stopped_at is not None:
+        gone = "stopped"
+    elif beat.host == socket.gethostname() and not _pid_alive(beat.pid):
+        gone = f"process {beat.pid} is gone"
+    elif not beat.is_fresh(now):
+        gone = f"no heartbeat for {span_text(now - beat.beat_at)}"
+    local = beat.beat_at.astimezone(zone)
+    since = (
+        local.strftime("%H:%M %Z")
+        if now - beat.beat_at < dt.timedelta(hours=20)
+        else local.strftime("%Y-%m-%d %H:%M %Z")
+    )
+    seconds = max(0, int((now - beat.beat_at).total_seconds()))
+    text = f"daemon alive ({seconds} s ago)" if gone is None else f"no daemon since {since} ({gone})"
+    return {"alive": gone is None, "last_beat": beat.beat_at, "pid": beat.pid, "host": beat.host, "text": text}
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, but not ours to signal
+    return True
 
 
 def _trading_day(clock: PolicyClock, now: dt.datetime) -> dt.date:
@@ -264,6 +305,8 @@ def _print(document: dict[str, Any], now: dt.datetime) -> None:
 
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"[dim]state {escape(document['state'])}[/dim]")
+    daemon = document["daemon"]
+    console.print(f"[{'green' if daemon['alive'] else 'bold red'}]{escape(daemon['text'])}[/]")
     for account in document["accounts"]:
         zone = ZoneInfo(account["timezone"])
         console.print(f"\n[bold]Account {account['id']}[/bold]  [dim]({escape(account['timezone'])})[/dim]")

@@ -271,11 +271,14 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stop)
         self.loops = await build_loops(self)
         from riskc.engine.daemon.board.server import start_board
+        from riskc.engine.daemon.heartbeat import run_heartbeat, sd_notify
 
         self.board = await start_board(self)  # before the feeds: the page can show the first event
         tasks = [asyncio.create_task(lp.consume()) for lp in self.loops]
         tasks += [asyncio.create_task(lp.feed(lp)) for lp in self.loops]
         tasks.append(asyncio.create_task(self._watch_policies()))
+        tasks.append(asyncio.create_task(run_heartbeat(self)))
+        sd_notify("READY=1")  # systemd (Type=notify): the accounts are followed
         view = asyncio.create_task(self._view()) if self.live_view else None
         self.log_record(
             {"kind": "daemon", "event": "started", "broker": self.config.broker.kind, "accounts": len(self.loops)}
@@ -305,6 +308,8 @@ class Daemon:
             await lp.settle(2.0)
 
     async def _shutdown(self, tasks: list[asyncio.Task], view: asyncio.Task | None) -> None:
+        from riskc.engine.daemon.heartbeat import stopped
+
         for task in tasks:
             if not task.done():
                 task.cancel()
@@ -322,6 +327,7 @@ class Daemon:
             await asyncio.gather(view, return_exceptions=True)
         if self.board is not None:
             await self.board.stop()
+        stopped(self)
         self.log_record({"kind": "daemon", "event": "stopped"})
         await self.alerts.aclose(timeout=3.0)
         self.store.close()
