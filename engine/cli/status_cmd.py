@@ -95,6 +95,7 @@ def _document(
         "state": str(path),
         "now": now,
         "daemon": _daemon(store, policy_clock(config, ids[0]).zone, now),
+        "pending": _pending(store),
         "policies": [
             {"path": p.path, "hash": p.content_hash, "loaded_at": p.loaded_at} for p in store.current_policies()
         ],
@@ -160,6 +161,17 @@ def _daemon(store: Any, zone: ZoneInfo, now: dt.datetime) -> dict[str, Any]:
     seconds = max(0, int((now - beat.beat_at).total_seconds()))
     text = f"daemon alive ({seconds} s ago)" if gone is None else f"no daemon since {since} ({gone})"
     return {"alive": gone is None, "last_beat": beat.beat_at, "pid": beat.pid, "host": beat.host, "text": text}
+
+
+def _pending(store: Any) -> list[dict[str, Any]]:
+    """Policy edits staged by ``edits: next_trading_day``, and when each takes effect."""
+    from riskc.engine.store import policy_sets
+
+    return [
+        {"account": row.account, "hash": row.digest, "staged_at": row.since, "activates_at": row.activates_at}
+        | {"apply_now": row.apply_now, "files": [path for path, _ in row.sources]}
+        for row in policy_sets.staged(store)
+    ]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -307,6 +319,13 @@ def _print(document: dict[str, Any], now: dt.datetime) -> None:
     console.print(f"[dim]state {escape(document['state'])}[/dim]")
     daemon = document["daemon"]
     console.print(f"[{'green' if daemon['alive'] else 'bold red'}]{escape(daemon['text'])}[/]")
+    zone = ZoneInfo(document["accounts"][0]["timezone"]) if document["accounts"] else dt.UTC
+    for edit in document["pending"]:
+        when = "as soon as the daemon ticks" if edit["apply_now"] else moment_text(edit["activates_at"], zone, now)
+        console.print(
+            f"[yellow]policy edit pending[/yellow] for {escape(edit['account'])}: {edit['hash']}, active from {when}"
+            f" [dim](staged {moment_text(edit['staged_at'], zone, now)}; `riskc reload --now` applies it at once)[/dim]"
+        )
     for account in document["accounts"]:
         zone = ZoneInfo(account["timezone"])
         console.print(f"\n[bold]Account {account['id']}[/bold]  [dim]({escape(account['timezone'])})[/dim]")

@@ -90,6 +90,7 @@ class AccountLoop:
         self.engine = Engine(policies, daemon.store, account_id=account_id, persist_book=True)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.activity = Activity()
+        self.commitment = None  # `edits: next_trading_day` (daemon/commitment.py), set by build_loops
         self._calls: set[asyncio.Task] = set()
 
     # -- the one consumer -------------------------------------------------------------------
@@ -108,6 +109,8 @@ class AccountLoop:
             self.activity.messages += 1
             self._handle(engine.on_message(item))
         elif type(item) is Tick:
+            if self.commitment is not None and (due := self.commitment.due(item.now)) is not None:
+                self._apply(Swap(*due))  # before the tick: the new day is evaluated by the new set
             self._handle(engine.on_tick(item.now))
             if engine.book.day is not None:
                 book = engine.book

@@ -35,6 +35,9 @@ async def build_loops(daemon: Daemon, credentials: Credentials | None) -> list[A
     loops = []
     for account in config.accounts:
         policies, paths = load_policies(account)
+        commitment = None
+        if config.edits == "next_trading_day":
+            policies, commitment = _committed(daemon, account, policies)
         if config.broker.kind == "sim":
             port, feed = SimBroker(), recording_feed(config.broker.recording, config.broker.speed)
             loops.append(AccountLoop(daemon, policies, paths, port, feed, account.id))
@@ -42,9 +45,24 @@ async def build_loops(daemon: Daemon, credentials: Credentials | None) -> list[A
             from riskc.engine.daemon.live import live_loop
 
             loops.append(await live_loop(daemon, account, policies, paths, credentials))
+        loops[-1].commitment = commitment
         for path, digest in policies.hashes:
             daemon.store.record_policy(path, digest, _now())
     return loops
+
+
+def _committed(daemon: Daemon, account: AccountConfig, on_disk: PolicySet):
+    """``edits: next_trading_day``: the committed set and its staged edit (daemon/commitment.py)."""
+    from riskc.engine.daemon.commitment import Commitment
+
+    files = policy_files(account)
+    sources = tuple((str(p), p.read_text(encoding="utf-8")) for p in files)
+    if tuple(path for path, _ in on_disk.hashes) != tuple(path for path, _ in sources):
+        raise PolicyLoadError(f"the policy files of {account.label} changed while riskc started; start it again")
+    read, _, _ = PolicySet.from_sources(list(sources))
+    if read is None or read.digest != on_disk.digest:
+        raise PolicyLoadError(f"the policy files of {account.label} changed while riskc started; start it again")
+    return Commitment.at_start(daemon, account, read, sources)
 
 
 def _now():

@@ -138,10 +138,8 @@ def _lockout(lockout: Any, now: dt.datetime, zone: Any) -> dict[str, Any]:
 
 def _policy(daemon: Daemon, lp: AccountLoop) -> dict[str, Any]:
     policies = lp.engine.policies
-    pending = None
-    staged = getattr(lp, "staged", None)
-    if staged is not None:
-        pending = staged()
+    commitment = getattr(lp, "commitment", None)
+    pending = commitment.pending() if commitment is not None else None
     return {
         "hash": policies.digest,
         "files": [{"path": path, "hash": digest} for path, digest in policies.hashes],
