@@ -144,7 +144,8 @@ def _daemon(store: Any, zone: ZoneInfo, now: dt.datetime) -> dict[str, Any]:
 
     beat = heartbeat.read(store)
     if beat is None:
-        return {"alive": False, "last_beat": None, "pid": None, "text": "no daemon has run on this state file yet"}
+        text = "no daemon has run on this state file yet"
+        return {"alive": False, "last_beat": None, "pid": None, "host": None, "text": text}
     gone = None
     if beat.stopped_at is not None:
         gone = "stopped"
