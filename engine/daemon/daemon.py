@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class Activity:
     finished: bool = False
     last_error: str | None = None
     last_reconcile: dt.datetime | None = None
+    call_times: deque = field(default_factory=lambda: deque(maxlen=400))  # monotonic, for the board's rate
     pnl: PnlSeries = field(default_factory=PnlSeries)  # the board's chart
 
 
@@ -91,6 +93,7 @@ class AccountLoop:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.activity = Activity()
         self.commitment = None  # `edits: next_trading_day` (daemon/commitment.py), set by build_loops
+        self.connection = None  # the live ProjectX connection (hub health for the board), set by live_loop
         self._calls: set[asyncio.Task] = set()
 
     # -- the one consumer -------------------------------------------------------------------
@@ -147,6 +150,7 @@ class AccountLoop:
             )
         for call in effects.calls:
             self.activity.calls += 1
+            self.activity.call_times.append(time.monotonic())
             self.engine.mark_sent(call, self.engine.book.now)
             task = asyncio.create_task(self._execute(call))
             self._calls.add(task)

@@ -148,9 +148,6 @@ def _policy(daemon: Daemon, lp: AccountLoop) -> dict[str, Any]:
     }
 
 
-_call_counts: dict[int, list[tuple[float, int]]] = {}
-
-
 def _health(daemon: Daemon, lp: AccountLoop) -> dict[str, Any]:
     """The broker connection as the board sees it: hubs up or down, the last reconciliation and
     how many enforcement calls went out in the last minute, against the Gateway's budget."""
@@ -173,12 +170,9 @@ def _health(daemon: Daemon, lp: AccountLoop) -> dict[str, Any]:
 
 
 def _calls_last_minute(lp: AccountLoop) -> int:
-    samples = _call_counts.setdefault(id(lp), [])
-    wall = time.monotonic()
-    samples.append((wall, lp.activity.calls))
-    while samples and wall - samples[0][0] > 60:
-        samples.pop(0)
-    return lp.activity.calls - samples[0][1]
+    times = getattr(lp.activity, "call_times", ())
+    cutoff = time.monotonic() - 60
+    return sum(1 for t in times if t > cutoff)
 
 
 def _chart(lp: AccountLoop, book: Any) -> dict[str, Any]:
