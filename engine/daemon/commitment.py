@@ -82,6 +82,8 @@ class Commitment:
                 self.staged = None
                 self.daemon.alerts.alert("info", f"policy edit withdrawn: {self.key} stays on {policies.digest}")
             return
+        if self.staged is not None and self.staged.digest == policies.digest:
+            return  # the same edit again (a touch, a save without change): its wait is not restarted
         self._stage(policies.digest, sources, now, engine_now)
 
     def _stage(self, digest: str, sources: tuple[tuple[str, str], ...], now: dt.datetime, engine_now: dt.datetime):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_daemon import ACCOUNT, START, position, recording, trade, wait_until
 
 from riskc.engine.daemon.board.series import PnlSeries
@@ -180,6 +182,21 @@ async def test_a_taken_port_leaves_the_daemon_guarding_without_a_board(tmp_path:
     assert any(r.get("kind") == "board" and r["event"] == "unavailable" for r in log)
 
 
+@given(
+    limit=st.integers(min_value=2, max_value=50),
+    steps=st.lists(st.integers(min_value=0, max_value=5000), min_size=1, max_size=400),
+)
+def test_the_pnl_series_keeps_its_bounds_for_any_sampling(limit: int, steps: list[int]) -> None:
+    series, when = PnlSeries(limit=limit), START
+    for i, step in enumerate(steps):
+        when += dt.timedelta(milliseconds=step)
+        series.add(dt.date(2026, 3, 10), when, Decimal(i))
+    times = [t for t, _ in series.points]
+    assert len(times) <= limit + 1 and times == sorted(times)
+    assert series.points[-1] == (when, Decimal(len(steps) - 1))  # the latest value is always shown
+    assert series.points[0][0] == START + dt.timedelta(milliseconds=steps[0])  # so is the first
+
+
 def test_the_pnl_series_stays_small_and_evenly_spaced() -> None:
     series = PnlSeries(limit=100)
     day = dt.date(2026, 3, 10)
@@ -191,3 +208,18 @@ def test_the_pnl_series_stays_small_and_evenly_spaced() -> None:
     assert gaps == {series.step.total_seconds()}
     series.add(day + dt.timedelta(days=1), START + dt.timedelta(days=1), Decimal(0))
     assert len(series.points) == 1  # a new trading day, a new chart
+
+
+async def test_the_status_before_the_first_message_says_it_is_waiting(tmp_path: Path) -> None:
+    from riskc.engine.daemon.board.status import status_json
+
+    daemon = Daemon(load_config(board_config(tmp_path, "false")), live_view=False)
+    try:
+        daemon.loops = await build_loops(daemon, None)
+        [account] = status_json(daemon)["accounts"]
+        assert account["waiting"] is True and account["trading_day"] is None
+        assert account["positions"] == [] and account["lockouts"] == [] and account["actions"] == []
+        assert account["trading_state"] == {"state": "active", "reason": ""}
+        json.dumps(status_json(daemon))  # plain JSON all the way down
+    finally:
+        daemon.store.close()
