@@ -223,3 +223,23 @@ async def test_the_status_before_the_first_message_says_it_is_waiting(tmp_path: 
         json.dumps(status_json(daemon))  # plain JSON all the way down
     finally:
         daemon.store.close()
+
+
+def test_the_trading_state_is_the_engines_or_else_read_from_the_lockouts() -> None:
+    import enum
+    from types import SimpleNamespace
+
+    from riskc.engine.daemon.board.status import trading_state
+
+    class State(enum.Enum):
+        REDUCING = "reducing"
+
+    engine = SimpleNamespace(trading=SimpleNamespace(state=State.REDUCING, reason="stale prices"))
+    assert trading_state(engine, []) == {"state": "reducing", "reason": "stale prices"}
+    account_lock = SimpleNamespace(symbol=None, reason="daily_loss: ...")
+    symbol_lock = SimpleNamespace(symbol="CL", reason="symbol_block [CL]: ...")
+    assert trading_state(SimpleNamespace(), [symbol_lock]) == {"state": "active", "reason": ""}
+    assert trading_state(SimpleNamespace(), [symbol_lock, account_lock]) == {
+        "state": "halted",
+        "reason": "daily_loss: ...",
+    }

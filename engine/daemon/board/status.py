@@ -81,7 +81,8 @@ def trading_state(engine: Any, lockouts: list[Any]) -> dict[str, str]:
     has one; otherwise worked out from the lockouts in force: an account lockout halts it."""
     trading = getattr(engine, "trading", None)
     if trading is not None:
-        return {"state": str(trading.state), "reason": str(getattr(trading, "reason", "") or "")}
+        state = getattr(trading.state, "value", trading.state)  # a str, or an Enum of str
+        return {"state": str(state).lower(), "reason": str(getattr(trading, "reason", "") or "")}
     account_wide = [lo for lo in lockouts if lo.symbol is None]
     if account_wide:
         return {"state": "halted", "reason": account_wide[0].reason}
