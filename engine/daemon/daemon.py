@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +116,7 @@ class AccountLoop:
             if self.commitment is not None and (due := self.commitment.due(item.now)) is not None:
                 self._apply(Swap(*due))  # before the tick: the new day is evaluated by the new set
             self._handle(engine.on_tick(item.now))
-            if engine.book.day is not None:
-                book = engine.book
-                self.activity.pnl.add(book.day.trading_day, book.now, book.day.realized + book.unrealized())
+            self._sample_pnl()
         elif type(item) is Reconcile:
             self.activity.last_reconcile = item.now
             drift, effects = engine.reconcile(item.state, item.now)
@@ -134,6 +133,14 @@ class AccountLoop:
         elif type(item) is Malformed:
             engine.malformed += 1
             log.warning("malformed message skipped: %s", item.describe())
+
+    def _sample_pnl(self) -> None:
+        """The board's chart: the day's net P&L, once a tick (the day's trades seed a new day)."""
+        book = self.engine.book
+        day = book.day
+        if day is not None:
+            history = partial(self.engine.store.day_trades, book.account.id, day.trading_day)
+            self.activity.pnl.add(day.trading_day, book.now, day.realized + book.unrealized(), history)
 
     def _handle(self, effects: Effects) -> None:
         if not effects:
