@@ -67,6 +67,17 @@ class Commitment:
             commitment._stage(on_disk.digest, sources, now, now)
         return committed, commitment
 
+    @classmethod
+    def committed_only(cls, daemon: Daemon, account: AccountConfig) -> tuple[PolicySet, Commitment] | None:
+        """The committed set alone, for a start whose policy files do not check; None if there
+        is none (a first start) or it no longer compiles."""
+        row = policy_sets.get(daemon.store, account.label, "active")
+        committed = PolicySet.from_sources(list(row.sources))[0] if row is not None else None
+        if committed is None:
+            return None
+        zone, day_starts = committed.clock
+        return committed, cls(daemon, account.label, TradingCalendar(zone, day_starts))
+
     # -- while running ----------------------------------------------------------------------
 
     def stage(self, policies: PolicySet, sources: tuple[tuple[str, str], ...], engine_now: dt.datetime | None) -> None:

@@ -140,6 +140,30 @@ def admin_payloads(store: Store) -> list[dict]:
     return [json.loads(r.payload) for r in store.audit_records() if r.kind == "admin"]
 
 
+async def test_a_restart_on_broken_files_runs_the_committed_set_and_says_so(tmp_path: Path) -> None:
+    """A guard with a committed set does not refuse to start over a typo: it runs that set."""
+    from riskc.engine.daemon.loops import PolicyLoadError
+
+    policy = tmp_path / "p.risk"
+    policy.write_text(POLICY.format(limit=1))
+    config = write_config(tmp_path, session(tmp_path / "rec.jsonl", START, 30), speed=0)
+    committed = (await run(config, 2)).loops[0].engine.policies.digest
+    policy.write_text(POLICY.format(limit="nope"))
+    restarted = await run(config, 2)
+    assert restarted.loops[0].engine.policies.digest == committed
+    assert reduces(tmp_path)[-1]["to"] == 1  # enforced by the committed set
+    alerts = [r for r in log_records(tmp_path) if r.get("kind") == "alert" and "do not check" in r["text"]]
+    assert alerts and alerts[0]["severity"] == "high" and "nope" in alerts[0]["text"]
+    for name in ("state.db", "state.db-wal", "state.db-shm"):  # no committed set: nothing to fall back on
+        (tmp_path / name).unlink(missing_ok=True)
+    try:
+        await run(config, 2)
+    except PolicyLoadError as error:
+        assert "nope" in str(error)
+    else:
+        raise AssertionError("a first start on broken files must refuse")
+
+
 def reload_now(config: Path, passphrase: str) -> object:
     env = {"RISKC_ADMIN_PASSPHRASE": passphrase}
     return CliRunner().invoke(main, ["reload", "--config", str(config), "--now", "--reason", "desk approved"], env=env)
