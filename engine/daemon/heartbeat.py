@@ -76,6 +76,7 @@ async def run_heartbeat(daemon: Daemon) -> None:
         while True:
             await asyncio.sleep(every)
             heartbeat.beat(daemon.store, _now())
+            sd_notify("STATUS=" + _status_line(daemon))  # what `systemctl status riskc` shows
             if pinger is not None:
                 tasks = [t for t in tasks if not t.done()]
                 if not any(t.get_name() == "ping" for t in tasks):  # a slow monitor: skip, don't pile up
@@ -149,6 +150,12 @@ def _summary(daemon: Daemon) -> dict[str, Any]:
         state = trading_state(engine, engine.lockouts_at(engine.book.now))
         accounts.append({"id": engine.book.account.id, "trading_state": state["state"], "stale": engine.stale})
     return {"riskc": "alive", "broker": daemon.config.broker.kind, "accounts": accounts}
+
+
+def _status_line(daemon: Daemon) -> str:
+    """``guarding 2 accounts: 13298777 active, 13298778 halted``, for systemd's STATUS=."""
+    states = [f"{a['id']} {a['trading_state']}{' (stale)' if a['stale'] else ''}" for a in _summary(daemon)["accounts"]]
+    return f"guarding {len(states)} account{'s' if len(states) != 1 else ''}: " + ", ".join(states)
 
 
 def _now() -> dt.datetime:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 from click.testing import CliRunner
-from test_daemon import START, position, recording
+from test_daemon import ACCOUNT, START, position, recording
 
 from riskc.engine.cli.main import main
 from riskc.engine.daemon.config import load_config
@@ -149,7 +149,7 @@ async def test_systemd_hears_ready_watchdog_and_stopping(tmp_path: Path, monkeyp
         monkeypatch.setenv("NOTIFY_SOCKET", str(path))
         monkeypatch.setenv("WATCHDOG_USEC", "400000")
         monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-        daemon = Daemon(load_config(config_with(tmp_path, "{every: 1s}")), live_view=False, max_seconds=1.5)
+        daemon = Daemon(load_config(config_with(tmp_path, "{every: 0.4}")), live_view=False, max_seconds=1.5)
         assert await asyncio.wait_for(daemon.run(lambda d: build_loops(d, None)), 30) == 0
         messages = []
         while True:
@@ -159,6 +159,7 @@ async def test_systemd_hears_ready_watchdog_and_stopping(tmp_path: Path, monkeyp
                 break
     assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"
     assert messages.count("WATCHDOG=1") >= 3  # every 0.2 s over 1.5 s
+    assert f"STATUS=guarding 1 account: {ACCOUNT} active" in messages
 
 
 def test_the_notify_protocol_details() -> None:
