@@ -43,9 +43,13 @@ def sd_notify(message: str, environ: dict[str, str] | None = None) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.setblocking(False)  # a receiver that does not read must never stall the event loop
             sock.connect(address)
-            sock.sendall(message.encode())
+            sock.send(message.encode())
         return True
+    except BlockingIOError:
+        log.warning("sd_notify %s dropped: the notify socket's queue is full", message.split("=")[0])
+        return False
     except OSError as error:
         log.warning("sd_notify %s failed: %s", message.split("=")[0], error)
         return False

@@ -143,23 +143,37 @@ async def test_an_unreachable_monitor_is_logged_once_and_riskc_goes_on(tmp_path:
 
 async def test_systemd_hears_ready_watchdog_and_stopping(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "notify.sock"
+    messages: list[str] = []
+
+    async def read(sock: socket.socket) -> None:  # systemd's side: read as datagrams arrive
+        while True:
+            try:
+                messages.append(sock.recv(256).decode())
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(path))
         sock.setblocking(False)
         monkeypatch.setenv("NOTIFY_SOCKET", str(path))
         monkeypatch.setenv("WATCHDOG_USEC", "400000")
         monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+        reader = asyncio.create_task(read(sock))
         daemon = Daemon(load_config(config_with(tmp_path, "{every: 0.4}")), live_view=False, max_seconds=1.5)
         assert await asyncio.wait_for(daemon.run(lambda d: build_loops(d, None)), 30) == 0
-        messages = []
-        while True:
-            try:
-                messages.append(sock.recv(256).decode())
-            except BlockingIOError:
-                break
+        await asyncio.sleep(0.1)
+        reader.cancel()
     assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"
     assert messages.count("WATCHDOG=1") >= 3  # every 0.2 s over 1.5 s
     assert f"STATUS=guarding 1 account: {ACCOUNT} active" in messages
+
+
+def test_a_notify_socket_nobody_reads_never_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "full.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        results = [sd_notify("WATCHDOG=1", {"NOTIFY_SOCKET": str(path)}) for _ in range(200)]
+    assert results[0] is True and results[-1] is False  # the queue filled up: dropped, not blocked
 
 
 def test_the_notify_protocol_details() -> None:
