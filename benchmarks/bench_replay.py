@@ -8,7 +8,7 @@ lockout.
 - throughput of the whole loop (intake, book, snapshot, every rule of topstep-50k, enforcement,
   the simulated broker, the state store) in messages/s, beside the bare rate of reading the file
   and `json.loads` on each line (with and without `parse_float=Decimal`, which intake uses);
-- latency from a message (or a clock tick) reaching `Engine.on_message` (`on_tick`) to the call
+- latency from a decoded broker event (or a clock tick) reaching `Engine.on_event` (`on_tick`) to the call
   reaching the broker adapter (`SimBroker.submit` wrapped), for every breach: p50, p99, max;
 - peak RSS, and RSS every 100,000 messages to show memory stays flat.
 
@@ -143,7 +143,7 @@ def _replay(path: Path) -> tuple[Replay, float, list[float], list[float]]:
 
 def _latencies(path: Path, synchronous: str) -> tuple[list[float], list[float]]:
     """Another run with the engine's entry points and the adapter's submit wrapped: the time
-    from entering ``on_message``/``on_tick`` to the first call handed to the broker. It covers
+    from entering ``on_event`` (a decoded broker event)/``on_tick`` to the first call handed to the broker. It covers
     evaluation, the durable plan of the call, the audit of the decision and the `sent` mark."""
     by_message: list[float] = []
     by_tick: list[float] = []
@@ -155,11 +155,11 @@ def _latencies(path: Path, synchronous: str) -> tuple[list[float], list[float]]:
     ):
         replay = Replay(_policies(), store)
         engine, sim = replay.engine, replay.sim
-        on_message, on_tick, submit = engine.on_message, engine.on_tick, sim.submit
+        on_event, on_tick, submit = engine.on_event, engine.on_tick, sim.submit
 
-        def timed_message(message):
+        def timed_message(update):
             started[0], started[1] = time.perf_counter(), by_message
-            return on_message(message)
+            return on_event(update)
 
         def timed_tick(now):
             started[0], started[1] = time.perf_counter(), by_tick
@@ -171,7 +171,7 @@ def _latencies(path: Path, synchronous: str) -> tuple[list[float], list[float]]:
                 started[0] = None
             return submit(call, now)
 
-        engine.on_message, engine.on_tick, sim.submit = timed_message, timed_tick, timed_submit
+        engine.on_event, engine.on_tick, sim.submit = timed_message, timed_tick, timed_submit
         replay.run(read_recording(str(path)))
     return by_message, by_tick
 

@@ -23,6 +23,7 @@ from riskc.dsl.errors import (
     BAD_SETTING,
     CONFLICTING_ACTIONS,
     DUPLICATE,
+    EMPTY_FILE,
     NEVER_FIRES,
     TYPE_ERROR,
     UNKNOWN_NAME,
@@ -89,6 +90,7 @@ class CheckResult:
     types: dict[int, Type]  # node id -> type, for the compiler
     definitions: dict[str, RuleDef]
     sources: dict[str, str]
+    roots: frozenset[str] = frozenset({"event"})  # the names a rule reads the snapshot through
 
     @property
     def ok(self) -> bool:
@@ -139,6 +141,17 @@ def _report_duplicate_rule(rule: ast.Rule, previous: RuleDef, sink: DiagnosticSi
             f"rule `{rule.id}` is already a standard library rule",
             rule.name.span,
             help=f"rename this rule, or switch the standard one on with `use {rule.id}(...)`",
+        )
+        return
+    if previous.path != rule.name.span.file:
+        # Usually a copy of a ready-made policy beside the original (what the README invites).
+        sink.error(
+            DUPLICATE,
+            f"rule `{rule.id}` is already defined in {previous.rule.name.span}: the files given together"
+            f" (or found in one folder) form one policy set, and both would be active at once",
+            rule.name.span,
+            help=f"to use only one of them, move the other out of the folder or give its path alone "
+            f"(`riskc check {rule.name.span.file}`); to keep both, rename the rule in one",
         )
         return
     sink.error(
@@ -221,8 +234,21 @@ def check(
             ctx.sink.add(d)
     for run in PASSES:
         run(ctx)
+    for result, library in parsed:
+        if result.ok and not library and _is_empty(result.module):
+            ctx.sink.warning(
+                EMPTY_FILE,
+                "this file is empty: no policy and no rules",
+                Span(result.module.span.file, 1, 1, 1, 2),
+                help="write a policy here (`riskc init` copies a ready-made one), or remove the file",
+            )
     texts = {r.module.span.file: r.source for r, _ in parsed}
-    return CheckResult(ctx.policies, ctx.sink.sorted(), ctx.types, ctx.definitions, texts)
+    roots = frozenset({*schema.roots, "event"})
+    return CheckResult(ctx.policies, ctx.sink.sorted(), ctx.types, ctx.definitions, texts, roots)
+
+
+def _is_empty(module: ast.Module) -> bool:
+    return module.header is None and not module.uses and not module.rules
 
 
 def _resolved(path: str) -> str:

@@ -11,6 +11,7 @@ an instrument without a spec) yields the policy's ``on_error`` action and the ot
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import itertools
 import re
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from riskc.dsl import ast, runtime
 from riskc.dsl import types as T
 from riskc.dsl.checker import CheckedPolicy, CheckResult, RuleInstance
 from riskc.dsl.decision import Action, Decision, Firing, plan
+from riskc.dsl.errors import Span
 from riskc.dsl.format import format_action, format_expr
 from riskc.dsl.types import Type
 from riskc.dsl.walk import walk
@@ -39,14 +41,51 @@ class _Unit:
     """Code generation state for one policy."""
 
     types: dict[int, Type]
+    roots: frozenset[str] = frozenset()  # the snapshot's root names, from the schema the checker used
     constants: dict[str, Any] = field(default_factory=dict)
     counter: itertools.count = field(default_factory=itertools.count)
     lines: list[str] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)  # what each marked piece of code was translated from
 
     def const(self, value: Any) -> str:
         name = f"_c{next(self.counter)}"
         self.constants[name] = value
         return name
+
+    def mark(self, e: ast.Expr, code: str) -> str:
+        """``code`` wrapped in markers naming ``e``'s span; ``_unmark`` takes them out of the
+        generated source and keeps where each piece landed (Jinja's ``debug_info``, by column)."""
+        self.spans.append(e.span)
+        return f"{_OPEN}{len(self.spans) - 1}{_NUMBERED}{code}{_CLOSE}"
+
+
+_OPEN, _NUMBERED, _CLOSE = "\x00", "\x01", "\x02"
+Marks = dict[int, list[tuple[int, int, int]]]  # generated line -> [(start col, end col, span index)]
+
+
+def _unmark(text: str) -> tuple[str, Marks]:
+    """The generated source without markers, and where each marked piece sits in it."""
+    out: list[str] = []
+    marks: Marks = {}
+    line, col, i, open_ = 1, 0, 0, []
+    while i < len(text):
+        ch = text[i]
+        if ch == _OPEN:
+            end = text.index(_NUMBERED, i)
+            open_.append((int(text[i + 1 : end]), col))
+            i = end + 1
+            continue
+        if ch == _CLOSE:
+            index, start = open_.pop()
+            marks.setdefault(line, []).append((start, col, index))
+            i += 1
+            continue
+        if ch == "\n":
+            line, col = line + 1, -1
+        out.append(ch)
+        col += 1
+        i += 1
+    return "".join(out), marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +93,7 @@ class _RuleCode:
     instance: RuleInstance
     index: int
     names: dict[str, str]  # language name -> Python expression (parameters, the binder)
+    roots: frozenset[str] = frozenset()  # the snapshot's root names (`s.<root>`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +107,54 @@ class RuleTrace:
     ]  # per `when` evaluation (one per target): each clause, None if it raised
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where generated code came from: for each generated line, the `.risk` span of each piece
+    of it, so a rule that fails at run time is reported at ``file.risk:line:col``."""
+
+    filename: str
+    marks: Marks
+    spans: tuple[Span, ...]
+
+    def locate(self, error: BaseException) -> Span | None:
+        """The span of the innermost expression that was running when ``error`` was raised in
+        the generated code (Python keeps each instruction's columns: ``co_positions``)."""
+        frame, tb = None, error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == self.filename:
+                frame = tb
+            tb = tb.tb_next
+        if frame is None:
+            return None
+        positions = list(frame.tb_frame.f_code.co_positions())
+        line, _, col, end_col = positions[frame.tb_lasti // 2] if frame.tb_lasti // 2 < len(positions) else (None,) * 4
+        if line is None:
+            return None
+        col, end_col = col or 0, end_col if end_col is not None else col or 0
+        around = [m for m in self.marks.get(line, ()) if m[0] <= col and end_col <= m[1]]
+        if not around:
+            around = [m for m in self.marks.get(line, ()) if m[0] <= col < m[1]]
+        if not around:
+            return None
+        innermost = min(around, key=lambda m: m[1] - m[0])
+        return self.spans[innermost[2]]
+
+
 class Program:
-    """A compiled policy. ``evaluate`` is the hot path; everything else runs only on a breach."""
+    """A compiled policy. ``evaluate`` is the hot path: it finds the rules that hold, and the
+    ``Decision`` it returns builds actions and reasons only when they are read."""
 
     def __init__(
         self,
         policy: CheckedPolicy,
         source: str,
         namespace: dict[str, Any],
+        origin: Origin | None = None,
         tracer: Callable[[], list[tuple[Callable, ...]]] | None = None,
     ):
         self.policy = policy
         self.source = source
+        self.origin = origin
         self._evaluate: Callable = namespace["evaluate"]
         self._actions: list[Callable] = namespace["ACTIONS"]
         self._explain: list[Callable] = namespace["EXPLAIN"]
@@ -92,33 +168,13 @@ class Program:
         self.reads = frozenset(re.findall(r"\.([A-Za-z_]\w*)", source))
 
     def evaluate(self, snapshot) -> Decision:
-        fired = self._evaluate(snapshot)
-        if not fired:
+        """What the policy decides on ``snapshot``. The rules that hold are known at once
+        (``Decision.hits``); the planned actions and their reasons are built on first read, from
+        the same snapshot (read them before the snapshot changes)."""
+        hits = self._evaluate(snapshot)
+        if not hits:
             return _NOTHING
-        return self._decide(snapshot, fired)
-
-    def fire(self, snapshot) -> list[tuple[int, Any]]:
-        """The hot path alone: ``(rule index, target)`` for each rule that holds (a negative
-        index for a rule that raised, with the error as target). ``decide`` turns it into a
-        ``Decision``; ``evaluate`` is the two together."""
-        return self._evaluate(snapshot)
-
-    def decide(self, snapshot, fired: list[tuple[int, Any]]) -> Decision:
-        """The planned actions of the rules that fired, with their reasons."""
-        if not fired:
-            return _NOTHING
-        return self._decide(snapshot, fired)
-
-    def raw_actions(self, snapshot, fired: list[tuple[int, Any]]) -> tuple[Action, ...]:
-        """The actions of the rules that fired as values, not planned and without reasons (a
-        reason quotes prices that move): for a caller that only needs to know whether they
-        changed (the engine, while a breach keeps firing). A rule that raised is left out; the
-        caller checks for those (a negative index) itself."""
-        actions: list[Action] = []
-        for index, target in fired:
-            if index >= 0:
-                actions += self._actions[index](snapshot, target, "")
-        return tuple(actions)
+        return Decision(hits, lambda: self._decide(snapshot, hits), lambda: self._values(snapshot, hits))
 
     def trace(self, snapshot) -> tuple[RuleTrace, ...]:
         """Which rules ``snapshot`` reached and what each clause of their `when` came to (see
@@ -145,7 +201,18 @@ class Program:
         check = self._whiles.get(rule_id)
         return bool(check and check(snapshot))
 
-    def _decide(self, s, fired: list[tuple[int, Any]]) -> Decision:
+    def _values(self, snapshot, hits: list[tuple[int, Any]]) -> tuple[Action, ...]:
+        """The actions of the rules that hold as values: not planned, without reasons (a reason
+        quotes prices that move). A rule that raised is left out."""
+        actions: list[Action] = []
+        for index, target in hits:
+            if index >= 0:
+                actions += self._actions[index](snapshot, target, "")
+        return tuple(actions)
+
+    def _decide(
+        self, s, fired: list[tuple[int, Any]]
+    ) -> tuple[tuple[Action, ...], tuple[Firing, ...], tuple[Firing, ...]]:
         actions: list[Action] = []
         firings: list[Firing] = []
         errors: list[Firing] = []
@@ -162,7 +229,7 @@ class Program:
             except Exception as error:
                 errors.append(self._error_firing(index, error))
                 actions.extend(self._on_error(index, error, s))
-        return Decision(plan(actions), tuple(firings), tuple(errors))
+        return plan(actions), tuple(firings), tuple(errors)
 
     def _reason(self, index: int, s, target) -> str:
         try:
@@ -170,22 +237,33 @@ class Program:
         except Exception as error:
             return f"(could not explain: {error})"
 
+    def _failure(self, index: int, error: Exception) -> str:
+        """`file.risk:3:8: rule could not be evaluated (ZeroDivisionError: ...)`."""
+        where = self.origin.locate(error) if self.origin is not None else None
+        at = f"{where}: " if where is not None else ""
+        return f"{at}{self.rules[index].id} could not be evaluated ({_describe(error)})"
+
     def _error_firing(self, index: int, error: Exception) -> Firing:
-        instance = self.rules[index]
-        return Firing(instance.id, "critical", f"{instance.id} could not be evaluated: {type(error).__name__}: {error}")
+        return Firing(self.rules[index].id, "critical", self._failure(index, error))
 
     def _on_error(self, index: int, error: Exception, s) -> list[Action]:
         instance = self.rules[index]
-        why = (
-            f"{instance.id} could not be evaluated ({type(error).__name__}: {error}); "
-            f"on_error {self.policy.settings.on_error}"
-        )
+        why = f"{self._failure(index, error)}; on_error {self.policy.settings.on_error}"
         if self.policy.settings.on_error == "alert":
             return [Action("alert", instance.id, "critical", why, message=why)]
         return [Action("flatten", instance.id, "critical", why)]
 
 
-_NOTHING = Decision((), ())
+_NOTHING = Decision.of((), ())
+
+
+def _describe(error: Exception) -> str:
+    """An error as a person reads it: decimal arithmetic says what went wrong, not its flags."""
+    if isinstance(error, decimal.DivisionByZero | ZeroDivisionError):
+        return "division by zero"
+    if isinstance(error, decimal.InvalidOperation):
+        return "an undefined result (such as 0 / 0)"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def _targets(rule: ast.Rule, snapshot) -> tuple:
@@ -225,8 +303,10 @@ def target_id(target) -> str | None:
 def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
     """Translate one checked policy. ``result`` must be the CheckResult it came from (its type
     table types the literals)."""
-    unit = _Unit(result.types)
-    rules = [_RuleCode(instance, i, _bind_params(instance, unit)) for i, instance in enumerate(policy.instances)]
+    unit = _Unit(result.types, result.roots)
+    rules = [
+        _RuleCode(instance, i, _bind_params(instance, unit), unit.roots) for i, instance in enumerate(policy.instances)
+    ]
     source = "\n".join(
         [
             *_evaluate_function(rules, unit),
@@ -237,10 +317,12 @@ def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
             f"EXPLAIN = [{', '.join(f'_explain_{r.index}' for r in rules)}]",
         ]
     )
+    source, marks = _unmark(source)
     namespace: dict[str, Any] = {"_rt": runtime, "_Action": Action, "_Decimal": Decimal, "_dt": dt, **unit.constants}
-    code = compile(source, f"<policy {policy.path}>", "exec")
-    exec(code, namespace)
-    return Program(policy, source, namespace, tracer=lambda: _compile_clause_tests(rules, unit, policy))
+    filename = f"<policy {policy.path}>"
+    exec(compile(source, filename, "exec"), namespace)
+    origin = Origin(filename, marks, tuple(unit.spans))
+    return Program(policy, source, namespace, origin, tracer=lambda: _compile_clause_tests(rules, unit, policy))
 
 
 def _compile_clause_tests(rules: list[_RuleCode], unit: _Unit, policy: CheckedPolicy) -> list[tuple[Callable, ...]]:
@@ -250,7 +332,7 @@ def _compile_clause_tests(rules: list[_RuleCode], unit: _Unit, policy: CheckedPo
         tests = "".join(f"lambda s, {_BINDER}: {_expr(c, r, unit)}, " for c in when_clauses(r.instance.rule.when))
         lines.append(f"CLAUSES.append(({tests}))")
     namespace: dict[str, Any] = {"_rt": runtime, "_Decimal": Decimal, "_dt": dt, **unit.constants}
-    exec(compile("\n".join(lines), f"<clauses of {policy.path}>", "exec"), namespace)
+    exec(compile(_unmark("\n".join(lines))[0], f"<clauses of {policy.path}>", "exec"), namespace)
     return namespace["CLAUSES"]
 
 
@@ -308,7 +390,7 @@ def _evaluate_function(rules: list[_RuleCode], unit: _Unit) -> list[str]:
     body = [line for r in rules for line in _rule_block(r, unit)]
     prologue = ["def evaluate(s):", "    fired = []", "    kind = s.event.kind"]
     # Roots read by several rules are loaded once per evaluation into locals.
-    for root in sorted(_ROOTS):
+    for root in sorted(unit.roots):
         uses = sum(line.count(f"s.{root}.") for line in body)
         if uses > 1:
             alias = f"_{root}"
@@ -342,9 +424,14 @@ def _expr(e: ast.Expr, r: _RuleCode, unit: _Unit) -> str:
     """Python source for a checked expression; what depends on no data is folded to a constant
     (parameters are constants, so `count == gross` costs nothing at run time)."""
     code = _translate(e, r, unit)
-    if isinstance(e, ast.LITERAL_TYPES) or not _is_constant(e, r) or code in ("True", "False"):
+    if isinstance(e, ast.LITERAL_TYPES) or code in ("True", "False"):
         return code
-    value = eval(code, {"_rt": runtime, **unit.constants})
+    if not _is_constant(e, r):
+        return unit.mark(e, code)
+    try:
+        value = eval(code, {"_rt": runtime, **unit.constants})
+    except Exception:  # `$1 / 0`: left to fail at run time, where on_error and its location apply
+        return unit.mark(e, code)
     if isinstance(value, bool) or value is None:
         return repr(value)
     return unit.const(value)
@@ -393,12 +480,9 @@ def _bool_op(op: str, left: str, right: str) -> str:
 def _name(name: str, r: _RuleCode) -> str:
     if name in r.names:
         return r.names[name]
-    if name in _ROOTS:
+    if name in r.roots:
         return f"s.{name}"
     return repr(name)  # an enum constant, resolved by the checker
-
-
-_ROOTS = frozenset({"account", "day", "positions", "orders", "session", "next_trading_day", "event"})
 
 
 def _call(e: ast.Call, r: _RuleCode, unit: _Unit) -> str:
@@ -559,7 +643,7 @@ def _is_constant(e: ast.Expr, r: _RuleCode) -> bool:
     for node in walk(e):
         if isinstance(node, (ast.Field, ast.Call)):
             return False
-        if isinstance(node, ast.Name) and (node.id in _ROOTS or r.names.get(node.id) == _BINDER):
+        if isinstance(node, ast.Name) and (node.id in r.roots or r.names.get(node.id) == _BINDER):
             return False
     return True
 

@@ -8,6 +8,7 @@ longest lockout or block win; a stop only ever moves to the tighter of two price
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
@@ -80,11 +81,57 @@ class Firing:
     target: str | None = None  # contract or order the rule fired for
 
 
-@dataclass(frozen=True, slots=True)
+Built = tuple[tuple[Action, ...], tuple[Firing, ...], tuple[Firing, ...]]
+
+
 class Decision:
-    actions: tuple[Action, ...]
-    fired: tuple[Firing, ...]
-    errors: tuple[Firing, ...] = ()  # rules that could not be evaluated, with the error
+    """What a policy decided on one snapshot. ``hits`` — ``(rule index, target)`` for each rule
+    that held, a negative index (with the error as target) for one that raised — is known at
+    once; the planned ``actions``, the ``fired`` rules and the ``errors``, with their reasons,
+    are built the first time one of them is read, and ``values()`` gives the actions unplanned
+    and unexplained. A caller that already knows the outcome (the engine, while a breach keeps
+    firing) pays for no explanation."""
+
+    __slots__ = ("hits", "_build", "_values", "_built")
+
+    def __init__(
+        self,
+        hits: list[tuple[int, object]] | tuple = (),
+        build: Callable[[], Built] | None = None,
+        values: Callable[[], tuple[Action, ...]] | None = None,
+    ) -> None:
+        self.hits = hits
+        self._build, self._values = build, values
+        self._built: Built | None = None
+
+    @classmethod
+    def of(cls, actions: tuple[Action, ...], fired: tuple[Firing, ...], errors: tuple[Firing, ...] = ()) -> Decision:
+        """A decision already made."""
+        decision = cls()
+        decision._built = (tuple(actions), tuple(fired), tuple(errors))
+        return decision
+
+    def _made(self) -> Built:
+        if self._built is None:
+            self._built = self._build() if self._build is not None else ((), (), ())
+        return self._built
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return self._made()[0]
+
+    @property
+    def fired(self) -> tuple[Firing, ...]:
+        return self._made()[1]
+
+    @property
+    def errors(self) -> tuple[Firing, ...]:
+        """Rules that could not be evaluated, with the error (and where it was raised)."""
+        return self._made()[2]
+
+    def values(self) -> tuple[Action, ...]:
+        """The actions of the rules that held, unplanned and without reasons: for comparing."""
+        return self._values() if self._values is not None else self.actions
 
     @property
     def empty(self) -> bool:
@@ -92,6 +139,15 @@ class Decision:
 
     def records(self, ts: dt.datetime | None) -> list[dict[str, object]]:
         return [a.to_record(ts) for a in self.actions]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Decision) and self._made() == other._made()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        actions, fired, errors = self._made()
+        return f"Decision(actions={actions!r}, fired={fired!r}, errors={errors!r})"
 
 
 def plan(actions: list[Action]) -> tuple[Action, ...]:

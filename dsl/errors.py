@@ -21,6 +21,7 @@ BAD_ACTION = "risk_bad_action"
 NEVER_FIRES = "risk_never_fires"
 CONFLICTING_ACTIONS = "risk_conflicting_actions"
 UNUSED_PARAM = "risk_unused_param"
+EMPTY_FILE = "risk_empty_file"
 
 
 class Severity(StrEnum):

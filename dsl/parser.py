@@ -36,7 +36,22 @@ def grammar() -> Lark:
         maybe_placeholders=True,
         start=list(_STARTS),
         cache=True,
+        lexer_callbacks={"COMMENT": _COLLECTED.append},
     )
+
+
+# The lexer hands every comment token here as it reads (miniwdl's `_lark_comments_buffer`): the
+# parser takes them out after each parse, so comments come from the grammar's own COMMENT.
+_COLLECTED: list[Token] = []
+
+
+def _take_comments(file: str) -> tuple[ast.Comment, ...]:
+    found = tuple(
+        ast.Comment(str(t).rstrip(), span=Span(file, t.line, t.column, t.line, t.column + len(str(t).rstrip())))
+        for t in _COLLECTED
+    )
+    _COLLECTED.clear()
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +68,7 @@ class ParseResult:
 def parse(source: str, file: str = "<input>") -> ParseResult:
     """Parse one file. Never raises for a user's mistake: problems come back as diagnostics."""
     builder = _Builder(file)
+    _COLLECTED.clear()
     try:
         items = _to_module(builder, grammar().parse(source, start="start"), source, file)
         return ParseResult(items, tuple(sorted(builder.problems, key=lambda d: d.span.sort_key)), source)
@@ -85,6 +101,8 @@ def _item_starts(source: str) -> list[tuple[int, str]]:
     starts = [(m.start(), m.group(1)) for m in _ITEM_SCAN.finditer(source) if m.group(1)]
     if not starts or source[: starts[0][0]].strip() and not _only_comments(source[: starts[0][0]]):
         starts.insert(0, (0, "start"))
+    else:  # the first item's chunk takes the comments above it, so the lexer sees them
+        starts[0] = (0, starts[0][1])
     return starts
 
 
@@ -98,6 +116,7 @@ def _parse_by_item(source: str, file: str) -> ParseResult:
     items: list[ast.Item] = []
     diagnostics: list[Diagnostic] = []
     starts = _item_starts(source)
+    _COLLECTED.clear()
     for index, (offset, keyword) in enumerate(starts):
         end = starts[index + 1][0] if index + 1 < len(starts) else len(source)
         start_symbol = "header" if keyword == "policy" else keyword
@@ -110,7 +129,7 @@ def _parse_by_item(source: str, file: str) -> ParseResult:
             header = node
         elif node is not None and not isinstance(node, ast.Module):
             items.append(node)
-    module = ast.Module(header, tuple(items), _comments(source, file), span=_file_span(source, file))
+    module = ast.Module(header, tuple(items), _take_comments(file), span=_file_span(source, file))
     diagnostics.extend(builder.problems)
     return ParseResult(module, tuple(sorted(diagnostics, key=lambda d: d.span.sort_key)), source)
 
@@ -177,20 +196,6 @@ def _end_position(source: str) -> tuple[int, int]:
 
 # ---- tree -> AST ------------------------------------------------------------------------------
 
-_COMMENT_SCAN = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|(#[^\n]*)')
-
-
-def _comments(source: str, file: str) -> tuple[ast.Comment, ...]:
-    found = []
-    for m in _COMMENT_SCAN.finditer(source):
-        if m.group(1) is None:
-            continue
-        line = source.count("\n", 0, m.start()) + 1
-        col = m.start() - (source.rfind("\n", 0, m.start()) + 1) + 1
-        text = m.group(1).rstrip()
-        found.append(ast.Comment(text, span=Span(file, line, col, line, col + len(text))))
-    return tuple(found)
-
 
 def _file_span(source: str, file: str) -> Span:
     line, col = _end_position(source)  # already the column just past the last character
@@ -199,7 +204,7 @@ def _file_span(source: str, file: str) -> Span:
 
 def _to_module(builder: _Builder, tree, source: str, file: str) -> ast.Module:
     module = builder.transform(tree)
-    return ast.Module(module.header, module.items, _comments(source, file), span=_file_span(source, file))
+    return ast.Module(module.header, module.items, _take_comments(file), span=_file_span(source, file))
 
 
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}

@@ -7,6 +7,7 @@ message of their own.
 
 from __future__ import annotations
 
+import re
 from copy import copy
 
 from lark import Lark, Token
@@ -123,7 +124,24 @@ def describe_unexpected(error: UnexpectedInput, source: str, parser: Lark) -> tu
     if isinstance(error, UnexpectedCharacters):
         return _unexpected_character(error, source, parser)
     assert isinstance(error, UnexpectedToken)
-    return _unexpected_token(error, parser)
+    return _twelve_hour_clock(error, source) or _unexpected_token(error, parser)
+
+
+def _twelve_hour_clock(error: UnexpectedToken, source: str) -> tuple[str, str] | None:
+    """`8:30am`: clock times are 24-hour, with no am/pm."""
+    suffix = str(error.token).lower()
+    start = getattr(error.token, "start_pos", None)
+    if suffix not in ("am", "pm") or start is None:
+        return None
+    clock = re.search(r"(\d{1,2}):(\d\d)\s*$", source[:start])
+    if clock is None:
+        return None
+    hour, minute = int(clock.group(1)) % 12, clock.group(2)
+    hour += 12 if suffix == "pm" else 0
+    return (
+        f"clock times are 24-hour, without `{error.token}`",
+        f"write {hour:02d}:{minute} for {clock.group(1)}:{minute}{suffix}",
+    )
 
 
 def _unexpected_character(error: UnexpectedCharacters, source: str, parser: Lark) -> tuple[str, str | None]:

@@ -8,6 +8,7 @@ mistake is reported once, not again by every expression around it.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -43,6 +44,14 @@ _LITERAL_TYPES = {
 _CALLEE = T.Prim("<callee>")
 _INT_PREFERENCE = (T.INT, T.CONTRACTS, T.DECIMAL, T.POINTS, T.PRICE)
 _DECIMAL_PREFERENCE = (T.DECIMAL, T.POINTS, T.PRICE)
+
+
+def _symbol_case_help(name: str, expected: Type | None) -> str | None:
+    """`cl` where a symbol goes: symbols are written in upper case (`CL`)."""
+    wants_symbol = expected is not None and T.strip_optional(expected) == T.SYMBOL
+    if wants_symbol and re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,5}", name) and name.upper() != name:
+        return f"symbols are upper case: write `{name.upper()}`"
+    return None
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
@@ -162,7 +171,8 @@ class TypeChecker:
             return ANY
         candidates = scope.names() + (list(enum.members) if isinstance(enum, T.EnumT) else [])
         want = f"one of {', '.join(enum.members)}" if isinstance(enum, T.EnumT) else None
-        self.sink.error(UNKNOWN_NAME, f"unknown name `{e.id}`", e.span, help=suggest(e.id, candidates), want=want)
+        help = _symbol_case_help(e.id, expected) or suggest(e.id, candidates)
+        self.sink.error(UNKNOWN_NAME, f"unknown name `{e.id}`", e.span, help=help, want=want)
         return ANY
 
     def _Field(self, e: ast.Field, scope: Scope, expected):
@@ -341,8 +351,15 @@ class TypeChecker:
             return ANY
         result = T.arith_result(left, e.op, right)
         if result is None:
+            partners = T.arith_partners(left, e.op)
             self._binary_mismatch(
-                e.span, f"cannot compute {left} {e.op} {right}", left, right, help=_arith_help(left, e.op, right)
+                e.span,
+                f"cannot compute {left} {e.op} {right}",
+                left,
+                right,
+                help=_arith_help(left, e.op, right),
+                have=f"{left} {e.op} {right}",
+                want=" or ".join(f"{left} {e.op} {p}" for p in partners) or f"no `{e.op}` with {left} on the left",
             )
             return ANY
         return result
@@ -463,9 +480,26 @@ class TypeChecker:
         code = _mismatch_code(have, want) if want is not None else TYPE_ERROR
         self.sink.error(code, message, span, have=str(have), want=str(want) if want is not None else None, help=help)
 
-    def _binary_mismatch(self, span: Span, message: str, left: Type, right: Type, help: str | None = None) -> None:
-        # Neither side is "wanted": the message names both, so no have/want lines.
-        self.sink.error(_mismatch_code(left, right), message, span, help=help)
+    def _binary_mismatch(
+        self,
+        span: Span,
+        message: str,
+        left: Type,
+        right: Type,
+        help: str | None = None,
+        *,
+        have: str | None = None,
+        want: str | None = None,
+    ) -> None:
+        # Neither side alone is "wanted": a unit error's `have` names both sides, `want` what fits
+        # (a comparison: one unit on both sides; arithmetic: the operands the operator takes).
+        code = _mismatch_code(left, right)
+        if code != UNIT_ERROR:
+            self.sink.error(code, message, span, help=help)
+            return
+        have = have or f"{left} on the left, {right} on the right"
+        want = want or "one unit on both sides"
+        self.sink.error(code, message, span, have=have, want=want, help=help)
 
     def _optional_error(self, e, left: Type, right: Type) -> None:
         operand, have = (e.left, left) if isinstance(left, T.OptionalT) else (e.right, right)

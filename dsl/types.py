@@ -206,6 +206,11 @@ def arith_result(left: Type, op: str, right: Type) -> Type | None:
     return _ARITH.get((left, op, right))
 
 
+def arith_partners(left: Type, op: str) -> list[Type]:
+    """The right operands ``left op _`` accepts (for a unit error's `want:` line)."""
+    return sorted({r for (lt, o, r) in _ARITH if lt == left and o == op}, key=str)
+
+
 _WORDS = {
     MONEY: "money",
     CONTRACTS: "contracts",

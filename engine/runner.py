@@ -2,7 +2,7 @@
 and clock ticks (PRODUCT.md §2). The live daemon and `riskc replay` run this same code; only the
 clock (wall or recorded) and the broker port (projectx, sim, dry-run) differ.
 
-``Engine.on_message`` and ``Engine.on_tick`` are synchronous and return ``Effects``: the §6.2
+``Engine.on_event`` (a typed broker event) and ``Engine.on_tick`` are synchronous and return ``Effects``: the §6.2
 records of what changed, the broker calls to execute (already planned in the store under their
 idempotency keys) and the alerts to send. The caller executes the calls and reports each outcome
 with ``Engine.finished``. Policies are swapped with ``Engine.swap`` between two events, never
@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -22,16 +23,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from riskc.dsl.compiler import Program, target_id
-from riskc.dsl.decision import Action, plan
+from riskc.dsl.decision import Action, Decision, plan
 from riskc.dsl.errors import BAD_SETTING, Diagnostic, Span
 from riskc.engine.adapters.port import BrokerCall, BrokerState
-from riskc.engine.adapters.projectx.intake import Message
 from riskc.engine.core.book import Book
 from riskc.engine.core.calendar import TradingCalendar
+from riskc.engine.core.events import MARKET_EVENTS, BrokerEvent, Fill, OrderUpdate, PositionUpdate
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
 from riskc.engine.core.snapshot import Event
 from riskc.engine.enforce.enforcer import Effects, Enforcer
 from riskc.engine.enforce.executor import took_effect
+from riskc.engine.enforce.trading_state import Trading
 from riskc.engine.store import Lockout, Store
 
 log = logging.getLogger("riskc.engine")
@@ -122,35 +124,38 @@ class Engine:
         self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
         self.malformed = 0
         self.events = 0
-        self._lockouts: list[Lockout] = []
-        self._lockouts_checked: dt.datetime | None = None
-        self._lockouts_expire: dt.datetime | None = None
-        self._lockouts_while = False  # one of them is a `while` lockout (checked on every evaluation)
+        self.trading = Trading(store)
+        self._state_seen = -1  # the lockouts' version the trading state was last computed from
         self._data_version: int | None = None
-        self._lockouts_version = 0  # counts reads of the lockouts (and releases)
         self._steady: tuple | None = None  # see _evaluate
         self._exits_restored = False
         self._unaudited: list[tuple] = []  # decisions whose calls are on their way (see _audit_decision)
-        self._exposure_key: tuple[int, int] | None = None
-        self._exposure = False
 
     # -- driving the engine -----------------------------------------------------------------
 
-    def on_message(self, message: Message) -> Effects:
+    def on_event(self, update: BrokerEvent) -> Effects:
+        """Apply one broker event and evaluate the policies on what it means."""
         if self._unaudited:
             self.flush_audit()
-        try:
-            event = self.book.apply(message)
-        except (KeyError, TypeError, ValueError, ArithmeticError, IndexError) as error:
-            self.malformed += 1
-            log.warning("malformed %s message skipped (%s): %s", message.target, error, message.to_json()[:500])
-            return NO_EFFECTS
-        if message.hub != "market" or self.book.rolled or self.book.coverage_changes:  # a quote stores nothing
-            self._after_apply(message, event)
+        book = self.book
+        event = book.apply(update)
+        if type(update) not in MARKET_EVENTS or book.rolled or book.coverage_changes:  # a quote stores nothing
+            self._after_apply(update, event)
         if event is None:
             return NO_EFFECTS
         self.events += 1
         return self._evaluate(event)
+
+    def on_events(self, updates: Iterable[BrokerEvent]) -> Effects:
+        """``on_event`` for each, in order (the events of one message), their effects together."""
+        combined = NO_EFFECTS
+        for update in updates:
+            effects = self.on_event(update)
+            if effects:
+                if combined is NO_EFFECTS:
+                    combined = Effects()
+                combined.extend(effects)
+        return combined
 
     def on_tick(self, now: dt.datetime) -> Effects:
         """The 1-second clock: time-based rules (grace periods, trading hours) see time pass."""
@@ -159,7 +164,8 @@ class Engine:
         self._roll_days()
         version = self.store.data_version()
         if version != self._data_version:  # another process (riskc lock / unlock) changed the store
-            self._data_version, self._lockouts_checked = version, None
+            self._data_version = version
+            self.trading.invalidate()
         return self._evaluate(Event(kind="clock", time=self.book.now))
 
     def swap(self, policies: PolicySet) -> None:
@@ -193,42 +199,52 @@ class Engine:
         book, enforcer = self.book, self.enforcer
         programs = self.policies.programs
         snapshot = book.snapshot(event, self.zone, ages=self._ages)
-        fired = [programs[0].fire(snapshot)] if len(programs) == 1 else [p.fire(snapshot) for p in programs]
-        expire = self._lockouts_expire
-        if self._lockouts_checked is not None and not self._lockouts_while and (expire is None or book.now < expire):
-            lockouts = self._lockouts  # _active_lockouts would read nothing: the usual case, inlined
-        else:
-            lockouts = self._active_lockouts(book.now, snapshot)
-        exposed = bool(lockouts) and self._is_exposed(lockouts)
+        decisions = [program.evaluate(snapshot) for program in programs]
+        hit = decisions[0].hits if len(decisions) == 1 else any(d.hits for d in decisions)
+        trading = self.trading
+        lockouts = trading.lockouts if trading.fresh(book.now) else self._lockouts(snapshot)
+        change = self._state_change(lockouts) if trading.version != self._state_seen else None
+        exposed = bool(lockouts) and trading.exposed(book)
         unpriced = book.unpriced_now  # as of the snapshot just taken
-        if not any(fired) and not unpriced and not enforcer.firing and not exposed and not enforcer.orphans:
+        if not hit and not unpriced and not enforcer.firing and not exposed and not enforcer.orphans:
             self._steady = None
+            if change is None:
+                return NO_EFFECTS
+            effects = Effects(records=[change])
+            self._audit_decision(event, effects)
+            return effects
+        steady = self._steady_key(decisions, exposed, unpriced)
+        if change is None and steady is not None and steady == self._steady:
             return NO_EFFECTS
-        steady = self._steady_key(snapshot, fired, exposed, unpriced)
-        if steady is not None and steady == self._steady:
-            return NO_EFFECTS
-        effects = self._enforce(snapshot, fired, lockouts, exposed, unpriced)
+        effects = self._enforce(decisions, lockouts, exposed, unpriced)
+        if change is not None:
+            effects.records.insert(0, change)
+        if trading.checked is None:  # a lockout was just set or lengthened: the state may change with it
+            after = self._state_change(self._lockouts(snapshot))
+            if after is not None:
+                effects.records.append(after)
         if effects.records:
             self._audit_decision(event, effects)
         # Nothing changed and nothing was done: while the same breach keeps firing on the same
         # book, the next evaluation with the same key is known to do nothing too.
-        self._steady = None if effects else self._steady_key(snapshot, fired, exposed, unpriced)
+        self._steady = None if effects else self._steady_key(decisions, exposed, unpriced)
         return effects
 
-    def _enforce(self, snapshot, fired, lockouts: list[Lockout], exposed: bool, unpriced: tuple[str, ...]) -> Effects:
+    def _enforce(
+        self, decisions: list[Decision], lockouts: list[Lockout], exposed: bool, unpriced: tuple[str, ...]
+    ) -> Effects:
         book, enforcer = self.book, self.enforcer
         actions: list[Action] = []
         firings: set[tuple[str, str | None]] = set()
-        for program, hits in zip(self.policies.programs, fired, strict=True):
-            decision = program.decide(snapshot, hits)
-            if decision.actions:
+        for decision in decisions:
+            if decision.hits and decision.actions:
                 actions += decision.actions
                 firings.update((f.rule, f.target) for f in decision.fired)
                 firings.update((f.rule, f.target) for f in decision.errors)
         for contract_id in unpriced:
             actions += self._unpriced_actions(contract_id)
             firings.add((_UNPRICED, contract_id))
-        if len(fired) > 1 or unpriced:
+        if len(decisions) > 1 or unpriced:
             actions = list(plan(actions))
         enforcer.account_id = book.account.id
         enforcer.active = lockouts
@@ -237,10 +253,10 @@ class Engine:
             effects.extend(enforcer.keep_flat(lockouts, book, book.now, self.policies.digest))
         if enforcer.locks_changed:
             enforcer.locks_changed = False
-            self._lockouts_checked = None  # re-read: a lockout was just set or lengthened
+            self.trading.invalidate()  # re-read: a lockout was just set or lengthened
         return effects
 
-    def _steady_key(self, snapshot, fired, exposed: bool, unpriced: tuple[str, ...]) -> tuple | None:
+    def _steady_key(self, decisions: list[Decision], exposed: bool, unpriced: tuple[str, ...]) -> tuple | None:
         """What enforcement depends on, when it can be compared: which rules fired for which
         targets, their actions by value (unexplained: a reason quotes prices that move), the
         book's version (positions, orders, account, fills, trading day), the enforcer's (calls
@@ -251,18 +267,13 @@ class Engine:
         if enforcer.orphans or enforcer.retrying(self.book.now):
             return None
         targets = []
-        for hits in fired:
-            for index, target in hits:
+        for decision in decisions:
+            for index, target in decision.hits:
                 if index < 0:
                     return None
                 targets.append((index, target_id(target)))
         try:
-            programs = self.policies.programs
-            actions = (
-                programs[0].raw_actions(snapshot, fired[0])
-                if len(programs) == 1
-                else tuple(p.raw_actions(snapshot, hits) for p, hits in zip(programs, fired, strict=True))
-            )
+            actions = decisions[0].values() if len(decisions) == 1 else tuple(d.values() for d in decisions)
         except Exception:
             return None
         return (
@@ -272,7 +283,7 @@ class Engine:
             exposed,
             self.book.version,
             enforcer.version,
-            self._lockouts_version,
+            self.trading.version,
             self.policies.digest,
         )
 
@@ -291,56 +302,33 @@ class Engine:
             return [alert]
         return [Action("close", _UNPRICED, "critical", why, symbol=symbol, contract_id=contract_id), alert]
 
-    def _is_exposed(self, lockouts: list[Lockout]) -> bool:
-        """``_exposed``, asked again only when the book or the lockouts changed."""
-        key = (self.book.version, self._lockouts_version)
-        if key != self._exposure_key:
-            self._exposure_key, self._exposure = key, _exposed(lockouts, self.book)
-        return self._exposure
+    def _lockouts(self, snapshot) -> list[Lockout]:
+        return self.trading.current(self.book.account.id, self.book.now, snapshot, self._holds)
+
+    def _holds(self, rule: str, snapshot) -> bool:
+        """Whether the `while` condition of ``rule``'s lockout still holds (False once the rule is gone)."""
+        program = next((p for p in self.policies.programs if any(r.id == rule for r in p.rules)), None)
+        return program is not None and program.lockout_holds(rule, snapshot)
+
+    def _state_change(self, lockouts: list[Lockout]) -> dict[str, Any] | None:
+        self._state_seen = self.trading.version
+        return self.trading.transition(lockouts, self.book.now)
 
     def lockouts_at(self, now: dt.datetime) -> list[Lockout]:
         """The lockouts in force as the engine last read them (for the live view: no store I/O)."""
-        return [lo for lo in self._lockouts if lo.is_active(now)]
-
-    def _active_lockouts(self, now: dt.datetime, snapshot) -> list[Lockout]:
-        """Active lockouts, read from the store only when one may have changed (one was set, one
-        expired, or after a restart), and `while` lockouts released once their condition clears."""
-        if self._lockouts_checked is None or (self._lockouts_expire is not None and now >= self._lockouts_expire):
-            self._lockouts = self.store.active_lockouts(self.book.account.id, now)
-            self._lockouts_version += 1
-            self._lockouts_checked = now
-            ends = [lo.until for lo in self._lockouts if lo.until is not None]
-            self._lockouts_expire = min(ends) if ends else None
-            self._lockouts_while = any(lo.condition and lo.condition.startswith("while:") for lo in self._lockouts)
-        if self._lockouts_while:
-            self._release_cleared(now, snapshot)
-        return self._lockouts
-
-    def _release_cleared(self, now: dt.datetime, snapshot) -> None:
-        for lockout in list(self._lockouts):
-            if not (lockout.condition and lockout.condition.startswith("while:")):
-                continue
-            rule = lockout.condition.removeprefix("while:")
-            program = next((p for p in self.policies.programs if any(r.id == rule for r in p.rules)), None)
-            if program is not None and program.lockout_holds(rule, snapshot):
-                continue
-            self.store.release_lockout(
-                lockout.id, now, by="engine", reason=f"`while` condition of {rule} no longer holds"
-            )
-            self._lockouts.remove(lockout)
-            self._lockouts_version += 1
+        return self.trading.at(now)
 
     # -- state kept in the store ------------------------------------------------------------
 
-    def _after_apply(self, message: Message, event: Event | None) -> None:
+    def _after_apply(self, update: BrokerEvent, event: Event | None) -> None:
         book, store = self.book, self.store
         if book.rolled:
             self._roll_days()
         account_id = book.account.id
-        if message.target == "GatewayUserTrade":
-            self._record_trade(message)
+        if type(update) is Fill:
+            self._record_fill(update)
         elif event is not None and event.kind == "account":
-            store.record_balance(account_id, message.ts, book.day.trading_day, event.balance)
+            store.record_balance(account_id, update.time, book.day.trading_day, event.balance)
         if book.coverage_changes:
             self._save_coverage()
         if self.persist_book and event is not None and event.kind in ("position", "order"):
@@ -356,26 +344,22 @@ class Engine:
                 self.store.set_timer(book.account.id, f"uncovered:{contract_id}", since, replace=True)
         book.coverage_changes.clear()
 
-    def _record_trade(self, message: Message) -> None:
-        data = message.args[0].get("data", message.args[0])
-        if data.get("accountId") is not None and int(data["accountId"]) != self.book.account.id:
+    def _record_fill(self, fill: Fill) -> None:
+        if fill.account_id is not None and fill.account_id != self.book.account.id:
             return  # another account's trade on the same login
-        fill_time = (
-            dt.datetime.fromisoformat(data["creationTimestamp"]) if data.get("creationTimestamp") else message.ts
-        )
-        pnl = data.get("profitAndLoss")
+        at = fill.at
         self.store.record_trade(
             self.book.account.id,
-            data["id"],
-            self.calendar.trading_day(fill_time),
-            data["contractId"],
-            fill_time,
-            int(data["side"]),
-            int(data["size"]),
-            Decimal(str(data["price"])),
-            None if pnl is None else Decimal(str(pnl)),
-            Decimal(str(data.get("fees") or 0)),
-            bool(data.get("voided")),
+            fill.fill_id,
+            self.calendar.trading_day(at),
+            fill.contract_id,
+            at,
+            fill.side,
+            fill.size,
+            fill.price,
+            fill.pnl,
+            fill.fees,
+            fill.voided,
         )
 
     def _roll_days(self) -> None:
@@ -463,8 +447,8 @@ class Engine:
             for t in self.store.timers(book.account.id)
             if t.key.startswith("uncovered:")
         ]
-        for message in _state_messages(book, state, now):
-            self.on_message_quiet(message)
+        for update in _state_events(book, state, now):
+            self.apply_quiet(update)
         for contract_id, since in started:
             book.restore_uncovered(contract_id, since)
         self._save_coverage()
@@ -479,7 +463,7 @@ class Engine:
         if drift:
             self.store.append_audit("drift", {"drift": drift}, now, account_id=book.account.id)
         self.stale = False
-        self._lockouts_checked = None
+        self.trading.invalidate()
         return drift, self._evaluate(Event(kind="reconnect", time=now))
 
     def _close_missed_day(self) -> None:
@@ -494,8 +478,11 @@ class Engine:
         closed = self.store.day_balance(book.account.id, previous)
         if closed is not None and closed.eod_balance is not None:
             return
-        if closed is None and self.store.eod_high_balance(book.account.id) is None:
-            return  # riskc never followed this account before today: nothing of its own to close
+        if closed is None and self.store.eod_high_balance(book.account.id, before=previous) is None:
+            # riskc never closed a day of this account before yesterday: nothing of its own to close.
+            # (Only earlier closes count: a redo after a crash can reconcile at a time before a close
+            # the store already has, today's, which says nothing about yesterday.)
+            return
         eod_balance = book.account.balance - book.day.realized
         self.store.close_day(book.account.id, previous, eod_balance)
         self.store.append_audit(
@@ -506,15 +493,9 @@ class Engine:
         )
         book.eod_high_balance = self.store.eod_high_balance(book.account.id)
 
-    def on_message_quiet(self, message: Message) -> None:
+    def apply_quiet(self, update: BrokerEvent) -> None:
         """Apply without evaluating (reconciliation replays the broker's state into the book)."""
-        try:
-            event = self.book.apply(message)
-        except (KeyError, TypeError, ValueError, ArithmeticError, IndexError) as error:
-            self.malformed += 1
-            log.warning("malformed %s state skipped (%s)", message.target, error)
-            return
-        self._after_apply(message, event)
+        self._after_apply(update, self.book.apply(update))
 
     def _recover_unconfirmed(self, state: BrokerState, now: dt.datetime) -> None:
         """After a crash: an action planned or sent but never confirmed is checked against the
@@ -528,21 +509,6 @@ class Engine:
                 self.store.mark_confirmed(record.key, now, {"recovered": "effect found in broker state"})
             else:
                 self.store.mark_failed(record.key, now, "not found in broker state after restart", retryable=True)
-
-
-def _exposed(lockouts: list[Lockout], book: Book) -> bool:
-    """Whether a lockout has a position or order to keep flat (a CL block has nothing to do with
-    an MNQ position): on a locked day the keep-flat pass would otherwise run on every event."""
-    if not (book.positions or book.orders):
-        return False
-    symbols = set()
-    for lockout in lockouts:
-        if lockout.symbol is None:
-            return True
-        symbols.add(lockout.symbol)
-    return any(symbol_of(c) in symbols for c in book.positions) or any(
-        e.order.symbol in symbols for e in book.orders.values()
-    )
 
 
 def _reads_ages(policies: PolicySet) -> bool:
@@ -580,53 +546,51 @@ def _call_of(action: dict[str, Any], key: str) -> BrokerCall | None:
 
 def _drift(book: Book, state: BrokerState) -> list[str]:
     drift = []
-    broker_positions = {
-        p["contractId"]: (int(p["size"]) if p.get("type") == 1 else -int(p["size"]))
-        for p in state.positions
-        if p.get("size")
-    }
+    broker_positions = {p.contract_id: p.size for p in state.positions if p.size}
     for contract_id in sorted(set(broker_positions) | set(book.positions)):
         ours = book.positions[contract_id].size if contract_id in book.positions else 0
         theirs = broker_positions.get(contract_id, 0)
         if ours != theirs:
             drift.append(f"position {contract_id}: book {ours}, broker {theirs}")
-    broker_orders = {int(o["id"]) for o in state.orders}
+    broker_orders = {o.order_id for o in state.orders}
     for order_id in sorted(set(book.orders) ^ broker_orders):
         drift.append(f"order {order_id}: {'only in the book' if order_id in book.orders else 'missing from the book'}")
     return drift
 
 
-def _state_messages(book: Book, state: BrokerState, now: dt.datetime) -> list[Message]:
-    """The broker's state as hub messages, so reconciliation uses the same parsing as the feed."""
-    messages = []
+def _state_events(book: Book, state: BrokerState, now: dt.datetime) -> list[BrokerEvent]:
+    """The broker's state as events at ``now``: what it lists, and the end of what the book
+    holds that it no longer lists (a position flat, an order gone)."""
+    events: list[BrokerEvent] = []
     if state.account is not None:
-        messages.append(Message(now, "user", "GatewayUserAccount", [{"action": 1, "data": state.account}]))
+        events.append(state.account._replace(time=now))
     broker_contracts = set()
     for p in state.positions:
-        broker_contracts.add(p["contractId"])
-        messages.append(Message(now, "user", "GatewayUserPosition", [{"action": 1, "data": p}]))
+        broker_contracts.add(p.contract_id)
+        events.append(p._replace(time=now))
     for contract_id in list(book.positions):
         if contract_id not in broker_contracts:
-            gone = {"contractId": contract_id, "accountId": book.account.id, "type": 0, "size": 0, "averagePrice": 0}
-            messages.append(Message(now, "user", "GatewayUserPosition", [{"action": 1, "data": gone}]))
+            events.append(PositionUpdate(now, contract_id, 0, Decimal(0), account_id=book.account.id))
     broker_orders = set()
     for o in state.orders:
-        broker_orders.add(int(o["id"]))
-        messages.append(Message(now, "user", "GatewayUserOrder", [{"action": 1, "data": o}]))
+        broker_orders.add(o.order_id)
+        events.append(o._replace(time=now))
     for order_id, entry in list(book.orders.items()):
         if order_id not in broker_orders:
             o = entry.order
-            gone = {
-                "id": order_id,
-                "accountId": book.account.id,
-                "contractId": o.contract_id,
-                "status": 3,
-                "type": 1,
-                "side": 0 if o.side == "buy" else 1,
-                "size": o.size,
-                "updateTimestamp": now.isoformat(),
-            }
-            messages.append(Message(now, "user", "GatewayUserOrder", [{"action": 1, "data": gone}]))
+            events.append(
+                OrderUpdate(
+                    now,
+                    order_id,
+                    o.contract_id,
+                    "cancelled",
+                    "limit",
+                    o.side,
+                    o.size,
+                    updated_at=now,
+                    account_id=book.account.id,
+                )
+            )
     for t in state.trades:
-        messages.append(Message(now, "user", "GatewayUserTrade", [{"action": 1, "data": t}]))
-    return messages
+        events.append(t._replace(time=now))
+    return events

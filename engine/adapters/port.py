@@ -5,8 +5,8 @@ The engine never talks to a broker directly: it turns a planned action into ``Br
 ``BrokerPort`` with a timeout, verifies the outcome against ``BrokerPort.state`` (the broker is
 the source of truth: the SDK's close swallows errors) and retries only what did not take effect.
 
-``BrokerState`` is in the Gateway's own JSON shape (the REST search results and the hub payloads
-share field names), so reconciliation feeds it through the same parsers as live messages.
+``BrokerState`` is typed, in the events of ``engine/core/events.py``: reconciliation applies it
+to the book like any other event.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol
+
+from riskc.engine.core.events import AccountUpdate, Fill, OrderUpdate, PositionUpdate
 
 CallKind = Literal["close", "partial_close", "cancel", "modify_stop", "place_stop"]
 
@@ -71,28 +73,26 @@ class BrokerCall:
 
 @dataclass(frozen=True, slots=True)
 class BrokerState:
-    """The broker's view of one account, in Gateway JSON shape (field names as on the wire):
-    ``positions`` like ``GatewayUserPosition`` data, ``orders`` like ``GatewayUserOrder`` data
-    (open and suspended), ``trades`` like ``GatewayUserTrade`` data (today's), ``account`` like
-    ``GatewayUserAccount`` data (None when unknown)."""
+    """The broker's view of one account, typed (the adapter decodes its REST reads): open
+    ``positions``, ``orders`` (open and suspended), today's ``trades``, and the ``account``
+    (None when unknown). ``extra`` says what the read could and could not see."""
 
-    positions: tuple[dict[str, Any], ...] = ()
-    orders: tuple[dict[str, Any], ...] = ()
-    trades: tuple[dict[str, Any], ...] = ()
-    account: dict[str, Any] | None = None
+    positions: tuple[PositionUpdate, ...] = ()
+    orders: tuple[OrderUpdate, ...] = ()
+    trades: tuple[Fill, ...] = ()
+    account: AccountUpdate | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def position_size(self, contract_id: str) -> int:
-        """Signed size of the open position on ``contract_id`` (0 when flat). PositionType 1 is
-        LONG, 2 SHORT (PRODUCT.md §6.1)."""
+        """Signed size of the open position on ``contract_id`` (0 when flat)."""
         for p in self.positions:
-            if p.get("contractId") == contract_id and p.get("size"):
-                return int(p["size"]) if p.get("type") == 1 else -int(p["size"])
+            if p.contract_id == contract_id:
+                return p.size
         return 0
 
-    def open_order(self, order_id: int) -> dict[str, Any] | None:
+    def open_order(self, order_id: int | None) -> OrderUpdate | None:
         for o in self.orders:
-            if o.get("id") == order_id:
+            if o.order_id == order_id:
                 return o
         return None
 

@@ -7,11 +7,13 @@ import importlib
 import click
 
 _VERBS = (
+    "init_cmd",
     "check_cmd",
     "fmt_cmd",
     "eval_cmd",
     "audit_cmd",
     "replay_cmd",
+    "diff_cmd",
     "status_cmd",
     "lock_cmd",
     "unlock_cmd",

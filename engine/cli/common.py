@@ -18,7 +18,10 @@ def collect_risk_files(paths: Iterable[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*.risk") if p.is_file()))
+            inside = sorted(p for p in path.rglob("*.risk") if p.is_file())
+            if not inside:
+                raise click.UsageError(f"no policy in {raw}: the folder holds no .risk files (searched recursively)")
+            found.extend(inside)
         elif path.is_file():
             found.append(path)
         else:

@@ -43,10 +43,11 @@ def command(policy: tuple[str, ...], snapshot_path: str, as_json: bool) -> None:
 
 
 def _print_decision(program, decision) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    from riskc.engine.daemon.console import make_console
+
+    console = make_console()
     title = program.policy.settings.name or program.policy.path
     if decision.empty:
         console.print(f"[green]{title}: no rule fired[/green]")

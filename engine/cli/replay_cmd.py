@@ -57,6 +57,9 @@ def _run(path: Path, policies, store_path: Path, as_json: bool, *, scratch_store
     from riskc.engine.store import Store
 
     store = Store.open(store_path, synchronous="OFF" if scratch_store else "NORMAL")
+    # Malformed lines (unreadable, or unusable by the book) are in the summary, reported once at the
+    # end; the engine's own log line for the second kind would report them twice.
+    _quiet_engine_log()
     try:
         out = _Timeline(policies.programs[0].timezone) if not as_json else None
         emit = out.emit if out else (lambda record: click.echo(json.dumps(record, ensure_ascii=False)))
@@ -67,6 +70,14 @@ def _run(path: Path, policies, store_path: Path, as_json: bool, *, scratch_store
         return replay.run(items)
     finally:
         store.close()
+
+
+def _quiet_engine_log() -> None:
+    import logging
+
+    engine_log = logging.getLogger("riskc.engine")
+    if not any(isinstance(h, logging.NullHandler) for h in engine_log.handlers):
+        engine_log.addHandler(logging.NullHandler())
 
 
 def _wants_progress(flag: bool | None, recording: str) -> bool:
@@ -116,7 +127,7 @@ class _Timeline:
         import datetime as dt
 
         when = dt.datetime.fromisoformat(record["ts"]).astimezone(self.zone).strftime("%Y-%m-%d %H:%M:%S %Z")
-        target = record.get("symbol") or record.get("contract_id") or ""
+        target = record.get("symbol") or record.get("contract_id") or record.get("state") or ""
         extra = f" to {record['to']}" if "to" in record else ""
         if "until" in record:
             until = dt.datetime.fromisoformat(record["until"]).astimezone(self.zone).strftime("%Y-%m-%d %H:%M %Z")
@@ -129,6 +140,8 @@ class _Timeline:
 
 def _print_summary(summary, as_json: bool) -> None:
     if as_json:
+        for bad in summary.malformed[:20]:
+            echo_err(f"malformed {bad.describe()}")
         click.echo(json.dumps({"summary": summary.to_json()}, ensure_ascii=False), err=True)
         return
     from rich.console import Console

@@ -47,11 +47,12 @@ def _find(name: str, rules):
 
 
 def _print_list(rules) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.padding import Padding
 
-    console = Console(highlight=False)
+    from riskc.engine.daemon.console import make_console
+
+    console = make_console()
     theme = None
     for rule in rules:
         if rule.file != theme:
@@ -66,11 +67,12 @@ def _print_list(rules) -> None:
 
 
 def _print_rule(rule) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console(highlight=False)
+    from riskc.engine.daemon.console import make_console
+
+    console = make_console()
     console.print(f"[bold]{escape(rule.signature)}[/bold]  [dim]({rule.file}, severity {rule.severity})[/dim]\n")
     console.print(escape(_paragraphs(rule.doc)) + "\n")
     if rule.params:

@@ -122,12 +122,13 @@ def _recorded_seconds(recording) -> float:
 
 
 def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: bool) -> int:
-    from rich.console import Console
-
+    from riskc.engine.daemon.console import make_console
     from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.daemon.live_view import run_view
     from riskc.engine.daemon.loops import PolicyLoadError, build_loops
+    from riskc.engine.daemon.reload import watch_and_reload
 
-    console = Console(highlight=False)
+    console = make_console()
     if demo:
         console.print(
             f"[bold]riskc demo[/bold]: no credentials and no riskc.yaml, so the simulated broker plays "
@@ -136,7 +137,8 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
         )
     daemon = Daemon(config, console=console, live_view=not plain, max_seconds=max_seconds, demo=demo)
     try:
-        code = asyncio.run(daemon.run(lambda d: build_loops(d, credentials)))
+        services = (watch_and_reload,) if plain else (watch_and_reload, run_view)
+        code = asyncio.run(daemon.run(lambda d: build_loops(d, credentials), services))
     except PolicyLoadError as error:
         echo_err(str(error))
         return EXIT_FAILED
@@ -147,10 +149,9 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
 def _summary(console, daemon, demo: bool) -> None:
     total = sum(lp.activity.calls for lp in daemon.loops)
     actions = sum(len(lp.activity.actions) for lp in daemon.loops)
-    console.print(
-        f"stopped: {total} broker call(s), {sum(lp.activity.messages for lp in daemon.loops):,} messages; "
-        f"state in {daemon.config.state}"
-    )
+    # The feed's messages, as `riskc replay` counts a recording's (the broker's answers are not among them).
+    messages = sum(lp.activity.feed_messages for lp in daemon.loops)
+    console.print(f"stopped: {messages:,} messages, {total:,} broker calls; state in {daemon.config.state}")
     if demo:
         console.print(
             f"see what it left behind: [bold]riskc status --state {daemon.config.state}[/bold]"

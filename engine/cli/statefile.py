@@ -160,17 +160,15 @@ def span_text(delta: dt.timedelta) -> str:
 
 
 def moment_text(moment: dt.datetime, zone: ZoneInfo, now: dt.datetime) -> str:
-    """``Tue 17:00 CDT (22:00 UTC)``, with the date when it is not within the next day."""
-    local = moment.astimezone(zone)
-    utc = moment.astimezone(dt.UTC)
-    near = abs(moment - now) < dt.timedelta(hours=20)
-    local_text = local.strftime("%a %H:%M %Z") if near else local.strftime("%a %Y-%m-%d %H:%M %Z")
-    utc_text = utc.strftime("%H:%M UTC") if near else utc.strftime("%Y-%m-%d %H:%M UTC")
-    return f"{local_text} ({utc_text})"
+    """``17:00:00 CDT`` on ``now``'s date in ``zone``, else ``2026-01-14 17:00:00 CST``
+    (``engine.core.timefmt``: one time format for people)."""
+    from riskc.engine.core.timefmt import human_time
+
+    return human_time(moment, zone, today=now)
 
 
 def lockout_ends(lockout: Any, zone: ZoneInfo, now: dt.datetime) -> str:
-    """How a lockout ends, in words: ``ends in 1h 12m (Tue 17:00 CDT, 22:00 UTC)``,
+    """How a lockout ends, in words: ``ends in 1h 12m, 17:00:00 CDT``,
     ``until manual unlock`` or ``while not account.can_trade``."""
     if lockout.until is not None:
         return f"ends in {span_text(lockout.until - now)}, {moment_text(lockout.until, zone, now)}"

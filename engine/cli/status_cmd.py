@@ -29,6 +29,8 @@ from riskc.engine.cli.statefile import (
     state_options,
     state_path,
 )
+from riskc.engine.core.timefmt import human_time
+from riskc.engine.enforce.trading_state import state_of
 
 
 @click.command("status")
@@ -108,19 +110,27 @@ def _account(
     store: Any, config: Any, account_id: int, now: dt.datetime, day: dt.date | None, action_limit: int
 ) -> dict[str, Any]:
     clock = policy_clock(config, account_id)
-    trading_day = day or _trading_day(clock, now)
+    trading_day, chosen = _day_to_show(store, account_id, clock, now, day)
     totals = store.day_totals(account_id, trading_day)
     balance = store.day_balance(account_id, trading_day)
     book = store.load_book(account_id)
     # The day the daemon last saw the account: not today's after a stop or for a replayed session.
     last_seen_day = _trading_day(clock, book.ts) if book is not None else None
+    active = store.active_lockouts(account_id, now)
+    state, why = state_of(active)
     return {
         "id": account_id,
         "timezone": clock.timezone,
         "clock_from": clock.source,
-        "lockouts": [_lockout(lock, now, clock) for lock in store.active_lockouts(account_id, now)],
+        "trading_state": {"state": str(state), "reason": why},
+        "lockouts": [_lockout(lock, now, clock) for lock in active],
         "day": {
             "trading_day": trading_day,
+            "chosen": chosen,
+            "today": _trading_day(clock, now),
+            "lockouts": [
+                _lockout(lock, now, clock) for lock in _lockouts_of_day(store, account_id, clock, trading_day)
+            ],
             "realized_pnl": totals.realized_pnl,
             "gross_pnl": totals.gross_pnl,
             "fees": totals.fees,
@@ -153,12 +163,7 @@ def _daemon(store: Any, zone: ZoneInfo, now: dt.datetime) -> dict[str, Any]:
         gone = f"process {beat.pid} is gone"
     elif not beat.is_fresh(now):
         gone = f"no heartbeat for {span_text(now - beat.beat_at)}"
-    local = beat.beat_at.astimezone(zone)
-    since = (
-        local.strftime("%H:%M %Z")
-        if now - beat.beat_at < dt.timedelta(hours=20)
-        else local.strftime("%Y-%m-%d %H:%M %Z")
-    )
+    since = human_time(beat.beat_at, zone, today=now)
     seconds = max(0, int((now - beat.beat_at).total_seconds()))
     text = f"daemon alive ({seconds} s ago)" if gone is None else f"no daemon since {since} ({gone})"
     return {"alive": gone is None, "last_beat": beat.beat_at, "pid": beat.pid, "host": beat.host, "text": text}
@@ -185,6 +190,32 @@ def _pid_alive(pid: int) -> bool:
     except (PermissionError, OSError):
         return True  # exists, but not ours to signal
     return True
+
+
+def _day_to_show(
+    store: Any, account_id: int, clock: PolicyClock, now: dt.datetime, given: dt.date | None
+) -> tuple[dt.date, str]:
+    """The trading day to total, and why: the one asked for (``given``); today's when it has
+    activity, or when nothing later than it does; else the latest trading day with activity (after
+    the demo or a replay, or a day off), so that `status` shows what happened, saying which day."""
+    if given is not None:
+        return given, "given"
+    today = _trading_day(clock, now)
+    latest = store.latest_trading_day(account_id)
+    if latest is None or latest >= today:
+        return today, "today"
+    return latest, "latest_with_activity"
+
+
+def _lockouts_of_day(store: Any, account_id: int, clock: PolicyClock, trading_day: dt.date) -> list[Any]:
+    from riskc.engine.core.calendar import TradingCalendar
+
+    calendar = TradingCalendar(clock.timezone, clock.day_starts)
+    try:
+        start, end = calendar.day_start(trading_day), calendar.day_end(trading_day)
+    except ValueError:  # not a trading day (a weekend, a holiday): nothing was locked on it
+        return []
+    return store.lockouts_set_between(account_id, start, end)
 
 
 def _trading_day(clock: PolicyClock, now: dt.datetime) -> dt.date:
@@ -330,14 +361,22 @@ def _print(document: dict[str, Any], now: dt.datetime) -> None:
     for account in document["accounts"]:
         zone = ZoneInfo(account["timezone"])
         console.print(f"\n[bold]Account {account['id']}[/bold]  [dim]({escape(account['timezone'])})[/dim]")
+        _print_state(console, account["trading_state"])
         _print_lockouts(console, account["lockouts"])
-        _print_day(console, account["day"])
+        _print_day(console, account["day"], zone, now)
         _print_book(console, account["book"], zone, now)
         _print_timers(console, account["timers"], now)
         _print_actions(console, account["recent_actions"], zone)
     if document["audit_head"]:
         head = document["audit_head"]
         console.print(f"\n[dim]audit log: {head['seq']} records, head {head['hash'][:16]}…[/dim]")
+
+
+def _print_state(console: Any, trading: dict[str, str]) -> None:
+    from rich.markup import escape
+
+    style = {"active": "green", "reducing": "yellow", "halted": "bold red"}.get(trading["state"], "")
+    console.print(f"  trading state: [{style}]{trading['state']}[/{style}]  [dim]{escape(trading['reason'])}[/dim]")
 
 
 def _print_lockouts(console: Any, lockouts: list[dict[str, Any]]) -> None:
@@ -353,16 +392,30 @@ def _print_lockouts(console: Any, lockouts: list[dict[str, Any]]) -> None:
         console.print(f"      [dim]{escape(lock['reason'])}[/dim]")
 
 
-def _print_day(console: Any, day: dict[str, Any]) -> None:
+def _print_day(console: Any, day: dict[str, Any], zone: Any, now: dt.datetime) -> None:
+    from rich.markup import escape
+
     realized = day["realized_pnl"]
     color = "red" if realized < 0 else "green"
+    which = ""
+    if day["chosen"] == "latest_with_activity":
+        which = f", the latest trading day with activity (none on today's, {day['today']}; any day: --day YYYY-MM-DD)"
     line = (
-        f"  day {day['trading_day']}: realized [{color}]{_money(realized)}[/{color}]"
+        f"  day {day['trading_day']}{which}: realized [{color}]{_money(realized)}[/{color}]"
         f" (gross {_money(day['gross_pnl'])}, fees {_money(day['fees'])}), {day['trades']} trade(s)"
     )
     if day["balance"] is not None:
         line += f"; balance {_money(day['balance'])}, high {_money(day['high_balance'])}"
     console.print(line)
+    ended = [
+        lock for lock in day["lockouts"] if lock["remaining_seconds"] is not None and lock["remaining_seconds"] <= 0
+    ]
+    for lock in ended:
+        what = f"{lock['symbol']} only" if lock["symbol"] else "whole account"
+        console.print(
+            f"    [dim]locked out {human_time(lock['since'], zone)} – {human_time(lock['until'], zone)}"
+            f" ({what}, {escape(lock['rule'])}; over)[/dim]"
+        )
     last_seen = day["last_seen_trading_day"]
     if last_seen is not None and last_seen != day["trading_day"]:
         console.print(
@@ -417,7 +470,7 @@ def _print_actions(console: Any, actions: list[dict[str, Any]], zone: Any) -> No
         return
     console.print("  recent actions:")
     for a in actions:
-        when = a["planned_at"].astimezone(zone).strftime("%m-%d %H:%M:%S")
+        when = human_time(a["planned_at"], zone)
         outcome = a["state"] + (f" ({a['error']})" if a["error"] else "")
         color = {"confirmed": "green", "failed": "red"}.get(a["state"], "yellow")
         console.print(

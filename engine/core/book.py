@@ -1,8 +1,9 @@
 """The book: one account's positions, working orders, today's trades, last prices and balance,
-kept incrementally from Gateway messages (PRODUCT.md §2, §3.3, §6.1).
+kept incrementally from the broker's typed events (``engine/core/events.py``; PRODUCT.md §2, §3.3).
 
-``Book.apply(message)`` updates the state and returns the ``Event`` rules see (or None for a
-message that changes nothing: a duplicate, an older update, another account, market depth).
+``Book.apply(update)`` updates the state and returns the ``Event`` rules see (or None for an
+update that changes nothing: a duplicate, an older update, another account, market depth). The
+book is a pure state machine: the adapter decoded and checked the payload, so it never raises.
 ``Book.snapshot(event)`` returns the ``Snapshot`` for one evaluation without copying the world:
 position views are rebuilt only for contracts whose size, price or stops changed, and the
 returned objects are reused — a snapshot is valid until the next ``apply``.
@@ -10,38 +11,43 @@ returned objects are reused — a snapshot is valid until the next ``apply``.
 The broker is the source of truth for positions (``GatewayUserPosition``), orders and trades; the
 book never infers a position from fills. Semantics (the things users report as bugs elsewhere):
 
-- realized P&L is the sum of the trades' ``profitAndLoss`` minus fees; the opening half
-  (``profitAndLoss`` null) contributes only its fees; voided trades count for nothing, and a trade
+- realized P&L is the sum of the trades' ``P&L minus fees; the opening half
+  (P&L none) contributes only its fees; voided trades count for nothing, and a trade
   voided after the fact is taken back;
 - a trade, order or quote seen twice counts once (by id); an order update older than the one
-  applied (``updateTimestamp``), or a position or quote update older than the last one for its
+  applied (the broker's update time), or a position or quote update older than the last one for its
   contract, is ignored;
 - a position that goes flat → open, or flips sign, is a new position (new ``age``); a scale-in
   restarts ``uncovered_for`` when the stops no longer cover it;
-- orders with status OPEN are working; PENDING orders (suspended bracket legs, orders not yet
+- orders with status `open` are working; `pending` orders (suspended bracket legs, orders not yet
   acknowledged) are kept as suspended: they do not cover a position, but a flatten cancels them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from riskc.engine.adapters.projectx.intake import Message, parse_time
 from riskc.engine.core.calendar import TradingCalendar
+from riskc.engine.core.events import (
+    SUSPENDED,
+    AccountUpdate,
+    BrokerEvent,
+    Fill,
+    MarketTrade,
+    OrderUpdate,
+    PositionUpdate,
+    Quote,
+)
 from riskc.engine.core.instruments import Instruments, symbol_of
-from riskc.engine.core.snapshot import ORDER_TYPES, ZERO, Account, Day, Event, Order, Position, Session, Snapshot
+from riskc.engine.core.snapshot import ORDER_STATUSES, ZERO, Account, Day, Event, Order, Position, Session, Snapshot
 from riskc.engine.core.views import position_view, unrealized
 
-SIDE = ("buy", "sell")  # OrderSide BUY=0 SELL=1
-ORDER_TYPE = {i + 1: name for i, name in enumerate(ORDER_TYPES)}  # LIMIT=1 ... JOIN_ASK=7
-STATUS = ("none", "open", "filled", "cancelled", "expired", "rejected", "pending")
-OPEN, PENDING = 1, 6
-SUSPENDED = frozenset({6, 7, 8})  # PENDING, PENDING_CANCELLATION, SUSPENDED (bracket legs waiting on their entry)
-LONG, SHORT = 1, 2  # PositionType
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+log = logging.getLogger("riskc.book")
 NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 _NO_TIME = dt.timedelta(0)
 _SECOND = dt.timedelta(seconds=1)
@@ -64,22 +70,9 @@ class OpenPosition:
 @dataclass(slots=True)
 class BookOrder:
     order: Order
-    status: int
+    status: str
     placed_at: dt.datetime
     updated_at: dt.datetime
-
-
-@dataclass(slots=True)
-class Fill:
-    id: Any
-    contract_id: str
-    time: dt.datetime
-    side: str
-    size: int
-    price: Decimal
-    pnl: Decimal | None
-    fees: Decimal
-    voided: bool
 
 
 @dataclass(slots=True)
@@ -137,32 +130,31 @@ class Book:
         self._day_view = Day()
         self._snapshot = Snapshot(instruments=instruments)
         self._handlers = {
-            "GatewayUserAccount": self._on_account,
-            "GatewayUserPosition": self._on_position,
-            "GatewayUserOrder": self._on_order,
-            "GatewayUserTrade": self._on_trade,
-            "GatewayQuote": self._on_quote,
-            "GatewayTrade": self._on_market_trade,
+            AccountUpdate: self._on_account,
+            PositionUpdate: self._on_position,
+            OrderUpdate: self._on_order,
+            Fill: self._on_fill,
+            Quote: self._on_quote,
+            MarketTrade: self._on_market_trade,
         }
 
     # -- applying messages -------------------------------------------------------------------
 
-    def apply(self, message: Message) -> Event | None:
-        """Apply one hub message; the event it means for the rules, or None. Raises ``ValueError``
-        (or ``KeyError``/``TypeError``) on a payload the book cannot use; the caller counts it as
-        malformed and the book is unchanged: every handler parses the whole payload before it
-        changes anything. (The message's timestamp, checked by intake, still moves the clock.)"""
-        handler = self._handlers.get(message.target)
+    def apply(self, update: BrokerEvent) -> Event | None:
+        """Apply one broker event; the event it means for the rules, or None (a duplicate, an
+        older update, another account's, market depth). Never raises: the adapter decoded and
+        checked the payload before it became an event."""
+        handler = self._handlers.get(type(update))
         if handler is None:
             return None
-        ts = message.ts  # advance(), inlined: this runs for every message
+        ts = update.time  # advance(), inlined: this runs for every message
         if ts > self.now:
             self.now = ts
         if self.day is None or self.now >= self.day.end:
             self._roll(self.now)
-        if message.hub != "market":
+        if type(update) is not Quote and type(update) is not MarketTrade:
             self.version += 1
-        return handler(message)
+        return handler(update)
 
     def advance(self, now: dt.datetime) -> None:
         """Move the book's clock forward (never back), rolling the trading day at its boundary."""
@@ -171,38 +163,26 @@ class Book:
         if self.day is None or self.now >= self.day.end:
             self._roll(self.now)
 
-    def _on_account(self, message: Message) -> Event | None:
-        data = _data(message)
-        account_id, balance = int(data["id"]), _money(data["balance"])  # parse before changing anything
-        if not self._mine(account_id) or message.ts < self.account_time:
+    def _on_account(self, update: AccountUpdate) -> Event | None:
+        if not self._mine(update.account_id) or update.time < self.account_time:
             return None
-        self.account_time = message.ts
+        self.account_time = update.time
         account = self.account
-        account.id = account_id
-        account.name = data.get("name") or account.name
-        account.balance = balance
-        account.can_trade = bool(data.get("canTrade", True))
+        account.id = update.account_id
+        account.name = update.name or account.name
+        account.balance = update.balance
+        account.can_trade = update.can_trade
         if self.eod_high_balance is None:
             self.eod_high_balance = account.balance
-        return Event(kind="account", time=message.ts, balance=account.balance, can_trade=account.can_trade)
+        return Event(kind="account", time=update.time, balance=account.balance, can_trade=account.can_trade)
 
-    def _on_position(self, message: Message) -> Event | None:
-        data = _data(message)
-        contract_id = _contract(data["contractId"])
-        size = int(data.get("size") or 0)
-        kind = data.get("type")
-        signed = size if kind == LONG else -size if kind == SHORT else 0
-        if size < 0 or size and kind not in (LONG, SHORT):
-            raise ValueError(f"position type {kind!r} with size {size}: expected 1 (LONG) or 2 (SHORT)")
-        opened = _time(data.get("creationTimestamp")) or message.ts
-        avg_price = _money(data.get("averagePrice") or 0)
-        if not self._mine(data.get("accountId")) or message.ts < self.position_times.get(contract_id, NEVER):
+    def _on_position(self, update: PositionUpdate) -> Event | None:
+        contract_id, ts = update.contract_id, update.time
+        if not self._mine(update.account_id) or ts < self.position_times.get(contract_id, NEVER):
             return None
-        self.position_times[contract_id] = message.ts
-        self.set_position(contract_id, signed, avg_price, message.ts, opened)
-        return Event(
-            kind="position", time=message.ts, symbol=symbol_of(contract_id), contract_id=contract_id, size=signed
-        )
+        self.position_times[contract_id] = ts
+        self.set_position(contract_id, update.size, update.avg_price, ts, update.opened_at or ts)
+        return Event(kind="position", time=ts, symbol=symbol_of(contract_id), contract_id=contract_id, size=update.size)
 
     def set_position(
         self, contract_id: str, size: int, avg_price: Decimal, now: dt.datetime, opened_at: dt.datetime | None = None
@@ -252,14 +232,15 @@ class Book:
             position.uncovered_since = since
             self.coverage_changes.append((contract_id, since))
 
-    def _on_order(self, message: Message) -> Event | None:
-        data = _data(message)
-        order_id = int(data["id"])
-        updated = _time(data.get("updateTimestamp")) or message.ts
-        status = int(data["status"])
-        order = _order(data)
-        if not self._mine(data.get("accountId")) or order_id in self._finished:
+    def _on_order(self, update: OrderUpdate) -> Event | None:
+        order_id, status, ts = update.order_id, update.status, update.time
+        updated = update.updated_at or ts
+        if not self._mine(update.account_id) or order_id in self._finished:
             return None  # another account's, or an order already filled or cancelled: that is final
+        if status == "unknown":
+            log.warning("order %s: a status riskc does not know; the update is ignored, not taken as final", order_id)
+            return None
+        order = _order(update)
         known = self.orders.get(order_id)
         if known is not None and (
             updated < known.updated_at
@@ -269,50 +250,48 @@ class Book:
         ):
             return None  # older than the update applied, or the same update again
         contract_id = order.contract_id
-        if status == OPEN or status in SUSPENDED:
-            placed = known.placed_at if known else (_time(data.get("creationTimestamp")) or message.ts)
+        if status == "open" or status in SUSPENDED:
+            placed = known.placed_at if known else (update.created_at or ts)
             self.orders[order_id] = BookOrder(order, status, placed, updated)
-        elif known is None and status == 0:
+        elif known is None and status == "none":
             return None
         else:
             self.orders.pop(order_id, None)
             self._finished[order_id] = updated
-        self._orders_changed(contract_id, message.ts)
+        self._orders_changed(contract_id, ts)
         if known is not None and known.order.contract_id != contract_id:
-            self._orders_changed(known.order.contract_id, message.ts)  # it covered that one's position
+            self._orders_changed(known.order.contract_id, ts)  # it covered that one's position
         return Event(
             kind="order",
-            time=message.ts,
+            time=ts,
             symbol=order.symbol,
             contract_id=contract_id,
             order=order,
-            status=STATUS[status] if 0 <= status < len(STATUS) else "none",
+            status=status if status in ORDER_STATUSES else "none",
             side=order.side,
             size=order.size,
         )
 
-    def _on_trade(self, message: Message) -> Event | None:
-        data = _data(message)
-        fill = _fill(data, message.ts)
-        if not self._mine(data.get("accountId")):
+    def _on_fill(self, fill: Fill) -> Event | None:
+        if not self._mine(fill.account_id):
             return None
         day = self.day
-        if fill.time < day.start or fill.id in self._seen_previous:
+        if fill.at < day.start or fill.fill_id in self._seen_previous:
             return None  # a trade of an earlier trading day (late or replayed after a roll)
-        known = day.fills.get(fill.id)
+        known = day.fills.get(fill.fill_id)
         if known is not None:
             if fill.voided and not known.voided:
                 self._count(known, -1)
-                known.voided = True
+                day.fills[fill.fill_id] = known._replace(voided=True)
             return None
-        day.fills[fill.id] = fill
+        day.fills[fill.fill_id] = fill
         if fill.voided:
             return None
         self._count(fill, +1)
         before = self.positions[fill.contract_id].size if fill.contract_id in self.positions else 0
         return Event(
             kind="fill",
-            time=message.ts,
+            time=fill.time,
             symbol=symbol_of(fill.contract_id),
             contract_id=fill.contract_id,
             side=fill.side,
@@ -325,37 +304,18 @@ class Book:
         )
 
     def _count(self, fill: Fill, sign: int) -> None:
-        day = self.day
+        day, at = self.day, fill.at
         day.realized += sign * ((fill.pnl or ZERO) - fill.fees)
         day.fees += sign * fill.fees
         day.trades += sign
         if sign > 0:
-            _insort(day.fill_times, fill.time)
-        elif fill.time in day.fill_times:
-            day.fill_times.remove(fill.time)
+            _insort(day.fill_times, at)
+        elif at in day.fill_times:
+            day.fill_times.remove(at)
 
-    def _on_quote(self, message: Message) -> Event | None:
-        """The hot path (most messages are quotes): no loop, and the three prices checked in one
-        test when they are what intake makes of them (finite decimals)."""
-        contract_id, data = message.args[0], message.args[1]
-        if type(contract_id) is not str or not contract_id or type(data) is not dict:
-            contract_id, data = _contract(contract_id), _object(data, "GatewayQuote data")  # raise why
-        stamp = data.get("timestamp")
-        stamp = parse_time(stamp) if stamp else message.ts
-        last, bid, ask = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk")
-        if not (
-            type(last) is Decimal
-            and type(bid) is Decimal
-            and type(ask) is Decimal
-            and last.is_finite()
-            and bid.is_finite()
-            and ask.is_finite()
-        ):
-            last = None if last is None else _money(last)
-            bid = None if bid is None else _money(bid)
-            ask = None if ask is None else _money(ask)
-            if last is None and bid is not None and ask is not None:
-                last = (bid + ask) / 2
+    def _on_quote(self, quote: Quote) -> Event | None:
+        """The hot path: most messages are quotes."""
+        ts, contract_id, last, stamp = quote.time, quote.contract_id, quote.last, quote.stamp
         if stamp < self.quote_times.get(contract_id, NEVER):
             return None
         self.quote_times[contract_id] = stamp
@@ -365,8 +325,9 @@ class Book:
             mark = last
         else:
             mark = self.marks.get(contract_id, ZERO)
+        bid, ask = quote.bid, quote.ask
         return Event.quote(
-            message.ts,
+            ts,
             symbol_of(contract_id),
             contract_id,
             mark,
@@ -374,22 +335,15 @@ class Book:
             ask if ask is not None else mark,
         )
 
-    def _on_market_trade(self, message: Message) -> Event | None:
-        contract_id, trades = _contract(message.args[0]), message.args[1]
-        if isinstance(trades, dict):
-            trades = [trades]
-        if not trades:
+    def _on_market_trade(self, trade: MarketTrade) -> Event | None:
+        contract_id, price = trade.contract_id, trade.price
+        if trade.stamp < self.quote_times.get(contract_id, NEVER):
             return None
-        last = _object(trades[-1], "GatewayTrade data")
-        stamp = _time(last.get("timestamp")) or message.ts
-        price = _money(last["price"])
-        if stamp < self.quote_times.get(contract_id, NEVER):
-            return None
-        self.quote_times[contract_id] = stamp
+        self.quote_times[contract_id] = trade.stamp
         self._mark(contract_id, price)
         return Event(
             kind="quote",
-            time=message.ts,
+            time=trade.time,
             symbol=symbol_of(contract_id),
             contract_id=contract_id,
             last=price,
@@ -445,7 +399,7 @@ class Book:
         for entry in self.orders.values():
             o = entry.order
             if (
-                entry.status == OPEN
+                entry.status == "open"
                 and o.contract_id == position.contract_id
                 and o.side == closing
                 and o.type in ("stop", "stop_limit", "trailing_stop")
@@ -455,7 +409,7 @@ class Book:
 
     def working_orders(self) -> tuple[Order, ...]:
         if self._orders_view is None:
-            self._orders_view = tuple(e.order for e in self.orders.values() if e.status == OPEN)
+            self._orders_view = tuple(e.order for e in self.orders.values() if e.status == "open")
         return self._orders_view
 
     def all_orders(self) -> list[Order]:
@@ -588,49 +542,6 @@ class Book:
         return session, following
 
 
-def _data(message: Message) -> dict[str, Any]:
-    payload = message.args[0]
-    data = payload.get("data", payload) if type(payload) is dict else None
-    if type(data) is not dict:
-        raise ValueError(f"{message.target} payload is not an object")
-    return data
-
-
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if type(value) is not dict:
-        raise ValueError(f"{what} is not an object")
-    return value
-
-
-def _contract(value: Any) -> str:
-    if type(value) is not str or not value:
-        raise ValueError(f"contract id {value!r} is not a string")
-    return value
-
-
-def _time(text: Any) -> dt.datetime | None:
-    return parse_time(text) if text else None
-
-
-def _money(value: Any) -> Decimal:
-    if type(value) is Decimal:
-        amount = value
-    elif isinstance(value, float):
-        amount = Decimal(repr(value))
-    else:
-        amount = Decimal(value)
-    if not amount.is_finite():
-        raise ValueError(f"{value!r} is not a finite number")
-    return amount
-
-
-def _side(value: Any) -> str:
-    side = int(value)
-    if side not in (0, 1):
-        raise ValueError(f"side {value!r}: expected 0 (BUY) or 1 (SELL)")
-    return SIDE[side]
-
-
 def _same_order(a: Order, b: Order) -> bool:
     return (a.contract_id, a.type, a.side, a.size, a.price, a.stop_price) == (
         b.contract_id,
@@ -642,34 +553,17 @@ def _same_order(a: Order, b: Order) -> bool:
     )
 
 
-def _order(data: dict[str, Any]) -> Order:
-    contract_id = _contract(data["contractId"])
-    size = int(data["size"]) - int(data.get("fillVolume") or 0)
-    limit, stop = data.get("limitPrice"), data.get("stopPrice")
+def _order(update: OrderUpdate) -> Order:
+    contract_id = update.contract_id
     return Order(
-        id=int(data["id"]),
+        id=update.order_id,
         symbol=symbol_of(contract_id),
         contract_id=contract_id,
-        type=ORDER_TYPE.get(int(data["type"]), "market"),
-        side=_side(data["side"]),
-        size=size,
-        price=_money(limit) if limit is not None else None,
-        stop_price=_money(stop) if stop is not None else None,
-    )
-
-
-def _fill(data: dict[str, Any], ts: dt.datetime) -> Fill:
-    pnl = data.get("profitAndLoss")
-    return Fill(
-        id=data["id"],
-        contract_id=_contract(data["contractId"]),
-        time=_time(data.get("creationTimestamp")) or ts,
-        side=_side(data["side"]),
-        size=int(data["size"]),
-        price=_money(data["price"]),
-        pnl=_money(pnl) if pnl is not None else None,
-        fees=_money(data.get("fees") or 0),
-        voided=bool(data.get("voided")),
+        type=update.type,
+        side=update.side,
+        size=update.size,
+        price=update.price,
+        stop_price=update.stop_price,
     )
 
 

@@ -40,7 +40,7 @@ class Account:
     id: int = visible(T.INT, "The broker's account id.", 0)
     name: str = visible(T.STRING, "The account's name, e.g. `50KTC-V2-1234567`.", "")
     balance: Decimal = visible(T.MONEY, "Last balance from the broker.", ZERO)
-    can_trade: bool = visible(T.BOOL, "The broker's `canTrade` flag.", True)
+    can_trade: bool = visible(T.BOOL, "Whether the broker lets the account trade (its can-trade flag).", True)
     open_contracts: int = visible(T.CONTRACTS, "Contracts open across all positions (gross).", 0)
     net_contracts: int = visible(T.CONTRACTS, "Signed sum of position sizes (net).", 0)
     high_water_balance: Decimal = visible(
@@ -160,7 +160,7 @@ EVENT_FIELDS: dict[str, Member] = {
     "order": Member(T.ObjT("order", {}), "The order as it is now."),
     "status": Member(T.EnumT(ORDER_STATUSES), "Order status after this update."),
     "balance": Member(T.MONEY, "New account balance."),
-    "can_trade": Member(T.BOOL, "The broker's `canTrade` flag."),
+    "can_trade": Member(T.BOOL, "Whether the broker lets the account trade (its can-trade flag)."),
     "last": Member(T.PRICE, "Last traded price."),
     "bid": Member(T.PRICE, "Best bid."),
     "ask": Member(T.PRICE, "Best ask."),
@@ -293,33 +293,19 @@ def _event_schema() -> dict[str, dict[str, Member]]:
     return schema
 
 
-SCHEMA = Schema(
-    roots=frozen_map(
-        {
-            "account": Member(ACCOUNT_T, "The trading account."),
-            "day": Member(DAY_T, "Counters of the current trading day."),
-            "positions": Member(T.ListT(POSITION_T), "Open positions."),
-            "orders": Member(T.ListT(ORDER_T), "Working orders."),
-            "session": Member(SESSION_T, "The clock in the policy's timezone."),
-            "next_trading_day": Member(T.TIME, "The next trading-day start, DST-correct."),
-        }
-    ),
-    binders=frozen_map({"position": POSITION_T, "order": ORDER_T}),
-    events=frozen_map(_event_schema()),
-    functions=frozen_map({**LANGUAGE_FUNCTIONS, **ENGINE_FUNCTIONS}),
-)
-
-
 @dataclass(slots=True)
 class Snapshot:
     """The read-only view one evaluation sees. Engine functions of the schema are methods."""
 
-    account: Account = field(default_factory=Account)
-    day: Day = field(default_factory=Day)
-    positions: tuple[Position, ...] = ()
-    orders: tuple[Order, ...] = ()
-    session: Session = field(default_factory=Session)
-    next_trading_day: dt.datetime | None = None
+    # The roots rules read (`SCHEMA.roots` is made of these fields); `event` is typed per `on`.
+    account: Account = field(default_factory=Account, metadata={"type": ACCOUNT_T, "doc": "The trading account."})
+    day: Day = field(default_factory=Day, metadata={"type": DAY_T, "doc": "Counters of the current trading day."})
+    positions: tuple[Position, ...] = visible(T.ListT(POSITION_T), "Open positions.", ())
+    orders: tuple[Order, ...] = visible(T.ListT(ORDER_T), "Working orders.", ())
+    session: Session = field(
+        default_factory=Session, metadata={"type": SESSION_T, "doc": "The clock in the policy's timezone."}
+    )
+    next_trading_day: dt.datetime | None = visible(T.TIME, "The next trading-day start, DST-correct.")
     event: Event = field(default_factory=Event)
     instruments: Any = None  # engine.instruments.Instruments
 
@@ -331,3 +317,11 @@ class Snapshot:
 
     def points_to_money(self, symbol: str, points: Decimal) -> Decimal:
         return self.instruments.points_to_money(symbol, points)
+
+
+SCHEMA = Schema(
+    roots=frozen_map(_members(Snapshot)),
+    binders=frozen_map({"position": POSITION_T, "order": ORDER_T}),
+    events=frozen_map(_event_schema()),
+    functions=frozen_map({**LANGUAGE_FUNCTIONS, **ENGINE_FUNCTIONS}),
+)

@@ -21,10 +21,11 @@ import os
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from riskc.engine.core.timefmt import human_time
 from riskc.engine.daemon.config import SEVERITIES, redact_url
 
 if TYPE_CHECKING:
@@ -117,12 +118,13 @@ class ConsoleSink:
         self, console: Console | None = None, min_severity: Severity = "info", *, actions: bool = True
     ) -> None:
         if console is None:
-            from rich.console import Console
+            from riskc.engine.daemon.console import make_console
 
-            console = Console(stderr=True)
+            console = make_console(stderr=True)
         self.console = console
         self.min_severity = min_severity
         self.actions = actions
+        self.zone: tzinfo | None = None  # the account's timezone (the daemon sets it); None: the machine's
 
     def send(self, alert: Alert) -> None:
         if not alert.at_least(self.min_severity) or (alert.action is not None and not self.actions):
@@ -130,7 +132,7 @@ class ConsoleSink:
         from rich.text import Text
 
         # Text, not markup: a rule's alert string may contain [brackets].
-        line = Text(alert.ts.astimezone().strftime("%H:%M:%S "), style="dim")
+        line = Text(human_time(alert.ts, self.zone) + " ", style="dim")
         line.append(alert.headline(), style=_STYLES[alert.severity])
         line.append(f"  {alert.text}")
         self.console.print(line, soft_wrap=True)

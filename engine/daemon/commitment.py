@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from riskc.engine.core.calendar import TradingCalendar
+from riskc.engine.core.timefmt import human_time
 from riskc.engine.runner import PolicySet
 from riskc.engine.store import policy_sets
 from riskc.engine.store.codec import parse_time
@@ -101,7 +101,7 @@ class Commitment:
         activates_at = self.calendar.next_trading_day_start(engine_now)
         policy_sets.put(self.daemon.store, self.key, "staged", digest, sources, now, activates_at)
         self.staged = policy_sets.get(self.daemon.store, self.key, "staged")
-        when = activates_at.astimezone(ZoneInfo(self.calendar.timezone)).strftime("%a %Y-%m-%d %H:%M %Z")
+        when = human_time(activates_at, self.calendar.timezone)
         self.daemon.alerts.alert(
             "info", f"policy edit {digest} checked and staged: active from {when} (edits: next_trading_day)"
         )
@@ -140,8 +140,6 @@ class Commitment:
             "hash": staged.digest,
             "since": staged.since.isoformat(),
             "activates_at": staged.activates_at.isoformat() if staged.activates_at else None,
-            "activates_local": staged.activates_at.astimezone(ZoneInfo(self.calendar.timezone)).strftime("%a %H:%M %Z")
-            if staged.activates_at
-            else None,
+            "activates_local": human_time(staged.activates_at, self.calendar.timezone) if staged.activates_at else None,
             "apply_now": staged.apply_now,
         }

@@ -28,18 +28,21 @@ import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from riskc.dsl.decision import SEVERITY_RANK
-from riskc.engine.adapters.port import BrokerCall, BrokerState
+from riskc.engine.adapters.port import BrokerCall
+from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
 from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
+from riskc.engine.core.timefmt import human_time
 from riskc.engine.daemon.alerts import Alerts
 from riskc.engine.daemon.board.series import PnlSeries
 from riskc.engine.daemon.config import Config
+from riskc.engine.daemon.items import Reconcile, Swap, Tick
 from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.runner import Engine, PolicySet
 from riskc.engine.store import Store
@@ -47,29 +50,13 @@ from riskc.engine.store import Store
 log = logging.getLogger("riskc.daemon")
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
-    now: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Reconcile:
-    state: BrokerState
-    now: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Swap:
-    policies: PolicySet
-    sources: tuple[tuple[str, str], ...]
-
-
 @dataclass(slots=True)
 class Activity:
     """What the live view shows beyond the store: the last actions and some counters."""
 
     actions: deque = field(default_factory=lambda: deque(maxlen=12))
-    messages: int = 0
+    messages: int = 0  # every message applied: the feed's and the broker's answers (the sim's fills)
+    answers: int = 0  # of which the broker's answers
     calls: int = 0
     reloads: int = 0
     reload_errors: int = 0
@@ -78,6 +65,12 @@ class Activity:
     last_reconcile: dt.datetime | None = None
     call_times: deque = field(default_factory=lambda: deque(maxlen=400))  # monotonic, for the board's rate
     pnl: PnlSeries = field(default_factory=PnlSeries)  # the board's chart
+
+    @property
+    def feed_messages(self) -> int:
+        """The feed's messages, as `riskc replay` counts a recording's (its "messages"; all of
+        them, answers included, are its "events")."""
+        return self.messages - self.answers
 
 
 class AccountLoop:
@@ -111,7 +104,14 @@ class AccountLoop:
         engine = self.engine
         if type(item) is Message:
             self.activity.messages += 1
-            self._handle(engine.on_message(item))
+            try:
+                updates = decode(item)
+            except DECODE_ERRORS as error:
+                engine.malformed += 1
+                log.warning("malformed %s message skipped (%s): %s", item.target, error, item.to_json()[:500])
+                return
+            for update in updates:
+                self._handle(engine.on_event(update))
         elif type(item) is Tick:
             if self.commitment is not None and (due := self.commitment.due(item.now)) is not None:
                 self._apply(Swap(*due))  # before the tick: the new day is evaluated by the new set
@@ -149,7 +149,7 @@ class AccountLoop:
         for record in effects.records:
             self.activity.actions.appendleft(record)
             self.daemon.log_record({"kind": "action", "account": account} | record)
-            self.daemon.print_action(record)
+            self.daemon.print_action(record, self.engine.zone)
         for severity, record in _one_per_firing(effects.alerts):
             when = dt.datetime.fromisoformat(record["ts"]) if record.get("ts") else None
             self.daemon.alerts.alert(
@@ -207,6 +207,7 @@ class AccountLoop:
         drain = getattr(self.port, "drain", None)
         if drain is not None:
             for message in drain():
+                self.activity.answers += 1
                 self.queue.put_nowait(message)
 
     async def settle(self, timeout: float) -> None:
@@ -239,9 +240,9 @@ class Daemon:
         demo: bool = False,
     ) -> None:
         if console is None:
-            from rich.console import Console
+            from riskc.engine.daemon.console import make_console
 
-            console = Console(highlight=False)
+            console = make_console()
         self.config = config
         self.console = console
         self.live_view = live_view
@@ -260,7 +261,7 @@ class Daemon:
         if self._log_sink is not None:
             self._log_sink.write(record)
 
-    def print_action(self, record: dict[str, Any]) -> None:
+    def print_action(self, record: dict[str, Any], zone: dt.tzinfo | None = None) -> None:
         """Without the live view, one line per action (the view shows them otherwise). It is the
         only console line of an action: the alert the action raises goes to the log and the
         webhooks, not to this console."""
@@ -269,7 +270,8 @@ class Daemon:
         from rich.text import Text
 
         target = record.get("symbol") or record.get("contract_id") or ""
-        line = Text(f"{record.get('ts', '')[:19]}  ", style="dim")
+        when = human_time(dt.datetime.fromisoformat(record["ts"]), zone) if record.get("ts") else ""
+        line = Text(f"{when}  ", style="dim")
         line.append(f"{record['action']:<13}", style="bold")
         line.append(f" {target:<6} ")
         line.append(record["reason"])
@@ -278,29 +280,36 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
-    async def run(self, build_loops: Callable) -> int:
+    async def run(self, build_loops: Callable, services: Sequence[Callable[[Daemon], Awaitable[None]]] = ()) -> int:
+        """Build the account loops, run them and ``services`` (hot reload, the live view: each a
+        coroutine function of the daemon) until stopped, then shut down cleanly."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         self.loops = await build_loops(self)
+        if self.loops:  # alert lines in the account's timezone, like every other time shown
+            for sink in self.alerts.sinks:
+                if hasattr(sink, "zone"):
+                    sink.zone = self.loops[0].engine.zone
         from riskc.engine.daemon.board.server import start_board
         from riskc.engine.daemon.heartbeat import run_heartbeat, sd_notify
 
-        self.board = await start_board(self)  # before the feeds: the page can show the first event
+        # The board and the heartbeat are part of the guard, not optional services: the board per
+        # `web:` (before the feeds, so the page can show the first event), the heartbeat always.
+        self.board = await start_board(self)
         tasks = [asyncio.create_task(lp.consume()) for lp in self.loops]
         tasks += [asyncio.create_task(lp.feed(lp)) for lp in self.loops]
-        tasks.append(asyncio.create_task(self._watch_policies()))
         tasks.append(asyncio.create_task(run_heartbeat(self)))
+        running = [asyncio.create_task(service(self)) for service in services]
         sd_notify("READY=1")  # systemd (Type=notify): the accounts are followed
-        view = asyncio.create_task(self._view()) if self.live_view else None
         self.log_record(
             {"kind": "daemon", "event": "started", "broker": self.config.broker.kind, "accounts": len(self.loops)}
         )
         try:
             await self._wait_for_stop()
         finally:
-            await self._shutdown(tasks, view)
+            await self._shutdown(tasks, running)
         return 0
 
     async def _wait_for_stop(self) -> None:
@@ -321,7 +330,7 @@ class Daemon:
                 await asyncio.sleep(0.05)
             await lp.settle(2.0)
 
-    async def _shutdown(self, tasks: list[asyncio.Task], view: asyncio.Task | None) -> None:
+    async def _shutdown(self, tasks: list[asyncio.Task], services: list[asyncio.Task]) -> None:
         from riskc.engine.daemon.heartbeat import stopped
 
         for task in tasks:
@@ -336,29 +345,15 @@ class Daemon:
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await closer()
-        if view is not None:
-            view.cancel()
-            await asyncio.gather(view, return_exceptions=True)
+        for service in services:
+            service.cancel()
+        await asyncio.gather(*services, return_exceptions=True)
         if self.board is not None:
             await self.board.stop()
         stopped(self)
         self.log_record({"kind": "daemon", "event": "stopped"})
         await self.alerts.aclose(timeout=3.0)
         self.store.close()
-
-    # -- hot reload -------------------------------------------------------------------------
-
-    async def _watch_policies(self) -> None:
-        from riskc.engine.daemon.reload import watch_and_reload
-
-        await watch_and_reload(self)
-
-    # -- live view --------------------------------------------------------------------------
-
-    async def _view(self) -> None:
-        from riskc.engine.daemon.live_view import run_view
-
-        await run_view(self)
 
 
 # -- feeds ----------------------------------------------------------------------------------
@@ -387,6 +382,7 @@ def recording_feed(path: Path, speed: float) -> Callable:
             triggered = sim.observe(item)
             await lp.queue.put(item)
             for message in triggered:
+                lp.activity.answers += 1
                 await lp.queue.put(message)
         lp.activity.finished = True
 

@@ -151,7 +151,7 @@ def _summary(daemon: Daemon) -> dict[str, Any]:
     accounts = []
     for lp in daemon.loops:
         engine = lp.engine
-        state = trading_state(engine, engine.lockouts_at(engine.book.now))
+        state = trading_state(engine)
         accounts.append({"id": engine.book.account.id, "trading_state": state["state"], "stale": engine.stale})
     return {"riskc": "alive", "broker": daemon.config.broker.kind, "accounts": accounts}
 

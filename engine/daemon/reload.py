@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from riskc.engine.daemon.items import Swap
 from riskc.engine.runner import PolicySet
 
 if TYPE_CHECKING:
@@ -151,9 +152,7 @@ async def reload_loop(daemon: Daemon, lp: AccountLoop) -> Candidate:
     return candidate
 
 
-def _swap(candidate: Candidate):
-    from riskc.engine.daemon.daemon import Swap
-
+def _swap(candidate: Candidate) -> Swap:
     return Swap(candidate.policies, candidate.sources)
 
 

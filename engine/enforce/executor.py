@@ -36,15 +36,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerPort, BrokerState
+from riskc.engine.core.events import STOP_TYPES, SUSPENDED, OrderUpdate
+from riskc.engine.core.events import WORKING as WORKING_ORDERS
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, UnknownInstrument, symbol_of
 
 log = logging.getLogger("riskc.executor")
 
 Status = Literal["confirmed", "failed", "uncertain"]
 IDEMPOTENT = frozenset({"close", "cancel", "modify_stop"})  # sending twice does no harm
-WORKING = frozenset({1, 6, 7, 8})  # OPEN, PENDING, PENDING_CANCELLATION, SUSPENDED
-STOP_TYPES = frozenset({3, 4, 5})  # STOP_LIMIT, STOP, TRAILING_STOP
-SIDE = {"buy": 0, "sell": 1}
+WORKING = WORKING_ORDERS | SUSPENDED  # an order a cancel has not taken away yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +208,8 @@ class _Execution:
         except Exception as error:  # a port bug must not stop enforcement: treat as unknown outcome
             log.exception("broker port %s raised on %s", getattr(self.port, "name", "?"), self.call.describe())
             return _Reply(False, f"{self.call.describe()}: {type(error).__name__}: {error}")
-        if isinstance(result, dict) and result.get("orderId") is not None:
-            self.order_id = result["orderId"]
+        if isinstance(result, dict) and result.get("order_id") is not None:
+            self.order_id = result["order_id"]
         return _Reply(True, f"{self.call.describe()}: accepted", result)
 
     async def verify(self, attempt: int) -> _Verdict:
@@ -269,35 +269,35 @@ class _Execution:
                 ), f"{call.contract_id} position is {size}, wanted at most {self.expect}"
             case "cancel":
                 order = state.open_order(call.order_id)  # type: ignore[arg-type]
-                working = order is not None and order.get("status", 1) in WORKING
+                working = order is not None and order.status in WORKING
                 return not working, f"order {call.order_id} is {'still working' if working else 'not working'}"
             case "modify_stop":
                 order = state.open_order(call.order_id)  # type: ignore[arg-type]
-                if order is None or order.get("status", 1) not in WORKING:
+                if order is None or order.status not in WORKING:
                     return False, f"order {call.order_id} is not working"
-                price = order.get("stopPrice")
-                return self.same_price(price, order.get("contractId")), f"order {call.order_id} stop is {price}"
+                price = order.stop_price
+                return self.same_price(price, order.contract_id), f"order {call.order_id} stop is {price}"
             case "place_stop":
                 found = [o for o in state.orders if self.is_our_stop(o)]
                 return bool(found), (
-                    f"working stop {found[0].get('id')} found"
+                    f"working stop {found[0].order_id} found"
                     if found
                     else f"no working {call.side} stop {call.size} {call.contract_id} at {call.stop_price}"
                 )
         return False, f"unknown call kind {call.kind!r}"
 
-    def is_our_stop(self, order: dict[str, Any]) -> bool:
+    def is_our_stop(self, order: OrderUpdate) -> bool:
         call = self.call
-        if order.get("status", 1) not in WORKING:
+        if order.status not in WORKING:
             return False
-        if self.order_id is not None and order.get("id") == self.order_id:
+        if self.order_id is not None and order.order_id == self.order_id:
             return True
         return (
-            order.get("contractId") == call.contract_id
-            and order.get("type") in STOP_TYPES
-            and order.get("side") == SIDE.get(call.side or "")
-            and order.get("size") == call.size
-            and self.same_price(order.get("stopPrice"), call.contract_id)
+            order.contract_id == call.contract_id
+            and order.type in STOP_TYPES
+            and order.side == call.side
+            and order.size == call.size
+            and self.same_price(order.stop_price, call.contract_id)
         )
 
     def same_price(self, price: Any, contract_id: str | None) -> bool:

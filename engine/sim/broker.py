@@ -21,8 +21,10 @@ from decimal import Decimal
 from typing import Any
 
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
+from riskc.engine.adapters.projectx import decode
 from riskc.engine.adapters.projectx.intake import Message
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, UnknownInstrument, symbol_of
+from riskc.engine.sim import gateway
 
 MICROS = frozenset({"MNQ", "MES", "M2K", "MYM", "MGC", "MCL", "M6E", "MBT", "SIL"})
 _KEEP_TRADES = dt.timedelta(hours=24)
@@ -174,14 +176,10 @@ class SimBroker:
         return self.state_now()
 
     def state_now(self) -> BrokerState:
+        """What the Gateway's REST searches would answer now, decoded as the adapter decodes them."""
         a = self.account
-        account = {"id": a.id, "name": a.name, "balance": a.balance, "canTrade": a.can_trade}
-        return BrokerState(
-            tuple(dict(p) for p in a.positions.values()),
-            tuple(dict(o) for o in a.orders.values()),
-            tuple(a.trades),
-            account,
-        )
+        account = gateway.account_data(a.id, a.name, a.balance, a.can_trade)
+        return decode.broker_state(list(a.positions.values()), list(a.orders.values()), a.trades, account, self.now)
 
     def _order(self, call: BrokerCall) -> dict[str, Any]:
         order = self.account.orders.get(int(call.order_id or 0))
@@ -316,7 +314,7 @@ class SimBroker:
         return data
 
     def _user(self, target: str, data: dict[str, Any], now: dt.datetime) -> Message:
-        return Message(now, "user", target, [{"action": 1, "data": data}])
+        return gateway.user(target, data, now)
 
     def _take_order_id(self) -> int:
         self._next_order += 1

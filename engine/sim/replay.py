@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from riskc.engine.adapters.port import BrokerError
+from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
 from riskc.engine.adapters.projectx.intake import Malformed, Message
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
 from riskc.engine.enforce.enforcer import Effects
@@ -102,8 +103,8 @@ class Replay:
     def feed(self, item: Message | Malformed) -> None:
         summary = self.summary
         if type(item) is Malformed:
-            summary.malformed.append(item)
-            log.warning("malformed recording line skipped: %s", item.describe())
+            summary.malformed.append(item)  # reported once, by whoever reads the summary
+            log.debug("malformed recording line skipped: %s", item.describe())
             return
         ts, engine = item.ts, self.engine
         if self.clock.next is None or ts >= self.clock.next:  # most messages share their second
@@ -113,15 +114,20 @@ class Replay:
             summary.first = ts
         summary.last = ts
         triggered = self.sim.observe(item)
-        before = engine.malformed
-        effects = engine.on_message(item)
-        if effects is not NO_EFFECTS:
-            self._handle(effects)
-        if engine.malformed > before:
-            summary.malformed.append(Malformed(item.line, "the book could not use this message", item.to_json()))
+        try:
+            updates = decode(item)
+        except DECODE_ERRORS as error:
+            engine.malformed += 1
+            summary.malformed.append(Malformed(item.line, _why(error), item.to_json()))
+            log.warning("malformed recording line skipped: %s", summary.malformed[-1].describe())
+            updates = ()
+        for update in updates:
+            effects = engine.on_event(update)
+            if effects is not NO_EFFECTS:
+                self._handle(effects)
         if triggered:
             for message in triggered:
-                self._handle(engine.on_message(message))
+                self._apply(message)
         summary.events = engine.events
 
     def tick_until(self, ts: dt.datetime) -> None:
@@ -155,4 +161,15 @@ class Replay:
             engine.mark_sent(call, now)
             engine.finished(call, True, now, result={"sim": True})
         for message in answers:
-            self._handle(engine.on_message(message))
+            self._apply(message)
+
+    def _apply(self, message: Message) -> None:
+        """A message of the simulated broker's: decoded like any other (it cannot be malformed)."""
+        for update in decode(message):
+            self._handle(self.engine.on_event(update))
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"missing field {error.args[0]!r}"
+    return str(error) or type(error).__name__

@@ -116,6 +116,15 @@ class LedgerMixin(StoreBase):
         )
         return [_trade(row) for row in rows]
 
+    def latest_trading_day(self, account_id: int) -> date | None:
+        """The latest trading day with activity (a trade or a balance), None for none."""
+        row = self.db.execute(
+            "SELECT MAX(day) FROM (SELECT MAX(trading_day) AS day FROM trades WHERE account_id = ?"
+            " UNION ALL SELECT MAX(trading_day) FROM balances WHERE account_id = ?)",
+            [account_id, account_id],
+        ).fetchone()
+        return None if row is None or row[0] is None else date.fromisoformat(row[0])
+
     def day_totals(self, account_id: int, trading_day: date | str) -> DayTotals:
         return totals_of(self.day_trades(account_id, trading_day))
 
@@ -195,8 +204,11 @@ class LedgerMixin(StoreBase):
         ).fetchone()
         return None if row is None else Decimal(row[0])
 
-    def eod_high_balance(self, account_id: int) -> Decimal | None:
-        """The EOD high-water mark as of the latest closed day; None before the first close."""
+    def eod_high_balance(self, account_id: int, before: date | str | None = None) -> Decimal | None:
+        """The EOD high-water mark as of the latest closed day (of the latest closed day before
+        ``before``, when given); None before the first close."""
+        if before is not None:
+            return self._eod_high_before(account_id, before)
         row = self.db.execute(
             "SELECT eod_high_water FROM balances WHERE account_id = ? AND eod_high_water IS NOT NULL"
             " ORDER BY trading_day DESC LIMIT 1",

@@ -199,6 +199,14 @@ class LockoutsMixin(StoreBase):
             sql, params = sql + " AND account_id = ?", params + [account_id]
         return [_lockout(row) for row in self.db.execute(sql + " ORDER BY id", params)]
 
+    def lockouts_set_between(self, account_id: int, start: datetime, end: datetime) -> list[Lockout]:
+        """Lockouts set in [start, end), in force or not (`riskc status` of a past trading day)."""
+        rows = self.db.execute(
+            f"SELECT {_LOCKOUT_COLUMNS} FROM lockouts WHERE account_id = ? AND since >= ? AND since < ? ORDER BY id",
+            [account_id, time_text(start), time_text(end)],
+        )
+        return [_lockout(row) for row in rows]
+
     def release_lockout(
         self, lockout_id: int, now: datetime, by: str, reason: str, passphrase: str | None = None
     ) -> Lockout:

@@ -31,15 +31,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from riskc.engine.adapters.projectx.intake import HUB_OF, Message, parse_time
 from riskc.engine.core.snapshot import ORDER_SIDES, ORDER_STATUSES, ORDER_TYPES
+from riskc.engine.sim import gateway
 from riskc.engine.testing.snapshot_file import line_of, parse_duration
 
 KINDS = ("account", "position", "order", "trade", "quote")
 _TARGETS = {
-    "account": "GatewayUserAccount",
-    "position": "GatewayUserPosition",
-    "order": "GatewayUserOrder",
-    "trade": "GatewayUserTrade",
-    "quote": "GatewayQuote",
+    "account": gateway.ACCOUNT,
+    "position": gateway.POSITION,
+    "order": gateway.ORDER,
+    "trade": gateway.TRADE,
+    "quote": gateway.QUOTE,
 }
 
 
@@ -175,57 +176,48 @@ def _when(node: Mapping, key: str, previous, index: int, line) -> dt.datetime:
 
 
 def _account(e: AccountEvent, when, ids) -> list:
-    data = {"name": e.name, "balance": e.balance, "canTrade": e.can_trade}
-    return [{"action": 1, "data": ({"id": e.id} if e.id is not None else {"id": 0}) | data}]
-
-
-def _position(e: PositionEvent, when, ids) -> list:
-    kind = 1 if e.size > 0 else 2 if e.size < 0 else 0
-    data = {
-        "contractId": e.contract_id,
-        "creationTimestamp": (e.opened_at or when).isoformat(),
-        "type": kind,
-        "size": abs(e.size),
-        "averagePrice": e.avg_price,
-    }
+    data = gateway.account_data(e.id if e.id is not None else 0, e.name, e.balance, e.can_trade)
     return [{"action": 1, "data": data}]
 
 
+def _position(e: PositionEvent, when, ids) -> list:
+    return [{"action": 1, "data": gateway.position_data(e.contract_id, e.size, e.avg_price, e.opened_at or when)}]
+
+
 def _order(e: OrderEvent, when, ids) -> list:
-    data = {
-        "id": e.id,
-        "contractId": e.contract_id,
-        "creationTimestamp": when.isoformat(),
-        "updateTimestamp": when.isoformat(),
-        "status": ORDER_STATUSES.index(e.status),
-        "type": ORDER_TYPES.index(e.type) + 1,
-        "side": ORDER_SIDES.index(e.side),
-        "size": e.size,
-        "limitPrice": e.price,
-        "stopPrice": e.stop_price,
-    }
+    data = gateway.order_data(
+        e.id,
+        e.contract_id,
+        status=e.status,
+        type=e.type,
+        side=e.side,
+        size=e.size,
+        price=e.price,
+        stop_price=e.stop_price,
+        created=when,
+        updated=when,
+    )
     return [{"action": 1, "data": data}]
 
 
 def _trade(e: TradeEvent, when, ids) -> list:
-    data = {
-        "id": e.id if e.id is not None else next(ids),
-        "contractId": e.contract_id,
-        "creationTimestamp": when.isoformat(),
-        "price": e.price,
-        "profitAndLoss": e.pnl,
-        "fees": e.fees,
-        "side": ORDER_SIDES.index(e.side),
-        "size": e.size,
-        "voided": e.voided,
-        "orderId": e.order_id,
-    }
+    data = gateway.trade_data(
+        e.id if e.id is not None else next(ids),
+        e.contract_id,
+        side=e.side,
+        size=e.size,
+        price=e.price,
+        pnl=e.pnl,
+        fees=e.fees,
+        voided=e.voided,
+        order_id=e.order_id,
+        at=when,
+    )
     return [{"action": 1, "data": data}]
 
 
 def _quote(e: QuoteEvent, when, ids) -> list:
-    data = {"lastPrice": e.last, "bestBid": e.bid, "bestAsk": e.ask, "timestamp": when.isoformat()}
-    return [e.contract_id, {k: v for k, v in data.items() if v is not None}]
+    return gateway.quote_args(e.contract_id, e.last, e.bid, e.ask, when)
 
 
 _ARGS: dict[str, Callable] = {

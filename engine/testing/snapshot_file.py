@@ -18,7 +18,9 @@ session: {is_open: true}     # optional overrides of what the calendar says
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
+import typing
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -160,6 +162,45 @@ class SnapshotIn(_Model):
         return dt.datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=dt.UTC)
 
 
+def validation_message(error: ValidationError, model: type[BaseModel]) -> tuple[tuple, str]:
+    """(location, message) of the first problem, in our words: an unknown key says so, with a
+    did-you-mean among the keys that place takes (`realised_pnl` -> `realized_pnl`)."""
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    if first["type"] != "extra_forbidden" or not loc:
+        return loc, first["msg"]
+    key, known = str(loc[-1]), _keys_at(model, loc[:-1])
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return loc, f"unknown key `{key}`; did you mean `{close[0]}`?"
+    return loc, f"unknown key `{key}`" + (f" (known here: {', '.join(known)})" if known else "")
+
+
+def _keys_at(model: type[BaseModel], path: tuple) -> list[str]:
+    """The keys of the model found at ``path`` (field names; list indices skipped)."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(str(part)) if isinstance(current, type) else None
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+        if current is None:
+            return []
+    return list(current.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def load_snapshot_text(
     text: str,
     source: str = "<snapshot>",
@@ -173,9 +214,9 @@ def load_snapshot_text(
     try:
         model = SnapshotIn.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        path = ".".join(str(p) for p in first["loc"])
-        raise SnapshotError(f"{path}: {first['msg']}", line_of(data, first["loc"]), source) from None
+        loc, message = validation_message(error, SnapshotIn)
+        path = ".".join(str(p) for p in loc)
+        raise SnapshotError(f"{path}: {message}", line_of(data, loc), source) from None
     return build_snapshot(model, timezone, day_starts, instruments, calendar)
 
 

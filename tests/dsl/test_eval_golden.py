@@ -35,10 +35,10 @@ UPDATE = os.environ.get("RISKC_UPDATE_GOLDEN") == "1"
 
 def policy_source(name: str) -> tuple[str, str]:
     own = CASES_DIR / f"{name}.risk"
-    if own.exists():
-        return str(own), own.read_text(encoding="utf-8")
+    if own.exists():  # paths relative to the repository: the goldens quote them in run-time errors
+        return own.relative_to(REPO).as_posix(), own.read_text(encoding="utf-8")
     path = REPO / (CASES_DIR / f"{name}.policy").read_text(encoding="utf-8").strip()
-    return str(path), path.read_text(encoding="utf-8")
+    return path.relative_to(REPO).as_posix(), path.read_text(encoding="utf-8")
 
 
 def evaluate(name: str):

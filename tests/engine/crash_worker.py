@@ -35,6 +35,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from riskc.engine.adapters.port import BrokerCall, BrokerState
+from riskc.engine.adapters.projectx.decode import broker_state, decode
 from riskc.engine.adapters.projectx.intake import Message, parse_line
 from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.enforce.executor import took_effect
@@ -70,8 +71,14 @@ class BrokerClient:
     def state(self) -> tuple[BrokerState, int]:
         """The broker's state, and the last line it observed (its clock)."""
         reply = self.ask({"op": "state"})
-        state = BrokerState(tuple(reply["positions"]), tuple(reply["orders"]), tuple(reply["trades"]), reply["account"])
+        state = broker_state(reply["positions"], reply["orders"], reply["trades"], reply["account"], _utcnow())
         return state, reply["observed"]
+
+
+def _utcnow():
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _messages(lines: list[str]) -> list[Message]:
@@ -114,9 +121,9 @@ class Worker:
                 self.execute(self.engine.on_tick(tick))
                 tick += SECOND
         answers = self.broker.observe(number)
-        self.execute(self.engine.on_message(message))
+        self.execute(self.engine.on_events(decode(message)))
         for answer in answers:
-            self.execute(self.engine.on_message(answer))
+            self.execute(self.engine.on_events(decode(answer)))
         with self.store.db.conn:  # its own transaction, after every commit of this line returned
             self.store.db.execute(f"INSERT OR REPLACE INTO {PROGRESS} (id, line) VALUES (1, ?)", [number])
         self.ack(number)
@@ -134,7 +141,7 @@ class Worker:
                 state, _ = self.broker.state()
                 engine.finished(call, took_effect(call, state), now, reply["error"])
             for answer in reply["messages"]:
-                self.execute(engine.on_message(answer))
+                self.execute(engine.on_events(decode(answer)))
 
     def ack(self, line: int) -> None:
         head = self.store.audit_head()

@@ -174,3 +174,31 @@ def test_check_does_not_import_the_sdk_or_dataframes(heavy: str):
     )
     run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert (run.returncode, run.stdout.strip()) == (0, "ok"), run.stderr
+
+
+# -- a mistyped folder, an empty file, a copy beside the original (issue 18) ------------------
+
+
+def test_a_folder_without_policy_files_is_a_usage_error(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    result = riskc_check(str(tmp_path / "empty"))
+    assert result.exit_code == 2
+    assert "no policy in" in result.output and "holds no .risk files" in result.output
+
+
+def test_an_empty_policy_file_is_a_warning(tmp_path: Path):
+    path = write(tmp_path, "empty.risk", "")
+    result = riskc_check(str(path))
+    assert result.exit_code == 0
+    assert "risk_empty_file" in result.stderr and "warning" in result.stderr
+    assert riskc_check("--strict", str(path)).exit_code == 1
+
+
+def test_a_copy_of_a_policy_beside_it_explains_the_one_policy_set(tmp_path: Path):
+    original = (REPO / "policies" / "topstep-50k.risk").read_text()
+    write(tmp_path, "topstep-50k.risk", original)
+    write(tmp_path, "mine.risk", original)
+    result = riskc_check(str(tmp_path))
+    assert result.exit_code == 1
+    assert "form one policy set, and both would be active at once" in result.stderr
+    assert "move the other out of the folder or give its path alone" in result.stderr

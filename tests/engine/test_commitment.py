@@ -18,6 +18,7 @@ from riskc.engine.cli.main import main
 from riskc.engine.daemon.config import load_config
 from riskc.engine.daemon.daemon import Daemon
 from riskc.engine.daemon.loops import build_loops
+from riskc.engine.daemon.reload import watch_and_reload
 from riskc.engine.store import Store, policy_sets
 
 POLICY = 'policy "t"\n  timezone America/Chicago\n\nuse max_contracts(limit: {limit})\n'
@@ -62,7 +63,7 @@ def reduces(tmp: Path) -> list[dict]:
 
 async def run(config: Path, seconds: float, during=None) -> Daemon:
     daemon = Daemon(load_config(config), live_view=False, max_seconds=seconds)
-    task = asyncio.create_task(daemon.run(lambda d: build_loops(d, None)))
+    task = asyncio.create_task(daemon.run(lambda d: build_loops(d, None), (watch_and_reload,)))
     if during is not None:
         await during(daemon)
     await asyncio.wait_for(task, seconds + 15)
@@ -101,7 +102,7 @@ async def test_an_edit_during_the_day_is_staged_survives_a_restart_and_activates
     [pending] = status["pending"]
     assert pending["account"] == KEY and pending["activates_at"] == BOUNDARY.isoformat()
     text = CliRunner().invoke(main, ["status", "--config", str(config)]).output
-    assert "policy edit pending" in text and "Tue 2026-03-10 17:00 CDT" in text
+    assert "policy edit pending" in text and "2026-03-10 17:00:00 CDT" in text
 
     # The restart, on the same edited file, ten seconds before the day starts.
     evening = session(tmp_path / "evening.jsonl", BOUNDARY - dt.timedelta(seconds=10), 25)

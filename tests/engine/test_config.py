@@ -302,3 +302,12 @@ def test_half_set_credentials_are_an_error_that_shows_no_value(environ: dict[str
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_the_example_config_loads_as_shipped_without_any_environment():
+    """examples/riskc.yaml is what a new user copies: it must load with nothing exported (its
+    webhook is commented out until RISKC_DISCORD_WEBHOOK is)."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "riskc.yaml"
+    config = load_config(example, environ={})
+    assert config.alerts.webhooks == [] and config.broker.kind == "dry-run"
+    assert "${RISKC_DISCORD_WEBHOOK}" in example.read_text()  # still shown, as a comment

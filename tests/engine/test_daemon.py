@@ -17,6 +17,7 @@ from pathlib import Path
 from riskc.engine.daemon.config import load_config
 from riskc.engine.daemon.daemon import Daemon
 from riskc.engine.daemon.loops import build_loops
+from riskc.engine.daemon.reload import watch_and_reload
 from riskc.engine.store import Store
 
 MNQ = "CON.F.US.MNQ.Z25"
@@ -108,7 +109,7 @@ POLICY = 'policy "t"\n  timezone America/Chicago\n\nuse max_contracts(limit: {li
 
 async def run_daemon(config_path: Path, seconds: float, during=None) -> Daemon:
     daemon = Daemon(load_config(config_path), live_view=False, max_seconds=seconds)
-    task = asyncio.create_task(daemon.run(lambda d: build_loops(d, None)))
+    task = asyncio.create_task(daemon.run(lambda d: build_loops(d, None), (watch_and_reload,)))
     if during is not None:
         await during(daemon)
     await asyncio.wait_for(task, seconds + 15)

@@ -17,7 +17,9 @@ from test_daemon import ACCOUNT, START, position, recording, trade
 from riskc.engine.daemon.alerts import Alert, ConsoleSink
 from riskc.engine.daemon.config import load_config
 from riskc.engine.daemon.daemon import Daemon
+from riskc.engine.daemon.live_view import run_view
 from riskc.engine.daemon.loops import build_loops
+from riskc.engine.daemon.reload import watch_and_reload
 
 POLICY = textwrap.dedent("""\
     policy "t"
@@ -53,7 +55,8 @@ def _run(tmp: Path, *, live_view: bool) -> tuple[str, list[dict]]:
 
     async def main() -> None:
         daemon = Daemon(load_config(_config(tmp)), console=console, live_view=live_view, max_seconds=2)
-        task = asyncio.create_task(daemon.run(lambda d: build_loops(d, None)))
+        services = (watch_and_reload, run_view) if live_view else (watch_and_reload,)
+        task = asyncio.create_task(daemon.run(lambda d: build_loops(d, None), services))
         await asyncio.sleep(0.5)
         daemon.alerts.alert("medium", DRIFT, account=ACCOUNT)
         await asyncio.wait_for(task, 20)
@@ -68,7 +71,7 @@ def test_plain_output_has_one_line_per_action_and_a_line_per_other_alert(tmp_pat
     assert {r["action"] for r in acted} >= {"flatten", "lockout", "alert"}
     lines = text.splitlines()
     for record in acted:
-        mine = [line for line in lines if record["reason"] in line and line.split()[1] == record["action"]]
+        mine = [line for line in lines if record["reason"] in line and line.split()[3] == record["action"]]
         assert len(mine) == 1, (record, text)
     for rule in ("daily_loss", "heads_up"):  # said once per action, not again as an alert line
         assert sum(rule in line for line in lines) == sum(r["rule"] == rule for r in acted), text

@@ -17,12 +17,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from gateway_messages import BUY, CL, ES, LIMIT, MARKET, MNQ, PENDING, SELL, STOP, D, Feed
+from gateway_messages import BUY, CL, ES, LIMIT, MARKET, MNQ, PENDING, SELL, START, STOP, D, Feed
 
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
+from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, broker_state, decode
 from riskc.engine.adapters.projectx.intake import Message
 from riskc.engine.enforce.enforcer import RETRY_AFTER
 from riskc.engine.runner import Engine, PolicySet
+from riskc.engine.sim.replay import Replay
 from riskc.engine.store import Store
 
 ACCOUNT = 13298777
@@ -92,9 +94,7 @@ class FakePort:
         return {"success": True}
 
     async def state(self, account_id: int) -> BrokerState:
-        return BrokerState(
-            tuple(self.positions.values()), tuple(self.orders.values()), tuple(self.trades), self.account
-        )
+        return broker_state(list(self.positions.values()), list(self.orders.values()), self.trades, self.account, START)
 
 
 class Harness:
@@ -113,7 +113,7 @@ class Harness:
         calls = []
         for message in messages:
             self.port.sees(message)
-            calls += self._handle(self.engine.on_message(message))
+            calls += self._handle(self.engine.on_events(decode(message)))
         return calls
 
     def tick(self, at: dt.datetime) -> list[BrokerCall]:
@@ -197,7 +197,7 @@ def test_flatten_closes_every_position_and_cancels_orders_but_not_market_ones(ha
         ("cancel", ES, 11, None),
     ]
     assert {c.expect_size for c in calls if c.kind == "close"} == {0}
-    assert [r["action"] for r in h.records] == ["flatten", "lockout"]
+    assert [r["action"] for r in h.records] == ["flatten", "lockout", "trading_state"]
 
 
 def test_reduce_p_to_n_is_a_partial_close_of_the_excess(harness):
@@ -220,7 +220,7 @@ def test_reduce_total_cuts_the_largest_positions_first(harness, limit, third, ex
     h = harness(policy(f"use max_contracts(limit: {limit})"))
     h.auto = False
     h.feed(f.position(0, MNQ, 1, 21000))
-    h.engine.book.apply(f.position(0, CL, -2, 60))  # both already open when the third arrives
+    h.engine.apply_quiet(*decode(f.position(0, CL, -2, 60)))  # both already open when the third arrives
     assert summary(h.feed(third)) == expected
 
 
@@ -321,7 +321,7 @@ def test_a_position_reopened_before_the_flat_was_seen_keeps_its_orders(harness):
     h = harness(policy("use position_loss(limit: $10)"))
     h.feed(f.position(0, MNQ, 1, 21000), *EXITS)
     h.feed(f.quote(1, MNQ, 20990))
-    h.engine.book.apply(f.position(2, MNQ, 0))  # flat and short in one burst, not evaluated between
+    h.engine.book.apply(*decode(f.position(2, MNQ, 0)))  # flat and short in one burst, not evaluated between
     assert h.feed(f.position(3, MNQ, -1, 21000)) == []  # another episode: the trader's orders again
     assert h.tick(f.at(4)) == [] and not h.engine.enforcer.orphans
 
@@ -642,6 +642,32 @@ def test_a_day_that_ended_while_riskc_was_down_is_closed_at_the_restart(tmp_path
         assert any(a.get("event") == "day_close_after_restart" for a in audit(store, "event"))
 
 
+def test_a_restart_that_redoes_the_hour_before_a_close_does_not_invent_a_previous_day(tmp_path):
+    """After a crash, the worker (like any redo) can reconcile at a time before a day close it has
+    already committed. That close is today's, not an earlier one: riskc never followed the account
+    the day before, so there is nothing to close there (the crash test's flaky extra
+    ('2025-10-28', '50000.00') row)."""
+    path = tmp_path / "state.db"
+    sources = policy("use daily_loss(limit: $300)")
+    wednesday = Feed(account_id=ACCOUNT, start=dt.datetime(2025, 10, 29, 21, 0, tzinfo=dt.UTC))
+    with Store.open(path) as store:
+        first = Harness(store, sources)
+        first.feed(
+            wednesday.account(0, 50000),
+            wednesday.trade(1, 1, MNQ, side=SELL, pnl=-400, fees=0),
+            wednesday.account(2, 49600),
+        )
+        first.tick(wednesday.at(3601))  # 22:00:01Z: the trading day of 2025-10-29 is closed
+        assert store.day_balance(ACCOUNT, dt.date(2025, 10, 29)).eod_balance == D("49600.00")
+        port = first.port
+    with Store.open(path) as store:  # killed before the line was marked done: redone from 21:00:02Z
+        second = Harness(store, sources)
+        second.port = port
+        second.reconcile(wednesday.at(2))
+        assert store.day_balance(ACCOUNT, dt.date(2025, 10, 28)) is None
+        assert not any(a.get("event") == "day_close_after_restart" for a in audit(store, "event"))
+
+
 # -- alerts, malformed messages, the ledger ----------------------------------------------------
 
 
@@ -670,8 +696,12 @@ def test_a_malformed_message_is_counted_and_changes_nothing(harness, store):
         "profitAndLoss": -500,
     }
     bad = Message(f.at(1), "user", "GatewayUserTrade", [{"action": 1, "data": data}])
-    assert h.feed(bad) == []
-    assert h.engine.malformed == 1
+    with pytest.raises(DECODE_ERRORS):  # the adapter refuses it: the engine never sees a half-read trade
+        decode(bad)
+    replay = Replay(h.engine.policies, store, account_id=ACCOUNT)
+    replay.engine = h.engine
+    replay.feed(bad)
+    assert h.engine.malformed == 1 and len(replay.summary.malformed) == 1
     assert store.day_totals(ACCOUNT, "2025-10-29").trade_count == 0 and store.audit_records() == before
 
 
@@ -728,3 +758,58 @@ def test_the_day_roll_closes_the_day_in_the_store_and_ends_next_trading_day_lock
     # A fresh day: the same breach rule is quiet until the new day loses again.
     assert h.tick(boundary + dt.timedelta(seconds=1)) == []
     assert h.feed(g.position(8 * 3600 + 5, MNQ, 1, 21000)) == []
+
+
+# -- the trading state -----------------------------------------------------------------------
+
+
+def test_a_lockout_halts_the_account_and_its_end_makes_it_active_again(harness, store):
+    h = harness(policy("use daily_loss(limit: $100)", "use cooldown_after_loss(loss: $100, cooldown: 15m)"))
+    h.feed(*LOSS)
+    states = [r for r in h.records if r["action"] == "trading_state"]
+    assert [(r["state"], r["rule"]) for r in states] == [("halted", "daily_loss")]
+    assert states[0]["until"] == "2025-10-29T22:00:00+00:00" and "account locked by daily_loss" in states[0]["reason"]
+    assert h.engine.trading.state == "halted"
+    h.tick(dt.datetime(2025, 10, 29, 22, 0, 1, tzinfo=dt.UTC))  # the next trading day: the lockout has ended
+    assert [(r["state"], r["ts"]) for r in h.records if r["action"] == "trading_state"][1:] == [
+        ("active", "2025-10-29T22:00:01+00:00")
+    ]
+    assert h.engine.trading.state == "active"
+    audited = [a for d in audit(store, "decision") for a in d["actions"] if a["action"] == "trading_state"]
+    assert [a["state"] for a in audited] == ["halted", "active"]
+
+
+def test_a_symbol_block_leaves_exits_only(harness):
+    h = harness(policy("use symbol_block(symbols: [CL])"))
+    h.feed(f.position(0, MNQ, 1, 21000), f.position(1, CL, 1, 60))
+    [state] = [r for r in h.records if r["action"] == "trading_state"]
+    assert (state["state"], state["rule"]) == ("reducing", "symbol_block")
+    assert state["reason"].startswith("CL blocked (exits only)")
+
+
+def test_the_state_is_recorded_once_per_change_not_per_event(harness):
+    h = harness(policy("use daily_loss(limit: $100)"))
+    h.feed(*LOSS)
+    for second in range(2, 30):
+        h.feed(f.quote(second, MNQ, 21000 + second))
+        h.tick(f.at(second))
+    assert [r["state"] for r in h.records if r["action"] == "trading_state"] == ["halted"]
+
+
+# -- a rule that fails at run time -----------------------------------------------------------
+
+
+def test_a_rule_that_divides_by_zero_is_located_in_its_file_audited_and_fails_closed(harness, store):
+    source = policy(
+        "  on_error flatten",
+        "rule loss_per_trade",
+        "  when day.realized_pnl / day.trades < -$100",
+        '  then alert "losing too much per trade"',
+    )
+    h = harness(source)
+    calls = h.feed(f.account(0, 50000), f.position(1, MNQ, 1, 21000))  # no trade yet: day.trades is 0
+    assert summary(calls) == [("close", MNQ, None, None)]
+    [flatten] = [r for r in h.records if r["action"] == "flatten"]
+    assert flatten["reason"].startswith("p0.risk:4:8: loss_per_trade could not be evaluated (an undefined result")
+    audited = [a["reason"] for d in audit(store, "decision") for a in d["actions"] if a["action"] == "flatten"]
+    assert audited and audited[0] == flatten["reason"]

@@ -5,16 +5,21 @@ accepted, deterministic backoff. No SDK, no network, no real sleeping."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
+from riskc.engine.adapters.projectx.decode import broker_state
 from riskc.engine.enforce.executor import Outcome, Step, execute
 
 ACCT = 13298777
 MNQ = "CON.F.US.MNQ.Z25"
+
+
+NOW = dt.datetime(2025, 10, 29, 15, 0, tzinfo=dt.UTC)
 
 
 def position(size: int, contract: str = MNQ) -> dict[str, Any]:
@@ -51,7 +56,7 @@ class ScriptedPort:
             raise BrokerError(f"{call.describe()}: HTTP 500")
         if step == "reject":
             raise BrokerError(f"{call.describe()}: rejected: Invalid size", retryable=False)
-        return {"success": True, **({"orderId": 77} if call.kind == "place_stop" else {})}
+        return {"success": True, **({"order_id": 77} if call.kind == "place_stop" else {})}
 
     def apply(self, call: BrokerCall) -> None:
         match call.kind:
@@ -83,7 +88,7 @@ class ScriptedPort:
         if self.lag:
             self.lag -= 1
             size, orders = self._before
-        return BrokerState(positions=(position(size),) if size else (), orders=tuple(orders.values()))
+        return broker_state([position(size)] if size else [], list(orders.values()), [], None, NOW)
 
 
 class Clock:
@@ -209,7 +214,7 @@ async def test_partial_close_without_expect_size_reads_a_baseline_first() -> Non
     "script, status, sends", [(["ok"], "confirmed", 1), (["error", "ok"], "confirmed", 2), (["reject"], "failed", 1)]
 )
 async def test_cancel(script: list[str], status: str, sends: int) -> None:
-    port = ScriptedPort(0, [{"id": 9, "contractId": MNQ, "type": 4, "status": 1}], script=script)
+    port = ScriptedPort(0, [{"id": 9, "contractId": MNQ, "type": 4, "status": 1, "side": 1, "size": 2}], script=script)
     outcome, _, _ = await run(port, BrokerCall("cancel", ACCT, contract_id=MNQ, order_id=9))
     assert (outcome.status, len(port.sent)) == (status, sends)
 
@@ -243,7 +248,7 @@ async def test_place_stop_that_failed_is_placed_again() -> None:
     port = ScriptedPort(2, script=["error", "ok"])
     call = BrokerCall("place_stop", ACCT, contract_id=MNQ, side="sell", size=2, stop_price=Decimal("26236"))
     outcome, _, _ = await run(port, call)
-    assert (outcome.status, outcome.result) == ("confirmed", {"success": True, "orderId": 77})
+    assert (outcome.status, outcome.result) == ("confirmed", {"success": True, "order_id": 77})
 
 
 async def test_a_failing_audit_hook_and_a_buggy_port_do_not_escape() -> None:

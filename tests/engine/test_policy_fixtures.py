@@ -186,7 +186,10 @@ def test_a_mistake_in_one_case_is_reported_with_its_line_and_the_others_run(tmp_
     """,
     )
     assert [c.status for c in result.cases] == ["error", "passed"]
-    assert result.cases[0].error.endswith(":7: case 'typo in the snapshot': snapshot day.realised_pnl: unknown key")
+    assert result.cases[0].error.endswith(
+        ":7: case 'typo in the snapshot': snapshot day.realised_pnl: unknown key `realised_pnl`;"
+        " did you mean `realized_pnl`?"
+    )
     assert any(":10: case 'typo in an expectation': unknown key `acton`" in e for e in result.errors)
     assert not result.ok
 

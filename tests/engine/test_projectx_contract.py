@@ -236,7 +236,7 @@ async def test_place_stop_sends_a_stop_order(gateway: Any) -> None:
             "trailPrice": None,
         }
     ]
-    assert reply == {"success": True, "orderId": 1000}
+    assert reply == {"success": True, "order_id": 1000}
     buy = BrokerCall("place_stop", ACCT, contract_id=MNQ, side="buy", size=1, stop_price=Decimal("26300"))
     await broker.send(buy)
     assert mock.requests_to("/Order/place")[1]["side"] == 0
@@ -283,10 +283,10 @@ async def test_state_reads_the_account_in_gateway_shape(gateway: Any) -> None:
         ],
         key=lambda s: s[0],
     )
-    assert state.position_size(MNQ) == 2 and state.positions[0]["averagePrice"] == Decimal("26246.25")
-    assert sorted(o["id"] for o in state.orders) == [55, 56]
-    assert state.trades[0]["fees"] == Decimal("0.37") and state.trades[0]["profitAndLoss"] == Decimal("-4.0")
-    assert state.account["balance"] == Decimal("50012.37") and state.account["canTrade"] is True
+    assert state.position_size(MNQ) == 2 and state.positions[0].avg_price == Decimal("26246.25")
+    assert sorted(o.order_id for o in state.orders) == [55, 56]
+    assert state.trades[0].fees == Decimal("0.37") and state.trades[0].pnl == Decimal("-4.0")
+    assert state.account.balance == Decimal("50012.37") and state.account.can_trade is True
     assert state.extra == {"trades_read": True, "suspended_read": True}
 
 

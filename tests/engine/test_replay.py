@@ -44,10 +44,13 @@ def replay(*args: str) -> Result:
     return CliRunner().invoke(main, ["replay", *args])
 
 
-def replay_json(recording: Path, policy: Path = TOPSTEP) -> tuple[list[dict], dict]:
+def replay_json(recording: Path, policy: Path = TOPSTEP, *, states: bool = False) -> tuple[list[dict], dict]:
+    """The §6.2 records of a replay (the `trading_state` ones only with ``states``) and its summary."""
     result = replay(str(recording), "--policy", str(policy), "--json")
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
+    if not states:
+        records = [r for r in records if r["action"] != "trading_state"]
     return records, _summary(result)
 
 
@@ -102,6 +105,10 @@ def test_daily_loss_flattens_locks_and_keeps_the_account_flat():
     ]
     assert "day.realized_pnl = -$1,012.21 <= -$1,000.00" in records[0]["reason"]
     assert records[1]["until"] == "2025-11-12T23:00:00+00:00"  # 17:00 CST, the next trading day
+    states, _ = replay_json(SESSIONS / "daily-loss-lockout.jsonl", states=True)
+    assert [(r["ts"], r["state"], r.get("until")) for r in states if r["action"] == "trading_state"] == [
+        ("2025-11-12T15:09:00+00:00", "halted", "2025-11-12T23:00:00+00:00")
+    ]
     assert records[2]["reason"].startswith("account locked by daily_loss")
     assert summary["malformed"] == 2
     assert summary["broker_calls"] == 6  # flatten: 2 closes and 2 cancels; then a close and a cancel
@@ -281,7 +288,7 @@ def test_replay_api_and_cli_agree(tmp_path: Path):
     emitted: list[dict] = []
     with Store.open(tmp_path / "s.db") as store:
         Replay(policies, store, emit=emitted.append).run(read_recording(str(SESSIONS / "symbol-block.jsonl")))
-    records, _ = replay_json(SESSIONS / "symbol-block.jsonl")
+    records, _ = replay_json(SESSIONS / "symbol-block.jsonl", states=True)
     assert emitted == records
 
 

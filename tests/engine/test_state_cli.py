@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -140,7 +141,7 @@ def test_status_shows_everything(config: Path, store: Store) -> None:
     assert result.exit_code == 0, result.output
     out = result.output
     assert f"Account {ACCOUNT}" in out
-    assert "whole account (daily_loss): ends in 1h 12m" in out and "UTC)" in out
+    assert "whole account (daily_loss): ends in 1h 12m" in out and re.search(r"\d\d:\d\d:\d\d C[SD]T", out)
     assert "CL only (symbol_block): until manual unlock" in out
     assert "(auth_guard): while not account.can_trade" in out
     assert "realized -$21.48 (gross -$20.00, fees $1.48), 2 trade(s); balance $48,980.00" in out
@@ -160,7 +161,18 @@ def test_status_json(config: Path, store: Store) -> None:
     assert document["daemon"]["alive"] is False and document["daemon"]["text"].startswith("no daemon has run")
     assert document["audit_head"]["seq"] == len(store.audit_records())
     [account] = document["accounts"]
-    assert set(account) == {"id", "timezone", "clock_from", "lockouts", "day", "book", "timers", "recent_actions"}
+    assert set(account) == {
+        "id",
+        "timezone",
+        "clock_from",
+        "trading_state",
+        "lockouts",
+        "day",
+        "book",
+        "timers",
+        "recent_actions",
+    }
+    assert account["trading_state"]["state"] == "halted"  # an account lockout is among them
     assert account["id"] == ACCOUNT and account["timezone"] == "America/Chicago"
     assert [(lock["rule"], lock["condition"]) for lock in account["lockouts"]] == [
         ("daily_loss", None),
@@ -183,11 +195,31 @@ def test_status_json(config: Path, store: Store) -> None:
     assert actions[0]["reason"] == "p.stop_coverage = 1 < p.qty = 2" and actions[0]["error"] == "broker timeout"
 
 
+def test_status_without_a_day_shows_the_latest_trading_day_with_activity_and_says_so(
+    config: Path, store: Store
+) -> None:
+    """After the demo or a replay, today's trading day is empty: `status` shows the day that was
+    traded, says which, and lists that day's lockouts that are over."""
+    then = dt.datetime(2025, 10, 29, 15, 0, tzinfo=dt.UTC)
+    store.record_trade(ACCOUNT, 1, "2025-10-29", MNQ, then, 1, 1, "21000", "-50.00", "0.37")
+    store.add_lockout(ACCOUNT, "daily_loss", "daily loss reached", then, until=then + dt.timedelta(hours=7))
+    store.save_book(ACCOUNT, "[]", "[]", then)
+    result = riskc(config, "status")
+    assert "day 2025-10-29, the latest trading day with activity (none on today's" in result.output
+    assert "realized -$50.37" in result.output and "1 trade(s)" in result.output
+    assert "locked out 2025-10-29 10:00:00 CDT – 2025-10-29 17:00:00 CDT (whole account, daily_loss; over)" in (
+        result.output
+    )
+    assert "not locked out" in result.output  # now
+    document = json.loads(riskc(config, "status", "--json").stdout)
+    assert document["accounts"][0]["day"]["chosen"] == "latest_with_activity"
+
+
 def test_status_points_at_the_day_the_daemon_last_saw(config: Path, store: Store) -> None:
     then = dt.datetime(2025, 10, 29, 15, 0, tzinfo=dt.UTC)
     store.record_trade(ACCOUNT, 1, "2025-10-29", MNQ, then, 1, 1, "21000", "-50.00", "0.37")
     store.save_book(ACCOUNT, "[]", "[]", then)
-    result = riskc(config, "status")
+    result = riskc(config, "status", "--day", "2099-01-01")  # a holiday: nothing traded, nothing locked
     assert "0 trade(s)" in result.output
     assert "the daemon last saw this account on trading day 2025-10-29: riskc status --day 2025-10-29" in result.output
     document = json.loads(riskc(config, "status", "--json", "--day", "2025-10-29").stdout)
@@ -243,7 +275,7 @@ def test_lock_for_a_duration(config: Path, state: Path) -> None:
     before = now()
     result = riskc(config, "lock", "--for", "2h", "--reason", "tilted after two losses")
     assert result.exit_code == 0, result.output
-    assert f"Locked account {ACCOUNT} until" in result.output and "UTC)" in result.output
+    assert f"Locked account {ACCOUNT} until" in result.output and re.search(r"until \S+ C[SD]T", result.output)
     assert "cannot be undone before it ends" in result.output
     with Store.open(state) as store:
         [lock] = store.active_lockouts(ACCOUNT, now())
@@ -466,7 +498,7 @@ def test_span_text(seconds: int, text: str) -> None:
 @pytest.mark.parametrize(
     ("until", "condition", "text"),
     [
-        (dt.datetime(2026, 3, 10, 22, 0, tzinfo=dt.UTC), None, "ends in 1h 30m, Tue 17:00 CDT (22:00 UTC)"),
+        (dt.datetime(2026, 3, 10, 22, 0, tzinfo=dt.UTC), None, "ends in 1h 30m, 17:00:00 CDT"),
         (None, "manual", "until manual unlock"),
         (None, "while:auth_guard", "while the condition of auth_guard holds"),
         (None, "while:not account.can_trade", "while not account.can_trade"),

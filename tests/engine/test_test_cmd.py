@@ -144,3 +144,45 @@ def test_the_standard_library_tests_ship_with_riskc():
 def test_the_repository_policies_pass():
     result = riskc("test", str(REPO / "stdlib_rules"), str(REPO / "policies"))
     assert result.exit_code == 0, result.output
+
+
+def test_coverage_counts_event_sequence_cases(tmp_path):
+    """A rule exercised only through `events:` (the engine's own path) is counted, `on fill` ones too."""
+    fixture(
+        tmp_path,
+        "events.yaml",
+        """\
+        policy: |
+          use stop_required(grace: 30s)
+          rule no_adding
+            on fill
+            for position p
+            when event.adds_to(p) and p.qty > 5
+            then alert "big"
+        cases:
+          - name: the grace period runs out
+            events:
+              - {at: 2026-03-10T15:00:00Z, account: {id: 1, balance: 50000}}
+              - {at: +1s, quote: {contract_id: CON.F.US.MNQ.H26, last: 21000}}
+              - {at: +1s, trade: {contract_id: CON.F.US.MNQ.H26, side: buy, size: 1, price: 21000}}
+              - {at: +0s, position: {contract_id: CON.F.US.MNQ.H26, size: 1, avg_price: 21000}}
+            until: +35s
+            expect:
+              - {rule: stop_required, action: close, symbol: MNQ, ts: 2026-03-10T15:00:32Z}
+          - name: a second fill adds to the position
+            events:
+              - {at: 2026-03-10T15:00:00Z, account: {id: 1, balance: 50000}}
+              - {at: +1s, quote: {contract_id: CON.F.US.MNQ.H26, last: 21000}}
+              - {at: +0s, position: {contract_id: CON.F.US.MNQ.H26, size: 1, avg_price: 21000}}
+              - {at: +1s, trade: {contract_id: CON.F.US.MNQ.H26, side: buy, size: 1, price: 21000}}
+              - {at: +0s, position: {contract_id: CON.F.US.MNQ.H26, size: 2, avg_price: 21000}}
+            expect: []
+    """,
+    )
+    result = riskc("test", "--coverage", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    stop = next(line for line in lines if line.startswith("  stop_required "))
+    assert "fired 0x" not in stop and "fired" in stop, result.output
+    fill = next(line for line in lines if line.startswith("  no_adding "))
+    assert "never evaluated" not in fill and "when evaluated" in fill, result.output

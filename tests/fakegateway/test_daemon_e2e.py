@@ -13,6 +13,7 @@ from pathlib import Path
 from riskc.engine.daemon.config import Credentials, load_config
 from riskc.engine.daemon.daemon import Daemon
 from riskc.engine.daemon.loops import build_loops
+from riskc.engine.daemon.reload import watch_and_reload
 from riskc.engine.store import Store
 
 from .conftest import MNQ, bounded
@@ -66,7 +67,7 @@ async def test_daemon_enforces_reloads_and_reconciles_after_a_reconnect(gw: Fake
     policy.write_text(POLICY.format(limit=2))
     daemon = Daemon(load_config(config(tmp_path, gw, policy)), live_view=False)
     credentials = Credentials(gw.username, gw.api_key)
-    task = asyncio.create_task(daemon.run(lambda d: build_loops(d, credentials)))
+    task = asyncio.create_task(daemon.run(lambda d: build_loops(d, credentials), (watch_and_reload,)))
     try:
         # 1. the position over the limit, found by the start-up reconciliation, is cut to 2
         requests = await gw.wait_for_request("/Position/partialCloseContract", timeout=20)

@@ -144,9 +144,10 @@ async def test_state_reads_positions_orders_suspended_trades_and_account(
         connection.account_id, trades_since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     )
     assert state.position_size(MNQ) == 2
-    assert sorted(o["id"] for o in state.orders) == sorted([stop["id"], child["id"]])
-    assert [str(t["fees"]) for t in state.trades] == ["0.37"]
-    assert state.account is not None and state.account["id"] == gw.account_id
+    assert sorted(o.order_id for o in state.orders) == sorted([stop["id"], child["id"]])
+    assert [o.status for o in sorted(state.orders)] == ["open", "suspended"]
+    assert [str(t.fees) for t in state.trades] == ["0.37"]
+    assert state.account is not None and state.account.account_id == gw.account_id
 
 
 @bounded(25)

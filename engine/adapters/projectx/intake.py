@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from riskc.engine.core.events import Malformed
+
 USER_TARGETS = frozenset({"GatewayUserAccount", "GatewayUserPosition", "GatewayUserOrder", "GatewayUserTrade"})
 MARKET_TARGETS = frozenset({"GatewayQuote", "GatewayTrade", "GatewayDepth"})
 HUB_OF = {**{t: "user" for t in USER_TARGETS}, **{t: "market" for t in MARKET_TARGETS}}
@@ -53,16 +55,6 @@ class Message:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Malformed:
-    line: int
-    reason: str
-    content: str
-
-    def describe(self) -> str:
-        return f"line {self.line}: {self.reason}: {self.content[:200]}"
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value) if value == value.to_integral_value() or len(str(value)) < 17 else str(value)
@@ -75,7 +67,7 @@ _last_time: tuple[Any, dt.datetime | None] = (None, None)
 
 
 def parse_time(text: Any) -> dt.datetime:
-    """An ISO-8601 instant with a zone (the Gateway's timestamps), as an aware datetime. A quote
+    """An ISO-8601 instant (the Gateway's timestamps; UTC when it names no zone), as an aware datetime. A quote
     carries its timestamp twice (the message's and the data's): the last one parsed is kept."""
     global _last_time
     last_text, last_moment = _last_time
@@ -83,7 +75,7 @@ def parse_time(text: Any) -> dt.datetime:
         return last_moment  # type: ignore[return-value]
     moment = dt.datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no timezone")
+        moment = moment.replace(tzinfo=dt.UTC)  # the Gateway's zone-less timestamps are UTC (PRODUCT.md §6.1)
     _last_time = (text, moment)
     return moment
 

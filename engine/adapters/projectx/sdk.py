@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
+from riskc.engine.adapters.projectx import decode
 from riskc.engine.adapters.projectx.intake import CALLBACK_TARGETS, Message, from_callback
 from riskc.engine.adapters.projectx.intake import _decimals as exact_numbers
 
@@ -336,7 +337,7 @@ class ProjectXBroker:
         reply = await self._orders.place_stop_order(
             call.contract_id, SIDE[call.side], call.size, float(call.stop_price), account_id=call.account_id
         )
-        return {"success": True, "orderId": reply.orderId}
+        return {"success": True, "order_id": reply.orderId}
 
     _SENDERS = {
         "close": _close,
@@ -418,16 +419,20 @@ class ProjectXBroker:
 
 
 def _state(account_id: int, results: dict[str, Any]) -> BrokerState:
-    orders = {o.get("id"): o for o in (*results["orders"], *results.get("suspended", ()))}
-    account = next((a for a in results["accounts"] if a.get("id") == account_id), None)
+    orders = {o.get("id"): o for o in (*results["orders"], *results.get("suspended", ())) if isinstance(o, dict)}
+    account = next((a for a in results["accounts"] if isinstance(a, dict) and a.get("id") == account_id), None)
     extra = {"trades_read": "trades" in results, "suspended_read": "suspended" in results}
-    return BrokerState(
-        positions=tuple(exact_numbers(p) for p in results["positions"] if p.get("size")),
-        orders=tuple(exact_numbers(o) for o in orders.values()),
-        trades=tuple(exact_numbers(t) for t in results.get("trades", ())),
-        account=None if account is None else exact_numbers(account),
-        extra=extra,
-    )
+    try:
+        return decode.broker_state(
+            exact_numbers(results["positions"]),
+            exact_numbers(list(orders.values())),
+            exact_numbers(list(results.get("trades", ()))),
+            None if account is None else exact_numbers(account),
+            dt.datetime.now(dt.UTC),
+            extra,
+        )
+    except decode.DECODE_ERRORS as error:
+        raise BrokerError(f"the account state has an entity riskc cannot read: {error}") from None
 
 
 def _accepted(call: BrokerCall, reply: Any) -> dict[str, Any]:
@@ -594,7 +599,7 @@ class ProjectXConnection:
         wanted = list(contracts)
         if follow_contracts:
             state = await self.broker.state(self.account_id)
-            wanted += [item["contractId"] for item in (*state.positions, *state.orders) if item.get("contractId")]
+            wanted += [item.contract_id for item in (*state.positions, *state.orders)]
         await self.subscribe(wanted)
         quiet_sdk_logging()  # objects built since the import may have made new loggers
         self._watchdog = asyncio.create_task(self._watch(), name="riskc:projectx-watchdog")
@@ -620,16 +625,19 @@ class ProjectXConnection:
             self._follow_contract(message)
 
     def _follow_contract(self, message: Message) -> None:
-        data = message.args[0].get("data") if isinstance(message.args[0], dict) else None
-        contract = data.get("contractId") if isinstance(data, dict) else None
-        if (
-            message.target in ("GatewayUserPosition", "GatewayUserOrder")
-            and contract
-            and contract not in self._contracts
-        ):
-            self._contracts.add(contract)
-            self._unsubscribed.add(contract)
-            self._wake.set()
+        """Subscribe the market data of every contract the account's positions and orders name,
+        whatever the payload's shape (wrapped, bare, a list)."""
+        if message.target not in ("GatewayUserPosition", "GatewayUserOrder"):
+            return
+        try:
+            contracts = [event.contract_id for event in decode.decode(message)]
+        except decode.DECODE_ERRORS:
+            return  # the consumer reports it as malformed
+        for contract in contracts:
+            if contract not in self._contracts:
+                self._contracts.add(contract)
+                self._unsubscribed.add(contract)
+                self._wake.set()
 
     async def _pump(self) -> None:
         """Hand queued items to the sink one at a time, in order; a failing sink loses nothing else."""

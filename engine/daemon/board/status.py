@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from riskc.dsl import ast
+from riskc.engine.core.timefmt import human_time
 
 if TYPE_CHECKING:
     from riskc.engine.daemon.daemon import AccountLoop, Daemon
@@ -50,7 +51,7 @@ def account_json(daemon: Daemon, lp: AccountLoop) -> dict[str, Any]:
         "name": book.account.name or str(book.account.id or ""),
         "waiting": book.day is None,  # no message from the broker yet
         "time": _time(now),
-        "time_local": _local(now, zone),
+        "time_local": human_time(now, zone),
         "timezone": str(zone),
         "trading_day": book.day.trading_day.isoformat() if book.day is not None else None,
         "balance": _money(book.account.balance),
@@ -62,7 +63,7 @@ def account_json(daemon: Daemon, lp: AccountLoop) -> dict[str, Any]:
             "trades": book.day.trades if book.day is not None else 0,
             "high_balance": _money(book.day.high_balance) if book.day and book.day.high_balance is not None else None,
         },
-        "trading_state": trading_state(engine, lockouts),
+        "trading_state": trading_state(engine),
         "positions": [_position(lp, view, now) for view in book.position_views()],
         "orders": len(book.working_orders()),
         "lockouts": [_lockout(lockout, now, zone) for lockout in lockouts],
@@ -76,17 +77,10 @@ def account_json(daemon: Daemon, lp: AccountLoop) -> dict[str, Any]:
 # -- the trading state ------------------------------------------------------------------------
 
 
-def trading_state(engine: Any, lockouts: list[Any]) -> dict[str, str]:
-    """The engine's own ``engine.trading`` (active / reducing / halted, with its reason) when it
-    has one; otherwise worked out from the lockouts in force: an account lockout halts it."""
-    trading = getattr(engine, "trading", None)
-    if trading is not None:
-        state = getattr(trading.state, "value", trading.state)  # a str, or an Enum of str
-        return {"state": str(state).lower(), "reason": str(getattr(trading, "reason", "") or "")}
-    account_wide = [lo for lo in lockouts if lo.symbol is None]
-    if account_wide:
-        return {"state": "halted", "reason": account_wide[0].reason}
-    return {"state": "active", "reason": ""}
+def trading_state(engine: Any) -> dict[str, str]:
+    """The engine's trading state (``engine.trading``: active / reducing / halted) and its reason."""
+    trading = engine.trading
+    return {"state": str(trading.state), "reason": str(trading.reason or "")}
 
 
 # -- parts ------------------------------------------------------------------------------------
@@ -119,7 +113,7 @@ def _position(lp: AccountLoop, view: Any, now: dt.datetime) -> dict[str, Any]:
 def _lockout(lockout: Any, now: dt.datetime, zone: Any) -> dict[str, Any]:
     remaining = None if lockout.until is None else max(0, int((lockout.until - now).total_seconds()))
     if lockout.until is not None:
-        ends = f"until {_local(lockout.until, zone, seconds=False)}"
+        ends = f"until {human_time(lockout.until, zone, today=now)}"
     else:
         ends = "until manual unlock" if lockout.condition == "manual" else f"while {lockout.condition or ''}"
     return {
@@ -244,7 +238,3 @@ def _money(value: Decimal | None) -> str | None:
 
 def _time(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat()
-
-
-def _local(moment: dt.datetime, zone: Any, *, seconds: bool = True) -> str:
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
