@@ -122,8 +122,10 @@ def _recorded_seconds(recording) -> float:
 
 
 def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: bool) -> int:
+    from riskc.engine.daemon.board.server import serve_board
     from riskc.engine.daemon.console import make_console
     from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.daemon.heartbeat import keep_alive
     from riskc.engine.daemon.live_view import run_view
     from riskc.engine.daemon.loops import PolicyLoadError, build_loops
     from riskc.engine.daemon.reload import watch_and_reload
@@ -137,7 +139,7 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
         )
     daemon = Daemon(config, console=console, live_view=not plain, max_seconds=max_seconds, demo=demo)
     try:
-        services = (watch_and_reload,) if plain else (watch_and_reload, run_view)
+        services = (serve_board, keep_alive, watch_and_reload) + (() if plain else (run_view,))
         code = asyncio.run(daemon.run(lambda d: build_loops(d, credentials), services))
     except PolicyLoadError as error:
         echo_err(str(error))

@@ -253,7 +253,7 @@ class Daemon:
         # its alert sink prints only the alerts that report no action.
         self.alerts = Alerts.from_config(config, console=console, console_actions=False)
         self.loops: list[AccountLoop] = []
-        self.board = None  # the status board (engine/daemon/board), when it runs
+        self.board = None  # the status board, while the `serve_board` service runs (engine/daemon/board)
         self._stop = asyncio.Event()
         self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
 
@@ -292,17 +292,9 @@ class Daemon:
             for sink in self.alerts.sinks:
                 if hasattr(sink, "zone"):
                     sink.zone = self.loops[0].engine.zone
-        from riskc.engine.daemon.board.server import start_board
-        from riskc.engine.daemon.heartbeat import run_heartbeat, sd_notify
-
-        # The board and the heartbeat are part of the guard, not optional services: the board per
-        # `web:` (before the feeds, so the page can show the first event), the heartbeat always.
-        self.board = await start_board(self)
         tasks = [asyncio.create_task(lp.consume()) for lp in self.loops]
         tasks += [asyncio.create_task(lp.feed(lp)) for lp in self.loops]
-        tasks.append(asyncio.create_task(run_heartbeat(self)))
         running = [asyncio.create_task(service(self)) for service in services]
-        sd_notify("READY=1")  # systemd (Type=notify): the accounts are followed
         self.log_record(
             {"kind": "daemon", "event": "started", "broker": self.config.broker.kind, "accounts": len(self.loops)}
         )
@@ -331,8 +323,6 @@ class Daemon:
             await lp.settle(2.0)
 
     async def _shutdown(self, tasks: list[asyncio.Task], services: list[asyncio.Task]) -> None:
-        from riskc.engine.daemon.heartbeat import stopped
-
         for task in tasks:
             if not task.done():
                 task.cancel()
@@ -348,9 +338,6 @@ class Daemon:
         for service in services:
             service.cancel()
         await asyncio.gather(*services, return_exceptions=True)
-        if self.board is not None:
-            await self.board.stop()
-        stopped(self)
         self.log_record({"kind": "daemon", "event": "stopped"})
         await self.alerts.aclose(timeout=3.0)
         self.store.close()

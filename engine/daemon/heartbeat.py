@@ -68,6 +68,16 @@ def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
 # -- the loop ---------------------------------------------------------------------------------
 
 
+async def keep_alive(daemon: Daemon) -> None:
+    """The daemon service (``Daemon.run(..., services)``): tells systemd it is ready, then beats,
+    pings and pets the watchdog until the daemon stops, and records the clean stop."""
+    sd_notify("READY=1")  # the account loops are built: policies loaded, the broker followed
+    try:
+        await run_heartbeat(daemon)
+    finally:
+        stopped(daemon)
+
+
 async def run_heartbeat(daemon: Daemon) -> None:
     """Beat, ping and pet the watchdog until cancelled (the daemon's shutdown)."""
     config = daemon.config.heartbeat

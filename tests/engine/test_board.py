@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from test_daemon import ACCOUNT, START, position, recording, trade, wait_until
 
 from riskc.engine.daemon.board.series import PnlSeries
+from riskc.engine.daemon.board.server import serve_board
 from riskc.engine.daemon.config import ConfigError, load_config
 from riskc.engine.daemon.daemon import Daemon
 from riskc.engine.daemon.loops import build_loops
@@ -49,7 +50,7 @@ def board_config(tmp: Path, web: str, speed: float = 20) -> Path:
 
 async def with_board(config: Path, during) -> Daemon:
     daemon = Daemon(load_config(config), live_view=False, max_seconds=40)
-    task = asyncio.create_task(daemon.run(lambda d: build_loops(d, None)))
+    task = asyncio.create_task(daemon.run(lambda d: build_loops(d, None), (serve_board,)))
     try:
         await wait_until(lambda: daemon.board is not None and daemon.board.url is not None, timeout=15)
         await during(daemon)
@@ -176,7 +177,7 @@ async def test_a_taken_port_leaves_the_daemon_guarding_without_a_board(tmp_path:
         taken.listen()
         port = taken.getsockname()[1]
         daemon = Daemon(load_config(board_config(tmp_path, f"{{port: {port}}}")), live_view=False, max_seconds=3)
-        assert await daemon.run(lambda d: build_loops(d, None)) == 0
+        assert await daemon.run(lambda d: build_loops(d, None), (serve_board,)) == 0
     assert daemon.board is None and daemon.loops[0].activity.messages > 0
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert any(r.get("kind") == "board" and r["event"] == "unavailable" for r in log)

@@ -23,7 +23,7 @@ from test_daemon import ACCOUNT, START, position, recording
 from riskc.engine.cli.main import main
 from riskc.engine.daemon.config import load_config
 from riskc.engine.daemon.daemon import Daemon
-from riskc.engine.daemon.heartbeat import sd_notify, watchdog_interval
+from riskc.engine.daemon.heartbeat import keep_alive, sd_notify, watchdog_interval
 from riskc.engine.daemon.loops import build_loops
 from riskc.engine.store import Store, StoreError, heartbeat
 
@@ -117,7 +117,7 @@ async def test_the_monitor_receives_pings_while_riskc_runs_and_none_after(tmp_pa
         url = f"http://127.0.0.1:{port}/ping/abc-123"
         config = config_with(tmp_path, f"{{every: 0.3, url: '{url}', method: POST}}")
         daemon = Daemon(load_config(config), live_view=False, max_seconds=2.5)
-        assert await asyncio.wait_for(daemon.run(lambda d: build_loops(d, None)), 30) == 0
+        assert await asyncio.wait_for(daemon.run(lambda d: build_loops(d, None), (keep_alive,)), 30) == 0
         stopped_at = time.monotonic()
         assert len(pings) >= 4
         assert {method for method, _, _ in pings} == {"POST"}
@@ -135,7 +135,7 @@ async def test_an_unreachable_monitor_is_logged_once_and_riskc_goes_on(tmp_path:
         port = closed.getsockname()[1]  # nothing listens there once closed
     config = config_with(tmp_path, f"{{every: 0.2, url: 'http://127.0.0.1:{port}/ping'}}")
     daemon = Daemon(load_config(config), live_view=False, max_seconds=1.5)
-    assert await asyncio.wait_for(daemon.run(lambda d: build_loops(d, None)), 30) == 0
+    assert await asyncio.wait_for(daemon.run(lambda d: build_loops(d, None), (keep_alive,)), 30) == 0
     log = (tmp_path / "log.jsonl").read_text()
     assert log.count('"monitor_failing"') == 1 and "/ping" not in log  # the URL's path (its secret) is redacted
     assert daemon.loops[0].activity.messages > 0
@@ -160,7 +160,7 @@ async def test_systemd_hears_ready_watchdog_and_stopping(tmp_path: Path, monkeyp
         monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
         reader = asyncio.create_task(read(sock))
         daemon = Daemon(load_config(config_with(tmp_path, "{every: 0.4}")), live_view=False, max_seconds=1.5)
-        assert await asyncio.wait_for(daemon.run(lambda d: build_loops(d, None)), 30) == 0
+        assert await asyncio.wait_for(daemon.run(lambda d: build_loops(d, None), (keep_alive,)), 30) == 0
         await asyncio.sleep(0.1)
         reader.cancel()
     assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"

@@ -161,6 +161,19 @@ def _hostname(host: str) -> str:
     return host if host.endswith("]") or ":" not in host else host.rsplit(":", 1)[0]
 
 
+async def serve_board(daemon: Daemon) -> None:
+    """The daemon service (``Daemon.run(..., services)``): the board, per ``web:``, until the
+    daemon stops."""
+    board = await start_board(daemon)
+    if board is None:
+        return
+    daemon.board = board
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await board.stop()
+
+
 async def start_board(daemon: Daemon) -> Board | None:
     """Start the board if the config wants one; print and log where it is, or why it is not."""
     web_config = daemon.config.web
