@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from riskc.engine.adapters.port import BrokerError
-from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
+from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode, quote
 from riskc.engine.adapters.projectx.intake import Malformed, Message
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
 from riskc.engine.enforce.enforcer import Effects
@@ -114,8 +114,8 @@ class Replay:
             summary.first = ts
         summary.last = ts
         triggered = self.sim.observe(item)
-        try:
-            updates = decode(item)
+        try:  # a quote (most lines) has one event: no list to build
+            updates = (quote(item.args, ts),) if item.target == "GatewayQuote" else decode(item)
         except DECODE_ERRORS as error:
             engine.malformed += 1
             summary.malformed.append(Malformed(item.line, _why(error), item.to_json()))
