@@ -90,7 +90,7 @@ function lockoutsList(account) {
 function actionsList(account) {
   if (!account.actions.length) return el("p", { class: "empty" }, "no action yet");
   return el("ul", { class: "list" }, account.actions.slice(0, 10).map((a) => {
-    const target = a.symbol || a.contract_id || "";
+    const target = a.action === "trading_state" ? `→ ${a.state}` : a.symbol || a.contract_id || "";
     return el("li", { class: "action", "data-action": a.action, "data-rule": a.rule },
       el("span", { class: "muted" }, a.ts ? clockText(a.ts, account.timezone) : ""), " ",
       el("span", { class: "what" }, `${a.action}${target ? " " + target : ""}`), " ",
