@@ -73,6 +73,10 @@ async def test_the_demo_board_updates_live_in_a_real_browser(tmp_path: Path) -> 
                 "document.querySelector('.action[data-action=flatten][data-rule=daily_loss] .reason')?.textContent"
             )
             assert "day.realized_pnl" in flatten and "→ flatten" in flatten
+            change = await page.evaluate(
+                "document.querySelector('.action[data-action=trading_state][data-rule=daily_loss] .what')?.textContent"
+            )
+            assert change == "trading_state → halted"  # the §6.2 record of the change, with its reason below
             assert await page.evaluate("window.sameDocument === true")  # live updates, no reload
             assert int(await page.evaluate("Number(document.body.dataset.updates)")) > first + 3
             assert await page.evaluate("document.querySelector('svg.chart polyline.pnl') !== null")
