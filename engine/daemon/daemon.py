@@ -40,6 +40,7 @@ from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
 from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
 from riskc.engine.core.timefmt import human_time
 from riskc.engine.daemon.alerts import Alerts
+from riskc.engine.daemon.board.history import recent_actions
 from riskc.engine.daemon.board.series import PnlSeries
 from riskc.engine.daemon.config import Config
 from riskc.engine.daemon.items import Reconcile, Swap, Tick
@@ -135,10 +136,16 @@ class AccountLoop:
             log.warning("malformed message skipped: %s", item.describe())
 
     def _sample_pnl(self) -> None:
-        """The board's chart: the day's net P&L, once a tick (the day's trades seed a new day)."""
+        """The board's chart: the day's net P&L, once a tick (the day's trades seed a new day).
+        On the first, the last actions from before a restart are read back from the audit log."""
         book = self.engine.book
         day = book.day
         if day is not None:
+            if self.activity.pnl.day is None:  # the first tick: older actions after this run's
+                shown = self.activity.actions
+                for record in recent_actions(self.engine.store, book.account.id):
+                    if record not in shown and len(shown) < (shown.maxlen or 0):
+                        shown.append(record)
             history = partial(self.engine.store.day_trades, book.account.id, day.trading_day)
             self.activity.pnl.add(day.trading_day, book.now, day.realized + book.unrealized(), history)
 

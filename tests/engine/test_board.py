@@ -224,3 +224,36 @@ async def test_the_status_before_the_first_message_says_it_is_waiting(tmp_path: 
         json.dumps(status_json(daemon))  # plain JSON all the way down
     finally:
         daemon.store.close()
+
+
+async def test_after_a_restart_the_chart_and_the_last_actions_still_show_the_morning(tmp_path: Path) -> None:
+    from test_daemon import quote, user
+
+    from riskc.engine.daemon.board.status import status_json
+
+    config = board_config(tmp_path, "false", speed=0)
+    daemon = Daemon(load_config(config), live_view=False, max_seconds=3)
+    await daemon.run(lambda d: build_loops(d, None))
+    later = START + dt.timedelta(minutes=10)
+    lines = [user(later, "GatewayUserAccount", {"id": ACCOUNT, "name": "TEST", "balance": 48800.0, "canTrade": True})]
+    lines += [quote(later + dt.timedelta(seconds=s, milliseconds=500), 21000.0) for s in range(5)]
+    (tmp_path / "rec.jsonl").write_text("\n".join(lines) + "\n")  # the afternoon, after a restart
+
+    seen = {}
+
+    async def look(daemon: Daemon) -> None:
+        await wait_until(lambda: daemon.loops and daemon.loops[0].activity.pnl.points, timeout=10)
+        account = status_json(daemon)["accounts"][0]
+        seen.update(account["chart"], actions=account["actions"])
+        daemon.stop()
+
+    restarted = Daemon(load_config(config), live_view=False, max_seconds=20)
+    task = asyncio.create_task(restarted.run(lambda d: build_loops(d, None)))
+    await look(restarted)
+    await asyncio.wait_for(task, 20)
+    morning = [p for p in seen["points"] if p[0] < int(later.timestamp())]
+    assert morning[0] == [int((START + dt.timedelta(seconds=3)).timestamp()), "-1200.37"]  # the loss, from the store
+    assert len(morning) < len(seen["points"])  # and the afternoon's samples after it
+    # The last actions too, read back from the audit log: the morning's flatten and lockout.
+    assert {"flatten", "lockout"} <= {a["action"] for a in seen["actions"]}
+    assert all(a["reason"] for a in seen["actions"]) and seen["actions"][0]["ts"] >= seen["actions"][-1]["ts"]
