@@ -22,6 +22,7 @@ NEVER_FIRES = "risk_never_fires"
 CONFLICTING_ACTIONS = "risk_conflicting_actions"
 UNUSED_PARAM = "risk_unused_param"
 EMPTY_FILE = "risk_empty_file"
+BAD_ARGUMENT = "risk_bad_argument"
 
 
 class Severity(StrEnum):

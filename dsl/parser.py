@@ -8,6 +8,7 @@ item) so every broken item is reported, not just the first.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import functools
 import inspect
 import re
@@ -345,7 +346,7 @@ class _Builder(Transformer):
         return ast.Reduce(children[0], children[1], span=self._span(meta))
 
     def reduce_total(self, meta, children):
-        return ast.ReduceTotal(children[0], span=self._span(meta))
+        return ast.ReduceTotal(children[0], children[1], span=self._span(meta))
 
     def cancel_orders(self, meta, children):
         return ast.CancelOrders(children[0], span=self._span(meta))
@@ -374,6 +375,9 @@ class _Builder(Transformer):
     def place_stop(self, meta, children):
         return ast.PlaceStop(children[0], children[1], span=self._span(meta))
 
+    def place_target(self, meta, children):
+        return ast.PlaceTarget(children[0], children[1], span=self._span(meta))
+
     def alert(self, meta, children):
         return ast.Alert(children[0], span=self._span(meta))
 
@@ -400,6 +404,25 @@ class _Builder(Transformer):
     def arith(self, meta, children):
         left, op, right = children
         return ast.Arith(str(op), left, right, span=self._span(meta))
+
+    def conditional(self, meta, children):
+        body, test, orelse = children
+        return ast.Conditional(body, test, orelse, span=self._span(meta))
+
+    def aggregate(self, meta, children):
+        func, body, var, items, where = children
+        span = self._span(meta)
+        if not (isinstance(func, ast.Name) and func.id in ast.AGGREGATES):
+            close = difflib.get_close_matches(func.id, ast.AGGREGATES, n=1) if isinstance(func, ast.Name) else []
+            self._problem(
+                "only an aggregate takes `for ... in ...` between its parentheses",
+                func.span,
+                f"did you mean `{close[0]}`?"
+                if close
+                else "the aggregates are " + ", ".join(ast.AGGREGATES) + ", e.g. `sum(p.qty for p in positions)`",
+            )
+        name = func.id if isinstance(func, ast.Name) else "count"
+        return ast.Aggregate(name, body, self._ident(var), items, where, span=span)
 
     def neg(self, meta, children):
         operand = children[0]
