@@ -58,7 +58,9 @@ def log_records(tmp: Path) -> list[dict]:
 
 
 def reduces(tmp: Path) -> list[dict]:
-    return [r for r in log_records(tmp) if r.get("kind") == "action" and r["action"] == "reduce_total"]
+    return [
+        r for r in log_records(tmp) if r.get("kind") == "action" and r["action"] == "reduce"
+    ]  # reduce_total: per position cut
 
 
 async def run(config: Path, seconds: float, during=None) -> Daemon:
