@@ -142,3 +142,18 @@ def test_the_data_version_moves_with_locks_not_with_every_write(desk_url: str) -
         assert worker.data_version() == before  # events: nothing to reload
         cli.add_lockout(101, "personal", "done for the day", T0, until=T0.replace(hour=20), origin="personal")
         assert worker.data_version() != before  # `riskc lock` from another process: reload
+
+
+def test_heartbeat_and_staged_policies_work_on_a_desk(desk_url: str) -> None:
+    from datetime import timedelta
+
+    from riskc.engine.store import heartbeat, policy_sets
+
+    with Store.open(desk_url) as store:
+        heartbeat.start(store, T0, pid=42, host="w1", every=timedelta(seconds=1))
+        heartbeat.beat(store, T0 + timedelta(seconds=1))
+        assert heartbeat.read(store).pid == 42
+        policy_sets.put(store, "main", "staged", "d1", (("p.risk", "x"),), T0, T0 + timedelta(hours=2))
+        policy_sets.put(store, "main", "staged", "d2", (("p.risk", "y"),), T0, T0 + timedelta(hours=2))
+        assert policy_sets.get(store, "main", "staged").digest == "d2"
+        assert store.verify_audit().ok

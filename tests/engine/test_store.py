@@ -101,7 +101,14 @@ def test_migrations_are_applied_once(path: Path) -> None:
     Store.open(path).close()
     with Store.open(path) as store:
         names = store.migration_names()
-    assert names == ["0001_state_tables", "0002_audit_log", "0003_state_in_the_chain", "0004_desk_leases"]
+    assert names == [
+        "0001_state_tables",
+        "0002_audit_log",
+        "0003_state_in_the_chain",
+        "0004_heartbeat",
+        "0005_staged_policies",
+        "0006_desk_leases",
+    ]
 
 
 def test_file_and_sidecars_are_private(file_path: Path) -> None:
