@@ -62,6 +62,8 @@ def file_problem(path: Path) -> str | None:
         return f"cannot be read as SQLite ({error})"
     except sqlite3.DatabaseError as error:
         return f"is corrupt or truncated ({error})"
+    except UnicodeDecodeError as error:  # SQLite's own message quotes the damaged bytes (the schema's text)
+        return f"is corrupt or truncated (SQLite's report is not even text: {error.object[:80]!r})"
 
 
 def content_problem(conn: sqlite3.Connection) -> str | None:
