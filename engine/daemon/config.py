@@ -136,7 +136,7 @@ class BrokerConfig(_Model):
     kind: BrokerKind = "projectx"
     recording: ConfigPath | None = None
     speed: float = Field(default=60.0, ge=0)
-    timeout: Duration = dt.timedelta(seconds=5)
+    timeout: Duration = dt.timedelta(seconds=15)
     retries: int = Field(default=3, ge=0, le=20)
     # Where the Gateway is (projectx, dry-run); the defaults are TopstepX's.
     api_url: str | None = None

@@ -104,7 +104,7 @@ def test_defaults(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.log == home / "xdg" / "riskc" / "riskc.log.jsonl"
     assert (config.broker.kind, config.broker.timeout, config.broker.retries) == (
         "projectx",
-        dt.timedelta(seconds=5),
+        dt.timedelta(seconds=15),
         3,
     )
     assert config.reconcile_every == dt.timedelta(seconds=30)

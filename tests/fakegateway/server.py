@@ -190,6 +190,7 @@ class Fault:
     delay: float = 0.0
     body: Any = None
     then_apply: bool = False
+    detached: bool = False  # the effect happens after ``delay`` whether or not the client still waits
 
 
 @dataclass
@@ -262,6 +263,7 @@ class FakeGateway:
         self._connections: dict[str, list[HubConnection]] = {"user": [], "market": []}
         self._ids = itertools.count(1000)
         self._changed = asyncio.Condition()
+        self._late: set[asyncio.Future[Any]] = set()  # effects still to land (act_late)
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -460,6 +462,14 @@ class FakeGateway:
         for _ in range(times):
             q.append(Fault(status=200, delay=seconds, body=None, then_apply=True))
 
+    def act_late(self, path: str, seconds: float, *, times: int = 1) -> None:
+        """The next request(s) to ``path`` take effect ``seconds`` after they arrive, as the real
+        Gateway does with a slow order: the broker acts on what it received even when the client
+        has given up waiting (timed out, disconnected); the reply follows the effect."""
+        q = self._faults.setdefault(path, deque())
+        for _ in range(times):
+            q.append(Fault(status=200, delay=seconds, body=None, then_apply=True, detached=True))
+
     def reject_hub_connections(self, hub: str, status: int = 503, times: int = 1) -> None:
         """Refuse the next ``times`` WebSocket upgrades on ``hub`` with HTTP ``status``."""
         for _ in range(times):
@@ -604,6 +614,14 @@ class FakeGateway:
         q = self._faults.get(path)
         if q:
             fault = q.popleft()
+            if fault.detached and path != "/Auth/loginKey" and self._token_ok(request):
+                handler = self._routes().get(path)
+                if handler is not None:
+                    late = asyncio.ensure_future(self._after(fault.delay, handler, body or {}))
+                    self._late.add(late)
+                    late.add_done_callback(self._late.discard)
+                    status, payload = await asyncio.shield(late)
+                    return web.json_response(payload, status=status)
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             if not fault.then_apply:
@@ -627,6 +645,11 @@ class FakeGateway:
         if status == 404:
             return web.Response(status=404, text="Not Found")
         return web.json_response(payload, status=status)
+
+    @staticmethod
+    async def _after(seconds: float, handler: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        await asyncio.sleep(seconds)
+        return await handler(body)
 
     @staticmethod
     def _fault_response(fault: Fault) -> web.Response:

@@ -45,6 +45,7 @@ MARKET_HUB_URL = "https://rtc.topstepx.com/hubs/market"
 ORDER_STOP = 4
 SIDE = {"buy": 0, "sell": 1}
 ORDER_SUSPENDED = 8
+SETTLE_MARGIN = 2.0  # seconds beyond the SDK's request timeout an effect may still land
 
 
 # --------------------------------------------------------------------------- configuration
@@ -281,6 +282,14 @@ class ProjectXBroker:
         self.include_suspended = include_suspended
         self._errors = sdk.errors
         self._orders = sdk.OrderManager(client, sdk.EventBus())
+
+    @property
+    def settle_window(self) -> float:
+        """How long after a send whose outcome is unknown its effect may still land: the SDK's own
+        request timeout (``timeout_seconds``, §4.2) plus a margin. The executor does not resend
+        before it has passed, even when its own ``timeout`` is shorter (PRODUCT.md §8)."""
+        request = getattr(getattr(self.client, "config", None), "timeout_seconds", None)
+        return float(request if isinstance(request, int | float) else 10) + SETTLE_MARGIN
 
     # -- send -------------------------------------------------------------------------------
 
