@@ -289,18 +289,15 @@ class Engine:
 
     def _unpriced_actions(self, contract_id: str) -> list[Action]:
         """A position riskc cannot price (no instrument spec: no P&L, no risk, no tick grid) is
-        a rule that cannot be evaluated: the first policy's `on_error` decides, as for a rule
-        that raises. `flatten` closes that position (fail closed where the unknown is); `alert`
-        only alerts. Either way the alert says what to add."""
+        reported by a critical alert that says what to add, whatever `on_error` says: a position
+        is never closed only because riskc did not know its instrument (PRODUCT.md §8). Live, the
+        spec comes from the broker's contract data; this is the case where even that failed."""
         symbol = symbol_of(contract_id)
         why = (
             f"no instrument spec for `{symbol}` ({contract_id}): riskc cannot count this position's P&L or "
-            f"risk; on_error {self.policies.programs[0].policy.settings.on_error}"
+            f"risk; add it under `instruments:` in riskc.yaml"
         )
-        alert = Action("alert", _UNPRICED, "critical", why, symbol=symbol, contract_id=contract_id, message=why)
-        if self.policies.programs[0].policy.settings.on_error == "alert":
-            return [alert]
-        return [Action("close", _UNPRICED, "critical", why, symbol=symbol, contract_id=contract_id), alert]
+        return [Action("alert", _UNPRICED, "critical", why, symbol=symbol, contract_id=contract_id, message=why)]
 
     def _lockouts(self, snapshot) -> list[Lockout]:
         return self.trading.current(self.book.account.id, self.book.now, snapshot, self._holds)

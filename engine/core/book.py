@@ -373,6 +373,13 @@ class Book:
             self.account.id, self._account_known = int(account_id), True
         return int(account_id) == self.account.id
 
+    def instruments_changed(self) -> None:
+        """A spec was learned (the broker's contract data): rebuild the position views with it."""
+        for position in self.positions.values():
+            position.view = None
+        self._positions_view = None
+        self.version += 1
+
     # -- orders and stop coverage -----------------------------------------------------------
 
     def _orders_changed(self, contract_id: str, now: dt.datetime) -> None:

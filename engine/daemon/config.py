@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -197,6 +198,15 @@ class AlertsConfig(_Model):
     webhooks: list[WebhookConfig] = []
 
 
+class InstrumentOverride(_Model):
+    """A spec the trader states (``instruments: {CPE: {tick_size: 0.0005, tick_value: 12.50}}``):
+    it wins over the broker's contract data and the built-in table."""
+
+    tick_size: Decimal = Field(gt=0)
+    tick_value: Decimal = Field(gt=0)
+    name: str = ""
+
+
 class Config(_Model):
     state: ConfigPath = Field(default_factory=lambda: default_state_dir() / "state.db")
     log: ConfigPath | None = Field(default_factory=lambda: default_state_dir() / "riskc.log.jsonl")
@@ -204,6 +214,9 @@ class Config(_Model):
     reconcile_every: Duration = dt.timedelta(seconds=30)
     accounts: list[AccountConfig] = Field(min_length=1)
     alerts: AlertsConfig = AlertsConfig()
+    instruments: dict[str, InstrumentOverride] = {}  # by symbol (`MNQ`, or the Gateway's product code `CPE`)
+    # How old a price may be before rules that read prices stop treating it as current.
+    stale_after: Duration = dt.timedelta(seconds=10)
     # Where the config was read from (None for the built-in demo); not a key of the file.
     source: Path | None = Field(default=None, exclude=True)
 
@@ -237,6 +250,15 @@ class Config(_Model):
             data.setdefault("state", default_state_dir() / f"{kind}.db")
             data.setdefault("log", default_state_dir() / f"{kind}.log.jsonl")
         return data
+
+    def instrument_overrides(self) -> dict[str, Any]:
+        """``instruments:`` as ``InstrumentSpec``s by symbol."""
+        from riskc.engine.core.instruments import InstrumentSpec
+
+        return {
+            symbol: InstrumentSpec(symbol, o.tick_size, o.tick_value, o.name or symbol)
+            for symbol, o in self.instruments.items()
+        }
 
     def account(self, key: int | str) -> AccountConfig | None:
         """The entry whose id or name is ``key`` (an id may come as text from the command line)."""

@@ -36,10 +36,11 @@ from riskc.dsl.decision import SEVERITY_RANK
 from riskc.engine.adapters.port import BrokerCall
 from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
 from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
 from riskc.engine.core.timefmt import human_time
 from riskc.engine.daemon.alerts import Alerts
 from riskc.engine.daemon.config import Config
-from riskc.engine.daemon.items import Reconcile, Swap, Tick
+from riskc.engine.daemon.items import Learned, Reconcile, Swap, Tick
 from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.runner import Engine, PolicySet
 from riskc.engine.store import Store
@@ -71,16 +72,24 @@ class AccountLoop:
     """One account: its engine, its feed and its broker port."""
 
     def __init__(
-        self, daemon: Daemon, policies: PolicySet, paths: list[Path], port: Any, feed: Callable, account_id: int | None
+        self,
+        daemon: Daemon,
+        policies: PolicySet,
+        paths: list[Path],
+        port: Any,
+        feed: Callable,
+        account_id: int | None,
+        instruments: Instruments = DEFAULT_INSTRUMENTS,
     ) -> None:
         self.daemon = daemon
         self.paths = paths
         self.port = port
         self.feed = feed
-        self.engine = Engine(policies, daemon.store, account_id=account_id, persist_book=True)
+        self.engine = Engine(policies, daemon.store, account_id=account_id, persist_book=True, instruments=instruments)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.activity = Activity()
         self._calls: set[asyncio.Task] = set()
+        self.specs: Any = None  # live: the broker's instrument specs (daemon.instrument_source)
 
     # -- the one consumer -------------------------------------------------------------------
 
@@ -113,6 +122,8 @@ class AccountLoop:
                     "medium", "reconciliation corrected the book: " + "; ".join(drift), account=engine.book.account.id
                 )
             self._handle(effects)
+        elif type(item) is Learned:
+            engine.book.instruments_changed()
         elif type(item) is Swap:
             engine.swap(item.policies)
             for path, digest in item.policies.hashes:
@@ -161,6 +172,7 @@ class AccountLoop:
             retries=broker.retries,
             backoff=0.25,
             audit=self._drain_hook,
+            instruments=self.engine.book.instruments,
         )
         self._drain_port()
         verdict = {"confirmed": True, "failed": False}.get(outcome.status)  # uncertain: verified at the next reconcile

@@ -23,6 +23,13 @@ class Reconcile:
 
 
 @dataclass(frozen=True, slots=True)
+class Learned:
+    """Instrument specs learned from the broker: position views are rebuilt with them."""
+
+    symbols: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Swap:
     policies: PolicySet
     sources: tuple[tuple[str, str], ...]

@@ -1,7 +1,11 @@
 """The live account loop: the ProjectX connection as the feed, ``ProjectXBroker`` (or the dry-run
 wrapper around it) as the port, the wall clock, and reconciliation from REST at start, after
 every reconnect and every ``reconcile_every``. While a hub is down the engine is marked stale and
-rules do not act; the reconnect's reconciliation makes it fresh again."""
+rules do not act; the reconnect's reconciliation makes it fresh again.
+
+Instrument specs come from the broker (``instrument_source``): every contract of the first
+reconciliation, and every contract a later message or reconciliation names for the first time,
+is looked up before that message reaches the engine, so no rule sees the position unpriced."""
 
 from __future__ import annotations
 
@@ -12,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from riskc.engine.adapters.dryrun import DryRunBroker
 from riskc.engine.adapters.port import BrokerError
+from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
 from riskc.engine.adapters.projectx.intake import Message
 from riskc.engine.daemon.daemon import AccountLoop, Reconcile, wall_clock_feed
+from riskc.engine.daemon.instrument_source import InstrumentSource, account_instruments
+from riskc.engine.daemon.items import Learned
 
 if TYPE_CHECKING:
     from riskc.engine.daemon.config import AccountConfig, Credentials
@@ -50,7 +57,17 @@ async def live_loop(
     connection = await px.connect(creds, urls, account.name or credentials.account_name, sink=sink)
     port = connection.broker if broker.kind == "projectx" else DryRunBroker(reads_from=connection.broker)
     port.aclose = connection.close  # the daemon closes the port at shutdown
-    lp = AccountLoop(daemon, policies, paths, port, wall_clock_feed(_supervise(connection)), connection.account_id)
+    instruments = account_instruments(daemon.config.instrument_overrides(), daemon.store)
+    lp = AccountLoop(
+        daemon,
+        policies,
+        paths,
+        port,
+        wall_clock_feed(_supervise(connection)),
+        connection.account_id,
+        instruments=instruments,
+    )
+    lp.specs = InstrumentSource(instruments, daemon.store, connection.broker.contract)
     lp.engine.book.account.name = connection.account.get("name", "")
     holder["loop"] = lp
     for item in early:
@@ -61,6 +78,8 @@ async def live_loop(
 
 async def _route(lp: AccountLoop, item: Any) -> None:
     if type(item) is Message:
+        if item.hub == "user":
+            await _learn(lp, _contracts(item))
         await lp.queue.put(item)
         return
     if item.state == "disconnected":
@@ -86,7 +105,25 @@ async def _reconcile(lp: AccountLoop, connection: Any) -> None:
         lp.engine.stale = True
         lp.daemon.alerts.alert("high", f"reconciliation failed, rules paused: {error}", account=book.account.id)
         return
+    await _learn(lp, [item.contract_id for item in (*state.positions, *state.orders, *state.trades)])
     await lp.queue.put(Reconcile(state, now))
+
+
+def _contracts(message: Message) -> list[str]:
+    try:
+        return [c for event in decode(message) if isinstance(c := getattr(event, "contract_id", None), str)]
+    except DECODE_ERRORS:
+        return []  # the consumer reports it as malformed
+
+
+async def _learn(lp: AccountLoop, contract_ids: list[str]) -> None:
+    """Specs of contracts seen for the first time, from the broker, before the engine sees them."""
+    specs = getattr(lp, "specs", None)
+    if specs is None or not contract_ids:
+        return
+    learned = await specs.ensure(contract_ids)
+    if learned:
+        await lp.queue.put(Learned(tuple(spec.symbol for spec in learned)))
 
 
 def _supervise(connection: Any):

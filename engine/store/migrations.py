@@ -154,5 +154,24 @@ def audit_log(db: Database) -> None:
     _run(db, _AUDIT)
 
 
+@MIGRATIONS(name="0003_instrument_cache")
+def instrument_cache(db: Database) -> None:
+    """Tick size and value as the broker last gave them (engine/store/instruments.py)."""
+    _run(
+        db,
+        (
+            """CREATE TABLE instruments (
+                symbol TEXT PRIMARY KEY,
+                contract_id TEXT NOT NULL,
+                tick_size TEXT NOT NULL,
+                tick_value TEXT NOT NULL,
+                name TEXT NOT NULL,
+                source TEXT NOT NULL,
+                ts TEXT NOT NULL
+            )""",
+        ),
+    )
+
+
 def apply_migrations(db: Database) -> None:
     MIGRATIONS.apply(db)

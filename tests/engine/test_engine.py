@@ -422,13 +422,12 @@ UNKNOWN = "CON.F.US.XYZ.Z25"  # no instrument spec
 
 
 @pytest.mark.parametrize("on_error", ["flatten", "alert"])
-def test_a_position_without_an_instrument_spec_fails_closed_and_the_engine_keeps_going(harness, on_error):
+def test_a_position_without_an_instrument_spec_is_alerted_never_closed_and_the_engine_keeps_going(harness, on_error):
     h = harness(f'policy "test"\n  on_error {on_error}\nuse max_contracts_per_symbol(limits: {{MNQ: 1}}, default: 5)\n')
     calls = h.feed(f.position(0, UNKNOWN, 1, 100), f.quote(1, UNKNOWN, 99), f.quote(2, MNQ, 21000))
-    expected = [("close", UNKNOWN, None, None)] if on_error == "flatten" else []
-    assert summary(calls) == expected
-    assert [r["action"] for r in h.records] == (["close", "alert"] if on_error == "flatten" else ["alert"])
-    assert "no instrument spec for `XYZ`" in h.records[-1]["reason"]
+    assert summary(calls) == []  # PRODUCT.md §8: never closed only because riskc did not know it
+    assert [r["action"] for r in h.records] == ["alert"]
+    assert "no instrument spec for `XYZ`" in h.records[-1]["reason"] and "instruments:" in h.records[-1]["reason"]
     assert len(h.alerts) == len(h.records)  # critical, and the alert only on the rising edge
     # The other rules still work: an MNQ position over its limit is reduced.
     assert summary(h.feed(f.position(3, MNQ, 3, 21000))) == [("partial_close", MNQ, None, 2)]

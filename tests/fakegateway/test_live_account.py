@@ -5,6 +5,7 @@ not the client still waits for the reply. Every wait is bounded."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -50,3 +51,86 @@ async def test_a_place_stop_retried_after_a_lost_reply_leaves_one_stop(gw: FakeG
     assert (first.status, again.status, again.attempts) == ("confirmed", "confirmed", 0)
     assert len([o for o in gw.open_orders() if o["type"] == 4]) == 1
     assert len(gw.requests_to("/Order/place")) == 1
+
+
+# -- instruments from the broker ----------------------------------------------------------------
+
+CPE = "CON.F.US.CPE.Z25"  # copper: not in riskc's built-in table
+SIL = "CON.F.US.SIL.Z25"  # micro silver: idem
+COPPER = {"id": CPE, "name": "CPEZ5", "description": "Copper: December 2025", "tickSize": 0.0005, "tickValue": 12.5}
+SILVER = {"id": SIL, "name": "SILZ5", "description": "Micro Silver: December 2025", "tickSize": 0.005, "tickValue": 5.0}
+FLATTEN_POLICY = 'policy "live"\n  timezone America/Chicago\n  on_error flatten\n\nuse max_contracts(limit: 5)\n'
+
+
+@bounded(60)
+async def test_copper_and_micro_silver_are_priced_from_the_brokers_contract_data(gw: FakeGateway, tmp_path) -> None:
+    """A copper position at start and a micro silver one seen first on the hub (bare, as the
+    Gateway's docs show it), both within every limit under `on_error flatten`: nothing is closed,
+    both are priced with the Gateway's tick size and value, and the specs are cached in the store."""
+    from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.store import Store
+
+    from .test_daemon_e2e import config, until
+
+    for contract in (COPPER, SILVER):
+        gw.set_contract(**contract, activeContract=True, symbolId=f"F.US.{contract['id'].split('.')[3]}")
+    gw.set_position(CPE, 1, 5.1)
+    policy = tmp_path / "p.risk"
+    policy.write_text(FLATTEN_POLICY)
+    daemon, task = _start(Daemon, config(tmp_path, gw, policy), gw)
+    try:
+        await until(lambda: bool(daemon.loops) and _views(daemon).get(CPE) is not None, timeout=20)
+        assert _views(daemon)[CPE].tick_value == Decimal("12.5")
+        gw.set_position(SIL, 1, 31.5)
+        await gw.push_raw("user", "GatewayUserPosition", [gw.position(SIL)])
+        await until(lambda: _views(daemon).get(SIL) is not None)
+        view = _views(daemon)[SIL]
+        assert (view.tick_size, view.tick_value) == (Decimal("0.005"), Decimal("5.0"))
+        await asyncio.sleep(0.5)
+        assert gw.requests_to("/Position/closeContract") == []
+        assert gw.signed_size(CPE) == 1 and gw.signed_size(SIL) == 1
+        assert [r.json for r in gw.requests_to("/Contract/searchById")] == [{"contractId": CPE}, {"contractId": SIL}]
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 30)
+    with Store.open(tmp_path / "state.db") as store:
+        cached = {c.symbol: (c.contract_id, c.tick_size, c.tick_value) for c in store.cached_instruments()}
+    assert cached == {"CPE": (CPE, Decimal("0.0005"), Decimal("12.5")), "SIL": (SIL, Decimal("0.005"), Decimal("5.0"))}
+
+
+@bounded(60)
+async def test_a_cached_spec_prices_the_position_when_the_contract_search_fails(gw: FakeGateway, tmp_path) -> None:
+    from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.store import Store
+    from riskc.engine.store.instruments import CachedInstrument
+
+    from .test_daemon_e2e import config, until
+
+    with Store.open(tmp_path / "state.db") as store:
+        at = __import__("datetime").datetime(2025, 12, 1, tzinfo=__import__("datetime").UTC)
+        store.save_instrument(CachedInstrument("CPE", CPE, Decimal("0.0005"), Decimal("12.5"), "Copper", "broker", at))
+    gw.set_position(CPE, 1, 5.1)  # the fake has no CPE contract: searchById and search fail
+    policy = tmp_path / "p.risk"
+    policy.write_text(FLATTEN_POLICY)
+    daemon, task = _start(Daemon, config(tmp_path, gw, policy), gw)
+    try:
+        await until(lambda: bool(daemon.loops) and _views(daemon).get(CPE) is not None, timeout=20)
+        assert _views(daemon)[CPE].tick_value == Decimal("12.5")
+        await asyncio.sleep(0.3)
+        assert gw.requests_to("/Position/closeContract") == []
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 30)
+
+
+def _start(daemon_class: Any, path: Any, gw: FakeGateway) -> tuple[Any, asyncio.Task]:
+    from riskc.engine.daemon.config import Credentials, load_config
+    from riskc.engine.daemon.loops import build_loops
+
+    daemon = daemon_class(load_config(path), live_view=False)
+    credentials = Credentials(gw.username, gw.api_key)
+    return daemon, asyncio.create_task(daemon.run(lambda d: build_loops(d, credentials), ()))
+
+
+def _views(daemon: Any) -> dict[str, Any]:
+    return {v.contract_id: v for v in daemon.loops[0].engine.book.position_views()}

@@ -35,6 +35,7 @@ from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
 from riskc.engine.adapters.projectx import decode
 from riskc.engine.adapters.projectx.intake import CALLBACK_TARGETS, Message, from_callback
 from riskc.engine.adapters.projectx.intake import _decimals as exact_numbers
+from riskc.engine.core.instruments import symbol_of
 
 log = logging.getLogger("riskc.projectx")
 
@@ -365,6 +366,31 @@ class ProjectXBroker:
         if isinstance(error, errors.ProjectXOrderError):
             return BrokerError(f"{call.describe()}: rejected: {redact(error) or type(error).__name__}", retryable=False)
         return BrokerError(f"{call.describe()}: {_why(error)}")
+
+    # -- contract data ----------------------------------------------------------------------
+
+    async def contract(self, contract_id: str) -> dict[str, Any] | None:
+        """The Gateway's data of ``contract_id`` (``id``, ``name``, ``tickSize``, ``tickValue``)
+        through the SDK's ``get_instrument`` (``/Contract/searchById``, falling back to
+        ``/Contract/search`` by product, §3), or None when the Gateway has no such contract, the
+        answer is for another product, or the call fails (logged). Never raises."""
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                found = await self.client.get_instrument(contract_id)
+        except Exception as error:
+            _reraise_cancellation()
+            log.warning("the Gateway's contract data for %s: %s", contract_id, _why(error))
+            return None
+        found_id = str(getattr(found, "id", "") or "")
+        if found_id != contract_id and symbol_of(found_id) != symbol_of(contract_id):
+            log.warning("the Gateway answered %s for contract %s; not used", found_id or "nothing", contract_id)
+            return None
+        return {
+            "id": found_id,
+            "name": str(getattr(found, "description", "") or getattr(found, "name", "") or ""),
+            "tickSize": getattr(found, "tickSize", None),
+            "tickValue": getattr(found, "tickValue", None),
+        }
 
     # -- state ------------------------------------------------------------------------------
 
