@@ -108,6 +108,7 @@ class _Reply:
     detail: str
     result: dict[str, Any] | None = None
     rejected: bool = False  # the broker said no: the call did not and will not take effect
+    unsent: bool = False  # refused before the broker acted (a rejected token): resend once verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +233,7 @@ class _Execution:
         SDK's own timeout is longer than ours, and a server acts on what it received). An
         unreadable state is read again, ``checks`` reads in all."""
         verdict, paused, reads = await self.verify(attempt), False, 1
-        unknown = not reply.ok and not reply.rejected
+        unknown = not reply.ok and not reply.rejected and not reply.unsent
         while not verdict.done:
             if verdict.done is False:
                 if reply.rejected or (paused and (not unknown or self.waited >= self.window)):
@@ -259,7 +260,7 @@ class _Execution:
             async with asyncio.timeout(self.timeout):
                 result = await self.port.send(self.sending)
         except BrokerError as error:
-            return _Reply(False, str(error), rejected=not error.retryable)
+            return _Reply(False, str(error), rejected=not error.retryable, unsent=getattr(error, "unsent", False))
         except TimeoutError:
             return _Reply(False, f"{self.sending.describe()}: no answer within {self.timeout:g}s; outcome unknown")
         except Exception as error:  # a port bug must not stop enforcement: treat as unknown outcome

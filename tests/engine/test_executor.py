@@ -379,3 +379,17 @@ async def test_a_stop_already_at_its_price_is_not_modified_again() -> None:
     call = BrokerCall("modify_stop", ACCT, contract_id=MNQ, order_id=5, stop_price=Decimal("26240"))
     outcome, _, _ = await run(port, call)
     assert (outcome.status, port.sent) == ("confirmed", [])
+
+
+async def test_a_call_refused_before_the_broker_acted_is_resent_without_waiting_the_window() -> None:
+    class Refused(ScriptedPort):
+        async def send(self, call: BrokerCall) -> dict[str, Any] | None:
+            if not self.sent:
+                self.sent.append(call)
+                raise BrokerError("close: the Gateway rejected the session token (401)", unsent=True)
+            return await super().send(call)
+
+    port = Refused(2, script=["ok"])
+    outcome, _, clock = await run(port, CLOSE, window=30)
+    assert (outcome.status, len(port.sent), port.size) == ("confirmed", 2, 0)
+    assert sum(clock.slept) < 30

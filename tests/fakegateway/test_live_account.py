@@ -9,6 +9,8 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from riskc.engine.adapters.port import BrokerCall
 from riskc.engine.adapters.projectx.sdk import ProjectXBroker
 from riskc.engine.enforce.executor import Outcome, Step, execute
@@ -134,3 +136,96 @@ def _start(daemon_class: Any, path: Any, gw: FakeGateway) -> tuple[Any, asyncio.
 
 def _views(daemon: Any) -> dict[str, Any]:
     return {v.contract_id: v for v in daemon.loops[0].engine.book.position_views()}
+
+
+# -- sessions that heal -------------------------------------------------------------------------
+
+
+async def _connect(gw: FakeGateway, **options: Any) -> tuple[Any, Any]:
+    from riskc.engine.adapters.projectx.sdk import ConnectOptions, connect
+
+    from .test_projectx_e2e import Inbox, credentials, urls
+
+    inbox = Inbox()
+    fast = ConnectOptions(watch_interval=0.05, settle=0.05, revive_after=2.0, connect_timeout=10, **options)
+    connection = await asyncio.wait_for(connect(credentials(gw), urls(gw), sink=inbox.queue, options=fast), 15)
+    return connection, inbox
+
+
+@bounded(40)
+async def test_a_revoked_token_while_the_hubs_stay_up_is_replaced_by_a_fresh_login(gw: FakeGateway) -> None:
+    """The Gateway rejects the token (401) while the hubs stay up: the close gets a 401 (refused
+    before acting), riskc logs in again at once and the close is resent and confirmed; reads
+    work again too. The SDK alone would never log in again: the token is not near its expiry."""
+    gw.set_position(MNQ, 4, 26246.0)
+    connection, _ = await _connect(gw)
+    try:
+        logins = len(gw.requests_to("/Auth/loginKey"))
+        gw.revoke_tokens()
+        assert connection.health() == {"user": True, "market": True}
+        call = BrokerCall("close", connection.account_id, contract_id=MNQ, expect_size=0)
+        outcome = await execute(connection.broker, call, timeout=5, backoff=0.05)
+        assert outcome.status == "confirmed", outcome.detail
+        assert gw.signed_size(MNQ) == 0 and len(gw.requests_to("/Position/closeContract")) == 2
+        assert len(gw.requests_to("/Auth/loginKey")) == logins + 1  # once, not per request
+        gw.revoke_tokens()
+        state = await connection.broker.state(connection.account_id)  # a read heals the same way
+        assert state.positions == () and len(gw.requests_to("/Auth/loginKey")) == logins + 2
+    finally:
+        await asyncio.wait_for(connection.close(), 15)
+
+
+@bounded(40)
+async def test_an_account_that_cannot_trade_is_found_followed_and_found_again_after_a_relogin(gw: FakeGateway) -> None:
+    gw.accounts[0]["canTrade"] = False  # the active-only search hides it ("No accounts found")
+    gw.set_position(MNQ, 1, 26246.0)
+    connection, _ = await _connect(gw)
+    try:
+        assert connection.account_id == gw.account_id and connection.account["canTrade"] is False
+        assert all(r.json == {"onlyActiveAccounts": False} for r in gw.requests_to("/Account/search"))
+        gw.revoke_tokens()
+        state = await connection.broker.state(connection.account_id)
+        assert [p.contract_id for p in state.positions] == [MNQ]
+        assert connection.session.logins == 2 and connection.account_id == gw.account_id
+    finally:
+        await asyncio.wait_for(connection.close(), 15)
+
+
+@bounded(40)
+async def test_gateway_logout_logs_in_again_and_rebuilds_the_hubs(gw: FakeGateway) -> None:
+    connection, inbox = await _connect(gw)
+    try:
+        logins = len(gw.requests_to("/Auth/loginKey"))
+        assert await gw.push_raw("user", "GatewayLogout", []) == 1
+        await inbox.event("user", "disconnected", timeout=10)
+        await inbox.event("user", "reconnected", timeout=15)
+        await inbox.event("market", "reconnected", timeout=15)
+        assert connection.logouts == 1 and len(gw.requests_to("/Auth/loginKey")) == logins + 1
+    finally:
+        await asyncio.wait_for(connection.close(), 15)
+
+
+@bounded(40)
+async def test_a_failing_suspended_order_query_degrades_instead_of_breaking_every_read(gw: FakeGateway) -> None:
+    gw.set_position(MNQ, 2, 26246.0)
+    gw.fail_next("/Order/v2/query", status=500, times=20)  # not a 404: the endpoint exists but fails
+    connection, _ = await _connect(gw)  # start-up reads the state: it must not fail
+    try:
+        state = await connection.broker.state(connection.account_id)
+        assert [p.size for p in state.positions] == [2] and state.extra["suspended_read"] is False
+        assert connection.broker.optional_failures >= 1
+    finally:
+        await asyncio.wait_for(connection.close(), 15)
+
+
+@bounded(20)
+async def test_a_refused_login_is_one_clear_line(gw: FakeGateway) -> None:
+    from riskc.engine.adapters.projectx.sdk import ConnectError, Credentials, connect
+
+    from .test_projectx_e2e import urls
+
+    with pytest.raises(ConnectError) as caught:
+        await connect(Credentials("trader", "wrong-key-000"), urls(gw), sink=asyncio.Queue())
+    text = str(caught.value)
+    assert "\n" not in text and "refused the login" in text and "PROJECT_X_API_KEY" in text
+    assert "wrong-key-000" not in text

@@ -99,7 +99,8 @@ class ConnectOptions:
     watch_interval: float = 0.5  # how often the watchdog looks at the hubs
     settle: float = 0.2  # after a hub reopens, time for the SDK to resend subscriptions
     revive_after: float = 10.0  # a hub down this long (or whose task died) is rebuilt
-    auth_check_every: float = 60.0  # refresh the token before it expires (§2)
+    auth_check_every: float = 60.0  # how often the watchdog looks at the token's expiry (§2)
+    refresh_before: float = 600.0  # log in again this long before the token expires
     include_suspended: bool = True  # state() also reads suspended orders (/Order/v2/query)
 
 
@@ -212,7 +213,10 @@ def _sdk() -> Any:
         from project_x_py.realtime import ProjectXRealtimeClient
 
         quiet_sdk_logging()
+        from project_x_py.models import Account
+
         _SDK = types.SimpleNamespace(
+            Account=Account,
             ProjectX=pxp.ProjectX,
             ProjectXConfig=pxp.ProjectXConfig,
             EventBus=pxp.EventBus,
@@ -249,6 +253,141 @@ def make_client(
     )
 
 
+# --------------------------------------------------------------------------- the session
+
+
+class LoginRefused(ConnectError):
+    """The Gateway answered the login with ``success: false`` (bad user name or API key)."""
+
+
+class Session:
+    """One login, shared by the broker port and the hubs of the accounts it serves: riskc's own
+    login (not the SDK's ``authenticate()``, §2), a fresh login when the Gateway rejects the
+    token (a 401, even while the hubs are up), a refresh ``refresh_before`` seconds before the
+    token expires (earlier than the SDK's own 5 minutes, so the SDK never logs in behind riskc's
+    back), and the account found among *all* the login's accounts.
+
+    Why not ``authenticate()``: it does not check the login reply's ``success`` (a refused key
+    surfaces later as a bare 401), it lists only active accounts (``onlyActiveAccounts: true``),
+    so an account that cannot trade (``canTrade: false``, e.g. after a rule breach) is "not found"
+    and every re-login fails, and without an account name it takes the first account, which may
+    not be the one riskc follows. ``_refresh_authentication`` refreshes only a token near expiry,
+    so a revoked token is never replaced (auth.py:96-133)."""
+
+    def __init__(
+        self,
+        client: Any,
+        account_name: str | None = None,
+        *,
+        refresh_before: float = 600.0,
+        account_id: int | None = None,
+    ) -> None:
+        self.client = client
+        self.account_name = account_name
+        self.account_id = account_id  # pinned after the first login: a re-login keeps the account
+        self.refresh_before = refresh_before
+        self.logins = 0
+        self.listeners: list[Callable[[str], None]] = []  # told each new token (the hubs)
+        self._lock = asyncio.Lock()
+
+    @property
+    def token(self) -> str | None:
+        return getattr(self.client, "session_token", None)
+
+    async def login(self) -> None:
+        """Log in and select the account. Raises ``LoginRefused``, ``ConnectError`` (no such
+        account) or the SDK's transport errors."""
+        async with self._lock:
+            await self._login()
+
+    async def renew(self, rejected: str | None) -> bool:
+        """Log in again because the Gateway rejected token ``rejected`` (a 401, a
+        ``GatewayLogout``), unless another task already did. Never raises: False when it failed."""
+        async with self._lock:
+            if rejected is not None and self.token != rejected:
+                return True
+            try:
+                await self._login()
+            except Exception as error:
+                _reraise_cancellation()
+                log.warning("logging in again failed: %s", _why(error))
+                return False
+            return True
+
+    async def ensure(self) -> None:
+        """Refresh the token before it expires (``refresh_before`` seconds ahead)."""
+        expiry = getattr(self.client, "token_expiry", None)
+        fresh = (
+            isinstance(expiry, dt.datetime) and (expiry - dt.datetime.now(dt.UTC)).total_seconds() > self.refresh_before
+        )
+        if self.token and fresh:
+            return
+        await self.renew(self.token)
+
+    async def _login(self) -> None:
+        client = self.client
+        body = {"userName": client.username, "apiKey": client.api_key}
+        reply = await client._make_request("POST", "/Auth/loginKey", data=body)
+        token = reply.get("token") if isinstance(reply, dict) else None
+        if not isinstance(reply, dict) or reply.get("success") is not True or not isinstance(token, str) or not token:
+            raise LoginRefused(
+                f"the Gateway refused the login ({_rejection(reply)}): check PROJECT_X_USERNAME and PROJECT_X_API_KEY"
+            )
+        client.session_token = token
+        client.headers["Authorization"] = f"Bearer {token}"
+        client.token_expiry = _token_expiry(token)
+        accounts = await client._make_request("POST", "/Account/search", data={"onlyActiveAccounts": False})
+        if not isinstance(accounts, dict) or accounts.get("success") is not True:
+            raise ConnectError(f"listing the login's accounts failed: {_rejection(accounts)}")
+        chosen = self._choose([a for a in accounts.get("accounts") or [] if isinstance(a, dict)])
+        client.account_info = _sdk().Account.from_api(chosen)
+        client._authenticated = True
+        self.account_id = chosen.get("id")
+        self.logins += 1
+        for listener in self.listeners:
+            try:
+                listener(token)
+            except Exception:
+                log.exception("a token listener failed")
+
+    def _choose(self, accounts: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.account_id is not None:
+            found = [a for a in accounts if a.get("id") == self.account_id]
+            wanted = f"account {self.account_id}"
+        elif self.account_name:
+            found = [a for a in accounts if str(a.get("name", "")).upper() == self.account_name.upper()]
+            wanted = f"account {self.account_name!r}"
+        else:  # the first that can trade, else the first: the SDK's choice, without hiding the others
+            found = sorted(accounts, key=lambda a: a.get("canTrade") is False)
+            wanted = "an account"
+        if not found:
+            names = ", ".join(str(a.get("name")) for a in accounts) or "none"
+            raise ConnectError(f"the login has no {wanted} (its accounts: {names})")
+        return found[0]
+
+
+def _token_expiry(token: str) -> dt.datetime:
+    """The JWT's ``exp``; one hour from now when it cannot be read (the SDK's default, §2)."""
+    import base64
+    import json
+
+    try:
+        payload = token.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return dt.datetime.fromtimestamp(float(data["exp"]), dt.UTC)
+    except (IndexError, ValueError, KeyError, TypeError):
+        return dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+
+
+def _unauthorized(error: BaseException) -> bool:
+    """The Gateway answered 401: a read's ``ProjectXAuthenticationError``, or a mutating call's
+    ``OrderSubmissionUncertainError`` that says so (http.py:389-411)."""
+    errors = _sdk().errors
+    if isinstance(error, errors.ProjectXAuthenticationError):
+        return True
+    return isinstance(error, errors.OrderSubmissionUncertainError) and "401" in str(error)
+
+
 # --------------------------------------------------------------------------- the broker port
 
 
@@ -274,9 +413,13 @@ class ProjectXBroker:
         call_timeout: float = 15.0,
         read_timeout: float = 20.0,
         include_suspended: bool = True,
+        session: Session | None = None,
     ) -> None:
         sdk = _sdk()
         self.client = client
+        self.session = session if session is not None else Session(client, account_id=account_id)
+        self.optional_failures = 0  # reads of an optional endpoint that failed (degraded, not fatal)
+        self._read_token: str | None = None
         self.account_id = account_id
         self.call_timeout = call_timeout
         self.read_timeout = read_timeout
@@ -306,9 +449,11 @@ class ProjectXBroker:
         if sender is None:
             raise BrokerError(f"{call.describe()}: not a call the ProjectX adapter knows", retryable=False)
         deadline = asyncio.timeout(self.call_timeout)
+        token = self.session.token
         try:
             async with deadline:
-                await self.client._ensure_authenticated()  # mutating calls do not refresh the token (§2)
+                await self.session.ensure()  # mutating calls do not refresh the token (§2)
+                token = self.session.token
                 return await sender(self, call)
         except BrokerError:
             raise
@@ -317,6 +462,13 @@ class ProjectXBroker:
             if deadline.expired():
                 raise BrokerError(
                     f"{call.describe()}: no answer within {self.call_timeout:g}s; outcome unknown"
+                ) from None
+            if _unauthorized(error):
+                renewed = await self.session.renew(token)
+                raise BrokerError(
+                    f"{call.describe()}: the Gateway rejected the session token (401); "
+                    + ("logged in again" if renewed else "logging in again failed"),
+                    unsent=True,
                 ) from None
             raise self._broker_error(call, error) from None
 
@@ -397,27 +549,20 @@ class ProjectXBroker:
     async def state(self, account_id: int, *, trades_since: dt.datetime | None = None) -> BrokerState:
         """Open positions, working orders (open, and suspended when the Gateway lists them), the
         account, and the trades since ``trades_since`` (not read when None: verification does not
-        need them). Raises ``BrokerError`` when any read fails or times out."""
-        reads = {
-            "positions": self._search("/Position/searchOpen", {"accountId": account_id}, "positions"),
-            "orders": self._search("/Order/searchOpen", {"accountId": account_id}, "orders"),
-            "accounts": self._search("/Account/search", {"onlyActiveAccounts": False}, "accounts"),
-        }
-        if trades_since is not None:
-            reads["trades"] = self._search(
-                "/Trade/search", {"accountId": account_id, "startTimestamp": trades_since.isoformat()}, "trades"
-            )
-        if self.include_suspended:
-            reads["suspended"] = self._suspended(account_id)
-        try:
-            async with asyncio.timeout(self.read_timeout):
-                await self.client._ensure_authenticated()
-                results = dict(zip(reads, await asyncio.gather(*reads.values(), return_exceptions=True), strict=True))
-        except TimeoutError:
-            raise BrokerError(f"reading the account state took longer than {self.read_timeout:g}s") from None
-        except Exception as error:
-            _reraise_cancellation()
-            raise BrokerError(f"reading the account state: {_why(error)}") from None
+        need them). A rejected token (401) is replaced by a fresh login and the read done once
+        more. Raises ``BrokerError`` when a required read fails or times out; a failing optional
+        read (suspended orders) is left out and said so in ``extra``."""
+        results = await self._read(account_id, trades_since)
+        # A token revoked, or a session ended elsewhere, while the hubs may stay up: the SDK does
+        # not log in again for a token that is not near its expiry (§2).
+        rejected = any(_unauthorized(v) for v in results.values() if isinstance(v, BaseException))
+        if rejected and await self.session.renew(self._read_token):
+            results = await self._read(account_id, trades_since)
+        suspended = results.get("suspended")
+        if isinstance(suspended, Exception) and not isinstance(suspended, asyncio.CancelledError):
+            self.optional_failures += 1
+            log.warning("reading suspended orders failed; the state is read without them: %s", _why(suspended))
+            del results["suspended"]
         for name, value in results.items():
             if isinstance(value, BaseException):
                 if isinstance(value, asyncio.CancelledError):
@@ -426,6 +571,31 @@ class ProjectXBroker:
                     f"reading {name}: {value}" if isinstance(value, BrokerError) else f"reading {name}: {_why(value)}"
                 )
         return _state(account_id, results)
+
+    async def _read(self, account_id: int, trades_since: dt.datetime | None) -> dict[str, Any]:
+        """Every read at once; a failed one is its exception in the result."""
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                await self.session.ensure()
+                self._read_token = self.session.token
+                reads = {
+                    "positions": self._search("/Position/searchOpen", {"accountId": account_id}, "positions"),
+                    "orders": self._search("/Order/searchOpen", {"accountId": account_id}, "orders"),
+                }
+                if trades_since is not None:  # a reconciliation; a verification needs neither
+                    reads["accounts"] = self._search("/Account/search", {"onlyActiveAccounts": False}, "accounts")
+                    reads["trades"] = self._search(
+                        "/Trade/search", {"accountId": account_id, "startTimestamp": trades_since.isoformat()}, "trades"
+                    )
+                if self.include_suspended:
+                    reads["suspended"] = self._suspended(account_id)
+                values = await asyncio.gather(*reads.values(), return_exceptions=True)
+                return dict(zip(reads, values, strict=True))
+        except TimeoutError:
+            raise BrokerError(f"reading the account state took longer than {self.read_timeout:g}s") from None
+        except Exception as error:
+            _reraise_cancellation()
+            raise BrokerError(f"reading the account state: {_why(error)}") from None
 
     async def _search(self, path: str, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
         reply = await self.client._make_request("POST", path, data=body)
@@ -455,7 +625,8 @@ class ProjectXBroker:
 
 def _state(account_id: int, results: dict[str, Any]) -> BrokerState:
     orders = {o.get("id"): o for o in (*results["orders"], *results.get("suspended", ())) if isinstance(o, dict)}
-    account = next((a for a in results["accounts"] if isinstance(a, dict) and a.get("id") == account_id), None)
+    accounts = results.get("accounts", ())
+    account = next((a for a in accounts if isinstance(a, dict) and a.get("id") == account_id), None)
     extra = {"trades_read": "trades" in results, "suspended_read": "suspended" in results}
     try:
         return decode.broker_state(
@@ -524,18 +695,22 @@ class ProjectXConnection:
     """A live, supervised connection to one account. Built by ``connect``; use ``async with`` or
     ``await close()``."""
 
-    def __init__(self, client: Any, sink: Sink, options: ConnectOptions) -> None:
+    def __init__(self, client: Any, sink: Sink, options: ConnectOptions, session: Session | None = None) -> None:
         self.client = client
         self.options = options
         self.account: dict[str, Any] = exact_numbers(dataclasses.asdict(client.account_info))
         self.account_id: int = client.account_info.id
+        self.session = session if session is not None else Session(client, account_id=self.account_id)
+        self.session.listeners.append(self._new_token)
         self.broker = ProjectXBroker(
             client,
             self.account_id,
             call_timeout=options.call_timeout,
             read_timeout=options.read_timeout,
             include_suspended=options.include_suspended,
+            session=self.session,
         )
+        self.logouts = 0  # GatewayLogout invocations received
         self.received = 0  # hub payloads delivered
         self.unreadable = 0  # payloads from_callback could not wrap (logged, skipped)
         self.revivals = 0  # full hub rebuilds by the watchdog
@@ -555,6 +730,7 @@ class ProjectXConnection:
         self._revival_backoff = 1.0
         self._last_auth_check = time.monotonic()
         self._closing = False
+        self._logged_out = False  # a GatewayLogout arrived: log in again and rebuild the hubs
 
     # -- public -----------------------------------------------------------------------------
 
@@ -699,7 +875,18 @@ class ProjectXConnection:
                 continue
             connection.on_open(hub.opened)
             connection.on_close(hub.closed)
+            connection.on("GatewayLogout", self._gateway_logout)  # the SDK only logs it (§5.3)
             self._hooked[name] = connection
+
+    def _gateway_logout(self, *args: Any) -> None:  # runs inside pysignalr: must not raise
+        self.logouts += 1
+        self._logged_out = True
+        self._wake.set()
+
+    def _new_token(self, token: str) -> None:
+        """A fresh login (a 401, a refresh, a logout): the hubs reconnect with the new token."""
+        if self._rt is not None:
+            self._rt.jwt_token = token
 
     def _live(self, name: str) -> bool:
         return self._rt is not None and bool(self._rt._hub_is_live(name))
@@ -738,13 +925,19 @@ class ProjectXConnection:
             hub.seen_opens, hub.seen_closes = hub.opens, hub.closes
             if not live and (self._dead(hub.name) or now - hub.down_since >= self.options.revive_after):
                 revive = True
+        if self._logged_out:
+            # The Gateway ended the session: the hubs' token is dead even if the sockets look up.
+            self._logged_out = False
+            log.warning("the Gateway sent GatewayLogout: logging in again and rebuilding the hubs")
+            self._next_revival = 0.0
+            revive = True
         if revive and now >= self._next_revival:
             await self._revive()
         await self._resubscribe()
         if now - self._last_auth_check >= self.options.auth_check_every:
             self._last_auth_check = now
             async with asyncio.timeout(self.options.read_timeout):
-                await self.client._ensure_authenticated()
+                await self.session.ensure()
 
     async def _settle(self) -> None:
         """Let the SDK's own restore of a reopened hub's subscriptions finish (§5.5): riskc reports
@@ -778,7 +971,7 @@ class ProjectXConnection:
         try:
             async with asyncio.timeout(self.options.connect_timeout):
                 await rt.disconnect()
-                await self.client.authenticate()  # the old token may be why the hub died
+                await self.session.login()  # the old token may be why the hub died
                 rt.jwt_token = self.client.session_token
                 rt.setup_complete = False
                 rt.user_hub_ready.clear()  # disconnect() leaves them set: connect() would not wait
@@ -822,20 +1015,23 @@ async def connect(
     errors = _sdk().errors
     await px.__aenter__()
     connection: ProjectXConnection | None = None
+    session = Session(px, account_name or credentials.account_name, refresh_before=options.refresh_before)
     try:
         try:
             async with asyncio.timeout(options.connect_timeout):
-                await px.authenticate()
+                await session.login()
+        except ConnectError as error:
+            raise ConnectError(f"logging in at {urls.api_url}: {error}") from None
         except errors.ProjectXAuthenticationError:
             raise ConnectError(
-                "the Gateway refused the login: check PROJECT_X_USERNAME and PROJECT_X_API_KEY"
+                f"the Gateway at {urls.api_url} refused the login: check PROJECT_X_USERNAME and PROJECT_X_API_KEY"
             ) from None
-        except ValueError as error:  # the named account is not among the active ones
-            raise ConnectError(redact(error)) from None
-        except (TimeoutError, errors.ProjectXError) as error:
-            raise ConnectError(f"cannot log in at {urls.api_url}: {_why(error)}") from None
-        px.account_name = px.account_info.name  # a later re-login picks the same account
-        connection = ProjectXConnection(px, sink, options)
+        except (TimeoutError, errors.ProjectXError, OSError) as error:
+            raise ConnectError(
+                f"cannot log in at {urls.api_url}: {_why(error)}; check the network and broker.api_url"
+            ) from None
+        px.account_name = px.account_info.name  # the SDK's own lookups see the same account
+        connection = ProjectXConnection(px, sink, options, session)
         async with asyncio.timeout(options.connect_timeout):
             await connection._start(contracts, follow_contracts)
         return connection
