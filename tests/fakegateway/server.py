@@ -201,6 +201,7 @@ class HubConnection:
     request: web.Request
     subscriptions: set[tuple[str, Any]] = field(default_factory=set)
     handshaken: bool = False
+    silent: bool = False  # sends nothing any more (pings, pushes): a half-open socket
 
 
 class FakeGateway:
@@ -219,9 +220,13 @@ class FakeGateway:
         require_subscription: bool = True,
         strict_connection_ids: bool = False,
         emit_events: bool = True,
+        keepalive_interval: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        # The real Gateway (ASP.NET Core SignalR) sends a ping ``{"type":6}`` every 15 s on each
+        # hub connection; ``keepalive_interval`` makes the fake do the same (None: no pings).
+        self.keepalive_interval = keepalive_interval
         self.username = username
         self.api_key = api_key
         self.token_ttl_seconds = token_ttl_seconds
@@ -475,6 +480,14 @@ class FakeGateway:
         for _ in range(times):
             self._hub_reject[hub].append(status)
 
+    def silence(self, hub: str) -> int:
+        """The hub's open sockets stay open but send nothing any more, not even keep-alive pings
+        (a half-open connection: a dead NAT entry, a stuck proxy). Returns how many."""
+        conns = self.connections(hub)
+        for conn in conns:
+            conn.silent = True
+        return len(conns)
+
     def revoke_tokens(self) -> None:
         """Invalidate every issued session token (REST then answers 401, hubs refuse)."""
         self.tokens.clear()
@@ -500,7 +513,7 @@ class FakeGateway:
         frame = json.dumps({"type": INVOCATION, "target": target, "arguments": args}) + RS
         delivered = 0
         for conn in self.connections(hub):
-            if not self._wants(conn, target, args):
+            if conn.silent or not self._wants(conn, target, args):
                 continue
             try:
                 await conn.ws.send_str(frame)
@@ -978,6 +991,7 @@ class FakeGateway:
         conn = HubConnection(hub, cid, ws, request)
         self._connections[hub].append(conn)
         await self._notify()
+        pinging = asyncio.ensure_future(self._keepalive(conn)) if self.keepalive_interval else None
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -989,9 +1003,20 @@ class FakeGateway:
                         continue
                     await self._on_hub_record(conn, record)
         finally:
+            if pinging is not None:
+                pinging.cancel()
             self._connections[hub] = [c for c in self._connections[hub] if c is not conn]
             await self._notify()
         return ws
+
+    async def _keepalive(self, conn: HubConnection) -> None:
+        while not conn.ws.closed:
+            await asyncio.sleep(self.keepalive_interval or 15.0)
+            if conn.handshaken and not conn.silent:
+                try:
+                    await conn.ws.send_str(json.dumps({"type": PING}) + RS)
+                except (ConnectionError, RuntimeError):
+                    return
 
     async def _on_hub_record(self, conn: HubConnection, record: str) -> None:
         message = json.loads(record)

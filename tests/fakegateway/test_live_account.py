@@ -229,3 +229,57 @@ async def test_a_refused_login_is_one_clear_line(gw: FakeGateway) -> None:
     text = str(caught.value)
     assert "\n" not in text and "refused the login" in text and "PROJECT_X_API_KEY" in text
     assert "wrong-key-000" not in text
+
+
+@bounded(60)
+async def test_the_daemon_follows_an_account_that_cannot_trade_and_auth_guard_keeps_it_flat(
+    gw: FakeGateway, tmp_path
+) -> None:
+    from riskc.engine.daemon.daemon import Daemon
+
+    from .test_daemon_e2e import config, until
+
+    gw.accounts[0]["canTrade"] = False
+    gw.set_price(MNQ, 26250.0)
+    gw.set_position(MNQ, 1, 26246.0)
+    policy = tmp_path / "p.risk"
+    policy.write_text('policy "live"\n  timezone America/Chicago\n\nuse auth_guard\n')
+    daemon, task = _start(Daemon, config(tmp_path, gw, policy), gw)
+    try:
+        await until(lambda: gw.signed_size(MNQ) == 0, timeout=30)
+        assert [r.json for r in gw.requests_to("/Position/closeContract")] == [
+            {"accountId": gw.account_id, "contractId": MNQ}
+        ]
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 30)
+
+
+@bounded(40)
+async def test_a_hub_that_stops_pinging_is_rebuilt_and_reconnects() -> None:
+    """A half-open socket: the market hub stays open but sends nothing, not even the keep-alive
+    pings it sent before. riskc notices the silence, logs in again, rebuilds both hubs and
+    reports them back (the daemon reconciles on that before rules act)."""
+    async with FakeGateway(keepalive_interval=0.2) as gw:
+        connection, inbox = await _connect(gw, silent_after=1.5)
+        try:
+            await asyncio.sleep(0.5)  # a few pings: the hubs have shown that they ping
+            logins = len(gw.requests_to("/Auth/loginKey"))
+            assert gw.silence("market") == 1
+            event = await inbox.event("market", "disconnected", timeout=10)
+            assert "silent" in event.detail
+            await inbox.event("market", "reconnected", timeout=15)
+            assert connection.revivals >= 1 and len(gw.requests_to("/Auth/loginKey")) > logins
+            assert connection.health() == {"user": True, "market": True}
+        finally:
+            await asyncio.wait_for(connection.close(), 15)
+
+
+@bounded(20)
+async def test_a_hub_that_never_pinged_is_not_judged_silent(gw: FakeGateway) -> None:
+    connection, inbox = await _connect(gw, silent_after=0.3)
+    try:
+        await asyncio.sleep(1.0)
+        assert connection.revivals == 0 and connection.health() == {"user": True, "market": True}
+    finally:
+        await asyncio.wait_for(connection.close(), 15)

@@ -46,6 +46,7 @@ MARKET_HUB_URL = "https://rtc.topstepx.com/hubs/market"
 ORDER_STOP = 4
 SIDE = {"buy": 0, "sell": 1}
 ORDER_SUSPENDED = 8
+_PING_FRAME = '"type":6'  # a SignalR keep-alive ping (JSON protocol)
 SETTLE_MARGIN = 2.0  # seconds beyond the SDK's request timeout an effect may still land
 
 
@@ -101,6 +102,10 @@ class ConnectOptions:
     revive_after: float = 10.0  # a hub down this long (or whose task died) is rebuilt
     auth_check_every: float = 60.0  # how often the watchdog looks at the token's expiry (§2)
     refresh_before: float = 600.0  # log in again this long before the token expires
+    # A hub that has sent keep-alive pings and then nothing at all for this long is rebuilt: an
+    # ASP.NET Core SignalR server pings every 15 s; a half-open socket stays "connected" (§5.7).
+    # A hub that never pinged is not judged by this (no evidence that the Gateway pings).
+    silent_after: float = 45.0
     include_suspended: bool = True  # state() also reads suspended orders (/Order/v2/query)
 
 
@@ -681,10 +686,18 @@ class _Hub:
     seen_closes: int = 0
     live: bool = False
     down_since: float = 0.0
+    heard_at: float = field(default_factory=time.monotonic)  # the last frame received, pings included
+    pinged: bool = False  # the server has sent a keep-alive ping since the hub opened
 
     def opened(self) -> None:  # runs inside pysignalr: must not raise
         self.opens += 1
+        self.heard_at, self.pinged = time.monotonic(), False
         self.wake.set()
+
+    def heard(self, raw: Any) -> None:
+        self.heard_at = time.monotonic()
+        if not self.pinged and isinstance(raw, str | bytes) and _PING_FRAME in str(raw).replace(" ", ""):
+            self.pinged = True
 
     def closed(self) -> None:
         self.closes += 1
@@ -873,7 +886,7 @@ class ProjectXConnection:
             connection = getattr(self._rt, f"{name}_connection", None)
             if connection is None or self._hooked.get(name) is connection:
                 continue
-            connection.on_open(hub.opened)
+            connection.on_open(_opened(connection, hub))
             connection.on_close(hub.closed)
             connection.on("GatewayLogout", self._gateway_logout)  # the SDK only logs it (§5.3)
             self._hooked[name] = connection
@@ -912,6 +925,15 @@ class ProjectXConnection:
         revive = False
         for hub in self._hubs.values():
             live = self._live(hub.name)
+            silent = now - hub.heard_at
+            if live and hub.live and hub.pinged and silent >= self.options.silent_after:
+                # Connected by every flag, yet not even a keep-alive ping: a half-open socket.
+                hub.live, hub.down_since = False, now - self.options.revive_after
+                self._emit(hub, "disconnected", f"silent for {silent:.0f}s (no keep-alive pings)")
+                hub.heard_at = now
+                self._next_revival = 0.0
+                revive = True
+                continue
             bounced = hub.opens != hub.seen_opens or hub.closes != hub.seen_closes
             if hub.live and (not live or bounced):
                 hub.live, hub.down_since = False, now
@@ -993,6 +1015,41 @@ class ProjectXConnection:
             self._unsubscribed.clear()
             if not await self._rt.subscribe_market_data(pending):
                 self._unsubscribed.update(pending)
+
+
+def _opened(connection: Any, hub: _Hub) -> Callable[[], None]:
+    """The hub's open hook: count the open, and listen to the (new) pysignalr client's frames
+    (``AsyncHubConnection.start`` builds a new client each time, async_hub.py:121-138)."""
+
+    def opened() -> None:  # runs inside pysignalr: must not raise
+        hub.opened()
+        try:
+            _listen(connection, hub.heard)
+        except Exception:
+            log.exception("watching the %s hub for silence", hub.name)
+
+    return opened
+
+
+def _listen(connection: Any, heard: Callable[[Any], None]) -> None:
+    """Call ``heard`` on every frame the hub receives, keep-alive pings included: pysignalr does
+    not time out a server that stops pinging (its transport's ``_on_raw_message`` is the one
+    place every frame passes, pysignalr/transport/websocket.py:288-296, §5.7)."""
+    try:
+        transport = connection._ensure_client()._transport
+        original = transport._on_raw_message
+    except AttributeError:
+        log.warning("cannot watch the hub for silence: pysignalr's transport has changed")
+        return
+    if getattr(original, "riskc_listens", False):
+        return
+
+    async def on_raw_message(raw: Any) -> None:
+        heard(raw)
+        await original(raw)
+
+    on_raw_message.riskc_listens = True  # type: ignore[attr-defined]
+    transport._on_raw_message = on_raw_message
 
 
 async def connect(
