@@ -33,6 +33,7 @@ from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symb
 from riskc.engine.core.snapshot import Event
 from riskc.engine.enforce.enforcer import Effects, Enforcer
 from riskc.engine.enforce.executor import took_effect
+from riskc.engine.enforce.stale_prices import price_rules, without_prices
 from riskc.engine.enforce.trading_state import Trading
 from riskc.engine.store import Lockout, Store
 
@@ -120,6 +121,12 @@ class Engine:
         self.enforcer = Enforcer(store, account_id or 0)
         self.policies = policies
         self._ages = _reads_ages(policies)
+        self._price_rules = [price_rules(program) for program in policies.programs]
+        self._price_rules = [price_rules(program) for program in policies.programs]
+        # Prices (the market feed) down since; rules that read them are unevaluable once they are
+        # older than stale_after (engine/enforce/stale_prices.py). Set and cleared by the live loop.
+        self.prices_down_at: dt.datetime | None = None
+        self.stale_after = dt.timedelta(seconds=10)
         self.persist_book = persist_book
         self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
         self.malformed = 0
@@ -173,6 +180,7 @@ class Engine:
         the book stay those it started with; a timezone change needs a restart."""
         self.policies = policies
         self._ages = _reads_ages(policies)
+        self._price_rules = [price_rules(program) for program in policies.programs]
 
     def finished(
         self,
@@ -200,6 +208,12 @@ class Engine:
         programs = self.policies.programs
         snapshot = book.snapshot(event, self.zone, ages=self._ages)
         decisions = [program.evaluate(snapshot) for program in programs]
+        if self.prices_down_at is not None and book.now - self.prices_down_at >= self.stale_after:
+            age = book.now - self.prices_down_at
+            decisions = [
+                without_prices(program, decision, rules, age, snapshot)
+                for program, decision, rules in zip(programs, decisions, self._price_rules, strict=True)
+            ]
         hit = decisions[0].hits if len(decisions) == 1 else any(d.hits for d in decisions)
         trading = self.trading
         lockouts = trading.lockouts if trading.fresh(book.now) else self._lockouts(snapshot)

@@ -1,7 +1,9 @@
 """The live account loop: the ProjectX connection as the feed, ``ProjectXBroker`` (or the dry-run
 wrapper around it) as the port, the wall clock, and reconciliation from REST at start, after
-every reconnect and every ``reconcile_every``. While a hub is down the engine is marked stale and
-rules do not act; the reconnect's reconciliation makes it fresh again.
+every reconnect and every ``reconcile_every``. While the user hub is down the engine is marked
+stale and rules do not act; the reconnect's reconciliation makes it fresh again. While the market
+hub is down, REST keeps sizes, orders and realized P&L current, and rules that read prices become
+unevaluable (their ``on_error``) once the last price is older than ``stale_after``.
 
 Instrument specs come from the broker (``instrument_source``): every contract of the first
 reconciliation, and every contract a later message or reconciliation names for the first time,
@@ -68,6 +70,7 @@ async def live_loop(
         instruments=instruments,
     )
     lp.specs = InstrumentSource(instruments, daemon.store, connection.broker.contract)
+    lp.engine.stale_after = daemon.config.stale_after
     lp.engine.book.account.name = connection.account.get("name", "")
     holder["loop"] = lp
     for item in early:
@@ -82,15 +85,24 @@ async def _route(lp: AccountLoop, item: Any) -> None:
             await _learn(lp, _contracts(item))
         await lp.queue.put(item)
         return
+    engine = lp.engine
     if item.state == "disconnected":
-        lp.engine.stale = True
+        if item.hub == "market":
+            # Positions, orders and fills still arrive (user hub, REST): only prices stop. Rules
+            # that read prices become unevaluable after stale_after (engine/enforce/stale_prices.py).
+            if engine.prices_down_at is None:
+                engine.prices_down_at = item.ts
+            what = f"rules that read prices are not evaluated after {engine.stale_after.total_seconds():g}s"
+        else:
+            engine.stale = True
+            what = "rules paused until reconciled"
         lp.daemon.alerts.alert(
-            "high",
-            f"{item.hub} hub disconnected ({item.detail}); rules paused until reconciled",
-            account=lp.engine.book.account.id,
+            "high", f"{item.hub} hub disconnected ({item.detail}); {what}", account=engine.book.account.id
         )
     else:
         await _reconcile(lp, None)
+        if item.hub == "market":
+            engine.prices_down_at = None
 
 
 async def _reconcile(lp: AccountLoop, connection: Any) -> None:

@@ -812,3 +812,37 @@ def test_a_rule_that_divides_by_zero_is_located_in_its_file_audited_and_fails_cl
     assert flatten["reason"].startswith("p0.risk:4:8: loss_per_trade could not be evaluated (an undefined result")
     audited = [a["reason"] for d in audit(store, "decision") for a in d["actions"] if a["action"] == "flatten"]
     assert audited and audited[0] == flatten["reason"]
+
+
+# -- stale prices ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("on_error", ["alert", "flatten"])
+def test_rules_that_read_prices_are_unevaluable_once_the_prices_are_older_than_stale_after(harness, on_error):
+    """PRODUCT.md §8: the market feed is down; REST keeps sizes current. After stale_after (10 s)
+    position_loss (reads unrealized P&L) is a rule that cannot be evaluated (on_error decides);
+    max_contracts (reads sizes) keeps cutting; daily_loss (realized P&L) keeps running."""
+    h = harness(
+        f'policy "test"\n  on_error {on_error}\n'
+        "use position_loss(limit: $100)\nuse max_contracts(limit: 2)\nuse daily_loss(limit: $500)\n"
+    )
+    h.feed(f.account(0, 50000), f.position(0, MNQ, 1, 21000), f.quote(1, MNQ, 21000))
+    h.engine.prices_down_at = f.at(2)
+    assert summary(h.tick(f.at(11))) == []  # 9 s: the marks are still current enough
+    calls = h.tick(f.at(12))
+    failed = [r for r in h.records if r["rule"] == "position_loss"]
+    assert failed and "prices are 10s old" in failed[0]["reason"] and f"on_error {on_error}" in failed[0]["reason"]
+    assert summary(calls) == ([("close", MNQ, None, None)] if on_error == "flatten" else [])
+    if on_error == "alert":
+        assert summary(h.feed(f.position(13, MNQ, 4, 21000))) == [("partial_close", MNQ, None, 2)]
+        h.engine.prices_down_at = None  # the market feed is back
+        before = len(h.records)
+        assert summary(h.tick(f.at(20))) == [] and len(h.records) == before
+
+
+def test_rules_that_read_prices_are_found_in_the_syntax_tree(harness):
+    from riskc.engine.enforce.stale_prices import price_rules
+
+    h = harness(policy("use position_loss(limit: $100)", "use max_contracts(limit: 2)", "use daily_loss(limit: $500)"))
+    program = h.engine.policies.programs[0]
+    assert {program.rules[i].id for i in price_rules(program)} == {"position_loss"}
