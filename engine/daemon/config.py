@@ -139,6 +139,9 @@ class BrokerConfig(_Model):
     speed: float = Field(default=60.0, ge=0)
     timeout: Duration = dt.timedelta(seconds=15)
     retries: int = Field(default=3, ge=0, le=20)
+    # At most one modification per stop per this interval: a trailing stop's moves in between
+    # are coalesced into the latest (the Gateway allows about 200 requests a minute per login).
+    stop_move_interval: Duration = dt.timedelta(seconds=2)
     # Where the Gateway is (projectx, dry-run); the defaults are TopstepX's.
     api_url: str | None = None
     user_hub_url: str | None = None

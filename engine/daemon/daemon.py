@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,28 @@ class Activity:
         return self.messages - self.answers
 
 
+class StopMoves:
+    """At most one modification per stop per interval (a trailing stop moves on every tick): a
+    move waits until the interval has passed since the stop's last modification, and only the
+    newest move asked meanwhile is sent; the others are superseded."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Callable = asyncio.sleep) -> None:
+        self.clock, self.sleep = clock, sleep
+        self._moved_at: dict[Any, float] = {}  # stop order id -> when it was last modified
+        self._latest: dict[Any, str] = {}  # stop order id -> the key of the newest move asked
+
+    async def admit(self, order_id: Any, key: str, interval: float) -> bool:
+        """Wait for the stop's turn; False when a newer move of the same stop arrived meanwhile."""
+        self._latest[order_id] = key
+        wait = self._moved_at.get(order_id, float("-inf")) + interval - self.clock()
+        if wait > 0:
+            await self.sleep(wait)
+        if self._latest.get(order_id) != key:
+            return False
+        self._moved_at[order_id] = self.clock()
+        return True
+
+
 class AccountLoop:
     """One account: its engine, its feed and its broker port."""
 
@@ -90,6 +113,7 @@ class AccountLoop:
         self.activity = Activity()
         self._calls: set[asyncio.Task] = set()
         self.specs: Any = None  # live: the broker's instrument specs (daemon.instrument_source)
+        self.stop_moves = StopMoves()
 
     # -- the one consumer -------------------------------------------------------------------
 
@@ -165,6 +189,9 @@ class AccountLoop:
             result = await self.port.send(call)
             return self._finished(call, True, "dry run", result)
         broker = self.daemon.config.broker
+        interval = broker.stop_move_interval.total_seconds()
+        if call.kind == "modify_stop" and not await self.stop_moves.admit(call.order_id, call.key, interval):
+            return self._finished(call, False, "superseded by a later move of the same stop (coalesced)", None)
         outcome = await execute(
             self.port,
             call,

@@ -191,6 +191,7 @@ class Fault:
     body: Any = None
     then_apply: bool = False
     detached: bool = False  # the effect happens after ``delay`` whether or not the client still waits
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -467,6 +468,13 @@ class FakeGateway:
         for _ in range(times):
             q.append(Fault(status=200, delay=seconds, body=None, then_apply=True))
 
+    def rate_limit_next(self, path: str, *, retry_after: int = 2, times: int = 1) -> None:
+        """Answer the next request(s) to ``path`` with ``429`` and ``Retry-After`` (the request
+        is not processed), as the Gateway does past about 200 requests a minute per login."""
+        q = self._faults.setdefault(path, deque())
+        for _ in range(times):
+            q.append(Fault(status=429, headers={"Retry-After": str(retry_after)}))
+
     def act_late(self, path: str, seconds: float, *, times: int = 1) -> None:
         """The next request(s) to ``path`` take effect ``seconds`` after they arrive, as the real
         Gateway does with a slow order: the broker acts on what it received even when the client
@@ -667,9 +675,9 @@ class FakeGateway:
     @staticmethod
     def _fault_response(fault: Fault) -> web.Response:
         if fault.body is not None:
-            return web.json_response(fault.body, status=fault.status)
+            return web.json_response(fault.body, status=fault.status, headers=fault.headers)
         if fault.status >= 400:
-            return web.Response(status=fault.status, text=f"Injected HTTP {fault.status}")
+            return web.Response(status=fault.status, text=f"Injected HTTP {fault.status}", headers=fault.headers)
         return web.json_response(ok(), status=fault.status)
 
     def _routes(self) -> dict[str, Any]:

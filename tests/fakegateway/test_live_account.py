@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from riskc.engine.adapters.port import BrokerCall
+from riskc.engine.adapters.admission import Admission
+from riskc.engine.adapters.port import BrokerCall, BrokerError
 from riskc.engine.adapters.projectx.sdk import ProjectXBroker
 from riskc.engine.enforce.executor import Outcome, Step, execute
 
@@ -283,3 +284,35 @@ async def test_a_hub_that_never_pinged_is_not_judged_silent(gw: FakeGateway) -> 
         assert connection.revivals == 0 and connection.health() == {"user": True, "market": True}
     finally:
         await asyncio.wait_for(connection.close(), 15)
+
+
+# -- one rate limit per login ---------------------------------------------------------------------
+
+
+@bounded(30)
+async def test_a_429_on_a_read_honours_retry_after_and_the_next_read_works(gw: FakeGateway, px: Any) -> None:
+    """The SDK alone would sleep 60 s inside the read whatever Retry-After says; riskc fails the
+    read at once, holds every request for Retry-After (2 s), then reads again."""
+    import time
+
+    gw.set_position(MNQ, 1, 26246.0)
+    port = broker(px)
+    gw.rate_limit_next("/Position/searchOpen", retry_after=2)
+    started = time.monotonic()
+    with pytest.raises(BrokerError, match="rate limiting"):
+        await port.state(port.account_id)
+    assert time.monotonic() - started < 2
+    state = await port.state(port.account_id)
+    assert [p.size for p in state.positions] == [1] and time.monotonic() - started >= 2
+
+
+@bounded(30)
+async def test_a_close_refused_with_429_is_sent_again_once_verified(gw: FakeGateway, px: Any) -> None:
+    gw.set_position(MNQ, 2, 26246.0)
+    port = broker(px)
+    port.admission = Admission(100, 10)
+    gw.rate_limit_next("/Position/closeContract", retry_after=1)
+    call = BrokerCall("close", port.account_id, contract_id=MNQ, expect_size=0)
+    outcome = await execute(port, call, timeout=10, backoff=0.05)
+    assert outcome.status == "confirmed" and gw.signed_size(MNQ) == 0
+    assert len(gw.requests_to("/Position/closeContract")) == 2

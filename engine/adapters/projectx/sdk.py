@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from riskc.engine.adapters.admission import Admission, for_login
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
 from riskc.engine.adapters.projectx import decode
 from riskc.engine.adapters.projectx.intake import CALLBACK_TARGETS, Message, from_callback
@@ -93,7 +94,10 @@ class GatewayUrls:
 @dataclass(frozen=True, slots=True)
 class ConnectOptions:
     request_timeout: int = 10  # httpx read/write timeout of one request (the SDK wants an int)
-    requests_per_minute: int = 180  # the SDK's client-side limiter blocks every request when full (§4.4)
+    # riskc's own limiter, one per login and enforcement first (engine/adapters/admission.py);
+    # the SDK's own (§4.4: it blocks every request, a close included, when full) is set far above.
+    requests_per_minute: int = 180
+    read_reserve: int = 30  # of those, kept for broker calls: reads may use the rest
     call_timeout: float = 15.0  # bound on one broker call (auth check + the request + SDK lookups)
     read_timeout: float = 20.0  # bound on one state() read (the SDK retries reads 3x, §4.2)
     connect_timeout: float = 30.0
@@ -248,7 +252,7 @@ def make_client(
         user_hub_url=urls.user_hub_url,
         market_hub_url=urls.market_hub_url,
         timeout_seconds=options.request_timeout,
-        requests_per_minute=options.requests_per_minute,
+        requests_per_minute=max(1000, 4 * options.requests_per_minute),
     )
     return sdk.ProjectX(
         username=credentials.username,
@@ -384,6 +388,38 @@ def _token_expiry(token: str) -> dt.datetime:
         return dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
 
 
+_COST = {
+    "close": 1,
+    "partial_close": 1,
+    "cancel": 2,
+    "modify_stop": 3,
+    "place_stop": 2,
+}  # requests, SDK lookups included
+THROTTLED_PAUSE = 5.0  # after a 429 on a broker call (the SDK keeps no Retry-After for those)
+
+
+def _unthrottled(client: Any) -> Callable[..., Awaitable[Any]]:
+    """The client's request funnel without the SDK's rate-limit decorator, which answers a 429 on
+    a read by sleeping 60 s whatever ``Retry-After`` says (error_handler.py:359-419): riskc
+    waits the Gateway's own ``Retry-After`` in its admission instead. The funnel itself when the
+    decorator is not there."""
+    inner = getattr(type(client)._make_request, "__wrapped__", None)
+    if inner is None:
+        return client._make_request
+    return lambda *args, **kwargs: inner(client, *args, **kwargs)
+
+
+def _retry_after(error: BaseException) -> float:
+    """The seconds in the SDK's "retry after Ns" (the 429's ``Retry-After``, http.py:358-369)."""
+    found = re.search(r"retry after (\d+(?:\.\d+)?)s", str(error))
+    return float(found.group(1)) if found else 60.0
+
+
+def _throttled(error: BaseException) -> bool:
+    """A broker call refused with 429 (http.py:358-364)."""
+    return isinstance(error, _sdk().errors.OrderSubmissionUncertainError) and "rate-limited" in str(error)
+
+
 def _unauthorized(error: BaseException) -> bool:
     """The Gateway answered 401: a read's ``ProjectXAuthenticationError``, or a mutating call's
     ``OrderSubmissionUncertainError`` that says so (http.py:389-411)."""
@@ -419,9 +455,11 @@ class ProjectXBroker:
         read_timeout: float = 20.0,
         include_suspended: bool = True,
         session: Session | None = None,
+        admission: Admission | None = None,
     ) -> None:
         sdk = _sdk()
         self.client = client
+        self.admission = admission if admission is not None else Admission()
         self.session = session if session is not None else Session(client, account_id=account_id)
         self.optional_failures = 0  # reads of an optional endpoint that failed (degraded, not fatal)
         self._read_token: str | None = None
@@ -459,6 +497,7 @@ class ProjectXBroker:
             async with deadline:
                 await self.session.ensure()  # mutating calls do not refresh the token (§2)
                 token = self.session.token
+                await self.admission.acquire(_COST.get(call.kind, 1), urgent=True)
                 return await sender(self, call)
         except BrokerError:
             raise
@@ -467,6 +506,12 @@ class ProjectXBroker:
             if deadline.expired():
                 raise BrokerError(
                     f"{call.describe()}: no answer within {self.call_timeout:g}s; outcome unknown"
+                ) from None
+            if _throttled(error):
+                self.admission.retry_after(THROTTLED_PAUSE)
+                raise BrokerError(
+                    f"{call.describe()}: the Gateway refused it (429, rate limited); sent again once verified",
+                    unsent=True,
                 ) from None
             if _unauthorized(error):
                 renewed = await self.session.renew(token)
@@ -533,6 +578,7 @@ class ProjectXBroker:
         answer is for another product, or the call fails (logged). Never raises."""
         try:
             async with asyncio.timeout(self.read_timeout):
+                await self.admission.acquire(2)
                 found = await self.client.get_instrument(contract_id)
         except Exception as error:
             _reraise_cancellation()
@@ -594,6 +640,12 @@ class ProjectXBroker:
                     )
                 if self.include_suspended:
                     reads["suspended"] = self._suspended(account_id)
+                try:
+                    await self.admission.acquire(len(reads))
+                except BaseException:
+                    for read in reads.values():
+                        read.close()
+                    raise
                 values = await asyncio.gather(*reads.values(), return_exceptions=True)
                 return dict(zip(reads, values, strict=True))
         except TimeoutError:
@@ -603,7 +655,12 @@ class ProjectXBroker:
             raise BrokerError(f"reading the account state: {_why(error)}") from None
 
     async def _search(self, path: str, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
-        reply = await self.client._make_request("POST", path, data=body)
+        try:
+            reply = await _unthrottled(self.client)("POST", path, data=body)
+        except self._errors.ProjectXRateLimitError as error:
+            wait = _retry_after(error)
+            self.admission.retry_after(wait)
+            raise BrokerError(f"{path}: the Gateway is rate limiting (429); nothing is sent for {wait:g}s") from None
         if isinstance(reply, list):  # /Position/searchOpen may answer a bare list (§3)
             return reply
         if not isinstance(reply, dict) or reply.get("success") is not True:
@@ -722,6 +779,12 @@ class ProjectXConnection:
             read_timeout=options.read_timeout,
             include_suspended=options.include_suspended,
             session=self.session,
+            admission=for_login(
+                str(getattr(client.config, "api_url", "")),
+                str(getattr(client, "username", "")),
+                options.requests_per_minute,
+                options.read_reserve,
+            ),
         )
         self.logouts = 0  # GatewayLogout invocations received
         self.received = 0  # hub payloads delivered
