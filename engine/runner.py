@@ -126,6 +126,7 @@ class Engine:
         # Prices (the market feed) down since; rules that read them are unevaluable once they are
         # older than stale_after (engine/enforce/stale_prices.py). Set and cleared by the live loop.
         self.prices_down_at: dt.datetime | None = None
+        self._position_seen: dict[str, dt.datetime] = {}  # contract -> the last stream position update
         self.stale_after = dt.timedelta(seconds=10)
         self.persist_book = persist_book
         self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
@@ -146,6 +147,8 @@ class Engine:
             self.flush_audit()
         book = self.book
         event = book.apply(update)
+        if type(update) is PositionUpdate:
+            self._position_seen[update.contract_id] = update.time  # the stream's word (receive time)
         if type(update) not in MARKET_EVENTS or book.rolled or book.coverage_changes:  # a quote stores nothing
             self._after_apply(update, event)
         if event is None:
@@ -444,9 +447,16 @@ class Engine:
 
     # -- reconciliation ---------------------------------------------------------------------
 
-    def reconcile(self, state: BrokerState, now: dt.datetime) -> tuple[list[str], Effects]:
+    def reconcile(
+        self, state: BrokerState, now: dt.datetime, *, gone: frozenset | None = None
+    ) -> tuple[list[str], Effects]:
         """Correct the book from the broker's REST state (the source of truth), audit the drift,
-        mark the feed fresh again and evaluate a `reconnect` event. Returns (drift, effects)."""
+        mark the feed fresh again and evaluate a `reconnect` event. Returns (drift, effects).
+
+        ``now`` is when the read started. No rollback by an older read: a position the stream
+        updated at or after ``now`` keeps the stream's (newer) word, and, when ``gone`` is given
+        (orders missing from two reads), only those orders are ended; others missing from
+        ``state`` may have been placed while it was read."""
         self.flush_audit()
         book = self.book
         book.advance(now)
@@ -458,7 +468,7 @@ class Engine:
             for t in self.store.timers(book.account.id)
             if t.key.startswith("uncovered:")
         ]
-        for update in _state_events(book, state, now):
+        for update in _state_events(book, state, now, gone, self._position_seen):
             self.apply_quiet(update)
         for contract_id, since in started:
             book.restore_uncovered(contract_id, since)
@@ -569,25 +579,33 @@ def _drift(book: Book, state: BrokerState) -> list[str]:
     return drift
 
 
-def _state_events(book: Book, state: BrokerState, now: dt.datetime) -> list[BrokerEvent]:
+def _state_events(
+    book: Book,
+    state: BrokerState,
+    now: dt.datetime,
+    gone: frozenset | None = None,
+    position_seen: dict[str, dt.datetime] | None = None,
+) -> list[BrokerEvent]:
     """The broker's state as events at ``now``: what it lists, and the end of what the book
-    holds that it no longer lists (a position flat, an order gone)."""
+    holds that it no longer lists (a position flat, an order gone). See ``Engine.reconcile``."""
     events: list[BrokerEvent] = []
+    seen = position_seen or {}
     if state.account is not None:
         events.append(state.account._replace(time=now))
     broker_contracts = set()
     for p in state.positions:
         broker_contracts.add(p.contract_id)
-        events.append(p._replace(time=now))
+        if p.contract_id not in seen or seen[p.contract_id] < now:
+            events.append(p._replace(time=now))
     for contract_id in list(book.positions):
-        if contract_id not in broker_contracts:
+        if contract_id not in broker_contracts and (contract_id not in seen or seen[contract_id] < now):
             events.append(PositionUpdate(now, contract_id, 0, Decimal(0), account_id=book.account.id))
     broker_orders = set()
     for o in state.orders:
         broker_orders.add(o.order_id)
         events.append(o._replace(time=now))
     for order_id, entry in list(book.orders.items()):
-        if order_id not in broker_orders:
+        if order_id not in broker_orders and (gone is None or order_id in gone):
             o = entry.order
             events.append(
                 OrderUpdate(

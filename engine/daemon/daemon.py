@@ -140,7 +140,7 @@ class AccountLoop:
         elif type(item) is Tick:
             self._handle(engine.on_tick(item.now))
         elif type(item) is Reconcile:
-            drift, effects = engine.reconcile(item.state, item.now)
+            drift, effects = engine.reconcile(item.state, item.now, gone=item.gone)
             if drift:
                 self.daemon.alerts.alert(
                     "medium", "reconciliation corrected the book: " + "; ".join(drift), account=engine.book.account.id

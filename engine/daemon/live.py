@@ -118,7 +118,25 @@ async def _reconcile(lp: AccountLoop, connection: Any) -> None:
         lp.daemon.alerts.alert("high", f"reconciliation failed, rules paused: {error}", account=book.account.id)
         return
     await _learn(lp, [item.contract_id for item in (*state.positions, *state.orders, *state.trades)])
-    await lp.queue.put(Reconcile(state, now))
+    gone = await _confirm_gone(lp, port, state)
+    await lp.queue.put(Reconcile(state, now, gone))
+
+
+async def _confirm_gone(lp: AccountLoop, port: Any, state: Any) -> frozenset:
+    """The orders the book holds that the broker no longer lists, confirmed by a second read: a
+    stop placed while the first read ran is in the second, so it is never recorded gone for good.
+    (Orders the book learns after this are not candidates at all.) An unreadable second read
+    confirms nothing: the next reconciliation will."""
+    listed = {o.order_id for o in state.orders}
+    missing = {order_id for order_id in lp.engine.book.orders if order_id not in listed}
+    if not missing:
+        return frozenset()
+    try:
+        again = await port.state(lp.engine.book.account.id)
+    except BrokerError as error:
+        log.info("confirming %d missing order(s): %s", len(missing), error)
+        return frozenset()
+    return frozenset(missing - {o.order_id for o in again.orders})
 
 
 def _contracts(message: Message) -> list[str]:

@@ -846,3 +846,32 @@ def test_rules_that_read_prices_are_found_in_the_syntax_tree(harness):
     h = harness(policy("use position_loss(limit: $100)", "use max_contracts(limit: 2)", "use daily_loss(limit: $500)"))
     program = h.engine.policies.programs[0]
     assert {program.rules[i].id for i in price_rules(program)} == {"position_loss"}
+
+
+# -- no rollback by an older read --------------------------------------------------------------
+
+
+def test_a_rest_read_older_than_the_stream_does_not_set_a_position_back(harness):
+    """The read started at t=5; at t=6 the stream said the position is now 3. The REST state
+    (read before that, still saying 1) must not set it back."""
+    h = harness(policy("use max_contracts(limit: 5)"))
+    h.feed(f.account(0, 50000), f.position(1, MNQ, 1, 21000), f.position(6, MNQ, 3, 21000))
+    old = broker_state(
+        [{"id": 1, "accountId": ACCOUNT, "contractId": MNQ, "type": 1, "size": 1}], [], [], None, f.at(5)
+    )
+    h.engine.reconcile(old, f.at(5))
+    assert h.engine.book.positions[MNQ].size == 3
+    h.engine.reconcile(old, f.at(7))  # a read that started after the stream's word: it wins
+    assert h.engine.book.positions[MNQ].size == 1
+
+
+def test_an_order_missing_from_one_read_is_ended_only_when_confirmed_gone(harness):
+    h = harness(policy("use max_contracts(limit: 5)"))
+    h.feed(
+        f.account(0, 50000), f.position(1, MNQ, 1, 21000), f.order(2, 10, MNQ, type=STOP, side=SELL, size=1, stop=20990)
+    )
+    position = [{"id": 1, "accountId": ACCOUNT, "contractId": MNQ, "type": 1, "size": 1}]
+    h.engine.reconcile(broker_state(position, [], [], None, f.at(5)), f.at(5), gone=frozenset())
+    assert 10 in h.engine.book.orders  # placed while the read ran, say: not recorded gone
+    h.engine.reconcile(broker_state(position, [], [], None, f.at(6)), f.at(6), gone=frozenset({10}))
+    assert 10 not in h.engine.book.orders
