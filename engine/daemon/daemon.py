@@ -274,6 +274,11 @@ class Daemon:
         self._stop = asyncio.Event()
         self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set by SIGTERM/SIGINT or ``stop()``."""
+        return self._stop
+
     def log_record(self, record: dict[str, Any]) -> None:
         if self._log_sink is not None:
             self._log_sink.write(record)

@@ -56,7 +56,9 @@ async def live_loop(
             await _route(lp, item)
 
     creds = px.Credentials(credentials.username, credentials.api_key, credentials.account_name)
-    connection = await px.connect(creds, urls, account.name or credentials.account_name, sink=sink)
+    connection = await _connect(
+        daemon, lambda: px.connect(creds, urls, account.name or credentials.account_name, sink=sink)
+    )
     port = connection.broker if broker.kind == "projectx" else DryRunBroker(reads_from=connection.broker)
     port.aclose = connection.close  # the daemon closes the port at shutdown
     instruments = account_instruments(daemon.config.instrument_overrides(), daemon.store)
@@ -77,6 +79,39 @@ async def live_loop(
         await _route(lp, item)
     await _reconcile(lp, connection)
     return lp
+
+
+class StoppedWhileConnecting(Exception):
+    """SIGTERM/SIGINT arrived before the Gateway could be reached: nothing ran, nothing to save."""
+
+
+CONNECT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # seconds between attempts, the last repeated
+
+
+async def _connect(daemon: Daemon, attempt: Any, backoff: tuple[float, ...] = CONNECT_BACKOFF) -> Any:
+    """Connect, retrying with backoff while the failure may pass (the Gateway unreachable, its hubs
+    not up, a timeout); each failure is one line on the console and in the log. A permanent one (a
+    refused login, no such account) is raised at once: `riskc run` prints it and exits 1."""
+    from riskc.engine.adapters.projectx.sdk import ConnectError
+
+    failures = 0
+    while True:
+        try:
+            return await attempt()
+        except ConnectError as error:
+            if error.permanent:
+                raise
+            delay = backoff[min(failures, len(backoff) - 1)]
+            failures += 1
+            line = f"cannot connect to the broker (attempt {failures}): {error}; retrying in {delay:g}s"
+            log.warning("%s", line)
+            daemon.alerts.alert("high", line)
+            daemon.log_record({"kind": "daemon", "event": "connect_failed", "attempt": failures, "detail": str(error)})
+            try:
+                await asyncio.wait_for(daemon.stopping.wait(), delay)
+            except TimeoutError:
+                continue
+            raise StoppedWhileConnecting(f"stopped after {failures} failed attempt(s) to connect: {error}") from None
 
 
 async def _route(lp: AccountLoop, item: Any) -> None:

@@ -316,3 +316,75 @@ async def test_a_close_refused_with_429_is_sent_again_once_verified(gw: FakeGate
     outcome = await execute(port, call, timeout=10, backoff=0.05)
     assert outcome.status == "confirmed" and gw.signed_size(MNQ) == 0
     assert len(gw.requests_to("/Position/closeContract")) == 2
+
+
+# -- login and connection failures ---------------------------------------------------------------
+
+
+@bounded(60)
+async def test_riskc_run_with_a_refused_login_is_one_line_and_exit_1(gw: FakeGateway, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from riskc.engine.cli.main import main
+
+    from .test_daemon_e2e import config
+
+    policy = tmp_path / "p.risk"
+    policy.write_text(FLATTEN_POLICY)
+    path = config(tmp_path, gw, policy)
+    env = {"PROJECT_X_USERNAME": "trader", "PROJECT_X_API_KEY": "not-the-key-42"}
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["run", "--config", str(path), "--plain"], env=env)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert any("refused the login" in line and "PROJECT_X_API_KEY" in line for line in lines)
+    assert "Traceback" not in result.output and "not-the-key-42" not in result.output
+
+
+@bounded(30)
+async def test_an_unreachable_gateway_is_retried_with_backoff_one_line_each(tmp_path) -> None:
+    from riskc.engine.adapters.projectx.sdk import ConnectError
+    from riskc.engine.daemon.live import StoppedWhileConnecting, _connect
+
+    lines: list[str] = []
+
+    class Daemon:
+        stopping = asyncio.Event()
+
+        class alerts:
+            @staticmethod
+            def alert(severity: str, text: str, **_: Any) -> None:
+                lines.append(text)
+
+        @staticmethod
+        def log_record(record: dict[str, Any]) -> None:
+            pass
+
+    attempts = 0
+
+    async def attempt() -> Any:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise ConnectError("cannot log in at http://127.0.0.1:9/api: ConnectError: refused")
+        return "connected"
+
+    assert await _connect(Daemon, attempt, backoff=(0.01, 0.02)) == "connected"
+    assert len(lines) == 2 and all("\n" not in line and "retrying in" in line for line in lines)
+
+    async def never() -> Any:
+        raise ConnectError("the Gateway's hubs did not come up in time")
+
+    async def stop_soon() -> None:
+        await asyncio.sleep(0.05)
+        Daemon.stopping.set()
+
+    stopper = asyncio.create_task(stop_soon())
+    with pytest.raises(StoppedWhileConnecting):
+        await _connect(Daemon, never, backoff=(0.01,))
+    await stopper
+
+    async def refused() -> Any:
+        raise ConnectError("refused the login", permanent=True)
+
+    with pytest.raises(ConnectError):
+        await _connect(Daemon, refused, backoff=(0.01,))

@@ -60,7 +60,12 @@ class MissingCredentials(ValueError):
 
 class ConnectError(Exception):
     """The Gateway could not be reached, refused the login, or has no such account. The message
-    never contains a credential."""
+    never contains a credential. ``permanent``: trying again will not help (a refused login, no
+    such account); otherwise `riskc run` retries with backoff."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +273,9 @@ def make_client(
 class LoginRefused(ConnectError):
     """The Gateway answered the login with ``success: false`` (bad user name or API key)."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
 
 class Session:
     """One login, shared by the broker port and the hubs of the accounts it serves: riskc's own
@@ -371,7 +379,7 @@ class Session:
             wanted = "an account"
         if not found:
             names = ", ".join(str(a.get("name")) for a in accounts) or "none"
-            raise ConnectError(f"the login has no {wanted} (its accounts: {names})")
+            raise ConnectError(f"the login has no {wanted} (its accounts: {names})", permanent=True)
         return found[0]
 
 
@@ -1141,10 +1149,11 @@ async def connect(
             async with asyncio.timeout(options.connect_timeout):
                 await session.login()
         except ConnectError as error:
-            raise ConnectError(f"logging in at {urls.api_url}: {error}") from None
+            raise ConnectError(f"logging in at {urls.api_url}: {error}", permanent=error.permanent) from None
         except errors.ProjectXAuthenticationError:
             raise ConnectError(
-                f"the Gateway at {urls.api_url} refused the login: check PROJECT_X_USERNAME and PROJECT_X_API_KEY"
+                f"the Gateway at {urls.api_url} refused the login: check PROJECT_X_USERNAME and PROJECT_X_API_KEY",
+                permanent=True,
             ) from None
         except (TimeoutError, errors.ProjectXError, OSError) as error:
             raise ConnectError(
