@@ -388,3 +388,58 @@ async def test_an_unreachable_gateway_is_retried_with_backoff_one_line_each(tmp_
 
     with pytest.raises(ConnectError):
         await _connect(Daemon, refused, backoff=(0.01,))
+
+
+# -- stale prices -------------------------------------------------------------------------------
+
+
+@bounded(60)
+async def test_a_market_hub_outage_makes_price_rules_unevaluable_after_stale_after(gw: FakeGateway, tmp_path) -> None:
+    """The market hub goes down and stays down; the user hub and REST keep working (reconciled
+    every second). After stale_after (1 s) position_loss, which reads the open P&L, cannot be
+    evaluated and on_error flatten closes the position: the reconciliation did not make the frozen
+    mark current again."""
+    import textwrap
+
+    from riskc.engine.daemon.daemon import Daemon
+
+    from .test_daemon_e2e import until
+
+    gw.set_price(MNQ, 26250.0)
+    gw.set_position(MNQ, 1, 26246.0)
+    policy = tmp_path / "p.risk"
+    policy.write_text(
+        'policy "live"\n  timezone America/Chicago\n  on_error flatten\n\nuse position_loss(limit: $1000)\n'
+    )
+    path = tmp_path / "riskc.yaml"
+    path.write_text(
+        textwrap.dedent(f"""\
+        state: {tmp_path / "state.db"}
+        log: {tmp_path / "log.jsonl"}
+        stale_after: 1s
+        broker:
+          kind: projectx
+          api_url: {gw.api_url}
+          user_hub_url: {gw.user_hub_url}
+          market_hub_url: {gw.market_hub_url}
+        reconcile_every: 1s
+        accounts:
+          - policies: [{policy}]
+        alerts: {{console: false}}
+    """)
+    )
+    daemon, task = _start(Daemon, path, gw)
+    try:
+        await until(lambda: bool(daemon.loops) and MNQ in daemon.loops[0].engine.book.positions, timeout=20)
+        await asyncio.sleep(1.5)
+        assert gw.requests_to("/Position/closeContract") == []  # prices current: nothing to do
+        gw.reject_hub_connections("market", times=1000)
+        await gw.drop_connections("market")
+        await until(lambda: gw.signed_size(MNQ) == 0, timeout=30)
+        engine = daemon.loops[0].engine
+        assert engine.prices_down_at is not None and not engine.stale
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 30)
+    log = (tmp_path / "log.jsonl").read_text()
+    assert "prices are" in log and "market data feed is down" in log
