@@ -443,3 +443,26 @@ async def test_a_market_hub_outage_makes_price_rules_unevaluable_after_stale_aft
         await asyncio.wait_for(task, 30)
     log = (tmp_path / "log.jsonl").read_text()
     assert "prices are" in log and "market data feed is down" in log
+
+
+# -- payload shapes through the real SDK --------------------------------------------------------
+
+
+@bounded(30)
+async def test_a_multi_item_invocation_reaches_riskc_whole_and_every_contract_is_subscribed(gw: FakeGateway) -> None:
+    """One `GatewayUserOrder` invocation carrying a list of two orders (one wrapped, one bare) on
+    two contracts: both decode, and the new contract's market data is subscribed."""
+    from riskc.engine.adapters.projectx.decode import decode
+
+    mes = "CON.F.US.MES.Z25"
+    connection, inbox = await _connect(gw)
+    try:
+        first = gw.add_order(MNQ, type=4, side=1, size=1, stop_price=26200.0)
+        second = gw.add_order(mes, type=1, side=0, size=2, limit_price=6000.0)
+        assert await gw.push_raw("user", "GatewayUserOrder", [[{"action": 1, "data": first}, second]]) == 1
+        message = await inbox.message("GatewayUserOrder")
+        assert [(e.order_id, e.contract_id) for e in decode(message)] == [(first["id"], MNQ), (second["id"], mes)]
+        await gw.wait_for(lambda: any(i.arguments == [mes] for i in gw.invocations_of("SubscribeContractQuotes")))
+        assert mes in connection.contracts
+    finally:
+        await asyncio.wait_for(connection.close(), 15)
