@@ -262,6 +262,7 @@ class FakeGateway:
         self.negotiations: list[dict[str, Any]] = []  # {"hub", "connection_id", "query"}
         self.ws_attempts: list[dict[str, Any]] = []  # {"hub", "connection_id", "query", "status"}
         self.tokens: set[str] = set()
+        self.token_expiry: dict[str, float] = {}  # token -> epoch seconds (REST answers 401 after)
 
         self._faults: dict[str, deque[Fault]] = {}
         self._hub_reject: dict[str, deque[int]] = {"user": deque(), "market": deque()}
@@ -616,8 +617,10 @@ class FakeGateway:
 
     # ------------------------------------------------------------------ REST
     def _token_ok(self, request: web.Request) -> bool:
+        """A token the fake issued, not revoked and not expired (the real Gateway answers 401)."""
         auth = request.headers.get("Authorization", "")
-        return auth.startswith("Bearer ") and auth[7:] in self.tokens
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        return token in self.tokens and time.time() < self.token_expiry.get(token, float("inf"))
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["path"]
@@ -704,6 +707,7 @@ class FakeGateway:
     def _issue_token(self) -> str:
         token = make_jwt(self.username or "trader", self.token_ttl_seconds)
         self.tokens.add(token)
+        self.token_expiry[token] = time.time() + self.token_ttl_seconds
         return token
 
     def _login(self, body: dict[str, Any]) -> tuple[int, Any]:

@@ -466,3 +466,21 @@ async def test_a_multi_item_invocation_reaches_riskc_whole_and_every_contract_is
         assert mes in connection.contracts
     finally:
         await asyncio.wait_for(connection.close(), 15)
+
+
+@bounded(40)
+async def test_the_token_is_replaced_before_it_expires_while_the_hubs_stay_up() -> None:
+    """Tokens live 4 s; riskc logs in again 2 s before expiry (the watchdog looks every 0.5 s),
+    so reads never meet an expired token and the hubs are not rebuilt for it."""
+    async with FakeGateway(token_ttl_seconds=4) as gw:
+        gw.set_position(MNQ, 1, 26246.0)
+        connection, _ = await _connect(gw, refresh_before=2.0, auth_check_every=0.5)
+        try:
+            for _ in range(12):
+                state = await connection.broker.state(connection.account_id)
+                assert [p.size for p in state.positions] == [1]
+                await asyncio.sleep(0.5)
+            assert connection.session.logins >= 3 and connection.revivals == 0
+            assert connection.health() == {"user": True, "market": True}
+        finally:
+            await asyncio.wait_for(connection.close(), 15)
