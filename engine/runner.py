@@ -616,7 +616,8 @@ def _state_events(
                     "limit",
                     o.side,
                     o.size,
-                    updated_at=now,
+                    # Not older than what the book holds: its time may be the broker's, ahead of ours.
+                    updated_at=max(now, entry.updated_at),
                     account_id=book.account.id,
                 )
             )

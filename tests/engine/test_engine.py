@@ -875,3 +875,17 @@ def test_an_order_missing_from_one_read_is_ended_only_when_confirmed_gone(harnes
     assert 10 in h.engine.book.orders  # placed while the read ran, say: not recorded gone
     h.engine.reconcile(broker_state(position, [], [], None, f.at(6)), f.at(6), gone=frozenset({10}))
     assert 10 not in h.engine.book.orders
+
+
+def test_an_order_confirmed_gone_is_ended_even_when_the_brokers_clock_is_ahead(harness):
+    """Clock skew: the broker stamps updates 30 s ahead of riskc. A reconciliation at riskc's
+    time must still end an order two reads confirmed gone (not drop it as an older update)."""
+    h = harness(policy("use max_contracts(limit: 5)"))
+    stop = f.order(2, 10, MNQ, type=STOP, side=SELL, size=1, stop=20990)
+    data = stop.args[0]["data"] if isinstance(stop.args[0], dict) and "data" in stop.args[0] else stop.args[0]
+    data["updateTimestamp"] = f.at(32).isoformat()  # the broker's clock, 30 s ahead
+    h.feed(f.account(0, 50000), f.position(1, MNQ, 1, 21000), stop)
+    assert 10 in h.engine.book.orders
+    position = [{"id": 1, "accountId": ACCOUNT, "contractId": MNQ, "type": 1, "size": 1}]
+    h.engine.reconcile(broker_state(position, [], [], None, f.at(5)), f.at(5), gone=frozenset({10}))
+    assert 10 not in h.engine.book.orders
