@@ -214,3 +214,22 @@ def heartbeat_table(db: Database) -> None:
 @MIGRATIONS(name="0005_staged_policies")
 def staged_policies(db: Database) -> None:
     _run(db, _STAGED_POLICIES)
+
+
+@MIGRATIONS(name="0006_instrument_cache")
+def instrument_cache(db: Database) -> None:
+    """Tick size and value as the broker last gave them (engine/store/instruments.py)."""
+    _run(
+        db,
+        (
+            """CREATE TABLE instruments (
+                symbol TEXT PRIMARY KEY,
+                contract_id TEXT NOT NULL,
+                tick_size TEXT NOT NULL,
+                tick_value TEXT NOT NULL,
+                name TEXT NOT NULL,
+                source TEXT NOT NULL,
+                ts TEXT NOT NULL
+            )""",
+        ),
+    )
