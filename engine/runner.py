@@ -34,6 +34,7 @@ from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symb
 from riskc.engine.core.snapshot import Event
 from riskc.engine.enforce.enforcer import Effects, Enforcer
 from riskc.engine.enforce.executor import took_effect
+from riskc.engine.enforce.stale_prices import price_rules, without_prices
 from riskc.engine.enforce.trading_state import Trading
 from riskc.engine.store import Lockout, Store
 
@@ -122,6 +123,13 @@ class Engine:
         self.enforcer = Enforcer(store, account_id or 0)
         self.policies = policies
         self._ages = _reads_ages(policies)
+        self._price_rules = [price_rules(program) for program in policies.programs]
+        self._price_rules = [price_rules(program) for program in policies.programs]
+        # Prices (the market feed) down since; rules that read them are unevaluable once they are
+        # older than stale_after (engine/enforce/stale_prices.py). Set and cleared by the live loop.
+        self.prices_down_at: dt.datetime | None = None
+        self._position_seen: dict[str, dt.datetime] = {}  # contract -> the last stream position update
+        self.stale_after = dt.timedelta(seconds=10)
         self.persist_book = persist_book
         self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
         self.malformed = 0
@@ -141,6 +149,8 @@ class Engine:
             self.flush_audit()
         book = self.book
         event = book.apply(update)
+        if type(update) is PositionUpdate:
+            self._position_seen[update.contract_id] = update.time  # the stream's word (receive time)
         if type(update) not in MARKET_EVENTS or book.rolled or book.coverage_changes:  # a quote stores nothing
             self._after_apply(update, event)
         if event is None:
@@ -175,6 +185,7 @@ class Engine:
         the book stay those it started with; a timezone change needs a restart."""
         self.policies = policies
         self._ages = _reads_ages(policies)
+        self._price_rules = [price_rules(program) for program in policies.programs]
 
     def finished(
         self,
@@ -202,11 +213,16 @@ class Engine:
         programs = self.policies.programs
         snapshot = book.snapshot(event, self.zone, ages=self._ages)
         if len(programs) == 1:
-            decision = programs[0].evaluate(snapshot)
-            hit, decisions = decision.hits, (decision,)
+            decisions = [programs[0].evaluate(snapshot)]
         else:
             decisions = [program.evaluate(snapshot) for program in programs]
-            hit = any(d.hits for d in decisions)
+        if self.prices_down_at is not None and book.now - self.prices_down_at >= self.stale_after:
+            age = book.now - self.prices_down_at
+            decisions = [
+                without_prices(program, decision, rules, age, snapshot)
+                for program, decision, rules in zip(programs, decisions, self._price_rules, strict=True)
+            ]
+        hit = decisions[0].hits if len(decisions) == 1 else any(d.hits for d in decisions)
         trading = self.trading
         expires = trading.expires  # trading.fresh(), inlined: the usual case reads nothing
         if trading.checked is not None and not trading.has_while and (expires is None or book.now < expires):
@@ -299,18 +315,15 @@ class Engine:
 
     def _unpriced_actions(self, contract_id: str) -> list[Action]:
         """A position riskc cannot price (no instrument spec: no P&L, no risk, no tick grid) is
-        a rule that cannot be evaluated: the first policy's `on_error` decides, as for a rule
-        that raises. `flatten` closes that position (fail closed where the unknown is); `alert`
-        only alerts. Either way the alert says what to add."""
+        reported by a critical alert that says what to add, whatever `on_error` says: a position
+        is never closed only because riskc did not know its instrument (PRODUCT.md §8). Live, the
+        spec comes from the broker's contract data; this is the case where even that failed."""
         symbol = symbol_of(contract_id)
         why = (
             f"no instrument spec for `{symbol}` ({contract_id}): riskc cannot count this position's P&L or "
-            f"risk; on_error {self.policies.programs[0].policy.settings.on_error}"
+            f"risk; add it under `instruments:` in riskc.yaml"
         )
-        alert = Action("alert", _UNPRICED, "critical", why, symbol=symbol, contract_id=contract_id, message=why)
-        if self.policies.programs[0].policy.settings.on_error == "alert":
-            return [alert]
-        return [Action("close", _UNPRICED, "critical", why, symbol=symbol, contract_id=contract_id), alert]
+        return [Action("alert", _UNPRICED, "critical", why, symbol=symbol, contract_id=contract_id, message=why)]
 
     def _lockouts(self, snapshot) -> list[Lockout]:
         return self.trading.current(self.book.account.id, self.book.now, snapshot, self._holds)
@@ -443,9 +456,16 @@ class Engine:
 
     # -- reconciliation ---------------------------------------------------------------------
 
-    def reconcile(self, state: BrokerState, now: dt.datetime) -> tuple[list[str], Effects]:
+    def reconcile(
+        self, state: BrokerState, now: dt.datetime, *, gone: frozenset | None = None
+    ) -> tuple[list[str], Effects]:
         """Correct the book from the broker's REST state (the source of truth), audit the drift,
-        mark the feed fresh again and evaluate a `reconnect` event. Returns (drift, effects)."""
+        mark the feed fresh again and evaluate a `reconnect` event. Returns (drift, effects).
+
+        ``now`` is when the read started. No rollback by an older read: a position the stream
+        updated at or after ``now`` keeps the stream's (newer) word, and, when ``gone`` is given
+        (orders missing from two reads), only those orders are ended; others missing from
+        ``state`` may have been placed while it was read."""
         self.flush_audit()
         book = self.book
         book.advance(now)
@@ -457,7 +477,7 @@ class Engine:
             for t in self.store.timers(book.account.id)
             if t.key.startswith("uncovered:")
         ]
-        for update in _state_events(book, state, now):
+        for update in _state_events(book, state, now, gone, self._position_seen):
             self.apply_quiet(update)
         for contract_id, since in started:
             book.restore_uncovered(contract_id, since)
@@ -569,25 +589,33 @@ def _drift(book: Book, state: BrokerState) -> list[str]:
     return drift
 
 
-def _state_events(book: Book, state: BrokerState, now: dt.datetime) -> list[BrokerEvent]:
+def _state_events(
+    book: Book,
+    state: BrokerState,
+    now: dt.datetime,
+    gone: frozenset | None = None,
+    position_seen: dict[str, dt.datetime] | None = None,
+) -> list[BrokerEvent]:
     """The broker's state as events at ``now``: what it lists, and the end of what the book
-    holds that it no longer lists (a position flat, an order gone)."""
+    holds that it no longer lists (a position flat, an order gone). See ``Engine.reconcile``."""
     events: list[BrokerEvent] = []
+    seen = position_seen or {}
     if state.account is not None:
         events.append(state.account._replace(time=now))
     broker_contracts = set()
     for p in state.positions:
         broker_contracts.add(p.contract_id)
-        events.append(p._replace(time=now))
+        if p.contract_id not in seen or seen[p.contract_id] < now:
+            events.append(p._replace(time=now))
     for contract_id in list(book.positions):
-        if contract_id not in broker_contracts:
+        if contract_id not in broker_contracts and (contract_id not in seen or seen[contract_id] < now):
             events.append(PositionUpdate(now, contract_id, 0, Decimal(0), account_id=book.account.id))
     broker_orders = set()
     for o in state.orders:
         broker_orders.add(o.order_id)
         events.append(o._replace(time=now))
     for order_id, entry in list(book.orders.items()):
-        if order_id not in broker_orders:
+        if order_id not in broker_orders and (gone is None or order_id in gone):
             o = entry.order
             events.append(
                 OrderUpdate(
@@ -598,7 +626,8 @@ def _state_events(book: Book, state: BrokerState, now: dt.datetime) -> list[Brok
                     "limit",
                     o.side,
                     o.size,
-                    updated_at=now,
+                    # Not older than what the book holds: its time may be the broker's, ahead of ours.
+                    updated_at=max(now, entry.updated_at),
                     account_id=book.account.id,
                 )
             )

@@ -23,9 +23,12 @@ CallKind = Literal["close", "partial_close", "cancel", "modify_stop", "place_sto
 class BrokerError(Exception):
     """A broker call that failed or whose outcome is unknown (timeout, HTTP error, rejected)."""
 
-    def __init__(self, message: str, *, retryable: bool = True):
+    def __init__(self, message: str, *, retryable: bool = True, unsent: bool = False):
         super().__init__(message)
         self.retryable = retryable
+        # The broker refused the call before acting on it (a 401: the token was rejected), so it
+        # did not take effect and may be resent as soon as the state confirms that.
+        self.unsent = unsent
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ broker:
   kind: sim                   # sim: play a recording | dry-run: follow live, send nothing | projectx: enforce
   recording: sessions/demo.jsonl
   speed: 10                   # recorded seconds per wall second (sim only)
-  # timeout: 5s               # per broker call (dry-run, projectx)
+  # timeout: 15s              # per broker call (dry-run, projectx)
   # retries: 3                # of a call that did not take effect (verified against the broker first)
 
 # reconcile_every: 30s        # re-read positions, orders and trades from the broker's REST API

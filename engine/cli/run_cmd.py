@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from riskc.engine.cli.common import EXIT_FAILED, EXIT_USAGE, echo_err
+from riskc.engine.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, echo_err
 
 DEMO_SECONDS = 45.0  # how long the demo session should take on screen
 
@@ -173,6 +173,17 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
     except PolicyLoadError as error:
         echo_err(str(error))
         return EXIT_FAILED
+    except Exception as error:  # a refused login, no such account; stopped while connecting
+        from riskc.engine.adapters.projectx.sdk import ConnectError
+        from riskc.engine.daemon.live import StoppedWhileConnecting
+
+        if isinstance(error, StoppedWhileConnecting):
+            echo_err(f"riskc: {error}")
+            return EXIT_OK
+        if isinstance(error, ConnectError):
+            echo_err(f"error: {error}")
+            return EXIT_FAILED
+        raise
     _summary(console, daemon, demo)
     return code
 

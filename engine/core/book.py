@@ -124,6 +124,7 @@ class Book:
         self._finished: dict[int, dt.datetime] = {}  # terminal orders: a late "open" must not resurrect them
         self.marks: dict[str, Decimal] = {}
         self.quote_times: dict[str, dt.datetime] = {}
+        self._receive_clock: set[str] = set()  # contracts ordered by receive time (see _newer)
         self.position_times: dict[str, dt.datetime] = {}
         self.account_time = NEVER
         self.eod_high_balance = eod_high_balance
@@ -343,10 +344,9 @@ class Book:
 
     def _on_quote(self, quote: Quote) -> Event | None:
         """The hot path: most messages are quotes."""
-        ts, contract_id, last, stamp = quote.time, quote.contract_id, quote.last, quote.stamp
-        if stamp < self.quote_times.get(contract_id, NEVER):
+        ts, contract_id, last = quote.time, quote.contract_id, quote.last
+        if not self._newer(contract_id, ts, quote.stamp, quote.stamped):
             return None
-        self.quote_times[contract_id] = stamp
         if last is not None:
             if self.marks.get(contract_id) != last:
                 self._mark(contract_id, last)
@@ -365,9 +365,8 @@ class Book:
 
     def _on_market_trade(self, trade: MarketTrade) -> Event | None:
         contract_id, price = trade.contract_id, trade.price
-        if trade.stamp < self.quote_times.get(contract_id, NEVER):
+        if not self._newer(contract_id, trade.time, trade.stamp, trade.stamped):
             return None
-        self.quote_times[contract_id] = trade.stamp
         self._mark(contract_id, price)
         return Event(
             kind="quote",
@@ -378,6 +377,20 @@ class Book:
             bid=price,
             ask=price,
         )
+
+    def _newer(self, contract_id: str, received: dt.datetime, stamp: dt.datetime, stamped: bool) -> bool:
+        """Whether a price update is not older than the last one applied to the contract, on ONE
+        clock: the broker's while every update of the contract carries its time, else the
+        receive time for all of them (a quote without ``timestamp`` against a trade stamped by
+        the exchange 0.5 s ahead would otherwise drop the next quotes as older)."""
+        if not stamped and contract_id not in self._receive_clock:
+            self._receive_clock.add(contract_id)  # a source without the broker's time: switch
+            self.quote_times.pop(contract_id, None)
+        at = received if contract_id in self._receive_clock else stamp
+        if at < self.quote_times.get(contract_id, NEVER):
+            return False
+        self.quote_times[contract_id] = at
+        return True
 
     def _mark(self, contract_id: str, price: Decimal) -> None:
         if self.marks.get(contract_id) != price:
@@ -401,6 +414,13 @@ class Book:
         if not self._account_known:
             self.account.id, self._account_known = int(account_id), True
         return int(account_id) == self.account.id
+
+    def instruments_changed(self) -> None:
+        """A spec was learned (the broker's contract data): rebuild the position views with it."""
+        for position in self.positions.values():
+            position.view = None
+        self._positions_view = None
+        self.version += 1
 
     # -- orders and stop coverage -----------------------------------------------------------
 

@@ -108,6 +108,7 @@ class Quote(NamedTuple):
     bid: Decimal | None
     ask: Decimal | None
     stamp: dt.datetime
+    stamped: bool = True  # ``stamp`` is the broker's (False: the receive time stands in)
 
 
 class MarketTrade(NamedTuple):
@@ -117,6 +118,7 @@ class MarketTrade(NamedTuple):
     contract_id: str
     price: Decimal
     stamp: dt.datetime
+    stamped: bool = True  # ``stamp`` is the exchange's (False: the receive time stands in)
 
 
 class Depth(NamedTuple):

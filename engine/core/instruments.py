@@ -1,7 +1,9 @@
-"""Instrument specs: tick size and tick value of the common CME contracts (PRODUCT.md §3.2).
+"""Instrument specs: tick size and tick value of the common CME contracts (PRODUCT.md §3.2, §8).
 
-Live, the ProjectX adapter overrides these with the broker's contract data; offline (check,
-eval, replay) this table is used. Values are exact decimals.
+Where a spec comes from, strongest first: ``instruments:`` in riskc.yaml (the trader's word,
+``pinned``), the broker's contract data when live (the ProjectX adapter asks the Gateway on start
+and on the first sight of a contract, and the daemon caches the answers in the state store), then
+this built-in table, which also serves check, eval and replay. Values are exact decimals.
 """
 
 from __future__ import annotations
@@ -93,8 +95,25 @@ class UnknownInstrument(LookupError):
 class Instruments:
     """The table a snapshot converts with; overridable per symbol (e.g. from the broker)."""
 
-    def __init__(self, overrides: Mapping[str, InstrumentSpec] | None = None):
+    def __init__(self, overrides: Mapping[str, InstrumentSpec] | None = None, *, pinned: bool = False):
         self._specs = {**CME_SPECS, **(overrides or {})}
+        self._pinned = frozenset(overrides or ()) if pinned else frozenset()
+        self.learned: dict[str, InstrumentSpec] = {}  # from the broker, this run
+
+    def knows(self, symbol: str) -> bool:
+        return symbol in self._specs
+
+    def learn(self, spec: InstrumentSpec) -> bool:
+        """Take ``spec`` from the broker's contract data; a symbol pinned by the configuration keeps
+        its spec. Returns whether anything changed. (A live engine owns its own ``Instruments``:
+        never call this on ``DEFAULT_INSTRUMENTS``.)"""
+        if self is DEFAULT_INSTRUMENTS:
+            raise RuntimeError("the built-in instrument table is shared: learn into a copy")
+        if spec.symbol in self._pinned or self._specs.get(spec.symbol) == spec:
+            return False
+        self._specs[spec.symbol] = spec
+        self.learned[spec.symbol] = spec
+        return True
 
     def spec(self, symbol: str) -> InstrumentSpec:
         try:
@@ -102,8 +121,11 @@ class Instruments:
         except KeyError:
             raise UnknownInstrument(symbol) from None
 
-    def with_overrides(self, overrides: Mapping[str, InstrumentSpec]) -> Instruments:
-        return Instruments({**self._specs, **overrides})
+    def with_overrides(self, overrides: Mapping[str, InstrumentSpec], *, pinned: bool = False) -> Instruments:
+        """A copy with ``overrides``; ``pinned``: they win over what the broker says later."""
+        copy = Instruments({**self._specs, **overrides})
+        copy._pinned = self._pinned | (frozenset(overrides) if pinned else frozenset())
+        return copy
 
     def ticks_to_points(self, symbol: str, ticks: int) -> Decimal:
         return self.spec(symbol).tick_size * ticks
@@ -114,6 +136,20 @@ class Instruments:
     def points_to_money(self, symbol: str, points: Decimal) -> Decimal:
         spec = self.spec(symbol)
         return points / spec.tick_size * spec.tick_value
+
+
+def spec_from_contract(
+    contract_id: str, tick_size: object, tick_value: object, name: str = ""
+) -> InstrumentSpec | None:
+    """The spec of ``contract_id`` from the broker's contract data (``tickSize``, ``tickValue``),
+    or None when either is missing or not a positive number."""
+    try:
+        size, value = Decimal(str(tick_size)), Decimal(str(tick_value))
+    except (ArithmeticError, ValueError):
+        return None
+    if not (size.is_finite() and value.is_finite()) or size <= 0 or value <= 0:
+        return None
+    return InstrumentSpec(symbol_of(contract_id), size, value, name)
 
 
 DEFAULT_INSTRUMENTS = Instruments()

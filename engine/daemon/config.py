@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -146,8 +147,11 @@ class BrokerConfig(_Model):
     kind: BrokerKind = "projectx"
     recording: ConfigPath | None = None
     speed: float = Field(default=60.0, ge=0)
-    timeout: Duration = dt.timedelta(seconds=5)
+    timeout: Duration = dt.timedelta(seconds=15)
     retries: int = Field(default=3, ge=0, le=20)
+    # At most one modification per stop per this interval: a trailing stop's moves in between
+    # are coalesced into the latest (the Gateway allows about 200 requests a minute per login).
+    stop_move_interval: Duration = dt.timedelta(seconds=2)
     # Where the Gateway is (projectx, dry-run); the defaults are TopstepX's.
     api_url: str | None = None
     user_hub_url: str | None = None
@@ -267,6 +271,15 @@ class HeartbeatConfig(_Model):
 EditsMode = Literal["immediately", "next_trading_day"]
 
 
+class InstrumentOverride(_Model):
+    """A spec the trader states (``instruments: {CPE: {tick_size: 0.0005, tick_value: 12.50}}``):
+    it wins over the broker's contract data and the built-in table."""
+
+    tick_size: Decimal = Field(gt=0)
+    tick_value: Decimal = Field(gt=0)
+    name: str = ""
+
+
 class Config(_Model):
     state: StateLocation = Field(default_factory=lambda: default_state_dir() / "state.db")
     log: ConfigPath | None = Field(default_factory=lambda: default_state_dir() / "riskc.log.jsonl")
@@ -279,6 +292,9 @@ class Config(_Model):
     # `next_trading_day`: a policy edit is checked at once but only takes effect at the next
     # trading-day start (a commitment device against loosening a limit in the heat of the moment).
     edits: EditsMode = "immediately"
+    instruments: dict[str, InstrumentOverride] = {}  # by symbol (`MNQ`, or the Gateway's product code `CPE`)
+    # How old a price may be before rules that read prices stop treating it as current.
+    stale_after: Duration = dt.timedelta(seconds=10)
     # Where the config was read from (None for the built-in demo); not a key of the file.
     source: Path | None = Field(default=None, exclude=True)
 
@@ -317,6 +333,15 @@ class Config(_Model):
             data.setdefault("state", default_state_dir() / f"{kind}.db")
             data.setdefault("log", default_state_dir() / f"{kind}.log.jsonl")
         return data
+
+    def instrument_overrides(self) -> dict[str, Any]:
+        """``instruments:`` as ``InstrumentSpec``s by symbol."""
+        from riskc.engine.core.instruments import InstrumentSpec
+
+        return {
+            symbol: InstrumentSpec(symbol, o.tick_size, o.tick_value, o.name or symbol)
+            for symbol, o in self.instruments.items()
+        }
 
     def account(self, key: int | str) -> AccountConfig | None:
         """The entry whose id or name is ``key`` (an id may come as text from the command line)."""

@@ -38,12 +38,13 @@ from riskc.dsl.decision import SEVERITY_RANK
 from riskc.engine.adapters.port import BrokerCall
 from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
 from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
 from riskc.engine.core.timefmt import human_time
 from riskc.engine.daemon.alerts import Alerts
 from riskc.engine.daemon.board.history import recent_actions
 from riskc.engine.daemon.board.series import PnlSeries
 from riskc.engine.daemon.config import Config
-from riskc.engine.daemon.items import Reconcile, Swap, Tick
+from riskc.engine.daemon.items import Learned, Reconcile, Swap, Tick
 from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.runner import Engine, PolicySet
 from riskc.engine.store import LeaseLost, StateFileError, Store, StoreError
@@ -82,11 +83,40 @@ class Activity:
         return self.messages - self.answers
 
 
+class StopMoves:
+    """At most one modification per stop per interval (a trailing stop moves on every tick): a
+    move waits until the interval has passed since the stop's last modification, and only the
+    newest move asked meanwhile is sent; the others are superseded."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Callable = asyncio.sleep) -> None:
+        self.clock, self.sleep = clock, sleep
+        self._moved_at: dict[Any, float] = {}  # stop order id -> when it was last modified
+        self._latest: dict[Any, str] = {}  # stop order id -> the key of the newest move asked
+
+    async def admit(self, order_id: Any, key: str, interval: float) -> bool:
+        """Wait for the stop's turn; False when a newer move of the same stop arrived meanwhile."""
+        self._latest[order_id] = key
+        wait = self._moved_at.get(order_id, float("-inf")) + interval - self.clock()
+        if wait > 0:
+            await self.sleep(wait)
+        if self._latest.get(order_id) != key:
+            return False
+        self._moved_at[order_id] = self.clock()
+        return True
+
+
 class AccountLoop:
     """One account: its engine, its feed and its broker port."""
 
     def __init__(
-        self, daemon: Daemon, policies: PolicySet, paths: list[Path], port: Any, feed: Callable, account_id: int | None
+        self,
+        daemon: Daemon,
+        policies: PolicySet,
+        paths: list[Path],
+        port: Any,
+        feed: Callable,
+        account_id: int | None,
+        instruments: Instruments = DEFAULT_INSTRUMENTS,
     ) -> None:
         self.daemon = daemon
         self.paths = paths
@@ -94,16 +124,21 @@ class AccountLoop:
         self.feed = feed
         self.policies = policies
         self.account_id = account_id
+        self.instruments = instruments
         # On a PostgreSQL desk the loop enforces only while this worker holds the account's lease
         # (``take``/``lose``), and its store is fenced by the lease epoch; alone, always.
         self.fenced: FencedStore | None = FencedStore(daemon.store) if daemon.desk is not None else None
         self.active = self.fenced is None
-        self.engine = Engine(policies, self.fenced or daemon.store, account_id=account_id, persist_book=True)
+        self.engine = Engine(
+            policies, self.fenced or daemon.store, account_id=account_id, persist_book=True, instruments=instruments
+        )
         self.queue: asyncio.Queue = asyncio.Queue()
         self.activity = Activity()
         self.commitment = None  # `edits: next_trading_day` (daemon/commitment.py), set by build_loops
         self.connection = None  # the live ProjectX connection (hub health for the board), set by live_loop
         self._calls: set[asyncio.Task] = set()
+        self.specs: Any = None  # live: the broker's instrument specs (daemon.instrument_source)
+        self.stop_moves = StopMoves()
 
     # -- the one consumer -------------------------------------------------------------------
 
@@ -125,7 +160,9 @@ class AccountLoop:
         reconciliation), and its calls carry ``epoch``."""
         assert self.fenced is not None
         self.fenced.epoch = epoch
-        self.engine = Engine(self.policies, self.fenced, account_id=self.account_id, persist_book=True)
+        self.engine = Engine(
+            self.policies, self.fenced, account_id=self.account_id, persist_book=True, instruments=self.instruments
+        )
         self.active = True
 
     def lose(self, why: str) -> None:
@@ -170,12 +207,14 @@ class AccountLoop:
             self._sample_pnl()
         elif type(item) is Reconcile:
             self.activity.last_reconcile = item.now
-            drift, effects = engine.reconcile(item.state, item.now)
+            drift, effects = engine.reconcile(item.state, item.now, gone=item.gone)
             if drift:
                 self.daemon.alerts.alert(
                     "medium", "reconciliation corrected the book: " + "; ".join(drift), account=engine.book.account.id
                 )
             self._handle(effects)
+        elif type(item) is Learned:
+            engine.book.instruments_changed()
         elif type(item) is Swap:
             engine.swap(item.policies)
             for path, digest in item.policies.hashes:
@@ -232,6 +271,9 @@ class AccountLoop:
             result = await self.port.send(call)
             return self._finished(call, True, "dry run", result)
         broker = self.daemon.config.broker
+        interval = broker.stop_move_interval.total_seconds()
+        if call.kind == "modify_stop" and not await self.stop_moves.admit(call.order_id, call.key, interval):
+            return self._finished(call, False, "superseded by a later move of the same stop (coalesced)", None)
         outcome = await execute(
             self.port,
             call,
@@ -239,6 +281,7 @@ class AccountLoop:
             retries=broker.retries,
             backoff=0.25,
             audit=self._drain_hook,
+            instruments=self.engine.book.instruments,
         )
         self._drain_port()
         verdict = {"confirmed": True, "failed": False}.get(outcome.status)  # uncertain: verified at the next reconcile
@@ -339,6 +382,11 @@ class Daemon:
         self.board = None  # the status board, while the `serve_board` service runs (engine/daemon/board)
         self._stop = asyncio.Event()
         self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set by SIGTERM/SIGINT or ``stop()``."""
+        return self._stop
 
     def log_record(self, record: dict[str, Any]) -> None:
         if self._log_sink is not None:

@@ -18,8 +18,20 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Reconcile:
+    """The broker's state read at ``now`` (when the read started). ``gone``: the orders the book
+    held that the broker no longer lists, confirmed by a second read; None: every order missing
+    from ``state`` is gone (a caller that did not confirm)."""
+
     state: BrokerState
     now: dt.datetime
+    gone: frozenset | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """Instrument specs learned from the broker: position views are rebuilt with them."""
+
+    symbols: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS
 from riskc.engine.daemon.config import policy_files
 from riskc.engine.daemon.daemon import AccountLoop, recording_feed
 from riskc.engine.runner import PolicySet
@@ -40,8 +41,12 @@ async def build_loops(daemon: Daemon, credentials: Credentials | None) -> list[A
         else:
             policies, paths = load_policies(account)
         if config.broker.kind == "sim":
-            port, feed = SimBroker(), recording_feed(config.broker.recording, config.broker.speed)
-            loops.append(AccountLoop(daemon, policies, paths, port, feed, account.id))
+            overrides = config.instrument_overrides()
+            instruments = (
+                DEFAULT_INSTRUMENTS.with_overrides(overrides, pinned=True) if overrides else DEFAULT_INSTRUMENTS
+            )
+            port, feed = SimBroker(instruments), recording_feed(config.broker.recording, config.broker.speed)
+            loops.append(AccountLoop(daemon, policies, paths, port, feed, account.id, instruments=instruments))
         else:
             from riskc.engine.daemon.live import live_loop
 

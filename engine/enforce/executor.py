@@ -8,8 +8,14 @@ twice. So after every send, whatever it returned, ``execute`` reads ``port.state
 
 - the effect is there: ``confirmed``;
 - the Gateway rejected the call and the effect is not there: ``failed`` (not retryable);
-- the send failed or its outcome is unknown: wait (exponential backoff with jitter), read the state
-  again, and resend only if the effect is still missing, up to ``retries`` times;
+- the send failed or its outcome is unknown: keep reading the state (exponential backoff with
+  jitter) for a *window* at least as long as the request could still be in flight (the port's
+  ``settle_window``: the SDK's own request timeout, which a shorter ``timeout`` here does not
+  stop), and resend only if the effect is still missing after it, up to ``retries`` times. A
+  resent ``partial_close`` is sized from the broker's current size (what is there minus what
+  should be left), never the planned cut again;
+- ``place_stop`` and ``modify_stop`` look at the working orders before the first send: a stop
+  already there (placed by an earlier attempt, before a crash) is not placed again;
 - the Gateway accepted a call that is not idempotent (``partial_close``, ``place_stop``) but the
   state does not show it even after waiting: ``uncertain``, never resent;
 - the state cannot be read: no resend (it might act twice); ``uncertain`` once the checks run out.
@@ -30,8 +36,9 @@ import asyncio
 import inspect
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -45,6 +52,8 @@ log = logging.getLogger("riskc.executor")
 Status = Literal["confirmed", "failed", "uncertain"]
 IDEMPOTENT = frozenset({"close", "cancel", "modify_stop"})  # sending twice does no harm
 WORKING = WORKING_ORDERS | SUSPENDED  # an order a cancel has not taken away yet
+LOOK_FIRST = frozenset({"place_stop", "modify_stop"})  # a stop already in place is not sent again
+MAX_EXTRA_READS = 30  # a bound on the reads of one window, whatever the pacing
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +108,7 @@ class _Reply:
     detail: str
     result: dict[str, Any] | None = None
     rejected: bool = False  # the broker said no: the call did not and will not take effect
+    unsent: bool = False  # refused before the broker acted (a rejected token): resend once verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,18 +126,27 @@ async def execute(
     backoff: float = 0.5,
     max_backoff: float = 8.0,
     checks: int = 3,
+    window: float | None = None,
     audit: Hook | None = None,
     instruments: Instruments = DEFAULT_INSTRUMENTS,
     rng: Callable[[], float] = random.random,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
     """Send ``call`` through ``port`` until its effect shows in ``port.state()`` (module doc).
 
     ``timeout`` bounds each send and each state read; ``retries`` is how many times it may be
-    resent; ``checks`` (at least 2) how many state reads may follow one send before deciding. Pauses grow as
-    ``backoff * 2**n`` (capped at ``max_backoff``), each scaled by a factor in [0.5, 1) drawn
-    from ``rng``; ``sleep`` waits (inject both for fast, deterministic tests)."""
-    run = _Execution(port, call, timeout, audit, instruments, lambda n: sleep(_delay(n, backoff, max_backoff, rng)))
+    resent; ``checks`` (at least 2) how many unreadable state reads may follow one send before
+    deciding. ``window``: how long after a send whose outcome is unknown its effect may still
+    appear (default: the larger of ``timeout`` and the port's ``settle_window``); the call is not
+    resent before that much time (the send's own duration plus the pauses) has passed. Pauses grow
+    as ``backoff * 2**n`` (capped at ``max_backoff``), each scaled by a factor in [0.5, 1) drawn
+    from ``rng``; ``sleep`` waits and ``clock`` times the send (inject them for fast, deterministic
+    tests)."""
+    if window is None:
+        window = max(timeout, float(getattr(port, "settle_window", 0.0) or 0.0))
+    pacing = _Pacing(backoff, max_backoff, rng, sleep)
+    run = _Execution(port, call, timeout, audit, instruments, pacing, window, clock)
     outcome = await run.execute(max(0, retries), max(2, checks))
     await run.tell(outcome)
     return outcome
@@ -139,8 +158,15 @@ def took_effect(call: BrokerCall, state: BrokerState, instruments: Instruments =
     return _Execution(None, call, 0.0, None, instruments, None).effect(state)[0]  # type: ignore[arg-type]
 
 
-def _delay(n: int, backoff: float, max_backoff: float, rng: Callable[[], float]) -> float:
-    return min(max_backoff, backoff * 2**n) * (0.5 + rng() / 2)
+@dataclass(frozen=True, slots=True)
+class _Pacing:
+    backoff: float
+    max_backoff: float
+    rng: Callable[[], float]
+    sleep: Callable[[float], Awaitable[Any]]
+
+    def delay(self, n: int) -> float:
+        return min(self.max_backoff, self.backoff * 2**n) * (0.5 + self.rng() / 2)
 
 
 class _Execution:
@@ -151,35 +177,39 @@ class _Execution:
         timeout: float,
         audit: Hook | None,
         instruments: Instruments,
-        pause: Callable[[int], Awaitable[Any]],
+        pacing: _Pacing | None,
+        window: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.port, self.call, self.timeout, self.audit = port, call, timeout, audit
         self.instruments = instruments
-        self._pause = pause
+        self.pacing, self.window, self.clock = pacing, window, clock
         self.pauses = 0
+        self.waited = 0.0  # since the last send left: its duration plus the pauses after it
         self.expect: int | None = None if call.expect_size is None else abs(call.expect_size)
         self.order_id: Any = None  # of a placed stop, from the broker's reply
+        self.last: BrokerState | None = None  # the last state read
+        self.sending = call  # what goes out: a resent partial close is resized
 
     async def execute(self, retries: int, checks: int) -> Outcome:
         if self.call.kind == "partial_close" and self.expect is None and not await self._baseline():
             return Outcome(self.call, "failed", 0, "cannot read the position to size the partial close")
+        if self.call.kind in LOOK_FIRST:
+            already = await self.verify(0)
+            if already.done:
+                return Outcome(self.call, "confirmed", 0, f"already in place: {already.detail}")
         accepted: dict[str, Any] | None = None
         attempt = 0
         while True:
             attempt += 1
-            await self.tell(Step(self.call, "sending", attempt))
+            await self.tell(Step(self.sending, "sending", attempt))
+            started = self.clock()
             reply = await self.send()
-            await self.tell(Step(self.call, "sent", attempt, reply.ok, reply.detail, reply.result))
+            self.waited = max(0.0, self.clock() - started)
+            await self.tell(Step(self.sending, "sent", attempt, reply.ok, reply.detail, reply.result))
             if reply.ok:
                 accepted = reply.result
-            verdict, paused = await self.verify(attempt), False
-            for _ in range(checks - 1):
-                # "not there" counts only after a pause (the broker's state may lag its reply), or
-                # at once when the broker rejected the call; an unreadable state is read again.
-                if verdict.done or (verdict.done is False and (reply.rejected or paused)):
-                    break
-                await self.pause()
-                verdict, paused = await self.verify(attempt), True
+            verdict = await self.settle(attempt, reply, checks)
             if verdict.done:
                 return Outcome(self.call, "confirmed", attempt, verdict.detail, accepted or reply.result)
             if reply.rejected:
@@ -194,29 +224,58 @@ class _Execution:
                 )
             if attempt > retries:
                 return Outcome(self.call, "failed", attempt, f"{reply.detail}; {verdict.detail}", accepted)
+            self.resize()
+
+    async def settle(self, attempt: int, reply: _Reply, checks: int) -> _Verdict:
+        """Read the state until it decides. "Not there" counts at once when the broker rejected the
+        call; after one pause when it accepted it (its state may lag its reply); and only once the
+        window has passed when the outcome is unknown (the request may still be in flight: the
+        SDK's own timeout is longer than ours, and a server acts on what it received). An
+        unreadable state is read again, ``checks`` reads in all."""
+        verdict, paused, reads = await self.verify(attempt), False, 1
+        unknown = not reply.ok and not reply.rejected and not reply.unsent
+        while not verdict.done:
+            if verdict.done is False:
+                if reply.rejected or (paused and (not unknown or self.waited >= self.window)):
+                    break
+                if reads >= checks + MAX_EXTRA_READS:
+                    break
+            elif reads >= checks:
+                break
+            await self.pause()
+            verdict, paused, reads = await self.verify(attempt), True, reads + 1
+        return verdict
+
+    def resize(self) -> None:
+        """Before resending a partial close: cut what is there now down to what should be left."""
+        if self.call.kind != "partial_close" or self.last is None or self.expect is None:
+            return
+        now = abs(self.last.position_size(self.call.contract_id or ""))
+        self.sending = replace(self.call, size=max(1, now - self.expect))
 
     # -- steps ------------------------------------------------------------------------------
 
     async def send(self) -> _Reply:
         try:
             async with asyncio.timeout(self.timeout):
-                result = await self.port.send(self.call)
+                result = await self.port.send(self.sending)
         except BrokerError as error:
-            return _Reply(False, str(error), rejected=not error.retryable)
+            return _Reply(False, str(error), rejected=not error.retryable, unsent=getattr(error, "unsent", False))
         except TimeoutError:
-            return _Reply(False, f"{self.call.describe()}: no answer within {self.timeout:g}s; outcome unknown")
+            return _Reply(False, f"{self.sending.describe()}: no answer within {self.timeout:g}s; outcome unknown")
         except Exception as error:  # a port bug must not stop enforcement: treat as unknown outcome
-            log.exception("broker port %s raised on %s", getattr(self.port, "name", "?"), self.call.describe())
-            return _Reply(False, f"{self.call.describe()}: {type(error).__name__}: {error}")
+            log.exception("broker port %s raised on %s", getattr(self.port, "name", "?"), self.sending.describe())
+            return _Reply(False, f"{self.sending.describe()}: {type(error).__name__}: {error}")
         if isinstance(result, dict) and result.get("order_id") is not None:
             self.order_id = result["order_id"]
-        return _Reply(True, f"{self.call.describe()}: accepted", result)
+        return _Reply(True, f"{self.sending.describe()}: accepted", result)
 
     async def verify(self, attempt: int) -> _Verdict:
         state = await self.read()
         if isinstance(state, str):
             verdict = _Verdict(None, state)
         else:
+            self.last = state
             done, detail = self.effect(state)
             verdict = _Verdict(done, detail)
         await self.tell(Step(self.call, "verified", attempt, verdict.done, verdict.detail))
@@ -232,8 +291,12 @@ class _Execution:
             return f"reading the broker's state: {error}"
 
     async def pause(self) -> None:
-        await self._pause(self.pauses)
+        if self.pacing is None:
+            return
+        delay = self.pacing.delay(self.pauses)
+        await self.pacing.sleep(delay)
         self.pauses += 1
+        self.waited += delay
 
     async def _baseline(self) -> bool:
         """``partial_close`` without ``expect_size``: what is left is the current size minus the cut."""

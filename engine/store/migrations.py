@@ -225,6 +225,25 @@ def staged_policies(db: Database) -> None:
     _run(db, _STAGED_POLICIES)
 
 
+@MIGRATIONS(name="0006_instrument_cache")
+def instrument_cache(db: Database) -> None:
+    """Tick size and value as the broker last gave them (engine/store/instruments.py)."""
+    _run(
+        db,
+        (
+            """CREATE TABLE instruments (
+                symbol TEXT PRIMARY KEY,
+                contract_id TEXT NOT NULL,
+                tick_size TEXT NOT NULL,
+                tick_value TEXT NOT NULL,
+                name TEXT NOT NULL,
+                source TEXT NOT NULL,
+                ts TEXT NOT NULL
+            )""",
+        ),
+    )
+
+
 _DESK = (
     # Which worker owns an account on a PostgreSQL desk, and the fencing epoch: bumped at every
     # change of owner, carried by every planned broker call (desk.py). Unused on SQLite, where one
@@ -241,7 +260,7 @@ _DESK = (
 )
 
 
-@MIGRATIONS(name="0006_desk_leases")
+@MIGRATIONS(name="0007_desk_leases")
 def desk_leases(db: Database) -> None:
     _run(db, _DESK)
 
@@ -255,7 +274,8 @@ PG_STEPS = (
     ("0003_state_in_the_chain", state_in_the_chain),
     ("0004_heartbeat", heartbeat_table),
     ("0005_staged_policies", staged_policies),
-    ("0006_desk_leases", desk_leases),
+    ("0006_instrument_cache", instrument_cache),
+    ("0007_desk_leases", desk_leases),
 )
 
 

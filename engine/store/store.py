@@ -13,6 +13,7 @@ from riskc.engine.store import files, migrations, postgres
 from riskc.engine.store.actions import ActionsMixin
 from riskc.engine.store.base import first_line
 from riskc.engine.store.book import BookMixin
+from riskc.engine.store.instruments import InstrumentsMixin
 from riskc.engine.store.ledger import LedgerMixin
 from riskc.engine.store.lockouts import LockoutsMixin
 from riskc.engine.store.migrations import MIGRATIONS
@@ -22,7 +23,7 @@ from riskc.engine.store.models import StateFileError, StoreError
 _ACCOUNT_TABLES = ("lockouts", "timers", "trades", "balances", "book", "actions")
 
 
-class Store(LockoutsMixin, LedgerMixin, BookMixin, ActionsMixin):
+class Store(LockoutsMixin, LedgerMixin, BookMixin, ActionsMixin, InstrumentsMixin):
     """Open with ``Store.open(path)``; see ``base`` for durability and threading, and each mixin
     for its part of the state. All times passed in are tz-aware (the store never reads the clock:
     replay and tests drive it with their own)."""

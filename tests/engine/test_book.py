@@ -615,3 +615,25 @@ def test_the_positional_quote_event_is_the_keyword_one():
     assert Event.quote(at, "MNQ", MNQ, price, price - 1, price + 1) == Event(
         kind="quote", time=at, symbol="MNQ", contract_id=MNQ, last=price, bid=price - 1, ask=price + 1
     )
+
+
+def test_one_staleness_clock_a_trade_stamped_ahead_does_not_drop_quotes_without_a_timestamp():
+    """A GatewayTrade carries the exchange's time (0.5 s ahead of riskc's clock); quotes without
+    `timestamp` take the receive time. On one clock (the receive time, since not every source
+    has the broker's) the next quotes are not dropped as older."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from riskc.engine.core.book import Book
+    from riskc.engine.core.calendar import TradingCalendar
+    from riskc.engine.core.events import MarketTrade, Quote
+    from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS
+
+    book = Book(TradingCalendar("America/Chicago", dt.time(17)), DEFAULT_INSTRUMENTS, account_id=1)
+    t0 = dt.datetime(2025, 10, 29, 15, 0, tzinfo=dt.UTC)
+    at = lambda s: t0 + dt.timedelta(seconds=s)  # noqa: E731
+    mnq = "CON.F.US.MNQ.Z25"
+    assert book.apply(MarketTrade(at(1), mnq, Decimal(101), at(1.5))) is not None  # exchange time, ahead
+    assert book.apply(Quote(at(1.1), mnq, Decimal(102), None, None, at(1.1), False)) is not None
+    assert book.apply(Quote(at(1.2), mnq, Decimal(103), None, None, at(1.2), False)) is not None
+    assert book.marks[mnq] == Decimal(103)

@@ -104,7 +104,7 @@ def test_defaults(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.log == home / "xdg" / "riskc" / "riskc.log.jsonl"
     assert (config.broker.kind, config.broker.timeout, config.broker.retries) == (
         "projectx",
-        dt.timedelta(seconds=5),
+        dt.timedelta(seconds=15),
         3,
     )
     assert config.reconcile_every == dt.timedelta(seconds=30)
@@ -311,3 +311,39 @@ def test_the_example_config_loads_as_shipped_without_any_environment():
     config = load_config(example, environ={})
     assert config.alerts.webhooks == [] and config.broker.kind == "dry-run"
     assert "${RISKC_DISCORD_WEBHOOK}" in example.read_text()  # still shown, as a comment
+
+
+def test_instrument_overrides_and_stale_after(home: Path) -> None:
+    from decimal import Decimal
+
+    path = write(
+        home,
+        """
+        stale_after: 20s
+        broker:
+          stop_move_interval: 5s
+        instruments:
+          CPE: {tick_size: 0.0005, tick_value: 12.50, name: Copper}
+        accounts:
+          - policies: [policies]
+    """,
+    )
+    config = load_config(path, {})
+    assert config.stale_after == dt.timedelta(seconds=20)
+    assert config.broker.stop_move_interval == dt.timedelta(seconds=5)
+    spec = config.instrument_overrides()["CPE"]
+    assert (spec.tick_size, spec.tick_value, spec.name) == (Decimal("0.0005"), Decimal("12.50"), "Copper")
+
+
+def test_an_instrument_override_must_have_positive_ticks(home: Path) -> None:
+    path = write(
+        home,
+        """
+        instruments:
+          CPE: {tick_size: 0, tick_value: 12.50}
+        accounts:
+          - policies: [policies]
+    """,
+    )
+    found = errors(path)
+    assert len(found) == 1 and "instruments.CPE.tick_size" in found[0] and "Traceback" not in found[0]

@@ -310,3 +310,21 @@ def test_the_policies_of_one_account_must_share_the_trading_clock(tmp_path: Path
     [clash] = [d for d in diagnostics if d.is_error]
     assert clash.code == "risk_bad_setting" and clash.span.file == str(b)
     assert clash.have == "America/Chicago, day from 18:00" and clash.want.startswith("America/Chicago, day from 17:00")
+
+
+async def test_stop_moves_are_coalesced_to_one_per_stop_per_interval() -> None:
+    """A trailing stop asks for a move on every tick: the first goes at once, the ones asked within
+    the interval wait for it and only the newest is sent; another stop is not held up."""
+    from riskc.engine.daemon.daemon import StopMoves
+
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0.01)  # let the later moves arrive while the first waits
+        now[0] += seconds
+
+    moves = StopMoves(clock=lambda: now[0], sleep=sleep)
+    assert await moves.admit(7, "a", 2.0)
+    results = await asyncio.gather(moves.admit(7, "b", 2.0), moves.admit(7, "c", 2.0), moves.admit(8, "x", 2.0))
+    assert results == [False, True, True]
+    assert now[0] >= 2.0

@@ -422,13 +422,12 @@ UNKNOWN = "CON.F.US.XYZ.Z25"  # no instrument spec
 
 
 @pytest.mark.parametrize("on_error", ["flatten", "alert"])
-def test_a_position_without_an_instrument_spec_fails_closed_and_the_engine_keeps_going(harness, on_error):
+def test_a_position_without_an_instrument_spec_is_alerted_never_closed_and_the_engine_keeps_going(harness, on_error):
     h = harness(f'policy "test"\n  on_error {on_error}\nuse max_contracts_per_symbol(limits: {{MNQ: 1}}, default: 5)\n')
     calls = h.feed(f.position(0, UNKNOWN, 1, 100), f.quote(1, UNKNOWN, 99), f.quote(2, MNQ, 21000))
-    expected = [("close", UNKNOWN, None, None)] if on_error == "flatten" else []
-    assert summary(calls) == expected
-    assert [r["action"] for r in h.records] == (["close", "alert"] if on_error == "flatten" else ["alert"])
-    assert "no instrument spec for `XYZ`" in h.records[-1]["reason"]
+    assert summary(calls) == []  # PRODUCT.md §8: never closed only because riskc did not know it
+    assert [r["action"] for r in h.records] == ["alert"]
+    assert "no instrument spec for `XYZ`" in h.records[-1]["reason"] and "instruments:" in h.records[-1]["reason"]
     assert len(h.alerts) == len(h.records)  # critical, and the alert only on the rising edge
     # The other rules still work: an MNQ position over its limit is reduced.
     assert summary(h.feed(f.position(3, MNQ, 3, 21000))) == [("partial_close", MNQ, None, 2)]
@@ -813,3 +812,80 @@ def test_a_rule_that_divides_by_zero_is_located_in_its_file_audited_and_fails_cl
     assert flatten["reason"].startswith("p0.risk:4:8: loss_per_trade could not be evaluated (an undefined result")
     audited = [a["reason"] for d in audit(store, "decision") for a in d["actions"] if a["action"] == "flatten"]
     assert audited and audited[0] == flatten["reason"]
+
+
+# -- stale prices ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("on_error", ["alert", "flatten"])
+def test_rules_that_read_prices_are_unevaluable_once_the_prices_are_older_than_stale_after(harness, on_error):
+    """PRODUCT.md §8: the market feed is down; REST keeps sizes current. After stale_after (10 s)
+    position_loss (reads unrealized P&L) is a rule that cannot be evaluated (on_error decides);
+    max_contracts (reads sizes) keeps cutting; daily_loss (realized P&L) keeps running."""
+    h = harness(
+        f'policy "test"\n  on_error {on_error}\n'
+        "use position_loss(limit: $100)\nuse max_contracts(limit: 2)\nuse daily_loss(limit: $500)\n"
+    )
+    h.feed(f.account(0, 50000), f.position(0, MNQ, 1, 21000), f.quote(1, MNQ, 21000))
+    h.engine.prices_down_at = f.at(2)
+    assert summary(h.tick(f.at(11))) == []  # 9 s: the marks are still current enough
+    calls = h.tick(f.at(12))
+    failed = [r for r in h.records if r["rule"] == "position_loss"]
+    assert failed and "prices are 10s old" in failed[0]["reason"] and f"on_error {on_error}" in failed[0]["reason"]
+    assert summary(calls) == ([("close", MNQ, None, None)] if on_error == "flatten" else [])
+    if on_error == "alert":
+        assert summary(h.feed(f.position(13, MNQ, 4, 21000))) == [("partial_close", MNQ, None, 2)]
+        h.engine.prices_down_at = None  # the market feed is back
+        before = len(h.records)
+        assert summary(h.tick(f.at(20))) == [] and len(h.records) == before
+
+
+def test_rules_that_read_prices_are_found_in_the_syntax_tree(harness):
+    from riskc.engine.enforce.stale_prices import price_rules
+
+    h = harness(policy("use position_loss(limit: $100)", "use max_contracts(limit: 2)", "use daily_loss(limit: $500)"))
+    program = h.engine.policies.programs[0]
+    assert {program.rules[i].id for i in price_rules(program)} == {"position_loss"}
+
+
+# -- no rollback by an older read --------------------------------------------------------------
+
+
+def test_a_rest_read_older_than_the_stream_does_not_set_a_position_back(harness):
+    """The read started at t=5; at t=6 the stream said the position is now 3. The REST state
+    (read before that, still saying 1) must not set it back."""
+    h = harness(policy("use max_contracts(limit: 5)"))
+    h.feed(f.account(0, 50000), f.position(1, MNQ, 1, 21000), f.position(6, MNQ, 3, 21000))
+    old = broker_state(
+        [{"id": 1, "accountId": ACCOUNT, "contractId": MNQ, "type": 1, "size": 1}], [], [], None, f.at(5)
+    )
+    h.engine.reconcile(old, f.at(5))
+    assert h.engine.book.positions[MNQ].size == 3
+    h.engine.reconcile(old, f.at(7))  # a read that started after the stream's word: it wins
+    assert h.engine.book.positions[MNQ].size == 1
+
+
+def test_an_order_missing_from_one_read_is_ended_only_when_confirmed_gone(harness):
+    h = harness(policy("use max_contracts(limit: 5)"))
+    h.feed(
+        f.account(0, 50000), f.position(1, MNQ, 1, 21000), f.order(2, 10, MNQ, type=STOP, side=SELL, size=1, stop=20990)
+    )
+    position = [{"id": 1, "accountId": ACCOUNT, "contractId": MNQ, "type": 1, "size": 1}]
+    h.engine.reconcile(broker_state(position, [], [], None, f.at(5)), f.at(5), gone=frozenset())
+    assert 10 in h.engine.book.orders  # placed while the read ran, say: not recorded gone
+    h.engine.reconcile(broker_state(position, [], [], None, f.at(6)), f.at(6), gone=frozenset({10}))
+    assert 10 not in h.engine.book.orders
+
+
+def test_an_order_confirmed_gone_is_ended_even_when_the_brokers_clock_is_ahead(harness):
+    """Clock skew: the broker stamps updates 30 s ahead of riskc. A reconciliation at riskc's
+    time must still end an order two reads confirmed gone (not drop it as an older update)."""
+    h = harness(policy("use max_contracts(limit: 5)"))
+    stop = f.order(2, 10, MNQ, type=STOP, side=SELL, size=1, stop=20990)
+    data = stop.args[0]["data"] if isinstance(stop.args[0], dict) and "data" in stop.args[0] else stop.args[0]
+    data["updateTimestamp"] = f.at(32).isoformat()  # the broker's clock, 30 s ahead
+    h.feed(f.account(0, 50000), f.position(1, MNQ, 1, 21000), stop)
+    assert 10 in h.engine.book.orders
+    position = [{"id": 1, "accountId": ACCOUNT, "contractId": MNQ, "type": 1, "size": 1}]
+    h.engine.reconcile(broker_state(position, [], [], None, f.at(5)), f.at(5), gone=frozenset({10}))
+    assert 10 not in h.engine.book.orders

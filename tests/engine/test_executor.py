@@ -296,3 +296,100 @@ async def test_cancelling_the_task_cancels_execute() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+class SlowPort(ScriptedPort):
+    """A slow broker: a send times out on riskc's side, and its effect lands ``late_reads`` state
+    reads later (the request was still in flight: the SDK's own timeout is longer)."""
+
+    def __init__(self, size: int, late_reads: int, *, cut_first: int | None = None) -> None:
+        super().__init__(size, script=[])
+        self.late_reads = late_reads
+        self.pending: list[tuple[int, BrokerCall]] = []
+        self.cut_first = cut_first  # the first send lands with this size instead (a partial fill)
+
+    async def send(self, call: BrokerCall) -> dict[str, Any] | None:
+        self.sent.append(call)
+        if len(self.sent) == 1:
+            landing = call if self.cut_first is None else BrokerCall(**{**_fields(call), "size": self.cut_first})
+            self.pending.append((self.reads + self.late_reads, landing))
+            raise BrokerError(f"{call.describe()}: no answer within 5s; outcome unknown")
+        self.apply(call)
+        return {"success": True}
+
+    async def state(self, account_id: int) -> BrokerState:
+        for due, call in list(self.pending):
+            if self.reads >= due:
+                self.pending.remove((due, call))
+                self.apply(call)
+        return await super().state(account_id)
+
+
+def _fields(call: BrokerCall) -> dict[str, Any]:
+    return {name: getattr(call, name) for name in BrokerCall.__slots__}
+
+
+async def test_an_effect_that_lands_after_the_timeout_is_not_resent_within_the_window() -> None:
+    """Position 4, limit 2: the cut of 2 lands 7 s after it was sent, after riskc's 5 s timeout;
+    the executor keeps looking for the window (10 s) and the position ends at 2, not 0."""
+    port = SlowPort(4, late_reads=4)
+    cut = BrokerCall("partial_close", ACCT, contract_id=MNQ, size=2, expect_size=2, key="k3")
+    outcome, _, clock = await run(port, cut, timeout=5, window=10, backoff=1, max_backoff=4)
+    assert (outcome.status, len(port.sent), port.size) == ("confirmed", 1, 2)
+    assert sum(clock.slept) < 10  # it landed inside the window
+
+
+async def test_not_resent_before_the_window_has_passed() -> None:
+    port = SlowPort(4, late_reads=1000)
+    cut = BrokerCall("partial_close", ACCT, contract_id=MNQ, size=2, expect_size=2, key="k3")
+    outcome, events, clock = await run(port, cut, timeout=5, window=10, backoff=1, max_backoff=4, retries=1)
+    resend = next(i for i, e in enumerate(events) if isinstance(e, Step) and e.phase == "sending" and e.attempt == 2)
+    assert sum(clock.slept) >= 10 and resend > 0
+    assert (outcome.status, port.size) == ("confirmed", 2)
+
+
+async def test_a_resent_partial_close_is_sized_from_the_brokers_current_size() -> None:
+    port = SlowPort(4, late_reads=1, cut_first=1)  # of the cut of 3, one contract went through
+    cut = BrokerCall("partial_close", ACCT, contract_id=MNQ, size=3, expect_size=1, key="k4")
+    outcome, _, _ = await run(port, cut, timeout=5, window=1)
+    assert [c.size for c in port.sent] == [3, 2]
+    assert (outcome.status, port.size) == ("confirmed", 1)
+
+
+async def test_the_window_defaults_to_the_ports_settle_window() -> None:
+    port = SlowPort(4, late_reads=6)
+    port.settle_window = 12.0  # type: ignore[attr-defined]
+    cut = BrokerCall("partial_close", ACCT, contract_id=MNQ, size=2, expect_size=2, key="k3")
+    outcome, _, _ = await run(port, cut, timeout=1, backoff=1, max_backoff=4)
+    assert (outcome.status, len(port.sent), port.size) == ("confirmed", 1, 2)
+
+
+async def test_a_stop_already_working_is_not_placed_again() -> None:
+    stop = {"id": 5, "contractId": MNQ, "type": 4, "status": 1, "side": 1, "size": 2, "stopPrice": 26236.0}
+    port = ScriptedPort(2, [stop], script=["ok"])
+    call = BrokerCall("place_stop", ACCT, contract_id=MNQ, side="sell", size=2, stop_price=Decimal("26236"))
+    outcome, _, _ = await run(port, call)
+    assert (outcome.status, outcome.attempts, port.sent) == ("confirmed", 0, [])
+    assert "already in place" in outcome.detail
+
+
+async def test_a_stop_already_at_its_price_is_not_modified_again() -> None:
+    stop = {"id": 5, "contractId": MNQ, "type": 4, "status": 1, "side": 1, "size": 2, "stopPrice": 26240.0}
+    port = ScriptedPort(2, [stop], script=["ok"])
+    call = BrokerCall("modify_stop", ACCT, contract_id=MNQ, order_id=5, stop_price=Decimal("26240"))
+    outcome, _, _ = await run(port, call)
+    assert (outcome.status, port.sent) == ("confirmed", [])
+
+
+async def test_a_call_refused_before_the_broker_acted_is_resent_without_waiting_the_window() -> None:
+    class Refused(ScriptedPort):
+        async def send(self, call: BrokerCall) -> dict[str, Any] | None:
+            if not self.sent:
+                self.sent.append(call)
+                raise BrokerError("close: the Gateway rejected the session token (401)", unsent=True)
+            return await super().send(call)
+
+    port = Refused(2, script=["ok"])
+    outcome, _, clock = await run(port, CLOSE, window=30)
+    assert (outcome.status, len(port.sent), port.size) == ("confirmed", 2, 0)
+    assert sum(clock.slept) < 30

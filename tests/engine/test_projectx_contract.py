@@ -23,7 +23,8 @@ ACCT = 13298777
 MNQ = "CON.F.US.MNQ.Z25"
 ENVELOPE = {"success": True, "errorCode": 0, "errorMessage": None}
 TOKEN = "x.eyJleHAiOjQxMDI0NDQ4MDB9.y"  # exp in 2100
-STATE_PATHS = ["/Position/searchOpen", "/Order/searchOpen", "/Account/search", "/Order/v2/query"]
+# What a verification reads (a reconciliation, with trades_since, also reads /Account/search and /Trade/search).
+STATE_PATHS = ["/Position/searchOpen", "/Order/searchOpen", "/Order/v2/query"]
 
 
 class MockGateway:
@@ -178,7 +179,10 @@ def fast(**kwargs: Any) -> dict[str, Any]:
     async def no_sleep(seconds: float) -> None:
         pass
 
-    return {"timeout": 2.0, "retries": 2, "rng": lambda: 0.5, "sleep": no_sleep} | kwargs
+    # window: these tests are about what is sent; the window an unknown outcome is watched for
+    # (the SDK's request timeout + 2 s) is the executor's, tested in test_executor.py and
+    # tests/fakegateway/test_live_account.py.
+    return {"timeout": 2.0, "retries": 2, "rng": lambda: 0.5, "sleep": no_sleep, "window": 1.0} | kwargs
 
 
 # ------------------------------------------------------------------------------ exact requests

@@ -562,10 +562,10 @@ def test_open_pnl_follows_every_quote_of_an_open_position(tmp_path: Path):
     assert "p.unrealized_pnl = -$50.00" in records[0]["reason"]
 
 
-def test_a_position_in_an_instrument_without_a_spec_is_closed_as_on_error_says(tmp_path: Path):
-    """It used to end in a traceback (UnknownInstrument out of the snapshot), and in the daemon
-    every later event raised the same: nothing was enforced any more. Now riskc treats it as a
-    rule it cannot evaluate (topstep-50k: on_error flatten) and goes on."""
+def test_a_position_in_an_instrument_without_a_spec_is_alerted_not_closed(tmp_path: Path):
+    """It used to end in a traceback (UnknownInstrument out of the snapshot), then in a close under
+    `on_error flatten` (a copper position within every limit closed at start-up). PRODUCT.md §8: a
+    position is never closed only because riskc did not know its instrument: a critical alert."""
     at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
     corn = "CON.F.US.ZC.H26"
     recording = write_recording(
@@ -590,11 +590,10 @@ def test_a_position_in_an_instrument_without_a_spec_is_closed_as_on_error_says(t
     )
     records, summary = replay_json(recording)
     assert [(r["rule"], r["action"], r.get("contract_id")) for r in records] == [
-        ("instrument_spec", "close", corn),
         ("instrument_spec", "alert", corn),
     ]
     assert "no instrument spec for `ZC`" in records[0]["reason"]
-    assert summary["broker_calls"] == 1
+    assert summary["broker_calls"] == 0
 
 
 def test_a_line_a_year_ahead_is_jumped_not_walked(tmp_path: Path):

@@ -107,7 +107,8 @@ def test_migrations_are_applied_once(path: Path) -> None:
         "0003_state_in_the_chain",
         "0004_heartbeat",
         "0005_staged_policies",
-        "0006_desk_leases",
+        "0006_instrument_cache",
+        "0007_desk_leases",
     ]
 
 

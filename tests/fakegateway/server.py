@@ -190,6 +190,8 @@ class Fault:
     delay: float = 0.0
     body: Any = None
     then_apply: bool = False
+    detached: bool = False  # the effect happens after ``delay`` whether or not the client still waits
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -200,6 +202,7 @@ class HubConnection:
     request: web.Request
     subscriptions: set[tuple[str, Any]] = field(default_factory=set)
     handshaken: bool = False
+    silent: bool = False  # sends nothing any more (pings, pushes): a half-open socket
 
 
 class FakeGateway:
@@ -218,9 +221,13 @@ class FakeGateway:
         require_subscription: bool = True,
         strict_connection_ids: bool = False,
         emit_events: bool = True,
+        keepalive_interval: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        # The real Gateway (ASP.NET Core SignalR) sends a ping ``{"type":6}`` every 15 s on each
+        # hub connection; ``keepalive_interval`` makes the fake do the same (None: no pings).
+        self.keepalive_interval = keepalive_interval
         self.username = username
         self.api_key = api_key
         self.token_ttl_seconds = token_ttl_seconds
@@ -255,6 +262,7 @@ class FakeGateway:
         self.negotiations: list[dict[str, Any]] = []  # {"hub", "connection_id", "query"}
         self.ws_attempts: list[dict[str, Any]] = []  # {"hub", "connection_id", "query", "status"}
         self.tokens: set[str] = set()
+        self.token_expiry: dict[str, float] = {}  # token -> epoch seconds (REST answers 401 after)
 
         self._faults: dict[str, deque[Fault]] = {}
         self._hub_reject: dict[str, deque[int]] = {"user": deque(), "market": deque()}
@@ -262,6 +270,7 @@ class FakeGateway:
         self._connections: dict[str, list[HubConnection]] = {"user": [], "market": []}
         self._ids = itertools.count(1000)
         self._changed = asyncio.Condition()
+        self._late: set[asyncio.Future[Any]] = set()  # effects still to land (act_late)
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -460,10 +469,33 @@ class FakeGateway:
         for _ in range(times):
             q.append(Fault(status=200, delay=seconds, body=None, then_apply=True))
 
+    def rate_limit_next(self, path: str, *, retry_after: int = 2, times: int = 1) -> None:
+        """Answer the next request(s) to ``path`` with ``429`` and ``Retry-After`` (the request
+        is not processed), as the Gateway does past about 200 requests a minute per login."""
+        q = self._faults.setdefault(path, deque())
+        for _ in range(times):
+            q.append(Fault(status=429, headers={"Retry-After": str(retry_after)}))
+
+    def act_late(self, path: str, seconds: float, *, times: int = 1) -> None:
+        """The next request(s) to ``path`` take effect ``seconds`` after they arrive, as the real
+        Gateway does with a slow order: the broker acts on what it received even when the client
+        has given up waiting (timed out, disconnected); the reply follows the effect."""
+        q = self._faults.setdefault(path, deque())
+        for _ in range(times):
+            q.append(Fault(status=200, delay=seconds, body=None, then_apply=True, detached=True))
+
     def reject_hub_connections(self, hub: str, status: int = 503, times: int = 1) -> None:
         """Refuse the next ``times`` WebSocket upgrades on ``hub`` with HTTP ``status``."""
         for _ in range(times):
             self._hub_reject[hub].append(status)
+
+    def silence(self, hub: str) -> int:
+        """The hub's open sockets stay open but send nothing any more, not even keep-alive pings
+        (a half-open connection: a dead NAT entry, a stuck proxy). Returns how many."""
+        conns = self.connections(hub)
+        for conn in conns:
+            conn.silent = True
+        return len(conns)
 
     def revoke_tokens(self) -> None:
         """Invalidate every issued session token (REST then answers 401, hubs refuse)."""
@@ -490,7 +522,7 @@ class FakeGateway:
         frame = json.dumps({"type": INVOCATION, "target": target, "arguments": args}) + RS
         delivered = 0
         for conn in self.connections(hub):
-            if not self._wants(conn, target, args):
+            if conn.silent or not self._wants(conn, target, args):
                 continue
             try:
                 await conn.ws.send_str(frame)
@@ -585,8 +617,10 @@ class FakeGateway:
 
     # ------------------------------------------------------------------ REST
     def _token_ok(self, request: web.Request) -> bool:
+        """A token the fake issued, not revoked and not expired (the real Gateway answers 401)."""
         auth = request.headers.get("Authorization", "")
-        return auth.startswith("Bearer ") and auth[7:] in self.tokens
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        return token in self.tokens and time.time() < self.token_expiry.get(token, float("inf"))
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["path"]
@@ -604,6 +638,14 @@ class FakeGateway:
         q = self._faults.get(path)
         if q:
             fault = q.popleft()
+            if fault.detached and path != "/Auth/loginKey" and self._token_ok(request):
+                handler = self._routes().get(path)
+                if handler is not None:
+                    late = asyncio.ensure_future(self._after(fault.delay, handler, body or {}))
+                    self._late.add(late)
+                    late.add_done_callback(self._late.discard)
+                    status, payload = await asyncio.shield(late)
+                    return web.json_response(payload, status=status)
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             if not fault.then_apply:
@@ -629,11 +671,16 @@ class FakeGateway:
         return web.json_response(payload, status=status)
 
     @staticmethod
+    async def _after(seconds: float, handler: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        await asyncio.sleep(seconds)
+        return await handler(body)
+
+    @staticmethod
     def _fault_response(fault: Fault) -> web.Response:
         if fault.body is not None:
-            return web.json_response(fault.body, status=fault.status)
+            return web.json_response(fault.body, status=fault.status, headers=fault.headers)
         if fault.status >= 400:
-            return web.Response(status=fault.status, text=f"Injected HTTP {fault.status}")
+            return web.Response(status=fault.status, text=f"Injected HTTP {fault.status}", headers=fault.headers)
         return web.json_response(ok(), status=fault.status)
 
     def _routes(self) -> dict[str, Any]:
@@ -660,6 +707,7 @@ class FakeGateway:
     def _issue_token(self) -> str:
         token = make_jwt(self.username or "trader", self.token_ttl_seconds)
         self.tokens.add(token)
+        self.token_expiry[token] = time.time() + self.token_ttl_seconds
         return token
 
     def _login(self, body: dict[str, Any]) -> tuple[int, Any]:
@@ -955,6 +1003,7 @@ class FakeGateway:
         conn = HubConnection(hub, cid, ws, request)
         self._connections[hub].append(conn)
         await self._notify()
+        pinging = asyncio.ensure_future(self._keepalive(conn)) if self.keepalive_interval else None
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -966,9 +1015,20 @@ class FakeGateway:
                         continue
                     await self._on_hub_record(conn, record)
         finally:
+            if pinging is not None:
+                pinging.cancel()
             self._connections[hub] = [c for c in self._connections[hub] if c is not conn]
             await self._notify()
         return ws
+
+    async def _keepalive(self, conn: HubConnection) -> None:
+        while not conn.ws.closed:
+            await asyncio.sleep(self.keepalive_interval or 15.0)
+            if conn.handshaken and not conn.silent:
+                try:
+                    await conn.ws.send_str(json.dumps({"type": PING}) + RS)
+                except (ConnectionError, RuntimeError):
+                    return
 
     async def _on_hub_record(self, conn: HubConnection, record: str) -> None:
         message = json.loads(record)

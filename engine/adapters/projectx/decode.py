@@ -159,7 +159,9 @@ def quote(args: list[Any], ts: dt.datetime) -> Quote:
         ask = None if ask is None else _money(ask)
         if last is None and bid is not None and ask is not None:
             last = (bid + ask) / 2
-    return _new(Quote, (ts, contract_id, last, bid, ask, stamp))  # Quote(...) without its Python-level __new__
+    return _new(
+        Quote, (ts, contract_id, last, bid, ask, stamp, stamp is not ts)
+    )  # without Quote's Python-level __new__
 
 
 def market_trade(args: list[Any], ts: dt.datetime) -> MarketTrade | None:
@@ -170,7 +172,8 @@ def market_trade(args: list[Any], ts: dt.datetime) -> MarketTrade | None:
     if not trades:
         return None
     last = _object(trades[-1], "GatewayTrade data")
-    return MarketTrade(ts, contract_id, _money(last["price"]), _time(last.get("timestamp")) or ts)
+    stamp = _time(last.get("timestamp"))
+    return MarketTrade(ts, contract_id, _money(last["price"]), stamp or ts, stamp is not None)
 
 
 # -- REST: the account's state -------------------------------------------------------------

@@ -31,10 +31,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from riskc.engine.adapters.admission import Admission, for_login
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
 from riskc.engine.adapters.projectx import decode
 from riskc.engine.adapters.projectx.intake import CALLBACK_TARGETS, Message, from_callback
 from riskc.engine.adapters.projectx.intake import _decimals as exact_numbers
+from riskc.engine.core.instruments import symbol_of
 
 log = logging.getLogger("riskc.projectx")
 
@@ -45,6 +47,8 @@ MARKET_HUB_URL = "https://rtc.topstepx.com/hubs/market"
 ORDER_STOP = 4
 SIDE = {"buy": 0, "sell": 1}
 ORDER_SUSPENDED = 8
+_PING_FRAME = '"type":6'  # a SignalR keep-alive ping (JSON protocol)
+SETTLE_MARGIN = 2.0  # seconds beyond the SDK's request timeout an effect may still land
 
 
 # --------------------------------------------------------------------------- configuration
@@ -56,7 +60,12 @@ class MissingCredentials(ValueError):
 
 class ConnectError(Exception):
     """The Gateway could not be reached, refused the login, or has no such account. The message
-    never contains a credential."""
+    never contains a credential. ``permanent``: trying again will not help (a refused login, no
+    such account); otherwise `riskc run` retries with backoff."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +99,22 @@ class GatewayUrls:
 @dataclass(frozen=True, slots=True)
 class ConnectOptions:
     request_timeout: int = 10  # httpx read/write timeout of one request (the SDK wants an int)
-    requests_per_minute: int = 180  # the SDK's client-side limiter blocks every request when full (§4.4)
+    # riskc's own limiter, one per login and enforcement first (engine/adapters/admission.py);
+    # the SDK's own (§4.4: it blocks every request, a close included, when full) is set far above.
+    requests_per_minute: int = 180
+    read_reserve: int = 30  # of those, kept for broker calls: reads may use the rest
     call_timeout: float = 15.0  # bound on one broker call (auth check + the request + SDK lookups)
     read_timeout: float = 20.0  # bound on one state() read (the SDK retries reads 3x, §4.2)
     connect_timeout: float = 30.0
     watch_interval: float = 0.5  # how often the watchdog looks at the hubs
     settle: float = 0.2  # after a hub reopens, time for the SDK to resend subscriptions
     revive_after: float = 10.0  # a hub down this long (or whose task died) is rebuilt
-    auth_check_every: float = 60.0  # refresh the token before it expires (§2)
+    auth_check_every: float = 60.0  # how often the watchdog looks at the token's expiry (§2)
+    refresh_before: float = 600.0  # log in again this long before the token expires
+    # A hub that has sent keep-alive pings and then nothing at all for this long is rebuilt: an
+    # ASP.NET Core SignalR server pings every 15 s; a half-open socket stays "connected" (§5.7).
+    # A hub that never pinged is not judged by this (no evidence that the Gateway pings).
+    silent_after: float = 45.0
     include_suspended: bool = True  # state() also reads suspended orders (/Order/v2/query)
 
 
@@ -210,7 +227,10 @@ def _sdk() -> Any:
         from project_x_py.realtime import ProjectXRealtimeClient
 
         quiet_sdk_logging()
+        from project_x_py.models import Account
+
         _SDK = types.SimpleNamespace(
+            Account=Account,
             ProjectX=pxp.ProjectX,
             ProjectXConfig=pxp.ProjectXConfig,
             EventBus=pxp.EventBus,
@@ -237,7 +257,7 @@ def make_client(
         user_hub_url=urls.user_hub_url,
         market_hub_url=urls.market_hub_url,
         timeout_seconds=options.request_timeout,
-        requests_per_minute=options.requests_per_minute,
+        requests_per_minute=max(1000, 4 * options.requests_per_minute),
     )
     return sdk.ProjectX(
         username=credentials.username,
@@ -245,6 +265,176 @@ def make_client(
         config=config,
         account_name=account_name or credentials.account_name,
     )
+
+
+# --------------------------------------------------------------------------- the session
+
+
+class LoginRefused(ConnectError):
+    """The Gateway answered the login with ``success: false`` (bad user name or API key)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
+class Session:
+    """One login, shared by the broker port and the hubs of the accounts it serves: riskc's own
+    login (not the SDK's ``authenticate()``, §2), a fresh login when the Gateway rejects the
+    token (a 401, even while the hubs are up), a refresh ``refresh_before`` seconds before the
+    token expires (earlier than the SDK's own 5 minutes, so the SDK never logs in behind riskc's
+    back), and the account found among *all* the login's accounts.
+
+    Why not ``authenticate()``: it does not check the login reply's ``success`` (a refused key
+    surfaces later as a bare 401), it lists only active accounts (``onlyActiveAccounts: true``),
+    so an account that cannot trade (``canTrade: false``, e.g. after a rule breach) is "not found"
+    and every re-login fails, and without an account name it takes the first account, which may
+    not be the one riskc follows. ``_refresh_authentication`` refreshes only a token near expiry,
+    so a revoked token is never replaced (auth.py:96-133)."""
+
+    def __init__(
+        self,
+        client: Any,
+        account_name: str | None = None,
+        *,
+        refresh_before: float = 600.0,
+        account_id: int | None = None,
+    ) -> None:
+        self.client = client
+        self.account_name = account_name
+        self.account_id = account_id  # pinned after the first login: a re-login keeps the account
+        self.refresh_before = refresh_before
+        self.logins = 0
+        self.listeners: list[Callable[[str], None]] = []  # told each new token (the hubs)
+        self._lock = asyncio.Lock()
+
+    @property
+    def token(self) -> str | None:
+        return getattr(self.client, "session_token", None)
+
+    async def login(self) -> None:
+        """Log in and select the account. Raises ``LoginRefused``, ``ConnectError`` (no such
+        account) or the SDK's transport errors."""
+        async with self._lock:
+            await self._login()
+
+    async def renew(self, rejected: str | None) -> bool:
+        """Log in again because the Gateway rejected token ``rejected`` (a 401, a
+        ``GatewayLogout``), unless another task already did. Never raises: False when it failed."""
+        async with self._lock:
+            if rejected is not None and self.token != rejected:
+                return True
+            try:
+                await self._login()
+            except Exception as error:
+                _reraise_cancellation()
+                log.warning("logging in again failed: %s", _why(error))
+                return False
+            return True
+
+    async def ensure(self) -> None:
+        """Refresh the token before it expires (``refresh_before`` seconds ahead)."""
+        expiry = getattr(self.client, "token_expiry", None)
+        fresh = (
+            isinstance(expiry, dt.datetime) and (expiry - dt.datetime.now(dt.UTC)).total_seconds() > self.refresh_before
+        )
+        if self.token and fresh:
+            return
+        await self.renew(self.token)
+
+    async def _login(self) -> None:
+        client = self.client
+        body = {"userName": client.username, "apiKey": client.api_key}
+        reply = await client._make_request("POST", "/Auth/loginKey", data=body)
+        token = reply.get("token") if isinstance(reply, dict) else None
+        if not isinstance(reply, dict) or reply.get("success") is not True or not isinstance(token, str) or not token:
+            raise LoginRefused(
+                f"the Gateway refused the login ({_rejection(reply)}): check PROJECT_X_USERNAME and PROJECT_X_API_KEY"
+            )
+        client.session_token = token
+        client.headers["Authorization"] = f"Bearer {token}"
+        client.token_expiry = _token_expiry(token)
+        accounts = await client._make_request("POST", "/Account/search", data={"onlyActiveAccounts": False})
+        if not isinstance(accounts, dict) or accounts.get("success") is not True:
+            raise ConnectError(f"listing the login's accounts failed: {_rejection(accounts)}")
+        chosen = self._choose([a for a in accounts.get("accounts") or [] if isinstance(a, dict)])
+        client.account_info = _sdk().Account.from_api(chosen)
+        client._authenticated = True
+        self.account_id = chosen.get("id")
+        self.logins += 1
+        for listener in self.listeners:
+            try:
+                listener(token)
+            except Exception:
+                log.exception("a token listener failed")
+
+    def _choose(self, accounts: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.account_id is not None:
+            found = [a for a in accounts if a.get("id") == self.account_id]
+            wanted = f"account {self.account_id}"
+        elif self.account_name:
+            found = [a for a in accounts if str(a.get("name", "")).upper() == self.account_name.upper()]
+            wanted = f"account {self.account_name!r}"
+        else:  # the first that can trade, else the first: the SDK's choice, without hiding the others
+            found = sorted(accounts, key=lambda a: a.get("canTrade") is False)
+            wanted = "an account"
+        if not found:
+            names = ", ".join(str(a.get("name")) for a in accounts) or "none"
+            raise ConnectError(f"the login has no {wanted} (its accounts: {names})", permanent=True)
+        return found[0]
+
+
+def _token_expiry(token: str) -> dt.datetime:
+    """The JWT's ``exp``; one hour from now when it cannot be read (the SDK's default, §2)."""
+    import base64
+    import json
+
+    try:
+        payload = token.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return dt.datetime.fromtimestamp(float(data["exp"]), dt.UTC)
+    except (IndexError, ValueError, KeyError, TypeError):
+        return dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+
+
+_COST = {
+    "close": 1,
+    "partial_close": 1,
+    "cancel": 2,
+    "modify_stop": 3,
+    "place_stop": 2,
+}  # requests, SDK lookups included
+THROTTLED_PAUSE = 5.0  # after a 429 on a broker call (the SDK keeps no Retry-After for those)
+
+
+def _unthrottled(client: Any) -> Callable[..., Awaitable[Any]]:
+    """The client's request funnel without the SDK's rate-limit decorator, which answers a 429 on
+    a read by sleeping 60 s whatever ``Retry-After`` says (error_handler.py:359-419): riskc
+    waits the Gateway's own ``Retry-After`` in its admission instead. The funnel itself when the
+    decorator is not there."""
+    inner = getattr(type(client)._make_request, "__wrapped__", None)
+    if inner is None:
+        return client._make_request
+    return lambda *args, **kwargs: inner(client, *args, **kwargs)
+
+
+def _retry_after(error: BaseException) -> float:
+    """The seconds in the SDK's "retry after Ns" (the 429's ``Retry-After``, http.py:358-369)."""
+    found = re.search(r"retry after (\d+(?:\.\d+)?)s", str(error))
+    return float(found.group(1)) if found else 60.0
+
+
+def _throttled(error: BaseException) -> bool:
+    """A broker call refused with 429 (http.py:358-364)."""
+    return isinstance(error, _sdk().errors.OrderSubmissionUncertainError) and "rate-limited" in str(error)
+
+
+def _unauthorized(error: BaseException) -> bool:
+    """The Gateway answered 401: a read's ``ProjectXAuthenticationError``, or a mutating call's
+    ``OrderSubmissionUncertainError`` that says so (http.py:389-411)."""
+    errors = _sdk().errors
+    if isinstance(error, errors.ProjectXAuthenticationError):
+        return True
+    return isinstance(error, errors.OrderSubmissionUncertainError) and "401" in str(error)
 
 
 # --------------------------------------------------------------------------- the broker port
@@ -272,15 +462,29 @@ class ProjectXBroker:
         call_timeout: float = 15.0,
         read_timeout: float = 20.0,
         include_suspended: bool = True,
+        session: Session | None = None,
+        admission: Admission | None = None,
     ) -> None:
         sdk = _sdk()
         self.client = client
+        self.admission = admission if admission is not None else Admission()
+        self.session = session if session is not None else Session(client, account_id=account_id)
+        self.optional_failures = 0  # reads of an optional endpoint that failed (degraded, not fatal)
+        self._read_token: str | None = None
         self.account_id = account_id
         self.call_timeout = call_timeout
         self.read_timeout = read_timeout
         self.include_suspended = include_suspended
         self._errors = sdk.errors
         self._orders = sdk.OrderManager(client, sdk.EventBus())
+
+    @property
+    def settle_window(self) -> float:
+        """How long after a send whose outcome is unknown its effect may still land: the SDK's own
+        request timeout (``timeout_seconds``, §4.2) plus a margin. The executor does not resend
+        before it has passed, even when its own ``timeout`` is shorter (PRODUCT.md §8)."""
+        request = getattr(getattr(self.client, "config", None), "timeout_seconds", None)
+        return float(request if isinstance(request, int | float) else 10) + SETTLE_MARGIN
 
     # -- send -------------------------------------------------------------------------------
 
@@ -296,9 +500,12 @@ class ProjectXBroker:
         if sender is None:
             raise BrokerError(f"{call.describe()}: not a call the ProjectX adapter knows", retryable=False)
         deadline = asyncio.timeout(self.call_timeout)
+        token = self.session.token
         try:
             async with deadline:
-                await self.client._ensure_authenticated()  # mutating calls do not refresh the token (§2)
+                await self.session.ensure()  # mutating calls do not refresh the token (§2)
+                token = self.session.token
+                await self.admission.acquire(_COST.get(call.kind, 1), urgent=True)
                 return await sender(self, call)
         except BrokerError:
             raise
@@ -307,6 +514,19 @@ class ProjectXBroker:
             if deadline.expired():
                 raise BrokerError(
                     f"{call.describe()}: no answer within {self.call_timeout:g}s; outcome unknown"
+                ) from None
+            if _throttled(error):
+                self.admission.retry_after(THROTTLED_PAUSE)
+                raise BrokerError(
+                    f"{call.describe()}: the Gateway refused it (429, rate limited); sent again once verified",
+                    unsent=True,
+                ) from None
+            if _unauthorized(error):
+                renewed = await self.session.renew(token)
+                raise BrokerError(
+                    f"{call.describe()}: the Gateway rejected the session token (401); "
+                    + ("logged in again" if renewed else "logging in again failed"),
+                    unsent=True,
                 ) from None
             raise self._broker_error(call, error) from None
 
@@ -366,32 +586,51 @@ class ProjectXBroker:
             return BrokerError(f"{call.describe()}: rejected: {redact(error) or type(error).__name__}", retryable=False)
         return BrokerError(f"{call.describe()}: {_why(error)}")
 
+    # -- contract data ----------------------------------------------------------------------
+
+    async def contract(self, contract_id: str) -> dict[str, Any] | None:
+        """The Gateway's data of ``contract_id`` (``id``, ``name``, ``tickSize``, ``tickValue``)
+        through the SDK's ``get_instrument`` (``/Contract/searchById``, falling back to
+        ``/Contract/search`` by product, §3), or None when the Gateway has no such contract, the
+        answer is for another product, or the call fails (logged). Never raises."""
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                await self.admission.acquire(2)
+                found = await self.client.get_instrument(contract_id)
+        except Exception as error:
+            _reraise_cancellation()
+            log.warning("the Gateway's contract data for %s: %s", contract_id, _why(error))
+            return None
+        found_id = str(getattr(found, "id", "") or "")
+        if found_id != contract_id and symbol_of(found_id) != symbol_of(contract_id):
+            log.warning("the Gateway answered %s for contract %s; not used", found_id or "nothing", contract_id)
+            return None
+        return {
+            "id": found_id,
+            "name": str(getattr(found, "description", "") or getattr(found, "name", "") or ""),
+            "tickSize": getattr(found, "tickSize", None),
+            "tickValue": getattr(found, "tickValue", None),
+        }
+
     # -- state ------------------------------------------------------------------------------
 
     async def state(self, account_id: int, *, trades_since: dt.datetime | None = None) -> BrokerState:
         """Open positions, working orders (open, and suspended when the Gateway lists them), the
         account, and the trades since ``trades_since`` (not read when None: verification does not
-        need them). Raises ``BrokerError`` when any read fails or times out."""
-        reads = {
-            "positions": self._search("/Position/searchOpen", {"accountId": account_id}, "positions"),
-            "orders": self._search("/Order/searchOpen", {"accountId": account_id}, "orders"),
-            "accounts": self._search("/Account/search", {"onlyActiveAccounts": False}, "accounts"),
-        }
-        if trades_since is not None:
-            reads["trades"] = self._search(
-                "/Trade/search", {"accountId": account_id, "startTimestamp": trades_since.isoformat()}, "trades"
-            )
-        if self.include_suspended:
-            reads["suspended"] = self._suspended(account_id)
-        try:
-            async with asyncio.timeout(self.read_timeout):
-                await self.client._ensure_authenticated()
-                results = dict(zip(reads, await asyncio.gather(*reads.values(), return_exceptions=True), strict=True))
-        except TimeoutError:
-            raise BrokerError(f"reading the account state took longer than {self.read_timeout:g}s") from None
-        except Exception as error:
-            _reraise_cancellation()
-            raise BrokerError(f"reading the account state: {_why(error)}") from None
+        need them). A rejected token (401) is replaced by a fresh login and the read done once
+        more. Raises ``BrokerError`` when a required read fails or times out; a failing optional
+        read (suspended orders) is left out and said so in ``extra``."""
+        results = await self._read(account_id, trades_since)
+        # A token revoked, or a session ended elsewhere, while the hubs may stay up: the SDK does
+        # not log in again for a token that is not near its expiry (§2).
+        rejected = any(_unauthorized(v) for v in results.values() if isinstance(v, BaseException))
+        if rejected and await self.session.renew(self._read_token):
+            results = await self._read(account_id, trades_since)
+        suspended = results.get("suspended")
+        if isinstance(suspended, Exception) and not isinstance(suspended, asyncio.CancelledError):
+            self.optional_failures += 1
+            log.warning("reading suspended orders failed; the state is read without them: %s", _why(suspended))
+            del results["suspended"]
         for name, value in results.items():
             if isinstance(value, BaseException):
                 if isinstance(value, asyncio.CancelledError):
@@ -401,8 +640,44 @@ class ProjectXBroker:
                 )
         return _state(account_id, results)
 
+    async def _read(self, account_id: int, trades_since: dt.datetime | None) -> dict[str, Any]:
+        """Every read at once; a failed one is its exception in the result."""
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                await self.session.ensure()
+                self._read_token = self.session.token
+                reads = {
+                    "positions": self._search("/Position/searchOpen", {"accountId": account_id}, "positions"),
+                    "orders": self._search("/Order/searchOpen", {"accountId": account_id}, "orders"),
+                }
+                if trades_since is not None:  # a reconciliation; a verification needs neither
+                    reads["accounts"] = self._search("/Account/search", {"onlyActiveAccounts": False}, "accounts")
+                    reads["trades"] = self._search(
+                        "/Trade/search", {"accountId": account_id, "startTimestamp": trades_since.isoformat()}, "trades"
+                    )
+                if self.include_suspended:
+                    reads["suspended"] = self._suspended(account_id)
+                try:
+                    await self.admission.acquire(len(reads))
+                except BaseException:
+                    for read in reads.values():
+                        read.close()
+                    raise
+                values = await asyncio.gather(*reads.values(), return_exceptions=True)
+                return dict(zip(reads, values, strict=True))
+        except TimeoutError:
+            raise BrokerError(f"reading the account state took longer than {self.read_timeout:g}s") from None
+        except Exception as error:
+            _reraise_cancellation()
+            raise BrokerError(f"reading the account state: {_why(error)}") from None
+
     async def _search(self, path: str, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
-        reply = await self.client._make_request("POST", path, data=body)
+        try:
+            reply = await _unthrottled(self.client)("POST", path, data=body)
+        except self._errors.ProjectXRateLimitError as error:
+            wait = _retry_after(error)
+            self.admission.retry_after(wait)
+            raise BrokerError(f"{path}: the Gateway is rate limiting (429); nothing is sent for {wait:g}s") from None
         if isinstance(reply, list):  # /Position/searchOpen may answer a bare list (§3)
             return reply
         if not isinstance(reply, dict) or reply.get("success") is not True:
@@ -429,7 +704,8 @@ class ProjectXBroker:
 
 def _state(account_id: int, results: dict[str, Any]) -> BrokerState:
     orders = {o.get("id"): o for o in (*results["orders"], *results.get("suspended", ())) if isinstance(o, dict)}
-    account = next((a for a in results["accounts"] if isinstance(a, dict) and a.get("id") == account_id), None)
+    accounts = results.get("accounts", ())
+    account = next((a for a in accounts if isinstance(a, dict) and a.get("id") == account_id), None)
     extra = {"trades_read": "trades" in results, "suspended_read": "suspended" in results}
     try:
         return decode.broker_state(
@@ -484,10 +760,18 @@ class _Hub:
     seen_closes: int = 0
     live: bool = False
     down_since: float = 0.0
+    heard_at: float = field(default_factory=time.monotonic)  # the last frame received, pings included
+    pinged: bool = False  # the server has sent a keep-alive ping since the hub opened
 
     def opened(self) -> None:  # runs inside pysignalr: must not raise
         self.opens += 1
+        self.heard_at, self.pinged = time.monotonic(), False
         self.wake.set()
+
+    def heard(self, raw: Any) -> None:
+        self.heard_at = time.monotonic()
+        if not self.pinged and isinstance(raw, str | bytes) and _PING_FRAME in str(raw).replace(" ", ""):
+            self.pinged = True
 
     def closed(self) -> None:
         self.closes += 1
@@ -498,18 +782,28 @@ class ProjectXConnection:
     """A live, supervised connection to one account. Built by ``connect``; use ``async with`` or
     ``await close()``."""
 
-    def __init__(self, client: Any, sink: Sink, options: ConnectOptions) -> None:
+    def __init__(self, client: Any, sink: Sink, options: ConnectOptions, session: Session | None = None) -> None:
         self.client = client
         self.options = options
         self.account: dict[str, Any] = exact_numbers(dataclasses.asdict(client.account_info))
         self.account_id: int = client.account_info.id
+        self.session = session if session is not None else Session(client, account_id=self.account_id)
+        self.session.listeners.append(self._new_token)
         self.broker = ProjectXBroker(
             client,
             self.account_id,
             call_timeout=options.call_timeout,
             read_timeout=options.read_timeout,
             include_suspended=options.include_suspended,
+            session=self.session,
+            admission=for_login(
+                str(getattr(client.config, "api_url", "")),
+                str(getattr(client, "username", "")),
+                options.requests_per_minute,
+                options.read_reserve,
+            ),
         )
+        self.logouts = 0  # GatewayLogout invocations received
         self.received = 0  # hub payloads delivered
         self.unreadable = 0  # payloads from_callback could not wrap (logged, skipped)
         self.revivals = 0  # full hub rebuilds by the watchdog
@@ -529,6 +823,7 @@ class ProjectXConnection:
         self._revival_backoff = 1.0
         self._last_auth_check = time.monotonic()
         self._closing = False
+        self._logged_out = False  # a GatewayLogout arrived: log in again and rebuild the hubs
 
     # -- public -----------------------------------------------------------------------------
 
@@ -671,9 +966,20 @@ class ProjectXConnection:
             connection = getattr(self._rt, f"{name}_connection", None)
             if connection is None or self._hooked.get(name) is connection:
                 continue
-            connection.on_open(hub.opened)
+            connection.on_open(_opened(connection, hub))
             connection.on_close(hub.closed)
+            connection.on("GatewayLogout", self._gateway_logout)  # the SDK only logs it (§5.3)
             self._hooked[name] = connection
+
+    def _gateway_logout(self, *args: Any) -> None:  # runs inside pysignalr: must not raise
+        self.logouts += 1
+        self._logged_out = True
+        self._wake.set()
+
+    def _new_token(self, token: str) -> None:
+        """A fresh login (a 401, a refresh, a logout): the hubs reconnect with the new token."""
+        if self._rt is not None:
+            self._rt.jwt_token = token
 
     def _live(self, name: str) -> bool:
         return self._rt is not None and bool(self._rt._hub_is_live(name))
@@ -699,6 +1005,15 @@ class ProjectXConnection:
         revive = False
         for hub in self._hubs.values():
             live = self._live(hub.name)
+            silent = now - hub.heard_at
+            if live and hub.live and hub.pinged and silent >= self.options.silent_after:
+                # Connected by every flag, yet not even a keep-alive ping: a half-open socket.
+                hub.live, hub.down_since = False, now - self.options.revive_after
+                self._emit(hub, "disconnected", f"silent for {silent:.0f}s (no keep-alive pings)")
+                hub.heard_at = now
+                self._next_revival = 0.0
+                revive = True
+                continue
             bounced = hub.opens != hub.seen_opens or hub.closes != hub.seen_closes
             if hub.live and (not live or bounced):
                 hub.live, hub.down_since = False, now
@@ -712,13 +1027,19 @@ class ProjectXConnection:
             hub.seen_opens, hub.seen_closes = hub.opens, hub.closes
             if not live and (self._dead(hub.name) or now - hub.down_since >= self.options.revive_after):
                 revive = True
+        if self._logged_out:
+            # The Gateway ended the session: the hubs' token is dead even if the sockets look up.
+            self._logged_out = False
+            log.warning("the Gateway sent GatewayLogout: logging in again and rebuilding the hubs")
+            self._next_revival = 0.0
+            revive = True
         if revive and now >= self._next_revival:
             await self._revive()
         await self._resubscribe()
         if now - self._last_auth_check >= self.options.auth_check_every:
             self._last_auth_check = now
             async with asyncio.timeout(self.options.read_timeout):
-                await self.client._ensure_authenticated()
+                await self.session.ensure()
 
     async def _settle(self) -> None:
         """Let the SDK's own restore of a reopened hub's subscriptions finish (§5.5): riskc reports
@@ -752,7 +1073,7 @@ class ProjectXConnection:
         try:
             async with asyncio.timeout(self.options.connect_timeout):
                 await rt.disconnect()
-                await self.client.authenticate()  # the old token may be why the hub died
+                await self.session.login()  # the old token may be why the hub died
                 rt.jwt_token = self.client.session_token
                 rt.setup_complete = False
                 rt.user_hub_ready.clear()  # disconnect() leaves them set: connect() would not wait
@@ -776,6 +1097,41 @@ class ProjectXConnection:
                 self._unsubscribed.update(pending)
 
 
+def _opened(connection: Any, hub: _Hub) -> Callable[[], None]:
+    """The hub's open hook: count the open, and listen to the (new) pysignalr client's frames
+    (``AsyncHubConnection.start`` builds a new client each time, async_hub.py:121-138)."""
+
+    def opened() -> None:  # runs inside pysignalr: must not raise
+        hub.opened()
+        try:
+            _listen(connection, hub.heard)
+        except Exception:
+            log.exception("watching the %s hub for silence", hub.name)
+
+    return opened
+
+
+def _listen(connection: Any, heard: Callable[[Any], None]) -> None:
+    """Call ``heard`` on every frame the hub receives, keep-alive pings included: pysignalr does
+    not time out a server that stops pinging (its transport's ``_on_raw_message`` is the one
+    place every frame passes, pysignalr/transport/websocket.py:288-296, §5.7)."""
+    try:
+        transport = connection._ensure_client()._transport
+        original = transport._on_raw_message
+    except AttributeError:
+        log.warning("cannot watch the hub for silence: pysignalr's transport has changed")
+        return
+    if getattr(original, "riskc_listens", False):
+        return
+
+    async def on_raw_message(raw: Any) -> None:
+        heard(raw)
+        await original(raw)
+
+    on_raw_message.riskc_listens = True  # type: ignore[attr-defined]
+    transport._on_raw_message = on_raw_message
+
+
 async def connect(
     credentials: Credentials,
     urls: GatewayUrls = GatewayUrls(),
@@ -796,20 +1152,24 @@ async def connect(
     errors = _sdk().errors
     await px.__aenter__()
     connection: ProjectXConnection | None = None
+    session = Session(px, account_name or credentials.account_name, refresh_before=options.refresh_before)
     try:
         try:
             async with asyncio.timeout(options.connect_timeout):
-                await px.authenticate()
+                await session.login()
+        except ConnectError as error:
+            raise ConnectError(f"logging in at {urls.api_url}: {error}", permanent=error.permanent) from None
         except errors.ProjectXAuthenticationError:
             raise ConnectError(
-                "the Gateway refused the login: check PROJECT_X_USERNAME and PROJECT_X_API_KEY"
+                f"the Gateway at {urls.api_url} refused the login: check PROJECT_X_USERNAME and PROJECT_X_API_KEY",
+                permanent=True,
             ) from None
-        except ValueError as error:  # the named account is not among the active ones
-            raise ConnectError(redact(error)) from None
-        except (TimeoutError, errors.ProjectXError) as error:
-            raise ConnectError(f"cannot log in at {urls.api_url}: {_why(error)}") from None
-        px.account_name = px.account_info.name  # a later re-login picks the same account
-        connection = ProjectXConnection(px, sink, options)
+        except (TimeoutError, errors.ProjectXError, OSError) as error:
+            raise ConnectError(
+                f"cannot log in at {urls.api_url}: {_why(error)}; check the network and broker.api_url"
+            ) from None
+        px.account_name = px.account_info.name  # the SDK's own lookups see the same account
+        connection = ProjectXConnection(px, sink, options, session)
         async with asyncio.timeout(options.connect_timeout):
             await connection._start(contracts, follow_contracts)
         return connection
