@@ -144,7 +144,7 @@ def test_the_data_version_moves_with_locks_not_with_every_write(desk_url: str) -
         assert worker.data_version() != before  # `riskc lock` from another process: reload
 
 
-def test_heartbeat_and_staged_policies_work_on_a_desk(desk_url: str) -> None:
+def test_heartbeat_staged_policies_and_instruments_work_on_a_desk(desk_url: str) -> None:
     from datetime import timedelta
 
     from riskc.engine.store import heartbeat, policy_sets
@@ -156,4 +156,13 @@ def test_heartbeat_and_staged_policies_work_on_a_desk(desk_url: str) -> None:
         policy_sets.put(store, "main", "staged", "d1", (("p.risk", "x"),), T0, T0 + timedelta(hours=2))
         policy_sets.put(store, "main", "staged", "d2", (("p.risk", "y"),), T0, T0 + timedelta(hours=2))
         assert policy_sets.get(store, "main", "staged").digest == "d2"
+        from decimal import Decimal
+
+        from riskc.engine.store.instruments import CachedInstrument
+
+        for value in ("0.50", "0.25"):  # saved twice: the upsert replaces
+            store.save_instrument(
+                CachedInstrument("MNQ", "CON.F.US.MNQ.Z25", Decimal(value), Decimal("0.5"), "MNQ", "broker", T0)
+            )
+        assert [i.tick_size for i in store.cached_instruments()] == [Decimal("0.25")]
         assert store.verify_audit().ok
