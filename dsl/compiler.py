@@ -166,6 +166,19 @@ class Program:
         # Every attribute name the generated code reads (a superset of the snapshot fields its
         # rules use): the engine leaves fields no rule reads, like ages, out of the snapshot.
         self.reads = frozenset(re.findall(r"\.([A-Za-z_]\w*)", source))
+        # The same for the conditions alone (the `evaluate` function): what decides which rules hold.
+        self.condition_reads = frozenset(re.findall(r"\.([A-Za-z_]\w*)", source.split("\ndef _actions_", 1)[0]))
+        # Whether a rule that runs on a quote reads the event (a quote's prices or contract): if
+        # none does, a quote changes what the rules see only through the marks and the clock.
+        self.sees_quotes = any(_admits(i.rule, "quote") and _reads_event(i.rule) for i in self.rules)
+        self._like_quote: dict[str, bool] = {}
+
+    def like_quote(self, kind: str) -> bool:
+        """Whether an event of ``kind`` runs exactly the rules a quote runs (the `on` filters)."""
+        like = self._like_quote.get(kind)
+        if like is None:
+            like = self._like_quote[kind] = all(_admits(i.rule, kind) == _admits(i.rule, "quote") for i in self.rules)
+        return like
 
     def evaluate(self, snapshot) -> Decision:
         """What the policy decides on ``snapshot``. The rules that hold are known at once
@@ -255,6 +268,15 @@ class Program:
 
 
 _NOTHING = Decision.of((), ())
+
+
+def _admits(rule: ast.Rule, kind: str) -> bool:
+    return not rule.on or any(k.text == kind for k in rule.on)
+
+
+def _reads_event(rule: ast.Rule) -> bool:
+    """Whether the rule names `event` anywhere (its condition, its actions, its parameters)."""
+    return any(isinstance(node, ast.Name) and node.id == "event" for node in walk(rule))
 
 
 def _describe(error: Exception) -> str:

@@ -520,6 +520,12 @@ class Book:
         view.fill_times, view.now = state.fill_times, now
         return view
 
+    @property
+    def second_end(self) -> dt.datetime | None:
+        """The end of the whole second the last snapshot's session is for (None before one)."""
+        cached = self._session_cache
+        return None if cached is None else cached[4]
+
     def _session(self, now: dt.datetime, zone: Any) -> tuple[Session, dt.datetime]:
         cached = self._session_cache
         if cached is not None and cached[3] <= now < cached[4]:  # the same whole second

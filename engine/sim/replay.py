@@ -90,6 +90,7 @@ class Replay:
         account_id: int | None = None,
     ) -> None:
         self.engine = Engine(policies, store, account_id=account_id, instruments=instruments)
+        self.engine.watch_store = False  # the recording is the only input: no other process writes lockouts
         self.sim = SimBroker(instruments)
         self.summary = ReplaySummary()
         self.emit = emit or (lambda record: None)
