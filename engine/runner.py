@@ -253,15 +253,19 @@ class Engine:
         if change is None and steady is not None and steady == self._steady:
             self._settle(event)
             return NO_EFFECTS
-        effects = self._enforce(decisions, lockouts, exposed, unpriced)
-        if change is not None:
-            effects.records.insert(0, change)
-        if trading.checked is None:  # a lockout was just set or lengthened: the state may change with it
-            after = self._state_change(self._lockouts(snapshot))
-            if after is not None:
-                effects.records.append(after)
-        if effects.records:
-            self._audit_decision(event, effects)
+        # What this decision plans, sets and audits commits in one durable transaction, before
+        # any call it makes leaves (one fsync per breach; see engine/store/base.py).
+        with self.store.batch():
+            effects = self._enforce(decisions, lockouts, exposed, unpriced)
+            if change is not None:
+                effects.records.insert(0, change)
+            if trading.checked is None:  # a lockout was just set or lengthened: the state may change with it
+                after = self._state_change(self._lockouts(snapshot))
+                if after is not None:
+                    effects.records.append(after)
+            if effects.records:
+                self._audit_decision(event, effects)
+                self.flush_audit()
         # Nothing changed and nothing was done: while the same breach keeps firing on the same
         # book, the next evaluation with the same key is known to do nothing too.
         self._steady = None if effects else self._steady_key(decisions, exposed, unpriced)
@@ -469,9 +473,8 @@ class Engine:
         self.store.save_book(book.account.id, json.dumps(positions), json.dumps(orders), book.now)
 
     def _audit_decision(self, event: Event, effects: Effects) -> None:
-        """The decision goes to the audit log; when it has broker calls, just after they leave
-        (``flush_audit``, from ``mark_sent``): the calls are already planned durably, and the
-        breach should not wait for one more transaction before the broker hears of it."""
+        """The decision goes to the audit log: at once when it has no broker calls, else in the
+        batch that plans them (``_evaluate``), so the breach waits for one transaction."""
         payload = {
             "event": event.kind,
             "time": event.time.isoformat() if event.time else None,
