@@ -30,7 +30,7 @@ from riskc.engine.core.book import Book
 from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.core.events import MARKET_EVENTS, BrokerEvent, Fill, OrderUpdate, PositionUpdate, Quote
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
-from riskc.engine.core.snapshot import Event
+from riskc.engine.core.snapshot import EVENT_KINDS, Event
 from riskc.engine.enforce.enforcer import Effects, Enforcer
 from riskc.engine.enforce.executor import took_effect
 from riskc.engine.enforce.trading_state import Trading
@@ -121,7 +121,7 @@ class Engine:
         self.policies = policies
         self._ages = _reads_ages(policies)
         self._settled: tuple | None = None  # see _settle
-        self._quote_blind, self._time_reads = _quote_blindness(policies)
+        self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
         self.watch_store = True  # look for another process's writes on every tick (replay has none: False)
         self.persist_book = persist_book
         self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
@@ -160,10 +160,10 @@ class Engine:
         contract_id = quote.contract_id
         held = contract_id in book.positions
         mark = book.marks.get(contract_id) if held else None
-        event = book.apply(quote)
+        applied = book.apply_quote(quote)
         if book.rolled or book.coverage_changes:
-            self._after_apply(quote, event)
-        if event is None:
+            self._after_apply(quote, book.quote_event(quote) if applied else None)
+        if not applied:
             return NO_EFFECTS
         self.events += 1
         if (
@@ -174,7 +174,7 @@ class Engine:
             or settled[3] != self.trading.version
             or not self.trading.fresh(book.now)
         ):
-            return self._evaluate(event)
+            return self._evaluate(book.quote_event(quote))
         return NO_EFFECTS
 
     def on_events(self, updates: Iterable[BrokerEvent]) -> Effects:
@@ -206,7 +206,7 @@ class Engine:
         self.policies = policies
         self._ages = _reads_ages(policies)
         self._settled = None
-        self._quote_blind, self._time_reads = _quote_blindness(policies)
+        self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
 
     def finished(
         self,
@@ -278,7 +278,7 @@ class Engine:
         event, the event ran the rules a quote runs, and nothing the rules read moves with time
         inside a second (an uncovered position's grace, ages, a fill window; the session is one
         per second)."""
-        if not self._quote_blind or not all(p.like_quote(event.kind) for p in self.policies.programs):
+        if not self._quote_blind or event.kind not in self._like_quote:
             return
         book = self.book
         reads = self._time_reads
@@ -572,10 +572,13 @@ class Engine:
                 self.store.mark_failed(record.key, now, "not found in broker state after restart", retryable=True)
 
 
-def _quote_blindness(policies: PolicySet) -> tuple[bool, frozenset[str]]:
-    """(no rule that runs on a quote reads the event, the names the conditions read)."""
-    blind = not any(program.sees_quotes for program in policies.programs)
-    return blind, frozenset().union(*(program.condition_reads for program in policies.programs))
+def _quote_blindness(policies: PolicySet) -> tuple[bool, frozenset[str], frozenset[str]]:
+    """(no rule that runs on a quote reads the event, the names the conditions read, the event
+    kinds that run the rules a quote runs)."""
+    programs = policies.programs
+    blind = not any(program.sees_quotes for program in programs)
+    like = frozenset(k for k in EVENT_KINDS if all(program.like_quote(k) for program in programs))
+    return blind, frozenset().union(*(program.condition_reads for program in programs)), like
 
 
 def _reads_ages(policies: PolicySet) -> bool:

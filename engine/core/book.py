@@ -314,20 +314,36 @@ class Book:
             day.fill_times.remove(at)
 
     def _on_quote(self, quote: Quote) -> Event | None:
-        """The hot path: most messages are quotes."""
-        ts, contract_id, last, stamp = quote.time, quote.contract_id, quote.last, quote.stamp
-        if stamp < self.quote_times.get(contract_id, NEVER):
-            return None
-        self.quote_times[contract_id] = stamp
-        if last is not None:
-            if self.marks.get(contract_id) != last:
-                self._mark(contract_id, last)
-            mark = last
-        else:
-            mark = self.marks.get(contract_id, ZERO)
-        bid, ask = quote.bid, quote.ask
+        return self.quote_event(quote) if self._take_quote(quote) else None
+
+    def apply_quote(self, quote: Quote) -> bool:
+        """``apply`` for a quote without building its ``Event`` (the engine's quote fast path
+        asks for it with ``quote_event`` only when it evaluates): whether it was applied."""
+        ts = quote.time
+        if ts > self.now:
+            self.now = ts
+        day = self.day
+        if day is None or self.now >= day.end:
+            self._roll(self.now)
+        return self._take_quote(quote)
+
+    def _take_quote(self, quote: Quote) -> bool:
+        """The hot path: most messages are quotes. False for one older than the contract's last."""
+        contract_id, last = quote.contract_id, quote.last
+        times = self.quote_times
+        if quote.stamp < times.get(contract_id, NEVER):
+            return False
+        times[contract_id] = quote.stamp
+        if last is not None and self.marks.get(contract_id) != last:
+            self._mark(contract_id, last)
+        return True
+
+    def quote_event(self, quote: Quote) -> Event:
+        """The event rules see for a quote just applied."""
+        contract_id, last, bid, ask = quote.contract_id, quote.last, quote.bid, quote.ask
+        mark = last if last is not None else self.marks.get(contract_id, ZERO)
         return Event.quote(
-            ts,
+            quote.time,
             symbol_of(contract_id),
             contract_id,
             mark,

@@ -115,17 +115,22 @@ class Replay:
             summary.first = ts
         summary.last = ts
         triggered = self.sim.observe(item)
-        try:
-            updates = decode(item)
-        except DECODE_ERRORS as error:
-            engine.malformed += 1
-            summary.malformed.append(Malformed(item.line, _why(error), item.to_json()))
-            log.warning("malformed recording line skipped: %s", summary.malformed[-1].describe())
-            updates = ()
-        for update in updates:
-            effects = engine.on_event(update)
+        if item.event is not None:  # decoded by intake (a quote)
+            effects = engine.on_event(item.event)
             if effects is not NO_EFFECTS:
                 self._handle(effects)
+        else:
+            try:
+                updates = decode(item)
+            except DECODE_ERRORS as error:
+                engine.malformed += 1
+                summary.malformed.append(Malformed(item.line, _why(error), item.to_json()))
+                log.warning("malformed recording line skipped: %s", summary.malformed[-1].describe())
+                updates = ()
+            for update in updates:
+                effects = engine.on_event(update)
+                if effects is not NO_EFFECTS:
+                    self._handle(effects)
         if triggered:
             for message in triggered:
                 self._apply(message)

@@ -137,16 +137,25 @@ def _quote_line(raw: dict[str, Any], line: int) -> Message | None:
     if total - total != 0.0:  # an infinity (or a sum that overflows): the general path says why
         return None
     try:
-        ts = parse_time(ts_text)
+        ts = _fromisoformat(ts_text)
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=_UTC)  # as parse_time
         stamp = ts if stamp_text == ts_text else parse_time(stamp_text) if stamp_text else ts
     except (TypeError, ValueError):
         return None  # the general path reports it
-    cached = _DECIMALS.get
+    cached = _cached
     last, bid, ask = cached(last) or _decimal(last), cached(bid) or _decimal(bid), cached(ask) or _decimal(ask)
     data["lastPrice"], data["bestBid"], data["bestAsk"] = last, bid, ask
     if len(data) > 5:  # more than symbol, the prices and the timestamp: the rest as the general path has them
         _floats_in_place(data)
-    return Message(ts, "market", "GatewayQuote", args, line, Quote(ts, contract_id, last, bid, ask, stamp))
+    # tuple.__new__: a named tuple's own constructor costs three times as much, on every quote
+    quote = _new_tuple(Quote, (ts, contract_id, last, bid, ask, stamp))
+    return Message(ts, "market", "GatewayQuote", args, line, quote)
+
+
+_fromisoformat = dt.datetime.fromisoformat
+_UTC = dt.UTC
+_new_tuple = tuple.__new__
 
 
 def _content(text: str | bytes) -> str:
