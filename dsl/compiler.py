@@ -340,7 +340,14 @@ def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
         ]
     )
     source, marks = _unmark(source)
-    namespace: dict[str, Any] = {"_rt": runtime, "_Action": Action, "_Decimal": Decimal, "_dt": dt, **unit.constants}
+    namespace: dict[str, Any] = {
+        "_rt": runtime,
+        "_Action": Action,
+        "_new": tuple.__new__,
+        "_Decimal": Decimal,
+        "_dt": dt,
+        **unit.constants,
+    }
     filename = f"<policy {policy.path}>"
     exec(compile(source, filename, "exec"), namespace)
     origin = Origin(filename, marks, tuple(unit.spans))
@@ -549,7 +556,7 @@ def _arith(e: ast.Arith, r: _RuleCode, unit: _Unit) -> str:
 
 def _action_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[str]:
     instance = r.instance
-    head = f"_Action(kind={{kind}}, rule={instance.id!r}, severity={instance.severity!r}, reason=why"
+    head = {"rule": repr(instance.id), "severity": repr(instance.severity), "reason": "why"}
     lines = [f"def _actions_{r.index}(s, {_BINDER}, why):", "    out = []"]
     for action in instance.rule.actions:
         lines.append("    out.append(" + _action_call(action, r, unit, policy, head) + ")")
@@ -557,10 +564,12 @@ def _action_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[s
     return lines
 
 
-def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy, head: str) -> str:
+def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy, head: dict[str, str]) -> str:
     def build(kind: str, **fields: str) -> str:
-        extra = "".join(f", {k}={v}" for k, v in fields.items())
-        return head.format(kind=repr(kind)) + extra + ")"
+        # Every field in order, built with tuple.__new__: a third of the named tuple's own
+        # constructor, which counts while a breach holds (the engine compares the actions).
+        values = {"kind": repr(kind), **head, **fields}
+        return "_new(_Action, (" + ", ".join(values.get(name, "None") for name in Action._fields) + ",))"
 
     def ex(e: ast.Expr) -> str:
         return _expr(e, r, unit)
