@@ -15,7 +15,7 @@ import datetime as dt
 import functools
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -234,10 +234,18 @@ class Engine:
         book, enforcer = self.book, self.enforcer
         programs = self.policies.programs
         snapshot = book.snapshot(event, self.zone, ages=self._ages)
-        decisions = [program.evaluate(snapshot) for program in programs]
-        hit = decisions[0].hits if len(decisions) == 1 else any(d.hits for d in decisions)
+        if len(programs) == 1:
+            decision = programs[0].evaluate(snapshot)
+            hit, decisions = decision.hits, (decision,)
+        else:
+            decisions = [program.evaluate(snapshot) for program in programs]
+            hit = any(d.hits for d in decisions)
         trading = self.trading
-        lockouts = trading.lockouts if trading.fresh(book.now) else self._lockouts(snapshot)
+        expires = trading.expires  # trading.fresh(), inlined: the usual case reads nothing
+        if trading.checked is not None and not trading.has_while and (expires is None or book.now < expires):
+            lockouts = trading.lockouts
+        else:
+            lockouts = self._lockouts(snapshot)
         change = self._state_change(lockouts) if trading.version != self._state_seen else None
         exposed = bool(lockouts) and trading.exposed(book)
         unpriced = book.unpriced_now  # as of the snapshot just taken
@@ -293,7 +301,7 @@ class Engine:
             self._settled = (end, book.version, self.enforcer.version, self.trading.version)
 
     def _enforce(
-        self, decisions: list[Decision], lockouts: list[Lockout], exposed: bool, unpriced: tuple[str, ...]
+        self, decisions: Sequence[Decision], lockouts: list[Lockout], exposed: bool, unpriced: tuple[str, ...]
     ) -> Effects:
         book, enforcer = self.book, self.enforcer
         actions: list[Action] = []
@@ -318,7 +326,7 @@ class Engine:
             self.trading.invalidate()  # re-read: a lockout was just set or lengthened
         return effects
 
-    def _steady_key(self, decisions: list[Decision], exposed: bool, unpriced: tuple[str, ...]) -> tuple | None:
+    def _steady_key(self, decisions: Sequence[Decision], exposed: bool, unpriced: tuple[str, ...]) -> tuple | None:
         """What enforcement depends on, when it can be compared: which rules fired for which
         targets, their actions by value (unexplained: a reason quotes prices that move), the
         book's version (positions, orders, account, fills, trading day), the enforcer's (calls

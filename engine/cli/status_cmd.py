@@ -30,6 +30,7 @@ from riskc.engine.cli.statefile import (
     state_path,
 )
 from riskc.engine.core.timefmt import human_time
+from riskc.engine.enforce.trading_state import state_of
 
 
 @click.command("status")
@@ -113,11 +114,14 @@ def _account(
     book = store.load_book(account_id)
     # The day the daemon last saw the account: not today's after a stop or for a replayed session.
     last_seen_day = _trading_day(clock, book.ts) if book is not None else None
+    active = store.active_lockouts(account_id, now)
+    state, why = state_of(active)
     return {
         "id": account_id,
         "timezone": clock.timezone,
         "clock_from": clock.source,
-        "lockouts": [_lockout(lock, now, clock) for lock in store.active_lockouts(account_id, now)],
+        "trading_state": {"state": str(state), "reason": why},
+        "lockouts": [_lockout(lock, now, clock) for lock in active],
         "day": {
             "trading_day": trading_day,
             "chosen": chosen,
@@ -299,6 +303,7 @@ def _print(document: dict[str, Any], now: dt.datetime) -> None:
     for account in document["accounts"]:
         zone = ZoneInfo(account["timezone"])
         console.print(f"\n[bold]Account {account['id']}[/bold]  [dim]({escape(account['timezone'])})[/dim]")
+        _print_state(console, account["trading_state"])
         _print_lockouts(console, account["lockouts"])
         _print_day(console, account["day"], zone, now)
         _print_book(console, account["book"], zone, now)
@@ -307,6 +312,13 @@ def _print(document: dict[str, Any], now: dt.datetime) -> None:
     if document["audit_head"]:
         head = document["audit_head"]
         console.print(f"\n[dim]audit log: {head['seq']} records, head {head['hash'][:16]}…[/dim]")
+
+
+def _print_state(console: Any, trading: dict[str, str]) -> None:
+    from rich.markup import escape
+
+    style = {"active": "green", "reducing": "yellow", "halted": "bold red"}.get(trading["state"], "")
+    console.print(f"  trading state: [{style}]{trading['state']}[/{style}]  [dim]{escape(trading['reason'])}[/dim]")
 
 
 def _print_lockouts(console: Any, lockouts: list[dict[str, Any]]) -> None:

@@ -144,7 +144,8 @@ class Book:
         """Apply one broker event; the event it means for the rules, or None (a duplicate, an
         older update, another account's, market depth). Never raises: the adapter decoded and
         checked the payload before it became an event."""
-        handler = self._handlers.get(type(update))
+        kind = type(update)
+        handler = self._handlers.get(kind)
         if handler is None:
             return None
         ts = update.time  # advance(), inlined: this runs for every message
@@ -152,7 +153,7 @@ class Book:
             self.now = ts
         if self.day is None or self.now >= self.day.end:
             self._roll(self.now)
-        if type(update) is not Quote and type(update) is not MarketTrade:
+        if kind is not Quote and kind is not MarketTrade:
             self.version += 1
         return handler(update)
 

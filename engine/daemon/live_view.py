@@ -103,7 +103,12 @@ def _header(lp: AccountLoop, inner: int) -> list[Text]:
     engine = lp.engine
     book = engine.book
     realized = book.day.realized
-    who = Text.assemble((f"{book.account.name or book.account.id}  ", "bold"), f"balance ${book.account.balance:,.2f}")
+    state = engine.trading.state
+    who = Text.assemble(
+        (f"{book.account.name or book.account.id}  ", "bold"),
+        (f"{state}  ", _STATE_STYLE.get(state, "")),
+        f"balance ${book.account.balance:,.2f}",
+    )
     day = Text.assemble(
         "day P&L ", _money(realized + book.unrealized()), " (realized ", _money(realized), f", {book.day.trades} fills)"
     )
@@ -111,6 +116,9 @@ def _header(lp: AccountLoop, inner: int) -> list[Text]:
     if who.cell_len + day.cell_len + when.cell_len + 6 <= inner:
         return [_line(Text.assemble(who, "   ", day, "   ", when))]
     return [_line(Text.assemble(who, "   ", when)), _line(day)]
+
+
+_STATE_STYLE = {"active": "green", "reducing": "yellow", "halted": "bold red"}  # the trading state
 
 
 def _footer(lp: AccountLoop) -> str:
@@ -187,7 +195,7 @@ def actions_table(actions: list, rows: int, now: dt.datetime, zone) -> Table:
         table.add_row(
             when,
             record["action"],
-            record.get("symbol") or record.get("contract_id") or "",
+            record.get("symbol") or record.get("contract_id") or record.get("state") or "",
             record["rule"],
             Text(record["reason"]),
         )

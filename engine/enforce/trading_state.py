@@ -112,6 +112,12 @@ class Trading:
         return record
 
 
+def state_of(lockouts: list[Lockout]) -> tuple[TradingState, str]:
+    """The trading state the lockouts in force make, and why (for `riskc status`)."""
+    state, _, reason, _ = _state_of(lockouts)
+    return state, reason or "no lockout or block in force"
+
+
 def _state_of(lockouts: list[Lockout]) -> tuple[TradingState, str, str, dt.datetime | None]:
     """(state, rule, reason, until) the lockouts in force make: an account lockout halts, a
     symbol block leaves exits only. The longest-lasting lockout names the state."""

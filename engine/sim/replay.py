@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from riskc.engine.adapters.port import BrokerError
-from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
+from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode, quote
 from riskc.engine.adapters.projectx.intake import Malformed, Message
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
 from riskc.engine.enforce.enforcer import Effects
@@ -115,13 +115,13 @@ class Replay:
             summary.first = ts
         summary.last = ts
         triggered = self.sim.observe(item)
-        if item.event is not None:  # decoded by intake (a quote)
+        if item.event is not None:  # decoded by intake (a quote in its usual shape)
             effects = engine.on_event(item.event)
             if effects is not NO_EFFECTS:
                 self._handle(effects)
         else:
-            try:
-                updates = decode(item)
+            try:  # a quote has one event: no list to build
+                updates = (quote(item.args, ts),) if item.target == "GatewayQuote" else decode(item)
             except DECODE_ERRORS as error:
                 engine.malformed += 1
                 summary.malformed.append(Malformed(item.line, _why(error), item.to_json()))

@@ -28,7 +28,8 @@ GOLDENS = ROOT / "tests" / "fixtures" / "live_view"
 
 def _daemon(tmp: Path, seconds: float) -> SimpleNamespace:
     """A daemon as the view sees it, after the demo's first ``seconds`` of recorded time."""
-    policies, diagnostics, _ = PolicySet.from_paths([ROOT / "policies" / "topstep-50k.risk"])
+    policy = ROOT / "policies" / "topstep-50k.risk"  # named relatively: the hash the view shows is path-independent
+    policies, diagnostics, _ = PolicySet.from_sources([("policies/topstep-50k.risk", policy.read_text())])
     assert policies is not None, diagnostics
     activity = Activity(actions=deque(maxlen=12))
     replay = Replay(policies, Store.open(tmp / "state.db"), emit=activity.actions.appendleft)

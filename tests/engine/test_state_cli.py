@@ -160,7 +160,18 @@ def test_status_json(config: Path, store: Store) -> None:
     assert set(document) == {"state", "now", "policies", "audit_head", "accounts"}
     assert document["audit_head"]["seq"] == len(store.audit_records())
     [account] = document["accounts"]
-    assert set(account) == {"id", "timezone", "clock_from", "lockouts", "day", "book", "timers", "recent_actions"}
+    assert set(account) == {
+        "id",
+        "timezone",
+        "clock_from",
+        "trading_state",
+        "lockouts",
+        "day",
+        "book",
+        "timers",
+        "recent_actions",
+    }
+    assert account["trading_state"]["state"] == "halted"  # an account lockout is among them
     assert account["id"] == ACCOUNT and account["timezone"] == "America/Chicago"
     assert [(lock["rule"], lock["condition"]) for lock in account["lockouts"]] == [
         ("daily_loss", None),

@@ -33,6 +33,7 @@ SIDES = ("buy", "sell")  # OrderSide BUY=0 SELL=1
 ORDER_TYPE = {i + 1: name for i, name in enumerate(ORDER_TYPES)}  # LIMIT=1 ... JOIN_ASK=7
 LONG, SHORT = 1, 2  # PositionType
 DECODE_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError, IndexError)
+_new = tuple.__new__
 
 
 def decode(message: Message) -> list[BrokerEvent]:
@@ -161,7 +162,7 @@ def quote(args: list[Any], ts: dt.datetime) -> Quote:
         ask = None if ask is None else _money(ask)
         if last is None and bid is not None and ask is not None:
             last = (bid + ask) / 2
-    return Quote(ts, contract_id, last, bid, ask, stamp)
+    return _new(Quote, (ts, contract_id, last, bid, ask, stamp))  # Quote(...) without its Python-level __new__
 
 
 def market_trade(args: list[Any], ts: dt.datetime) -> MarketTrade | None:
