@@ -30,7 +30,6 @@ from riskc.engine.cli.statefile import (
     state_path,
 )
 from riskc.engine.core.timefmt import human_time
-from riskc.engine.enforce.trading_state import state_of
 
 
 @click.command("status")
@@ -115,6 +114,8 @@ def _account(
     # The day the daemon last saw the account: not today's after a stop or for a replayed session.
     last_seen_day = _trading_day(clock, book.ts) if book is not None else None
     active = store.active_lockouts(account_id, now)
+    from riskc.engine.enforce.trading_state import state_of  # here: it imports the store (sqlite_utils, pandas)
+
     state, why = state_of(active)
     return {
         "id": account_id,
