@@ -229,6 +229,31 @@ class MapExpr:
     span: Span = _span()
 
 
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """`sum(EXPR for NAME in ITEMS where COND)`; ``func`` is one of ``AGGREGATES``."""
+
+    func: str
+    expr: Expr
+    var: Ident
+    items: Expr
+    where: Expr | None
+    span: Span = _span()
+
+
+AGGREGATES = ("sum", "count", "min", "max", "any", "all")
+
+
+@dataclass(frozen=True, slots=True)
+class Conditional:
+    """`BODY if TEST else ORELSE`."""
+
+    body: Expr
+    test: Expr
+    orelse: Expr
+    span: Span = _span()
+
+
 Literal = (
     MoneyLit
     | IntLit
@@ -244,7 +269,9 @@ Literal = (
     | BoolLit
     | NoneLit
 )
-Expr = Literal | Name | Field | Call | Neg | Not | Arith | Compare | BoolOp | ListExpr | MapExpr
+Expr = (
+    Literal | Name | Field | Call | Neg | Not | Arith | Compare | BoolOp | ListExpr | MapExpr | Aggregate | Conditional
+)
 LITERAL_TYPES = Literal.__args__  # type: ignore[attr-defined]
 
 
@@ -272,6 +299,7 @@ class Reduce:
 @dataclass(frozen=True, slots=True)
 class ReduceTotal:
     to: Expr
+    counting: Expr | None = None  # `net` or `gross` (the default): which total must come down to `to`
     span: Span = _span()
 
 
@@ -316,12 +344,32 @@ class PlaceStop:
 
 
 @dataclass(frozen=True, slots=True)
+class PlaceTarget:
+    target: Expr
+    price: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     message: Expr
     span: Span = _span()
 
 
-Action = Flatten | Close | Reduce | ReduceTotal | CancelOrders | Cancel | Lockout | Block | MoveStop | PlaceStop | Alert
+Action = (
+    Flatten
+    | Close
+    | Reduce
+    | ReduceTotal
+    | CancelOrders
+    | Cancel
+    | Lockout
+    | Block
+    | MoveStop
+    | PlaceStop
+    | PlaceTarget
+    | Alert
+)
 
 
 # ---- declarations -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from riskc.dsl import ast
 from riskc.dsl import types as T
 from riskc.dsl.errors import (
     ARITY_ERROR,
+    BAD_ARGUMENT,
     BAD_SETTING,
     CONFLICTING_ACTIONS,
     DUPLICATE,
@@ -32,6 +33,7 @@ from riskc.dsl.errors import (
     DiagnosticSink,
     Span,
 )
+from riskc.dsl.format import format_expr
 from riskc.dsl.parser import ParseResult, parse
 from riskc.dsl.schema import Schema
 from riskc.dsl.typecheck import Scope, TypeChecker, suggest
@@ -458,13 +460,13 @@ def _instantiate(use: ast.Use, ctx: Context) -> RuleInstance | None:
         )
         return None
     rule = definition.rule
-    args = _bind_use_args(use, rule, ctx)
+    args = _bind_use_args(use, rule, ctx, definition.library)
     if args is None:
         return None
     return RuleInstance(use.id, rule, MappingProxyType(args), use.span, _severity(rule))
 
 
-def _bind_use_args(use: ast.Use, rule: ast.Rule, ctx: Context) -> dict[str, ast.Expr] | None:
+def _bind_use_args(use: ast.Use, rule: ast.Rule, ctx: Context, library: bool) -> dict[str, ast.Expr] | None:
     params = {p.name.text: p for p in rule.params}
     given: dict[str, ast.Expr] = {}
     ok = True
@@ -492,6 +494,8 @@ def _bind_use_args(use: ast.Use, rule: ast.Rule, ctx: Context) -> dict[str, ast.
             ok = False
         else:
             ok = _check_use_arg(arg, params[name], ctx) and ok
+            if ok and library:
+                ok = _check_positive_amount(arg, params[name], rule, ctx)
             given[name] = arg.value
     return _with_defaults(use, rule, given, ctx) if ok else None
 
@@ -503,6 +507,26 @@ def _check_use_arg(arg: ast.Arg, param: ast.Param, ctx: Context) -> bool:
     before = len(ctx.sink.items)
     ctx.checker.expect(arg.value, Scope(ctx.schema), declared, f"argument `{param.name.text}`")
     return len(ctx.sink.items) == before
+
+
+def _check_positive_amount(arg: ast.Arg, param: ast.Param, rule: ast.Rule, ctx: Context) -> bool:
+    """Every amount of money the standard library takes (a loss, a target, a drawdown, a floor)
+    is a size: the rules put the sign in themselves (`day.realized_pnl <= -limit`). A sign
+    mistake such as `daily_loss(limit: -$800)` would otherwise check clean and lock a flat
+    account out at the open."""
+    value = _literal_value(arg.value)
+    if value is None or value[0] != "money" or value[1] > 0:
+        return True
+    written = format_expr(arg.value)
+    ctx.sink.error(
+        BAD_ARGUMENT,
+        f"`{param.name.text}` of `{rule.id}` is an amount and must be more than $0, not {written}",
+        arg.value.span,
+        help=f"write the amount without a sign: `{param.name.text}: {format_expr(ast.MoneyLit(abs(value[1])))}`"
+        if value[1] < 0
+        else f"a {param.name.text} of $0 would fire at once; give the amount the rule is about",
+    )
+    return False
 
 
 def _with_defaults(use: ast.Use, rule: ast.Rule, given: dict, ctx: Context) -> dict[str, ast.Expr] | None:
@@ -668,7 +692,7 @@ def _empty_interval(limits: list[tuple[str, tuple[str, object]]]) -> bool:
         return False
 
 
-_STOP_ACTIONS = (ast.MoveStop, ast.PlaceStop)
+_STOP_ACTIONS = (ast.MoveStop, ast.PlaceStop, ast.PlaceTarget)
 _EXIT_ACTIONS = (ast.Close, ast.Flatten)
 
 
@@ -680,7 +704,7 @@ def _check_conflicts(rule: ast.Rule, sink: DiagnosticSink) -> None:
             CONFLICTING_ACTIONS,
             f"rule `{rule.id}` both exits and manages a stop",
             stops[0].span,
-            help="closing the position makes the stop order pointless; split them into two rules",
+            help="closing the position makes the exit order pointless; split them into two rules",
         )
     targets: dict[ast.Expr, ast.Action] = {}
     for action in rule.actions:
@@ -696,4 +720,10 @@ def _check_conflicts(rule: ast.Rule, sink: DiagnosticSink) -> None:
 
 
 def _verb(action: ast.Action) -> str:
-    return {ast.Reduce: "`reduce`", ast.MoveStop: "`move_stop`", ast.PlaceStop: "`place_stop`"}[type(action)]
+    verbs = {
+        ast.Reduce: "reduce",
+        ast.MoveStop: "move_stop",
+        ast.PlaceStop: "place_stop",
+        ast.PlaceTarget: "place_target",
+    }
+    return f"`{verbs[type(action)]}`"

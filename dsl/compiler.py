@@ -10,6 +10,7 @@ an instrument without a spec) yields the policy's ``on_error`` action and the ot
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import itertools
@@ -28,7 +29,15 @@ from riskc.dsl.format import format_action, format_expr
 from riskc.dsl.types import Type
 from riskc.dsl.walk import walk
 
-_LANGUAGE_CALLS = {"abs": "abs", "min": "min", "max": "max", "len": "len", "coalesce": "_rt.coalesce"}
+_LANGUAGE_CALLS = {
+    "abs": "abs",
+    "min": "min",
+    "max": "max",
+    "len": "len",
+    "coalesce": "_rt.coalesce",
+    "ceil": "_rt.ceil",
+    "floor": "_rt.floor",
+}
 _BINDER = "_t"  # the generated name of the `for` variable
 
 
@@ -262,9 +271,11 @@ class Program:
     def _on_error(self, index: int, error: Exception, s) -> list[Action]:
         instance = self.rules[index]
         why = f"{self._failure(index, error)}; on_error {self.policy.settings.on_error}"
+        alert = Action("alert", instance.id, "critical", why, message=why)
         if self.policy.settings.on_error == "alert":
-            return [Action("alert", instance.id, "critical", why, message=why)]
-        return [Action("flatten", instance.id, "critical", why)]
+            return [alert]
+        # The alert too: on a flat account the flatten changes nothing, and the error must still be heard.
+        return [Action("flatten", instance.id, "critical", why), alert]
 
 
 _NOTHING = Decision.of((), ())
@@ -481,8 +492,14 @@ def _translate(e: ast.Expr, r: _RuleCode, unit: _Unit) -> str:
             return {"True": "False", "False": "True"}.get(inner, f"(not {inner})")
         case ast.BoolOp(op=op, left=left, right=right):
             return _bool_op(op, _expr(left, r, unit), _expr(right, r, unit))
+        case ast.Compare(op=op, left=left, right=right) if _may_be_none(left, right, op, unit):
+            return f"{_NONE_SAFE[op]}({_expr(left, r, unit)}, {_expr(right, r, unit)})"
         case ast.Compare(op=op, left=left, right=right):
             return f"({_expr(left, r, unit)} {op} {_expr(right, r, unit)})"
+        case ast.Conditional(body=body, test=test, orelse=orelse):
+            return f"({_expr(body, r, unit)} if {_expr(test, r, unit)} else {_expr(orelse, r, unit)})"
+        case ast.Aggregate():
+            return _aggregate(e, r, unit)
         case ast.Arith():
             return _arith(e, r, unit)
         case ast.ListExpr(items=items):
@@ -492,6 +509,48 @@ def _translate(e: ast.Expr, r: _RuleCode, unit: _Unit) -> str:
             inner = ", ".join(f"{_expr(m.key, r, unit)}: {_expr(m.value, r, unit)}" for m in entries)
             return f"{{{inner}}}"
     return unit.const(literal_value(e, unit.types.get(id(e))))
+
+
+# An ordering comparison with none is false (PRODUCT.md §3.6).
+_NONE_SAFE = {"<": "_rt.less", "<=": "_rt.less_equal", ">": "_rt.greater", ">=": "_rt.greater_equal"}
+
+
+def _may_be_none(left: ast.Expr, right: ast.Expr, op: str, unit: _Unit) -> bool:
+    types = (unit.types.get(id(left)), unit.types.get(id(right)))
+    return op in _NONE_SAFE and any(isinstance(t, T.OptionalT) for t in types)
+
+
+def _aggregate(e: ast.Aggregate, r: _RuleCode, unit: _Unit) -> str:
+    """A generator expression over the list: `sum((_a1.qty for _a1 in s.positions if ...), 0)`.
+    Items that are none are left out of `sum`, `min` and `max`; `min`/`max` of nothing is none."""
+    var = f"_a{next(unit.counter)}"
+    inner = dataclasses.replace(r, names={**r.names, e.var.text: var})
+    items = _expr(e.items, r, unit)
+    where = [] if e.where is None else [_expr(e.where, inner, unit)]
+    body = _expr(e.expr, inner, unit)
+    item_type = unit.types.get(id(e.expr))
+    if e.func == "count":
+        tests = where + ([body] if item_type == T.BOOL else [])
+        return f"sum(1 for {var} in {items} if {' and '.join(tests)})" if tests else f"len({items})"
+    loop = f"for {var} in {items}" + "".join(f" if {w}" for w in where)
+    if isinstance(item_type, T.OptionalT):
+        value = f"_v{next(unit.counter)}"
+        loop += f" for {value} in ({body},) if {value} is not None"
+        body = value
+    if e.func in ("any", "all"):
+        return f"{e.func}({body} {loop})"
+    if e.func == "sum":
+        return f"sum(({body} {loop}), {unit.const(zero_of(unit.types.get(id(e))))})"
+    return f"{e.func}(({body} {loop}), default=None)"
+
+
+def zero_of(t: Type | None) -> Any:
+    """What a `sum` of no items is: zero of its unit."""
+    if t == T.DURATION:
+        return dt.timedelta(0)
+    if t in (T.INT, T.CONTRACTS, T.TICKS):
+        return 0
+    return Decimal(0)
 
 
 def _bool_op(op: str, left: str, right: str) -> str:
@@ -586,6 +645,8 @@ def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy
             return build("close", **target(t))
         case ast.Reduce(target=t, to=to):
             return build("reduce", **target(t), to=ex(to))
+        case ast.ReduceTotal(to=to, counting=counting) if _counts_net(counting, r, unit):
+            return build("reduce_total", to=ex(to), condition=ex(counting))
         case ast.ReduceTotal(to=to):
             return build("reduce_total", to=ex(to))
         case ast.CancelOrders(symbol=symbol):
@@ -606,15 +667,25 @@ def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy
         case ast.MoveStop(target=t, price=price) | ast.PlaceStop(target=t, price=price):
             kind = "move_stop" if isinstance(a, ast.MoveStop) else "place_stop"
             return build(kind, **target(t), price=ex(price), side=f"{ex(t)}.side")
+        case ast.PlaceTarget(target=t, price=price):
+            return build("place_target", **target(t), price=ex(price), side=f"{ex(t)}.side")
         case ast.Alert(message=message):
             return build("alert", message=ex(message))
     raise CompileError(f"unknown action {a!r}")
 
 
+def _counts_net(counting: ast.Expr | None, r: _RuleCode, unit: _Unit) -> bool:
+    """Whether `reduce_total ... counting X` may count net: gross is the default, said or not."""
+    if counting is None:
+        return False
+    code = _expr(counting, r, unit)
+    return unit.constants.get(code, code) not in ("gross", "'gross'")
+
+
 def _until(v: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
     value = _expr(v, r, unit)
     if unit.types.get(id(v)) == T.CLOCK:
-        return f"_rt.next_clock(s.session.now, {value}, {zone})"
+        return f"_rt.lockout_until(s, {value}, {zone})"
     return value
 
 
@@ -665,7 +736,7 @@ def _shown(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
 
 def _show_value(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
     code = _expr(e, r, unit)
-    if unit.types.get(id(e)) == T.MONEY:
+    if T.strip_optional(unit.types.get(id(e))) == T.MONEY:
         return f"_rt.show_money({code})"
     return f"_rt.show({code}, {zone})"
 
@@ -674,9 +745,14 @@ def _is_constant(e: ast.Expr, r: _RuleCode) -> bool:
     for node in walk(e):
         if isinstance(node, (ast.Field, ast.Call)):
             return False
-        if isinstance(node, ast.Name) and (node.id in r.roots or r.names.get(node.id) == _BINDER):
+        if isinstance(node, ast.Name) and (node.id in r.roots or _is_variable(r.names.get(node.id))):
             return False
     return True
+
+
+def _is_variable(code: str | None) -> bool:
+    """The rule's binder or an aggregate's loop variable: a name whose value is data."""
+    return code == _BINDER or (code is not None and code.startswith("_a"))
 
 
 def _action_texts(r: _RuleCode, unit: _Unit, zone: str) -> str:
@@ -694,7 +770,9 @@ def _action_text(a: ast.Action, r: _RuleCode, unit: _Unit, zone: str = "None") -
         case ast.Reduce(target=t, to=to):
             return f"'reduce ' + {_expr(t, r, unit)}.symbol + ' to ' + str({_expr(to, r, unit)})"
         case ast.ReduceTotal(to=to):
-            return f"'reduce_total to ' + str({_expr(to, r, unit)})"
+            counted = _counts_net(a.counting, r, unit)
+            counting = f" + ' counting ' + str({_expr(a.counting, r, unit)})" if counted else ""
+            return f"'reduce_total to ' + str({_expr(to, r, unit)}){counting}"
         case ast.Close(target=t):
             return f"'close ' + {_expr(t, r, unit)}.symbol"
         case ast.Cancel(target=t):
@@ -703,6 +781,8 @@ def _action_text(a: ast.Action, r: _RuleCode, unit: _Unit, zone: str = "None") -
             return f"'block ' + str({_expr(symbol, r, unit)})"
         case ast.CancelOrders(symbol=symbol) if symbol is not None:
             return f"'cancel_orders for ' + str({_expr(symbol, r, unit)})"
+        case ast.PlaceTarget(target=t, price=price):
+            return f"'place_target ' + {_expr(t, r, unit)}.symbol + ' at ' + _rt.show({_expr(price, r, unit)})"
         case ast.MoveStop(target=t, price=price) | ast.PlaceStop(target=t, price=price):
             verb = "move_stop" if isinstance(a, ast.MoveStop) else "place_stop"
             return f"'{verb} ' + {_expr(t, r, unit)}.symbol + ' to ' + _rt.show({_expr(price, r, unit)})"

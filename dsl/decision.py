@@ -2,7 +2,8 @@
 
 ``plan`` deduplicates and escalates the actions of one evaluation: `flatten` subsumes `close`,
 `reduce` and `cancel`; `close p` subsumes `reduce p`; the most restrictive `reduce` and the
-longest lockout or block win; a stop only ever moves to the tighter of two prices.
+longest lockout or block win; a stop only ever moves to the tighter of two prices, and of two
+targets for one position the nearer one (the sooner exit) wins.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ KIND_ORDER = (
     "block",
     "move_stop",
     "place_stop",
+    "place_target",
     "alert",
 )
 
@@ -159,7 +161,7 @@ def plan(actions: list[Action]) -> tuple[Action, ...]:
         kept += _cancels(actions)
     kept += _lockouts([a for a in actions if a.kind == "lockout"])
     kept += _longest_per_symbol([a for a in actions if a.kind == "block"])
-    kept += _stops([a for a in actions if a.kind in ("move_stop", "place_stop")], flatten, actions)
+    kept += _stops([a for a in actions if a.kind in ("move_stop", "place_stop", "place_target")], flatten, actions)
     kept += _unique([a for a in actions if a.kind == "alert"])
     return tuple(sorted(kept, key=lambda a: (KIND_ORDER.index(a.kind), a.symbol or "", a.contract_id or "", a.rule)))
 
@@ -180,9 +182,15 @@ def _positions(actions: list[Action]) -> list[Action]:
             if best is None or a.to < best.to:
                 reductions[a.contract_id] = a
     kept += reductions.values()
-    totals = [a for a in actions if a.kind == "reduce_total"]
-    if totals:
-        kept.append(min(totals, key=lambda a: a.to))
+    # The smallest total of each count; a gross cut to N leaves the net within N as well.
+    gross = [a for a in actions if a.kind == "reduce_total" and a.condition != "net"]
+    net = [a for a in actions if a.kind == "reduce_total" and a.condition == "net"]
+    best_gross = min(gross, key=lambda a: a.to) if gross else None
+    best_net = min(net, key=lambda a: a.to) if net else None
+    if best_gross is not None:
+        kept.append(best_gross)
+    if best_net is not None and (best_gross is None or best_net.to < best_gross.to):
+        kept.append(best_net)
     return kept
 
 
@@ -234,9 +242,11 @@ def _stops(stops: list[Action], flatten: Action | None, actions: list[Action]) -
 
 
 def _tighter(a: Action, b: Action) -> bool:
+    """A stop nearer the market (higher under a long); a target nearer too (lower over a long)."""
     if a.price is None or b.price is None:
         return False
-    return a.price > b.price if a.side == "long" else a.price < b.price
+    higher = a.price > b.price if a.side == "long" else a.price < b.price
+    return not higher if a.kind == "place_target" else higher
 
 
 def _unique(actions: list[Action]) -> list[Action]:

@@ -21,7 +21,9 @@ BAD_ACTION = "risk_bad_action"
 NEVER_FIRES = "risk_never_fires"
 CONFLICTING_ACTIONS = "risk_conflicting_actions"
 UNUSED_PARAM = "risk_unused_param"
+TOO_DEEP = "risk_too_deep"
 EMPTY_FILE = "risk_empty_file"
+BAD_ARGUMENT = "risk_bad_argument"
 
 
 class Severity(StrEnum):

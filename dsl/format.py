@@ -190,8 +190,8 @@ def _action(action: ast.Action) -> str:
             return f"close {_expr(target)}"
         case ast.Reduce(target, to):
             return f"reduce {_expr(target)} to {_expr(to)}"
-        case ast.ReduceTotal(to):
-            return f"reduce_total to {_expr(to)}"
+        case ast.ReduceTotal(to, counting):
+            return f"reduce_total to {_expr(to)}" + ("" if counting is None else f" counting {_expr(counting)}")
         case ast.CancelOrders(symbol):
             return "cancel_orders" + ("" if symbol is None else f" for {_expr(symbol)}")
         case ast.Cancel(target):
@@ -206,6 +206,8 @@ def _action(action: ast.Action) -> str:
             return f"move_stop {_expr(target)} to {_expr(price)}"
         case ast.PlaceStop(target, price):
             return f"place_stop {_expr(target)} at {_expr(price)}"
+        case ast.PlaceTarget(target, price):
+            return f"place_target {_expr(target)} at {_expr(price)}"
         case ast.Alert(message):
             return f"alert {_expr(message)}"
     raise TypeError(f"not an action: {action!r}")
@@ -213,8 +215,9 @@ def _action(action: ast.Action) -> str:
 
 # ---- expressions -------------------------------------------------------------------------------
 
-# Binding strength, loosest first, as in the grammar: or < and < not < comparison < + - < * /
-# < unary minus < field/call < atom. An operand weaker than its slot gets parentheses.
+# Binding strength, loosest first, as in the grammar: x if c else y < or < and < not < comparison
+# < + - < * / < unary minus < field/call < atom. An operand weaker than its slot gets parentheses.
+_CONDITIONAL = 0
 _LEVEL_OF_BOOL = {"or": 1, "and": 2}
 _NOT, _COMPARE, _SUM, _PRODUCT, _UNARY, _POSTFIX, _ATOM = 3, 4, 5, 6, 7, 8, 9
 
@@ -233,8 +236,10 @@ def _level(expr: ast.Expr) -> int:
             return _UNARY
         case ast.MoneyLit(amount) if amount < 0:
             return _UNARY  # `-$5.x` would read as `-($5.x)`
-        case ast.Field() | ast.Call():
+        case ast.Field() | ast.Call() | ast.Aggregate():
             return _POSTFIX
+        case ast.Conditional():
+            return _CONDITIONAL
     return _ATOM
 
 
@@ -263,6 +268,11 @@ def _expr(expr: ast.Expr) -> str:
             return f"{_sub(func, _POSTFIX)}({_args(args)})"
         case ast.Name(name):
             return name
+        case ast.Conditional(body, test, orelse):
+            return f"{_sub(body, 1)} if {_sub(test, 1)} else {_expr(orelse)}"
+        case ast.Aggregate(func, body, var, items, where):
+            condition = "" if where is None else f" where {_expr(where)}"
+            return f"{func}({_expr(body)} for {var.text} in {_sub(items, _SUM)}{condition})"
         case ast.ListExpr(items):
             return "[" + ", ".join(_expr(i) for i in items) + "]"
         case ast.MapExpr(entries):

@@ -8,6 +8,7 @@ item) so every broken item is reported, not just the first.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import functools
 import inspect
 import re
@@ -18,6 +19,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, UnexpectedToken, VisitError
 
 from riskc.dsl import ast
+from riskc.dsl.depth import too_deep
 from riskc.dsl.errors import PARSE_ERROR, Diagnostic, Span
 from riskc.dsl.syntax_errors import RESERVED, describe_unexpected, keyword_used_as_name
 
@@ -70,7 +72,11 @@ def parse(source: str, file: str = "<input>") -> ParseResult:
     builder = _Builder(file)
     _COLLECTED.clear()
     try:
-        items = _to_module(builder, grammar().parse(source, start="start"), source, file)
+        tree = grammar().parse(source, start="start")
+        deep = too_deep(tree, file)
+        if deep is not None:  # nothing walks a tree this deep (dsl/depth.py)
+            return ParseResult(ast.Module(None, (), (), span=_file_span(source, file)), (deep,), source)
+        items = _to_module(builder, tree, source, file)
         return ParseResult(items, tuple(sorted(builder.problems, key=lambda d: d.span.sort_key)), source)
     except UnexpectedInput as error:
         result = _parse_by_item(source, file)
@@ -151,6 +157,9 @@ def _parse_chunk(builder, source, offset, end, start_symbol, file):
         tree = grammar().parse(padded, start=start_symbol)
     except UnexpectedInput as error:
         return None, _diagnostic_from(_at_next_item(error, source, end), padded, file)
+    deep = too_deep(tree, file)
+    if deep is not None:
+        return None, deep
     try:
         return builder.transform(tree), None
     except VisitError as error:  # a bug in the builder, not the user's mistake: keep it loud
@@ -345,7 +354,7 @@ class _Builder(Transformer):
         return ast.Reduce(children[0], children[1], span=self._span(meta))
 
     def reduce_total(self, meta, children):
-        return ast.ReduceTotal(children[0], span=self._span(meta))
+        return ast.ReduceTotal(children[0], children[1], span=self._span(meta))
 
     def cancel_orders(self, meta, children):
         return ast.CancelOrders(children[0], span=self._span(meta))
@@ -374,6 +383,9 @@ class _Builder(Transformer):
     def place_stop(self, meta, children):
         return ast.PlaceStop(children[0], children[1], span=self._span(meta))
 
+    def place_target(self, meta, children):
+        return ast.PlaceTarget(children[0], children[1], span=self._span(meta))
+
     def alert(self, meta, children):
         return ast.Alert(children[0], span=self._span(meta))
 
@@ -400,6 +412,25 @@ class _Builder(Transformer):
     def arith(self, meta, children):
         left, op, right = children
         return ast.Arith(str(op), left, right, span=self._span(meta))
+
+    def conditional(self, meta, children):
+        body, test, orelse = children
+        return ast.Conditional(body, test, orelse, span=self._span(meta))
+
+    def aggregate(self, meta, children):
+        func, body, var, items, where = children
+        span = self._span(meta)
+        if not (isinstance(func, ast.Name) and func.id in ast.AGGREGATES):
+            close = difflib.get_close_matches(func.id, ast.AGGREGATES, n=1) if isinstance(func, ast.Name) else []
+            self._problem(
+                "only an aggregate takes `for ... in ...` between its parentheses",
+                func.span,
+                f"did you mean `{close[0]}`?"
+                if close
+                else "the aggregates are " + ", ".join(ast.AGGREGATES) + ", e.g. `sum(p.qty for p in positions)`",
+            )
+        name = func.id if isinstance(func, ast.Name) else "count"
+        return ast.Aggregate(name, body, self._ident(var), items, where, span=span)
 
     def neg(self, meta, children):
         operand = children[0]

@@ -9,6 +9,7 @@ enum values ``str``; lists tuples; maps dicts.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import functools
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -18,6 +19,33 @@ _DAY = dt.timedelta(days=1)
 
 def coalesce(value, fallback):
     return fallback if value is None else value
+
+
+def ceil(x):
+    """Rounded up to a whole number, keeping the representation: whole-number units (contracts,
+    ticks) stay ints, a `contracts / 10` (a Decimal at run time) becomes one."""
+    return x if isinstance(x, int) else int(x.to_integral_value(rounding=decimal.ROUND_CEILING))
+
+
+def floor(x):
+    return x if isinstance(x, int) else int(x.to_integral_value(rounding=decimal.ROUND_FLOOR))
+
+
+def less(a, b) -> bool:
+    """`<` when a side may be none: a comparison with none is false (PRODUCT.md §3.6)."""
+    return a is not None and b is not None and a < b
+
+
+def less_equal(a, b) -> bool:
+    return a is not None and b is not None and a <= b
+
+
+def greater(a, b) -> bool:
+    return a is not None and b is not None and a > b
+
+
+def greater_equal(a, b) -> bool:
+    return a is not None and b is not None and a >= b
 
 
 def divide(a, b):
@@ -68,6 +96,16 @@ def next_clock(now: dt.datetime, clock: dt.time, zone: str) -> dt.datetime:
     raise AssertionError("a clock time recurs within two days")
 
 
+def lockout_until(s, clock: dt.time, zone: str) -> dt.datetime:
+    """`lockout until CLOCK`: the next time the clock shows ``clock`` with the market open, when
+    the snapshot knows the trading calendar (the engine's does): a lockout at Friday's close
+    until 17:00 lasts until Sunday's 17:00 open, not Friday 17:00 with the market shut."""
+    calendar = getattr(s, "calendar", None)
+    if calendar is not None:
+        return calendar.next_open_clock(s.session.now, clock)
+    return next_clock(s.session.now, clock, zone)
+
+
 def facts(node: tuple, s, target, want: bool = True) -> list[str]:
     """The atoms of a condition tree that made it come out ``want``: every conjunct of an `and`,
     the first disjunct that holds of an `or` (De Morgan under `not`); constants are left out,
@@ -110,7 +148,9 @@ def show(value, zone: str | None = None) -> str:
     return str(value)
 
 
-def show_money(amount: Decimal) -> str:
+def show_money(amount: Decimal | None) -> str:
+    if amount is None:
+        return "none"
     if not amount.is_finite():
         return "unbounded" if amount > 0 else "-unbounded"
     sign = "-" if amount < 0 else ""

@@ -64,5 +64,11 @@ LANGUAGE_FUNCTIONS: Mapping[str, FuncT] = frozen_map(
             "The value of `key` in `map`, or `fallback` when the map has no such key.",
         ),
         "len": FuncT((Param("items", T.ANY),), T.INT, "Number of items in a list or map."),
+        "ceil": FuncT(
+            (Param("x", SAME),),
+            SAME,
+            "`x` rounded up to a whole number, in its unit: `ceil(contracts / 10)` is whole contracts.",
+        ),
+        "floor": FuncT((Param("x", SAME),), SAME, "`x` rounded down to a whole number, in its unit."),
     }
 )

@@ -44,6 +44,7 @@ _ACTION_KEYWORDS = frozenset(
         "BLOCK",
         "MOVE_STOP",
         "PLACE_STOP",
+        "PLACE_TARGET",
         "ALERT",
     }
 )
@@ -75,7 +76,7 @@ _GROUPS = (
     (frozenset({"MONEY", "INT", "NAME", "STRING"}), _EXPRESSION_START, "an expression"),
     (
         frozenset({"COMPARE", "ADD_OP", "MUL_OP"}),
-        frozenset({"COMPARE", "ADD_OP", "MUL_OP", "DOT", "IN"}),
+        frozenset({"COMPARE", "ADD_OP", "MUL_OP", "DOT", "IN", "IF"}),
         "an operator",
     ),
     (frozenset(_ACTION_KEYWORDS), frozenset(_ACTION_KEYWORDS), "an action (flatten, close, lockout, alert, ...)"),
@@ -107,13 +108,18 @@ RESERVED = frozenset(
         "close",
         "reduce",
         "reduce_total",
+        "counting",
         "cancel_orders",
         "cancel",
         "lockout",
         "block",
         "move_stop",
         "place_stop",
+        "place_target",
         "alert",
+        "if",
+        "else",
+        "where",
     }
 )
 _ITEM_KEYWORDS = {"POLICY", "RULE", "USE", "$END"}
@@ -254,9 +260,8 @@ _COLON_HELP = {
     "use": "arguments are written `name: value`",
     "policy": "arguments are written `name: value`",
 }
-_ACTION_LIST = (
-    "flatten, close, reduce, reduce_total, cancel_orders, cancel, lockout, block, move_stop, place_stop and alert"
-)
+_ACTIONS = ("flatten", "close", "reduce", "reduce_total", "cancel_orders", "cancel", "lockout", "block", "move_stop")
+_ACTION_LIST = ", ".join(_ACTIONS + ("place_stop", "place_target")) + " and alert"
 
 
 _UNIT_WORDS = {"s": "30s", "m": "15m", "h": "1h", "d": "2d", "sec": "30s", "min": "15m", "secs": "30s", "mins": "15m"}

@@ -17,6 +17,7 @@ from riskc.dsl import types as T
 from riskc.dsl.errors import (
     ARITY_ERROR,
     BAD_ACTION,
+    DUPLICATE,
     TYPE_ERROR,
     UNIT_ERROR,
     UNKNOWN_NAME,
@@ -42,6 +43,8 @@ _LITERAL_TYPES = {
 # The order in which a bare number is tried against the other operand of an arithmetic operator.
 # Passed as `expected` when an expression is the function of a call: only there may a method be named.
 _CALLEE = T.Prim("<callee>")
+COUNTING = T.EnumT(("net", "gross"))  # how `reduce_total` counts: gross (every contract) or net
+_ROUNDABLE = frozenset({T.INT, T.CONTRACTS, T.TICKS, T.DECIMAL})
 _INT_PREFERENCE = (T.INT, T.CONTRACTS, T.DECIMAL, T.POINTS, T.PRICE)
 _DECIMAL_PREFERENCE = (T.DECIMAL, T.POINTS, T.PRICE)
 
@@ -68,6 +71,12 @@ def polymorphic_literal(e: ast.Expr) -> tuple[Type, ...] | None:
         return _INT_PREFERENCE
     if isinstance(e, ast.DecimalLit):
         return _DECIMAL_PREFERENCE
+    if isinstance(e, ast.Conditional):  # `1 if c else 10` is a bare number of either branch's unit
+        body, orelse = polymorphic_literal(e.body), polymorphic_literal(e.orelse)
+        if body and orelse:
+            return tuple(t for t in body if t in orelse) or None
+    if isinstance(e, ast.Aggregate) and e.func in ("sum", "min", "max"):  # `max(0.0 for ...)`
+        return polymorphic_literal(e.expr)
     return None
 
 
@@ -272,6 +281,8 @@ class TypeChecker:
         if sig.result == SAME:
             if same is not None and label in {"min", "max", "abs"} and same not in T.ORDERED | {ANY}:
                 self._mismatch(e.span, f"`{label}` needs numbers, amounts, durations or times", same, None)
+            if same is not None and label in {"ceil", "floor"} and same not in _ROUNDABLE | {ANY}:
+                self._mismatch(e.span, f"`{label}` rounds numbers, contracts or ticks", same, None)
             return same or ANY
         return sig.result
 
@@ -404,9 +415,9 @@ class TypeChecker:
                     help=_compare_help(left, right),
                 )
             return T.BOOL
-        if isinstance(left, T.OptionalT) or isinstance(right, T.OptionalT):
-            self._optional_error(e, left, right)
-        elif left not in T.ORDERED or not T.same_family(left, right):
+        # A comparison with none is false (PRODUCT.md §3.6): `t.pnl < $0` skips opening fills.
+        left, right = T.strip_optional(left), T.strip_optional(right)
+        if left not in T.ORDERED or not T.same_family(left, right):
             self._binary_mismatch(
                 e.span,
                 f"cannot compare {_article(left)} with {_article(right)}",
@@ -450,6 +461,66 @@ class TypeChecker:
         left = self.check(e.left, scope)
         self.check(e.right, scope, T.ListT(left) if left != ANY else None)
         return T.BOOL
+
+    def _Conditional(self, e: ast.Conditional, scope: Scope, expected):
+        self.expect(e.test, scope, T.BOOL, "the condition of `if`")
+        if polymorphic_literal(e.body) and not polymorphic_literal(e.orelse):  # a bare number takes the other's unit
+            orelse = self.check(e.orelse, scope, expected)
+            body = self.check(e.body, scope, orelse if orelse not in (T.NONE, ANY) else expected)
+        else:
+            body = self.check(e.body, scope, expected)
+            orelse = self.check(e.orelse, scope, body if body not in (T.NONE, ANY) else expected)
+        if body == T.NONE and orelse != T.NONE:
+            return orelse if isinstance(orelse, T.OptionalT) or orelse == ANY else T.OptionalT(orelse)
+        if orelse == T.NONE and body != T.NONE:
+            return body if isinstance(body, T.OptionalT) or body == ANY else T.OptionalT(body)
+        if assignable(orelse, body):
+            return body
+        if assignable(body, orelse):
+            return orelse
+        self._mismatch(e.orelse.span, "both branches of `if ... else` must be of one type", orelse, body)
+        return ANY
+
+    def _Aggregate(self, e: ast.Aggregate, scope: Scope, expected):
+        inner = self._loop_scope(e, scope)
+        if e.where is not None:
+            self.expect(e.where, inner, T.BOOL, f"the `where` condition of `{e.func}`")
+        if e.func in ("any", "all"):
+            self.expect(e.expr, inner, T.BOOL, f"each item of `{e.func}`")
+            return T.BOOL
+        if e.func == "count":
+            self.check(e.expr, inner)  # a bool counts the items it holds for; anything else, every item
+            return T.INT
+        want = T.strip_optional(expected) if expected is not None else None
+        item = T.strip_optional(self.check(e.expr, inner, want))  # none items are left out
+        if item == ANY:
+            return ANY
+        if e.func == "sum" and T.arith_result(item, "+", item) != item:
+            help_text = "prices are levels and do not add up; sum distances or money" if item == T.PRICE else None
+            self._mismatch(e.expr.span, f"`sum` cannot add up {_article(item)}", item, None, help=help_text)
+            return ANY
+        if e.func in ("min", "max") and item not in T.ORDERED:
+            self._mismatch(e.expr.span, f"`{e.func}` cannot order {_article(item)}", item, None)
+            return ANY
+        return item if e.func == "sum" else T.OptionalT(item)  # min/max of no items is none
+
+    def _loop_scope(self, e: ast.Aggregate, scope: Scope) -> Scope:
+        """The scope of an aggregate's item and `where`: the rule's names and the loop variable."""
+        items = self.check(e.items, scope)
+        element: Type = ANY
+        if isinstance(items, T.ListT):
+            element = items.elem
+        elif items != ANY:
+            self._mismatch(e.items.span, f"`{e.func}` goes over a list, not {_article(items)}", items, None)
+        name = e.var.text
+        if scope.lookup(name) is not None:
+            self.sink.error(
+                DUPLICATE,
+                f"`{name}` already names something in this rule",
+                e.var.span,
+                help=f"give the loop variable a name of its own, e.g. `{name[:1]}2`",
+            )
+        return Scope(scope.schema, {**scope.locals, name: element}, scope.event, scope.event_kinds)
 
     def _ListExpr(self, e: ast.ListExpr, scope: Scope, expected):
         want = expected.elem if isinstance(expected, T.ListT) else None
@@ -553,6 +624,8 @@ class TypeChecker:
 
     def _act_ReduceTotal(self, a: ast.ReduceTotal, scope):
         self.expect(a.to, scope, T.CONTRACTS, "`reduce_total to`")
+        if a.counting is not None:
+            self.expect(a.counting, scope, COUNTING, "`reduce_total ... counting`")
 
     def _act_CancelOrders(self, a: ast.CancelOrders, scope):
         if a.symbol is not None:
@@ -590,6 +663,10 @@ class TypeChecker:
     def _act_PlaceStop(self, a: ast.PlaceStop, scope):
         self._target(a.target, scope, "position", "place_stop")
         self.expect(a.price, scope, T.PRICE, "`place_stop ... at`")
+
+    def _act_PlaceTarget(self, a: ast.PlaceTarget, scope):
+        self._target(a.target, scope, "position", "place_target")
+        self.expect(a.price, scope, T.PRICE, "`place_target ... at`")
 
     def _act_Alert(self, a: ast.Alert, scope):
         self.expect(a.message, scope, T.STRING, "`alert`")

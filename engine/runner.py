@@ -29,6 +29,7 @@ from riskc.engine.adapters.port import BrokerCall, BrokerState
 from riskc.engine.core.book import Book
 from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.core.events import MARKET_EVENTS, BrokerEvent, Fill, OrderUpdate, PositionUpdate, Quote
+from riskc.engine.core.history import store_history
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
 from riskc.engine.core.snapshot import EVENT_KINDS, Event
 from riskc.engine.enforce.enforcer import Effects, Enforcer
@@ -114,6 +115,7 @@ class Engine:
         self.store = store
         eod_high = store.eod_high_balance(account_id) if account_id is not None else None
         self.book = Book(self.calendar, instruments, account_id=account_id, eod_high_balance=eod_high)
+        self.book.history = store_history(store)  # `week.*`, fills of the days before (PRODUCT.md §3.6)
         high_water = store.intraday_high_balance(account_id) if account_id is not None else None
         if high_water is not None:
             self.book.account.high_water_balance = high_water  # an intraday trailing drawdown survives a restart
@@ -605,9 +607,9 @@ def _digest(hashes: tuple[tuple[str, str], ...]) -> str:
 
 def _call_of(action: dict[str, Any], key: str) -> BrokerCall | None:
     kind = action.get("call")
-    if kind not in ("close", "partial_close", "cancel", "modify_stop", "place_stop"):
+    if kind not in ("close", "partial_close", "cancel", "modify_stop", "place_stop", "place_target"):
         return None
-    stop = action.get("stop_price")
+    stop, limit = action.get("stop_price"), action.get("limit_price")
     return BrokerCall(
         kind,
         int(action.get("account_id", 0)),
@@ -616,6 +618,7 @@ def _call_of(action: dict[str, Any], key: str) -> BrokerCall | None:
         size=action.get("size"),
         side=action.get("side"),
         stop_price=None if stop is None else Decimal(stop),
+        limit_price=None if limit is None else Decimal(limit),
         expect_size=action.get("expect_size"),
         key=key,
         rule=action.get("rule", ""),

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from riskc.engine.core.events import AccountUpdate, Fill, OrderUpdate, PositionUpdate
 
-CallKind = Literal["close", "partial_close", "cancel", "modify_stop", "place_stop"]
+CallKind = Literal["close", "partial_close", "cancel", "modify_stop", "place_stop", "place_target"]
 
 
 class BrokerError(Exception):
@@ -45,6 +45,7 @@ class BrokerCall:
     key: str = ""
     rule: str = ""
     reason: str = ""
+    limit_price: Decimal | None = None  # of a target (place_target: a limit order on the closing side)
 
     def describe(self) -> str:
         match self.kind:
@@ -58,6 +59,8 @@ class BrokerCall:
                 return f"move stop {self.order_id} to {self.stop_price}"
             case "place_stop":
                 return f"place {self.side} stop {self.size} {self.contract_id} at {self.stop_price}"
+            case "place_target":
+                return f"place {self.side} target {self.size} {self.contract_id} at {self.limit_price}"
         return self.kind
 
     def to_record(self) -> dict[str, Any]:
@@ -68,6 +71,8 @@ class BrokerCall:
                 record[name] = value
         if self.stop_price is not None:
             record["stop_price"] = str(self.stop_price)
+        if self.limit_price is not None:
+            record["limit_price"] = str(self.limit_price)
         return record
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 
+from riskc.engine.cli import unlock_cmd
 from riskc.engine.cli.common import EXIT_FAILED, echo_err
-from riskc.engine.cli.statefile import load_config_or_exit, state_path, who
+from riskc.engine.cli.statefile import load_config_or_exit, state_errors, state_path, throttle_passphrase, who
 from riskc.engine.cli.unlock_cmd import PASSPHRASE_ENV
 
 MIN_LENGTH = 8
@@ -44,9 +45,11 @@ def set_passphrase(config_path: str | None, state: Path | None, by: str | None) 
 
     config = load_config_or_exit(config_path)
     now = dt.datetime.now(dt.UTC)
-    with Store.open(state_path(config, state)) as store:
+    path = state_path(config, state)
+    with state_errors("admin", path), Store.open(path) as store:
         current = None
         if store.has_admin_passphrase():
+            throttle_passphrase(store, "admin", unlock_cmd._sleep)
             current = os.environ.get(PASSPHRASE_ENV)
             if current is None:
                 current = click.prompt("Current admin passphrase", hide_input=True, err=True)

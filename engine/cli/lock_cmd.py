@@ -21,6 +21,7 @@ from riskc.engine.cli.statefile import (
     pick_account,
     policy_clock,
     span_text,
+    state_errors,
     state_options,
     state_path,
 )
@@ -62,7 +63,8 @@ def command(
 
     config = load_config_or_exit(config_path)
     now = dt.datetime.now(dt.UTC)
-    with Store.open(state_path(config, state)) as store:
+    path = state_path(config, state)
+    with state_errors("lock", path, "nothing was locked"), Store.open(path) as store:
         account_id = pick_account(store.account_ids(), config, account)
         clock = policy_clock(config, account_id)
         zone_name = timezone or clock.timezone

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from riskc.engine.cli.common import EXIT_FAILED, collect_risk_files, echo_err
+from riskc.engine.cli.statefile import span_text, state_errors
 
 
 @click.command("replay")
@@ -56,7 +57,8 @@ def _run(path: Path, policies, store_path: Path, as_json: bool, *, scratch_store
     from riskc.engine.sim.replay import Replay
     from riskc.engine.store import Store
 
-    store = Store.open(store_path, synchronous="OFF" if scratch_store else "NORMAL")
+    with state_errors("replay", store_path):
+        store = Store.open(store_path, synchronous="OFF" if scratch_store else "NORMAL")
     # Malformed lines (unreadable, or unusable by the book) are in the summary, reported once at the
     # end; the engine's own log line for the second kind would report them twice.
     _quiet_engine_log()
@@ -139,9 +141,13 @@ class _Timeline:
 
 
 def _print_summary(summary, as_json: bool) -> None:
-    if as_json:
-        for bad in summary.malformed[:20]:
-            echo_err(f"malformed {bad.describe()}")
+    if as_json:  # stderr is JSON too: each malformed line with its number and reason, then the summary
+        for bad in summary.malformed:
+            record = {"line": bad.line, "reason": bad.reason, "content": bad.content[:500]}
+            click.echo(json.dumps({"malformed": record}, ensure_ascii=False), err=True)
+        for back in summary.backwards:
+            record = {"line": back.line, "ts": back.ts.isoformat(), "clock": back.clock.isoformat()}
+            click.echo(json.dumps({"backwards": record | {"applied": "at the clock's time"}}), err=True)
         click.echo(json.dumps({"summary": summary.to_json()}, ensure_ascii=False), err=True)
         return
     from rich.console import Console
@@ -150,10 +156,15 @@ def _print_summary(summary, as_json: bool) -> None:
     console = Console(highlight=False)
     for bad in summary.malformed[:20]:
         console.print(f"[yellow]malformed[/yellow] {bad.describe()}")
+    for back in summary.backwards[:20]:
+        console.print(f"[yellow]time goes back[/yellow] {back.describe()}")
     data = summary.to_json()
+    extra = f", {data['backwards']:,} back in time" if data["backwards"] else ""
+    if data["jumped_seconds"]:
+        extra += f", {span_text(summary.jumped)} of idle recorded time jumped"
     console.print(
         f"\n[bold]{data['messages']:,}[/bold] messages, {data['events']:,} events, {data['ticks']:,} clock ticks, "
-        f"{data['broker_calls']:,} broker calls, {data['malformed']:,} malformed lines skipped"
+        f"{data['broker_calls']:,} broker calls, {data['malformed']:,} malformed lines skipped{extra}"
         f" ({data['from']} → {data['to']})"
     )
     if data["actions"]:

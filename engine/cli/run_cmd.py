@@ -25,7 +25,15 @@ DEMO_SECONDS = 45.0  # how long the demo session should take on screen
 @click.option(
     "--plain", is_flag=True, help="No live view: one line per action (default when stdout is not a terminal)."
 )
-def command(config_path: str | None, speed: float | None, max_seconds: float | None, plain: bool) -> None:
+@click.option(
+    "--new-state",
+    "new_state",
+    is_flag=True,
+    help="Start afresh when the state file is unusable or fails verification (the old one is kept aside).",
+)
+def command(
+    config_path: str | None, speed: float | None, max_seconds: float | None, plain: bool, new_state: bool
+) -> None:
     """Follow the account(s), evaluate every policy on every event and each second, enforce."""
     from riskc.engine.daemon.config import ConfigError, CredentialsError, credentials_from_env, find_config, load_config
 
@@ -53,7 +61,14 @@ def command(config_path: str | None, speed: float | None, max_seconds: float | N
         )
         raise SystemExit(EXIT_USAGE)
     raise SystemExit(
-        _run(config, credentials, demo=demo, max_seconds=max_seconds, plain=plain or not sys.stdout.isatty())
+        _run(
+            config,
+            credentials,
+            demo=demo,
+            max_seconds=max_seconds,
+            plain=plain or not sys.stdout.isatty(),
+            new_state=new_state,
+        )
     )
 
 
@@ -86,12 +101,13 @@ def _recorded_seconds(recording) -> float:
     return (max(times) - min(times)).total_seconds() if times else 0.0
 
 
-def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: bool) -> int:
+def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: bool, new_state: bool = False) -> int:
     from riskc.engine.daemon.console import make_console
     from riskc.engine.daemon.daemon import Daemon
     from riskc.engine.daemon.live_view import run_view
     from riskc.engine.daemon.loops import PolicyLoadError, build_loops
     from riskc.engine.daemon.reload import watch_and_reload
+    from riskc.engine.store import StateFileError
 
     console = make_console()
     if demo:
@@ -100,7 +116,16 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
             f"{config.broker.recording.name} at {config.broker.speed:.0f}× against "
             f"{config.accounts[0].policies[0].name}. Ctrl-C stops it."
         )
-    daemon = Daemon(config, console=console, live_view=not plain, max_seconds=max_seconds, demo=demo)
+    try:
+        daemon = Daemon(
+            config, console=console, live_view=not plain, max_seconds=max_seconds, demo=demo, new_state=new_state
+        )
+    except StateFileError as error:
+        echo_err(f"error: {error}")
+        return EXIT_USAGE
+    except OSError as error:
+        echo_err(f"error: cannot use the state file {config.state}: {error.strerror or error}")
+        return EXIT_USAGE
     try:
         services = (watch_and_reload,) if plain else (watch_and_reload, run_view)
         code = asyncio.run(daemon.run(lambda d: build_loops(d, credentials), services))

@@ -15,7 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from riskc.engine.cli.common import EXIT_USAGE, echo_err
+from riskc.engine.cli.common import EXIT_FAILED, EXIT_USAGE, echo_err
 
 if TYPE_CHECKING:
     from riskc.engine.daemon.config import AccountConfig, Config
@@ -64,6 +66,32 @@ def load_config_or_exit(config_path: str | None) -> Config:
 
 def state_path(config: Config, state: Path | None) -> Path:
     return state if state is not None else config.state
+
+
+@contextmanager
+def state_errors(verb: str, path: Path, unchanged: str = "nothing was changed") -> Iterator[None]:
+    """One line, never a traceback, when the state file cannot be used: an unusable file
+    (empty, truncated, foreign, corrupt, another daemon's) exits 2 naming it; a write the file
+    refuses (locked past the busy timeout, read-only, disk full) exits 1 and says what did not
+    happen."""
+    from riskc.engine.store import StateFileError
+
+    try:
+        yield
+    except StateFileError as error:
+        echo_err(f"riskc {verb}: {error}")
+        raise SystemExit(EXIT_USAGE) from None
+    except sqlite3.Error as error:
+        echo_err(f"riskc {verb}: cannot use the state file {path}: {error}; {unchanged}")
+        raise SystemExit(EXIT_FAILED) from None
+    except OSError as error:
+        echo_err(f"riskc {verb}: cannot use the state file {path}: {error.strerror or error}; {unchanged}")
+        raise SystemExit(EXIT_FAILED) from None
+    except (ValueError, KeyError, TypeError) as error:  # a value in the file that riskc never wrote
+        echo_err(
+            f"riskc {verb}: {path} holds data riskc cannot read ({error}): corrupt? `riskc audit verify` checks it"
+        )
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def pick_account(known_ids: list[int], config: Config, wanted: str | None) -> int:
@@ -129,6 +157,33 @@ def policy_clock(config: Config, account_id: int) -> PolicyClock:
         return PolicyClock(DEFAULT_TIMEZONE, DEFAULT_DAY_START, "default (the policies do not check)")
     settings = result.policies[0].settings
     return PolicyClock(settings.timezone, settings.trading_day_starts, result.policies[0].path)
+
+
+BACKOFF_WINDOW = dt.timedelta(minutes=15)
+BACKOFF_CAP = dt.timedelta(minutes=5)
+
+
+def passphrase_backoff(denials: list[dt.datetime], now: dt.datetime) -> dt.timedelta:
+    """How long to wait before the next passphrase attempt: 2 s after one wrong passphrase in
+    the last 15 minutes, doubling with each (4 s, 8 s, ...) up to 5 minutes, counted from the
+    last wrong one. The person most likely to guess is the locked-out trader at the keyboard."""
+    if not denials:
+        return dt.timedelta(0)
+    delay = min(dt.timedelta(seconds=2 ** min(len(denials), 12)), BACKOFF_CAP)
+    return max(dt.timedelta(0), denials[-1] + delay - now)
+
+
+def throttle_passphrase(store: Any, verb: str, sleep: Callable[[float], None]) -> None:
+    """Wait out the backoff before asking for the passphrase, saying so."""
+    now = dt.datetime.now(dt.UTC)
+    denials = store.passphrase_denials(now - BACKOFF_WINDOW)
+    wait = passphrase_backoff(denials, now)
+    if wait > dt.timedelta(0):
+        echo_err(
+            f"riskc {verb}: {len(denials)} wrong passphrase(s) in the last 15 minutes: waiting "
+            f"{span_text(wait + dt.timedelta(seconds=0.999))} before this attempt"
+        )
+        sleep(wait.total_seconds())
 
 
 def who() -> str:

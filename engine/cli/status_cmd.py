@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from riskc.engine.cli.common import EXIT_FAILED, echo_err
+from riskc.engine.cli.common import EXIT_FAILED, EXIT_USAGE, echo_err
 from riskc.engine.cli.statefile import (
     PolicyClock,
     load_config_or_exit,
@@ -26,6 +26,7 @@ from riskc.engine.cli.statefile import (
     pick_account,
     policy_clock,
     span_text,
+    state_errors,
     state_options,
     state_path,
 )
@@ -60,17 +61,20 @@ def command(
 ) -> None:
     """Lockouts, day P&L, positions and stop coverage, timers and recent actions, from the state
     file (safe to run while the daemon runs)."""
-    from riskc.engine.store import Store, StoreError
+    from riskc.engine.store import StateFileError, Store, StoreError
 
     config = load_config_or_exit(config_path)
     path = state_path(config, state)
     try:
         store = Store.open_readonly(path)
+    except StateFileError as error:
+        echo_err(f"riskc status: {error}")
+        raise SystemExit(EXIT_USAGE) from None
     except StoreError as error:
         hint = "" if path.is_file() else " (has `riskc run` run with this config? --config and --state choose the file)"
         echo_err(f"riskc status: {error}{hint}")
         raise SystemExit(EXIT_FAILED) from None
-    with store:
+    with state_errors("status", path, "nothing was shown"), store:
         ids = store.account_ids()
         if account is not None:
             ids = [pick_account(ids, config, account)]
@@ -113,8 +117,9 @@ def _account(
     book = store.load_book(account_id)
     # The day the daemon last saw the account: not today's after a stop or for a replayed session.
     last_seen_day = _trading_day(clock, book.ts) if book is not None else None
+    from riskc.engine.enforce.trading_state import state_of  # here, not at the top: `riskc check` loads this module
+
     active = store.active_lockouts(account_id, now)
-    from riskc.engine.enforce.trading_state import state_of  # here: it imports the store (sqlite_utils, pandas)
 
     state, why = state_of(active)
     return {

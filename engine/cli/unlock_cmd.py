@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 
 import click
@@ -20,12 +21,15 @@ from riskc.engine.cli.statefile import (
     lockout_ends,
     pick_account,
     policy_clock,
+    state_errors,
     state_options,
     state_path,
+    throttle_passphrase,
     who,
 )
 
 PASSPHRASE_ENV = "RISKC_ADMIN_PASSPHRASE"
+_sleep = time.sleep  # the backoff's wait (tests replace it)
 
 
 @click.command("unlock")
@@ -56,7 +60,7 @@ def command(
         echo_err(f"riskc unlock: no state file at {path}")
         raise SystemExit(EXIT_FAILED)
     now = dt.datetime.now(dt.UTC)
-    with Store.open(path) as store:
+    with state_errors("unlock", path, "nothing was released"), Store.open(path) as store:
         targets = _targets(store, config, account, lockout_id, now)
         if not store.has_admin_passphrase():
             echo_err(
@@ -64,6 +68,7 @@ def command(
                 "(`riskc admin set-passphrase` sets one)"
             )
             raise SystemExit(EXIT_FAILED)
+        throttle_passphrase(store, "unlock", _sleep)
         passphrase = _passphrase()
         operator = by or who()
         for lockout in targets:

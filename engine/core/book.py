@@ -42,8 +42,22 @@ from riskc.engine.core.events import (
     PositionUpdate,
     Quote,
 )
+from riskc.engine.core.history import NOTHING_EARLIER, Earlier, HistorySource
 from riskc.engine.core.instruments import Instruments, symbol_of
-from riskc.engine.core.snapshot import ORDER_STATUSES, ZERO, Account, Day, Event, Order, Position, Session, Snapshot
+from riskc.engine.core.snapshot import (
+    ORDER_STATUSES,
+    ZERO,
+    Account,
+    Day,
+    Event,
+    Order,
+    Position,
+    Session,
+    Snapshot,
+    Trade,
+    Week,
+    trade_tallies,
+)
 from riskc.engine.core.views import position_view, unrealized
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -65,6 +79,8 @@ class OpenPosition:
     episode: str = ""  # stable name of this position for idempotency keys (see Book.set_position)
     uncovered_since: dt.datetime | None = None
     view: Position | None = None
+    best: Decimal | None = None  # the highest and lowest open P&L since it opened (excursions)
+    worst: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -86,6 +102,8 @@ class DayState:
     fills: dict[Any, Fill] = field(default_factory=dict)
     fill_times: list[dt.datetime] = field(default_factory=list)
     high_balance: Decimal | None = None
+    trade_views: tuple[Trade, ...] | None = None  # `trades`, rebuilt when a fill counts or is voided
+    tallies: tuple[int, int, int] = (0, 0, 0)  # losing, winning, loss streak: with trade_views
 
 
 class Book:
@@ -128,7 +146,15 @@ class Book:
         self._day_key: tuple[int, int] | None = None
         self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
         self._day_view = Day()
-        self._snapshot = Snapshot(instruments=instruments)
+        self._week_view = Week()
+        self._week_basis: tuple = (None, None, None)  # (day, its trades, the days before) of _week_view
+        self._next_week_key: tuple | None = None
+        self._next_week_at: dt.datetime | None = None
+        self.history: HistorySource | None = None  # the days before today (the store's ledger)
+        self._earlier: Earlier = NOTHING_EARLIER
+        self._earlier_day: DayState | None = None  # the day and account _earlier was read for
+        self._earlier_account: int | None = None
+        self._snapshot = Snapshot(instruments=instruments, calendar=calendar)
         self._handlers = {
             AccountUpdate: self._on_account,
             PositionUpdate: self._on_position,
@@ -306,6 +332,7 @@ class Book:
 
     def _count(self, fill: Fill, sign: int) -> None:
         day, at = self.day, fill.at
+        day.trade_views = None
         day.realized += sign * ((fill.pnl or ZERO) - fill.fees)
         day.fees += sign * fill.fees
         day.trades += sign
@@ -381,6 +408,7 @@ class Book:
                 view.unrealized_pnl = unrealized(
                     contract_id, position.size, position.avg_price, price, self.instruments
                 )
+                _excursion(position, view)
 
     def _mine(self, account_id: Any) -> bool:
         """Messages of other accounts on the same login are not this book's."""
@@ -483,6 +511,7 @@ class Book:
                         dt.timedelta(0),
                         dt.timedelta(0),
                     )
+                    _excursion(p, p.view)
             self._positions_view = tuple(p.view for p in self.positions.values())
             self.unpriced_now = tuple(v.contract_id for v in self._positions_view if not v.tick_size)
         return self._positions_view
@@ -505,9 +534,52 @@ class Book:
             for entry in self.orders.values():
                 entry.order.age = now - entry.placed_at
         s.day = self._day(positions, now)
+        trades = self.day.trade_views
+        s.trades = trades if trades is not None else self.trade_views()
+        s.week = self._week_view
         s.session, s.next_trading_day = self._session(now, zone)
+        s.next_trading_week = self._next_week(now)
         s.event = event
         return s
+
+    # -- trade history: `trades`, the day's tallies, the week (PRODUCT.md §3.6) -------------
+
+    def trade_views(self) -> tuple[Trade, ...]:
+        """The day's fills, oldest first, voided ones left out; rebuilt only when one changed."""
+        day = self.day
+        if day.trade_views is None:
+            fills = sorted((f for f in day.fills.values() if not f.voided), key=lambda f: f.at)
+            day.trade_views = tuple(_trade_view(f) for f in fills)
+            day.tallies = trade_tallies(day.trade_views)
+        return day.trade_views
+
+    def earlier(self) -> Earlier:
+        """The days before today (the week so far, recent fills), read from ``history`` once per
+        trading day and account."""
+        day, account_id = self.day, self.account.id
+        if day is not self._earlier_day or account_id != self._earlier_account:
+            self._earlier_day, self._earlier_account = day, account_id
+            self._earlier = NOTHING_EARLIER
+            if self.history is not None and self._account_known:
+                week_start = self.calendar.week_of(day.trading_day)
+                self._earlier = self.history(account_id, day.trading_day, week_start)
+        return self._earlier
+
+    def _next_week(self, now: dt.datetime) -> dt.datetime:
+        """`next_trading_week`: the same for the whole of a trading day once it has begun (and
+        for the weekend gap before it), so it is computed once for each."""
+        day = self.day
+        key = (day.trading_day, now >= day.start)
+        if key != self._next_week_key:
+            self._next_week_key = key
+            self._next_week_at = self.calendar.next_trading_week_start(now)
+        return self._next_week_at
+
+    def _week(self, day: Day) -> Week:
+        earlier = self.earlier()
+        return Week(
+            earlier.realized + day.realized_pnl, earlier.trades + day.trades, earlier.losing + day.losing_trades
+        )
 
     def _day(self, positions: tuple[Position, ...], now: dt.datetime) -> Day:
         """The day's totals, summed again only when a position, the account, a fill or an open
@@ -535,6 +607,17 @@ class Book:
         view.high_balance = state.high_balance
         view.eod_high_balance = self.eod_high_balance if self.eod_high_balance is not None else account.balance
         view.fill_times, view.now = state.fill_times, now
+        # The tallies and the week change with a fill, the day or the days before, not with the
+        # open P&L that brings most evaluations here.
+        trades = state.trade_views if state.trade_views is not None else self.trade_views()
+        fresh = state is self._earlier_day and account.id == self._earlier_account
+        earlier = self._earlier if fresh else self.earlier()
+        day_of, trades_of, earlier_of = self._week_basis
+        if state is not day_of or trades is not trades_of or earlier is not earlier_of:
+            self._week_basis = (state, trades, earlier)
+            view.losing_trades, view.winning_trades, view.loss_streak = state.tallies
+            view.earlier_fill_times = earlier.fill_times
+            self._week_view = self._week(view)
         return view
 
     @property
@@ -587,6 +670,30 @@ def _order(update: OrderUpdate) -> Order:
         size=update.size,
         price=update.price,
         stop_price=update.stop_price,
+    )
+
+
+def _excursion(position: OpenPosition, view: Position) -> None:
+    """The best and worst open P&L since the position opened, on its view."""
+    pnl = view.unrealized_pnl
+    if position.best is None or pnl > position.best:
+        position.best = pnl
+    if position.worst is None or pnl < position.worst:
+        position.worst = pnl
+    view.max_favorable, view.max_adverse = position.best, position.worst
+
+
+def _trade_view(fill: Fill) -> Trade:
+    return Trade(
+        symbol_of(fill.contract_id),
+        fill.contract_id,
+        fill.side,
+        fill.size,
+        fill.price,
+        fill.pnl,
+        fill.fees,
+        fill.at,
+        fill.pnl is not None,
     )
 
 

@@ -124,6 +124,20 @@ class TradingCalendar:
             return start
         return self._window_start(self.next_trading_day(day))
 
+    def week_of(self, trading_day: date) -> date:
+        """The trading week `trading_day` belongs to, named by its Monday: a week runs from the
+        first trading day that starts on or after Sunday's open (Monday's, or Tuesday's after a
+        Monday holiday) to Friday's close (PRODUCT.md §3.6)."""
+        return trading_day - timedelta(days=trading_day.weekday())
+
+    def next_trading_week_start(self, instant: datetime) -> datetime:
+        """When the next trading week's first trading day starts (`lockout until next_trading_week`)."""
+        monday = self.week_of(self.trading_day(instant))
+        start = self._window_start(self._first_on_or_after(monday))
+        if start > instant:  # a weekend: the week it belongs to has not begun
+            return start
+        return self._window_start(self._first_on_or_after(monday + timedelta(days=7)))
+
     def is_trading_day(self, day: date) -> bool:
         return day in self._year(day.year).sessions
 
@@ -160,6 +174,17 @@ class TradingCalendar:
             if candidate > instant:
                 return candidate
         raise AssertionError("unreachable: a local time recurs within two days")
+
+    def next_open_clock(self, instant: datetime, clock: time) -> datetime:
+        """The first instant after `instant` whose local time is `clock` and at which the
+        exchange is open (`lockout until 17:00` at a Friday close: Sunday 17:00, not Friday's).
+        A clock that never falls in a session within two weeks gives its next occurrence."""
+        first = candidate = self.next_clock(instant, clock)
+        for _ in range(14):
+            if self.is_session_open(candidate):
+                return candidate
+            candidate = self.next_clock(candidate, clock)
+        return first
 
     # -- exchange sessions ----------------------------------------------------------------
 

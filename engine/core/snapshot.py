@@ -64,20 +64,62 @@ class Day:
     eod_high_balance: Decimal = visible(
         T.MONEY, "Highest end-of-trading-day balance so far (for trailing drawdown).", ZERO
     )
-    fill_times: tuple[dt.datetime, ...] = ()  # recent fills, oldest first, for fills_within
+    losing_trades: int = visible(T.INT, "Closing fills of the trading day with P&L below zero.", 0)
+    winning_trades: int = visible(T.INT, "Closing fills of the trading day with P&L above zero.", 0)
+    loss_streak: int = visible(T.INT, "Losing closing fills since the last winning one (this trading day).", 0)
+    fill_times: tuple[dt.datetime, ...] = ()  # the day's fills, oldest first, for fills_within
+    earlier_fill_times: tuple[dt.datetime, ...] = ()  # fills of the days before (last 7), oldest first
     now: dt.datetime | None = None  # the evaluation's instant, for fills_within
 
     def fills_within(self, window: dt.timedelta) -> int:
         if self.now is None:
             return 0
-        # fill_times is sorted, so the count is one binary search, not a scan of the day's fills.
-        return len(self.fill_times) - bisect.bisect_right(self.fill_times, self.now - window)
+        # Both lists are sorted, so the count is two binary searches, not a scan of the fills.
+        since = self.now - window
+        today = len(self.fill_times) - bisect.bisect_right(self.fill_times, since)
+        earlier = self.earlier_fill_times
+        if not earlier or earlier[-1] <= since:
+            return today
+        return today + len(earlier) - bisect.bisect_right(earlier, since)
 
     METHODS = {
         "fills_within": FuncT(
-            (Param("window", T.DURATION),), T.INT, "Fills whose time falls within the last `window`."
+            (Param("window", T.DURATION),),
+            T.INT,
+            "Fills whose time falls within the last `window`, across trading days (a `7d` window spans the "
+            "week; riskc keeps the fills of the last 7 days).",
         ),
     }
+
+
+@dataclass(slots=True)
+class Week:
+    realized_pnl: Decimal = visible(
+        T.MONEY,
+        "Net realized P&L of the trading week (Monday's trading day, which opens Sunday evening, to Friday's "
+        "close, in the policy's timezone): trade P&L minus fees, voided trades excluded. From the state "
+        "store: it survives restarts.",
+        ZERO,
+    )
+    trades: int = visible(T.INT, "Fills (executions) this trading week.", 0)
+    losing_trades: int = visible(T.INT, "Closing fills of the trading week with P&L below zero.", 0)
+
+
+@dataclass(slots=True)
+class Trade:
+    """One fill of the trading day (`trades`), as the broker reported it."""
+
+    symbol: str = visible(T.SYMBOL, "Product code.", "")
+    contract_id: str = visible(T.STRING, "The broker's contract id.", "")
+    side: str = visible(T.EnumT(ORDER_SIDES), "`buy` or `sell`.", "buy")
+    size: int = visible(T.CONTRACTS, "Contracts filled.", 0)
+    price: Decimal = visible(T.PRICE, "Fill price.", ZERO)
+    pnl: Decimal | None = visible(
+        T.OptionalT(T.MONEY), "P&L the fill realized (the broker's, before fees); none on an opening fill.", None
+    )
+    fees: Decimal = visible(T.MONEY, "Fees of the fill.", ZERO)
+    time: dt.datetime = visible(T.TIME, "When it filled.", None)
+    closing: bool = visible(T.BOOL, "The fill closed or reduced a position (it has a P&L).", False)
 
 
 @dataclass(slots=True)
@@ -102,6 +144,14 @@ class Position:
     age: dt.timedelta = visible(T.DURATION, "Time since the position opened (a flip opens a new one).", dt.timedelta(0))
     uncovered_for: dt.timedelta = visible(
         T.DURATION, "Time since `stop_coverage` last fell below `qty`; zero while fully covered.", dt.timedelta(0)
+    )
+    max_favorable: Decimal = visible(
+        T.MONEY, "Best open P&L the position has had since it opened (a flip opens a new one).", ZERO
+    )
+    max_adverse: Decimal = visible(
+        T.MONEY,
+        "Worst open P&L the position has had since it opened (negative for a loss; a flip opens a new one).",
+        ZERO,
     )
     tick_size: Decimal = visible(T.POINTS, "The instrument's minimum price increment.", ZERO)
     tick_value: Decimal = visible(T.MONEY, "Money per tick per contract.", ZERO)
@@ -238,6 +288,23 @@ class Event:
         return (self.side == "buy") == (p.size < 0)
 
 
+def trade_tallies(trades) -> tuple[int, int, int]:
+    """(losing, winning, loss streak) of fills in time order: closing fills (P&L not none) with
+    P&L below / above zero, and the losing ones since the last winning one (a scratch at $0
+    neither breaks nor extends a streak)."""
+    losing = winning = streak = 0
+    for t in trades:
+        if t.pnl is None:
+            continue
+        if t.pnl < 0:
+            losing += 1
+            streak += 1
+        elif t.pnl > 0:
+            winning += 1
+            streak = 0
+    return losing, winning, streak
+
+
 def _members(cls: type) -> dict[str, Member]:
     members = {
         f.name: Member(f.metadata["type"], f.metadata["doc"]) for f in dataclasses.fields(cls) if "type" in f.metadata
@@ -249,6 +316,8 @@ def _members(cls: type) -> dict[str, Member]:
 
 ACCOUNT_T = T.obj("account", _members(Account))
 DAY_T = T.obj("day", _members(Day))
+WEEK_T = T.obj("week", _members(Week))
+TRADE_T = T.obj("trade", _members(Trade))
 POSITION_T = T.obj("position", _members(Position))
 ORDER_T = T.obj("order", _members(Order))
 SESSION_T = T.obj("session", _members(Session))
@@ -308,6 +377,17 @@ class Snapshot:
     next_trading_day: dt.datetime | None = visible(T.TIME, "The next trading-day start, DST-correct.")
     event: Event = field(default_factory=Event)
     instruments: Any = None  # engine.instruments.Instruments
+    trades: tuple[Trade, ...] = visible(
+        T.ListT(TRADE_T), "The trading day's fills, oldest first; voided fills are not in the list.", ()
+    )
+    week: Week = field(
+        default_factory=Week,
+        metadata={"type": WEEK_T, "doc": "Counters of the current trading week (from the state store)."},
+    )
+    next_trading_week: dt.datetime | None = visible(
+        T.TIME, "The next trading week's start: Sunday's session open (later after a Monday holiday)."
+    )
+    calendar: Any = None  # engine.core.calendar.TradingCalendar: `lockout until CLOCK` skips closed days
 
     def ticks_to_points(self, symbol: str, ticks: int) -> Decimal:
         return self.instruments.ticks_to_points(symbol, ticks)

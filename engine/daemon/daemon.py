@@ -42,7 +42,12 @@ from riskc.engine.daemon.config import Config
 from riskc.engine.daemon.items import Reconcile, Swap, Tick
 from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.runner import Engine, PolicySet
-from riskc.engine.store import Store
+from riskc.engine.store import StateFileError, Store
+from riskc.engine.store.faults import FailSafeStore
+from riskc.engine.store.files import DaemonLock, move_aside
+
+DAEMON_BUSY_MS = 1000  # a write waits this long for another process's lock, then is buffered
+ANCHOR_EVERY = dt.timedelta(days=1)
 
 log = logging.getLogger("riskc.daemon")
 
@@ -57,6 +62,7 @@ class Activity:
     calls: int = 0
     reloads: int = 0
     reload_errors: int = 0
+    errors: int = 0  # items the engine could not handle
     finished: bool = False
     last_error: str | None = None
 
@@ -89,8 +95,23 @@ class AccountLoop:
             item = await self.queue.get()
             try:
                 self._apply(item)
-            except Exception:
-                log.exception("error while handling %r", type(item).__name__)
+            except Exception as error:
+                self._failed(item, error)
+
+    def _failed(self, item: Any, error: Exception) -> None:
+        """An item the engine could not handle (a bug, or input nothing else caught) is logged
+        with its traceback and alerted, critically, the first time and every 100th after: an
+        event whose effect is lost must be heard of, but not 10,000 times a minute."""
+        log.exception("error while handling %r", type(item).__name__)
+        self.activity.errors += 1
+        self.activity.last_error = f"{type(item).__name__}: {type(error).__name__}: {error}"
+        if self.activity.errors % 100 == 1:
+            self.daemon.alerts.alert(
+                "critical",
+                f"riskc could not handle a {type(item).__name__} ({type(error).__name__}: {error}); it was skipped "
+                f"({self.activity.errors} so far). The next reconciliation corrects the book",
+                account=self.engine.book.account.id or None,
+            )
 
     def _apply(self, item: Any) -> None:
         engine = self.engine
@@ -105,6 +126,7 @@ class AccountLoop:
             for update in updates:
                 self._handle(engine.on_event(update))
         elif type(item) is Tick:
+            self.daemon.maintain_store(item.now)
             self._handle(engine.on_tick(item.now))
         elif type(item) is Reconcile:
             drift, effects = engine.reconcile(item.state, item.now)
@@ -217,6 +239,7 @@ class Daemon:
         live_view: bool = True,
         max_seconds: float | None = None,
         demo: bool = False,
+        new_state: bool = False,
     ) -> None:
         if console is None:
             from riskc.engine.daemon.console import make_console
@@ -227,10 +250,20 @@ class Daemon:
         self.live_view = live_view
         self.max_seconds = max_seconds
         self.demo = demo
-        self.store = Store.open(config.state)
+        self.lock = DaemonLock.acquire(config.state)  # one daemon per state file, for its whole life
+        try:
+            store, repaired = open_state(config.state, new_state)
+        except BaseException:
+            self.lock.release()
+            raise
         # The console shows every action once, as a line (print_action) or in the live view, so
         # its alert sink prints only the alerts that report no action.
         self.alerts = Alerts.from_config(config, console=console, console_actions=False)
+        self.store = FailSafeStore(store, on_change=self._store_changed)
+        self._state_version = self.store.data_version()
+        self._anchored: dt.datetime | None = None
+        if repaired:
+            self._state_edited(repaired)
         self.loops: list[AccountLoop] = []
         self._stop = asyncio.Event()
         self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
@@ -257,6 +290,55 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    # -- the state file ---------------------------------------------------------------------
+
+    def _store_changed(self, kind: str, text: str) -> None:
+        self.alerts.alert("high" if kind == "recovered" else "critical", text)
+        self.log_record({"kind": "state_store", "event": kind, "text": text})
+
+    def maintain_store(self, now: dt.datetime) -> None:
+        """Each tick: replay what a storage fault left buffered, and notice a lockout, timer or
+        passphrase edited outside riskc (the file changed under another connection)."""
+        self.store.retry()
+        self._anchor_head()
+        version = self.store.data_version()
+        if version == self._state_version or self.store.backlog:
+            return
+        self._state_version = version
+        try:
+            problems = self.store.state_problems()
+            if problems:
+                self.store.repair_state(problems, now)
+        except Exception as error:
+            log.error("cannot check the state file against its audit log: %s", error)
+            return
+        if problems:
+            self._state_edited(problems)
+
+    def _anchor_head(self) -> None:
+        """At start and once a day, the audit head goes out on every sink (the JSON log, the
+        webhooks): noted outside the file, it is what makes a rewritten or shortened history
+        detectable (`riskc audit verify --expect-head SEQ:HASH`)."""
+        wall = _utcnow()
+        if self._anchored is not None and wall - self._anchored < ANCHOR_EVERY:
+            return
+        self._anchored = wall
+        try:
+            head = self.store.audit_head()
+        except Exception as error:
+            log.error("cannot read the audit head: %s", error)
+            return
+        seq, digest = head if head is not None else (0, "0" * 64)
+        self.alerts.alert("info", f"audit head {seq}:{digest} (`riskc audit verify --expect-head` checks it later)")
+        self.log_record({"kind": "audit_head", "seq": seq, "hash": digest})
+
+    def _state_edited(self, problems: list[str]) -> None:
+        self.alerts.alert(
+            "critical",
+            f"the state file {self.config.state} was edited outside riskc: {'; '.join(problems)}. "
+            "Restored from the audit log, which is what riskc enforces.",
+        )
 
     async def run(self, build_loops: Callable, services: Sequence[Callable[[Daemon], Awaitable[None]]] = ()) -> int:
         """Build the account loops, run them and ``services`` (hot reload, the live view: each a
@@ -317,8 +399,45 @@ class Daemon:
             service.cancel()
         await asyncio.gather(*services, return_exceptions=True)
         self.log_record({"kind": "daemon", "event": "stopped"})
+        if not self.store.retry():
+            self.alerts.alert(
+                "critical",
+                f"stopping with {len(self.store.backlog)} write(s) the state file {self.config.state} still "
+                f"refuses ({self.store.fault}): they are lost; the broker's state is reconciled at the next start",
+            )
         await self.alerts.aclose(timeout=3.0)
         self.store.close()
+        self.lock.release()
+
+
+def open_state(path: Path, new_state: bool) -> tuple[Store, list[str]]:
+    """The daemon's state file, verified before anything is enforced from it.
+
+    - A file that is not a usable state file is refused (``StateFileError``), or with
+      ``new_state`` kept aside and a fresh one started.
+    - A broken audit chain (a record edited, removed or cut off) is refused too: riskc does not
+      run on a history that was altered, and says where (`riskc audit verify` shows the same).
+      ``new_state`` keeps that file aside as well.
+    - Lockouts, timers or a passphrase that differ from the (intact) chain were edited outside
+      riskc: they are put back as the chain says and the edits returned, for a critical alert.
+      Refusing to start would leave the account unguarded, which is what such an edit wants.
+    """
+    store = Store.open(path, new=new_state, busy_ms=DAEMON_BUSY_MS)
+    verdict = store.verify_audit()
+    if not verdict.ok:
+        store.close()
+        if not new_state:
+            raise StateFileError(
+                f"{path}: the audit log fails verification at record {verdict.first_bad_seq} ({verdict.problem}); "
+                "riskc does not run on an altered history. `riskc audit verify --state` shows it; restore a "
+                "backup, or pass --new-state to keep this file aside and start afresh"
+            )
+        log.warning("%s fails verification: moved aside to %s", path, move_aside(path))
+        return Store.open(path, busy_ms=DAEMON_BUSY_MS), []
+    problems = store.state_problems()
+    if problems:
+        store.repair_state(problems, _utcnow())
+    return store, problems
 
 
 # -- feeds ----------------------------------------------------------------------------------
@@ -344,7 +463,12 @@ def recording_feed(path: Path, speed: float) -> Callable:
                 await lp.queue.put(Tick(tick))
             await _pace(previous, item.ts, speed)
             previous = item.ts
-            triggered = sim.observe(item)
+            try:
+                decode(item)  # the simulated broker must not see what the book cannot use
+                triggered = sim.observe(item)
+            except DECODE_ERRORS as error:
+                await lp.queue.put(Malformed(item.line, str(error) or type(error).__name__, item.to_json()))
+                continue  # the feed goes on: one bad line never stops a recording
             await lp.queue.put(item)
             for message in triggered:
                 lp.activity.answers += 1

@@ -38,12 +38,25 @@ class Candidate:
 
 
 def validate(paths: list[Path]) -> Candidate:
-    """Parse → check → compile → fixtures, in that order; stops at the first stage that fails."""
+    """Parse → check → compile → fixtures, in that order; stops at the first stage that fails.
+    Never raises: an internal error (a bug, a RecursionError, a MemoryError) rejects the edit
+    like a diagnostic does, so the last good set stays and the next edit is read again."""
     started = time.perf_counter()
+    try:
+        return _validate(paths, started)
+    except Exception as error:
+        log.exception("internal error while validating the policies")
+        problem = f"internal error while checking the edited policies ({type(error).__name__}: {error})"
+        return Candidate(None, (), (problem[:2000],), time.perf_counter() - started)
+
+
+def _validate(paths: list[Path], started: float) -> Candidate:
     try:
         sources = tuple(_read(paths))
     except OSError as error:
         return Candidate(None, (), (f"cannot read the policies: {error}",), time.perf_counter() - started)
+    except UnicodeDecodeError as error:
+        return Candidate(None, (), (f"the policies are not UTF-8 text: {error}",), time.perf_counter() - started)
     policies, diagnostics, result = PolicySet.from_sources(list(sources))
     if policies is None:
         problems = tuple(d.render(result.sources.get(d.span.file)) for d in diagnostics if d.is_error)
@@ -107,7 +120,13 @@ async def watch_and_reload(daemon: Daemon) -> None:
         changed = {Path(path).resolve() for _, path in changes}
         for lp in daemon.loops:
             if _concerns(lp, changed):
-                await reload_loop(daemon, lp)
+                try:
+                    await reload_loop(daemon, lp)
+                except Exception as error:  # the watcher outlives any one reload: later edits still count
+                    log.exception("policy reload failed")
+                    daemon.alerts.alert(
+                        "critical", f"policy reload failed, the last good policies stay active: {error}"
+                    )
 
 
 async def reload_loop(daemon: Daemon, lp: AccountLoop) -> Candidate:

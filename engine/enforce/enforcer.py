@@ -110,13 +110,16 @@ class Enforcer:
         rising = firings - self.firing
         self.firing = firings
         for action in actions:
+            if action.kind in _PRICED:
+                action = _snapped(action, book)  # the record carries the price sent
             calls, changed = self._effect(action, book, now, policy_hash, rising)
-            if calls or changed:
-                record = action.to_record(now)
+            if not (calls or changed):
+                continue
+            for record in _records(action, calls, now):
                 effects.records.append(record)
-                effects.calls += calls
                 if action.kind == "alert" or action.severity in ("high", "critical"):
                     effects.alerts.append(record | {"severity": action.severity})  # the rule's, for alert routing
+            effects.calls += calls
         if self.orphans:
             effects.extend(self._cancel_orphans(book, now, policy_hash))
         return effects
@@ -126,7 +129,9 @@ class Enforcer:
     ) -> tuple[list[BrokerCall], bool]:
         kind = action.kind
         if kind == "alert":
-            return [], (action.rule, action.contract_id) in rising or (action.rule, None) in rising
+            # On the rising edge of a firing of its rule: the rule as a whole, or (a rule `for
+            # position p`) for one more position; the alert itself names no target.
+            return [], any(rule == action.rule for rule, _ in rising)
         if kind in ("lockout", "block"):
             return [], self._lock(action, book, now)
         candidates = self._calls(action, book)
@@ -146,6 +151,8 @@ class Enforcer:
         if kind == "reduce":
             position = book.positions.get(action.contract_id)
             return [] if position is None else self._reduce(position, action.to, book, rule, why)
+        if kind == "reduce_total" and action.condition == "net":
+            return self._reduce_net(action.to, book, rule, why)
         if kind == "reduce_total":
             return self._reduce_total(action.to, book, rule, why)
         if kind == "cancel_orders":
@@ -157,6 +164,8 @@ class Enforcer:
             return self._move_stops(action, book)
         if kind == "place_stop":
             return self._place_stop(action, book)
+        if kind == "place_target":
+            return self._place_target(action, book)
         return []
 
     # -- calls for each action --------------------------------------------------------------
@@ -227,14 +236,27 @@ class Enforcer:
             excess -= cut
         return calls
 
+    def _reduce_net(self, limit: int, book: Book, rule: str, why: str) -> list[BrokerCall]:
+        """Counted net, only the side that makes the net exceed ``limit`` is cut (largest first),
+        and by no more than the excess: long 7 MNQ and short 2 ES against 4 sells one MNQ."""
+        net = sum(p.size for p in book.positions.values())
+        excess = abs(net) - limit
+        heavy = [p for p in book.positions.values() if p.size * net > 0]
+        calls: list[BrokerCall] = []
+        for position in sorted(heavy, key=lambda p: (-abs(p.size), p.contract_id)):
+            if excess <= 0:
+                break
+            cut = min(excess, abs(position.size))
+            calls += self._reduce(position, abs(position.size) - cut, book, rule, why)
+            excess -= cut
+        return calls
+
     def _move_stops(self, action: Action, book: Book) -> list[BrokerCall]:
         position = book.positions.get(action.contract_id)
         if position is None or action.price is None:
             return []
         closing = "sell" if position.size > 0 else "buy"
-        book.position_views()  # every open position has its view (tick size zero without an instrument spec)
-        tick = position.view.tick_size if position.view is not None else None
-        price = _on_grid(action.price, tick, up=position.size > 0)
+        price = action.price  # on the tick grid already (see _snapped)
         return [
             BrokerCall(
                 "modify_stop",
@@ -274,6 +296,36 @@ class Enforcer:
                 rule=action.rule,
                 reason=action.reason,
                 key=self._key("place_stop", position.contract_id, book, f"{position.episode}:{uncovered}"),
+            )
+        ]
+
+    def _place_target(self, action: Action, book: Book) -> list[BrokerCall]:
+        """A limit exit for the contracts no exit limit order covers yet: once per position
+        episode and size, so a target the trader moves or cancels is not placed again, and a
+        scale-in gets a target for the contracts it added."""
+        position = book.positions.get(action.contract_id)
+        if position is None or action.price is None:
+            return []
+        side = "sell" if position.size > 0 else "buy"
+        covered = sum(
+            o.size
+            for o in book.working_orders()
+            if o.contract_id == position.contract_id and o.side == side and o.type == "limit"
+        )
+        uncovered = abs(position.size) - covered
+        if uncovered <= 0:
+            return []
+        return [
+            BrokerCall(
+                "place_target",
+                self.account_id,
+                contract_id=position.contract_id,
+                side=side,
+                size=uncovered,
+                limit_price=action.price,
+                rule=action.rule,
+                reason=action.reason,
+                key=self._key("place_target", position.contract_id, book, f"{position.episode}:{abs(position.size)}"),
             )
         ]
 
@@ -455,6 +507,40 @@ class Enforcer:
         return changed
 
 
+_PRICED = frozenset({"move_stop", "place_stop", "place_target"})
+
+
+def _snapped(action: Action, book: Book) -> Action:
+    """A stop or target price on the instrument's tick grid, rounded toward the tighter side:
+    a stop nearer the market (up under a long), a target never beyond the price asked (down
+    over a long). An average entry after a scale-in is often off the grid."""
+    position = book.positions.get(action.contract_id or "")
+    if position is None or action.price is None:
+        return action
+    book.position_views()  # every open position has its view (tick size zero without an instrument spec)
+    tick = position.view.tick_size if position.view is not None else None
+    long = position.size > 0
+    up = long if action.kind != "place_target" else not long
+    price = _on_grid(action.price, tick, up=up)
+    return action if price == action.price else action._replace(price=price)
+
+
+def _records(action: Action, calls: list[BrokerCall], now: dt.datetime) -> list[dict[str, Any]]:
+    """The §6.2 records of one action: `reduce_total` as one `reduce` per position it cuts."""
+    if action.kind != "reduce_total":
+        return [action.to_record(now)]
+    return [
+        action._replace(
+            kind="reduce",
+            symbol=symbol_of(call.contract_id or ""),
+            contract_id=call.contract_id,
+            to=abs(call.expect_size or 0),
+            condition=None,
+        ).to_record(now)
+        for call in calls
+    ]
+
+
 def _exits_of(call: BrokerCall, book: Book) -> _Exits | None:
     """The exit orders (stops, targets: the closing side, not market) of the position a close
     is for, as they are working now."""
@@ -479,8 +565,7 @@ def _exits_reason(contract_id: str, rule: str) -> str:
 
 
 def _on_grid(price, tick, *, up: bool):
-    """A stop price on the instrument's tick grid, rounded toward tighter (up for a long's sell
-    stop, down for a short's buy stop): an average entry after a scale-in is often off-grid."""
+    """``price`` on the tick grid, rounded up or down."""
     if not tick:
         return price
     steps = (price / tick).to_integral_value(rounding=decimal.ROUND_CEILING if up else decimal.ROUND_FLOOR)

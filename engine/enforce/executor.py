@@ -284,6 +284,13 @@ class _Execution:
                     if found
                     else f"no working {call.side} stop {call.size} {call.contract_id} at {call.stop_price}"
                 )
+            case "place_target":
+                found = [o for o in state.orders if self.is_our_target(o)]
+                return bool(found), (
+                    f"working target {found[0].order_id} found"
+                    if found
+                    else f"no working {call.side} target {call.size} {call.contract_id} at {call.limit_price}"
+                )
         return False, f"unknown call kind {call.kind!r}"
 
     def is_our_stop(self, order: OrderUpdate) -> bool:
@@ -300,9 +307,23 @@ class _Execution:
             and self.same_price(order.stop_price, call.contract_id)
         )
 
-    def same_price(self, price: Any, contract_id: str | None) -> bool:
+    def is_our_target(self, order: OrderUpdate) -> bool:
+        call = self.call
+        if order.status not in WORKING:
+            return False
+        if self.order_id is not None and order.order_id == self.order_id:
+            return True
+        return (
+            order.contract_id == call.contract_id
+            and order.type == "limit"
+            and order.side == call.side
+            and order.size == call.size
+            and self.same_price(order.price, call.contract_id, call.limit_price)
+        )
+
+    def same_price(self, price: Any, contract_id: str | None, wanted: Decimal | None = None) -> bool:
         """Equal within half a tick: the broker (or the SDK) rounds prices to the tick."""
-        wanted = self.call.stop_price
+        wanted = self.call.stop_price if wanted is None else wanted
         if price is None or wanted is None:
             return False
         try:

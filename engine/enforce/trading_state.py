@@ -16,10 +16,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from riskc.engine.core.instruments import symbol_of
-from riskc.engine.store import Lockout, Store
 
 if TYPE_CHECKING:
     from riskc.engine.core.book import Book
+    from riskc.engine.store import Lockout, Store
 
 Holds = Callable[[str, Any], bool]  # (rule, snapshot) -> whether a `while` lockout's condition still holds
 

@@ -154,7 +154,9 @@ class SimBroker:
                 order = self._order(call)
                 return [self._order_update(order, now, stopPrice=call.stop_price)]
             case "place_stop":
-                return [self._new_stop(call, now)]
+                return [self._new_order(call, now, type=4, stopPrice=call.stop_price)]
+            case "place_target":
+                return [self._new_order(call, now, type=1, limitPrice=call.limit_price)]
         raise BrokerError(f"unknown call {call.kind}", retryable=False)
 
     def drain(self) -> list[Message]:
@@ -280,17 +282,17 @@ class SimBroker:
         self.observe(message)
         return message
 
-    def _new_stop(self, call: BrokerCall, now: dt.datetime) -> Message:
+    def _new_order(self, call: BrokerCall, now: dt.datetime, **fields: Any) -> Message:
+        """A stop or a target placed on an open position: acknowledged at once, left working."""
         self._position(call.contract_id or "")
         data = self._order_data(
             self._take_order_id(),
             call.contract_id or "",
             now,
             status=1,
-            type=4,
             side=0 if call.side == "buy" else 1,
             size=int(call.size or 0),
-            stopPrice=call.stop_price,
+            **fields,
         )
         message = self._user("GatewayUserOrder", data, now)
         self.observe(message)

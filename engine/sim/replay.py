@@ -30,6 +30,26 @@ from riskc.engine.store import Store
 
 log = logging.getLogger("riskc.replay")
 SECOND = dt.timedelta(seconds=1)
+# A longer silence of the recording, while the account is flat with nothing working or in flight,
+# is jumped rather than walked second by second (see Replay.tick_until).
+IDLE_GAP = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Backwards:
+    """A message stamped before one already replayed: applied in file order, at the clock's time
+    (the clock never goes back), and reported."""
+
+    line: int
+    ts: dt.datetime
+    clock: dt.datetime
+
+    def describe(self) -> str:
+        behind = (self.clock - self.ts).total_seconds()
+        return (
+            f"line {self.line}: its time {self.ts.isoformat()} is {behind:g} s before the clock "
+            f"({self.clock.isoformat()}): applied at the clock's time, which never goes back"
+        )
 
 
 @dataclass(slots=True)
@@ -39,6 +59,8 @@ class ReplaySummary:
     ticks: int = 0
     calls: int = 0
     malformed: list[Malformed] = field(default_factory=list)
+    backwards: list[Backwards] = field(default_factory=list)
+    jumped: dt.timedelta = dt.timedelta(0)  # recorded time jumped over while idle
     actions: Counter = field(default_factory=Counter)  # (rule, action) -> count
     first: dt.datetime | None = None
     last: dt.datetime | None = None
@@ -50,6 +72,8 @@ class ReplaySummary:
             "ticks": self.ticks,
             "broker_calls": self.calls,
             "malformed": len(self.malformed),
+            "backwards": len(self.backwards),
+            "jumped_seconds": int(self.jumped.total_seconds()),
             "actions": [{"rule": r, "action": a, "count": n} for (r, a), n in sorted(self.actions.items())],
             "from": self.first.isoformat() if self.first else None,
             "to": self.last.isoformat() if self.last else None,
@@ -111,35 +135,71 @@ class Replay:
         if self.clock.next is None or ts >= self.clock.next:  # most messages share their second
             self.tick_until(ts)
         summary.messages += 1
-        if summary.first is None:
-            summary.first = ts
-        summary.last = ts
-        triggered = self.sim.observe(item)
-        if item.event is not None:  # decoded by intake (a quote in its usual shape)
-            effects = engine.on_event(item.event)
+        last = summary.last
+        if last is None:
+            summary.first = summary.last = ts
+        elif ts >= last:
+            summary.last = ts
+        if ts < engine.book.now:
+            summary.backwards.append(Backwards(item.line, ts, engine.book.now))
+        try:  # decoded before the simulated broker sees it: it must not see what the book cannot use
+            # a quote (most lines) has one event, decoded by intake when in its usual shape: no list to build
+            event = item.event
+            if event is not None:
+                updates: tuple | list = (event,)
+            else:
+                updates = (quote(item.args, ts),) if item.target == "GatewayQuote" else decode(item)
+            triggered = self.sim.observe(item)
+        except DECODE_ERRORS as error:
+            engine.malformed += 1
+            summary.malformed.append(Malformed(item.line, _why(error), item.to_json()))
+            log.warning("malformed recording line skipped: %s", summary.malformed[-1].describe())
+            return
+        for update in updates:
+            effects = engine.on_event(update)
             if effects is not NO_EFFECTS:
                 self._handle(effects)
-        else:
-            try:  # a quote has one event: no list to build
-                updates = (quote(item.args, ts),) if item.target == "GatewayQuote" else decode(item)
-            except DECODE_ERRORS as error:
-                engine.malformed += 1
-                summary.malformed.append(Malformed(item.line, _why(error), item.to_json()))
-                log.warning("malformed recording line skipped: %s", summary.malformed[-1].describe())
-                updates = ()
-            for update in updates:
-                effects = engine.on_event(update)
-                if effects is not NO_EFFECTS:
-                    self._handle(effects)
         if triggered:
             for message in triggered:
                 self._apply(message)
         summary.events = engine.events
 
     def tick_until(self, ts: dt.datetime) -> None:
-        for tick in self.clock.due(ts):
-            self.summary.ticks += 1
-            self._handle(self.engine.on_tick(tick))
+        """The 1-second ticks up to ``ts``. A silence longer than ``IDLE_GAP`` while the account
+        is flat, with no order working and no call in flight, is jumped: nothing a rule can do
+        there needs a position or an order, so it ticks only where time itself changes the
+        state (each trading-day start, each lockout's end), then from ``ts``'s second on. A
+        recording with one line a year ahead takes a few hundred ticks, not 31 million."""
+        clock = self.clock
+        if clock.next is not None and ts - clock.next > IDLE_GAP and self._idle():
+            for moment in self._moments(clock.next, ts):
+                self._tick(moment)
+            resume = ts.replace(microsecond=0)
+            self.summary.jumped += resume - clock.next
+            clock.next = resume
+        for tick in clock.due(ts):
+            self._tick(tick)
+
+    def _tick(self, tick: dt.datetime) -> None:
+        self.summary.ticks += 1
+        self._handle(self.engine.on_tick(tick))
+
+    def _idle(self) -> bool:
+        engine = self.engine
+        return not (engine.book.positions or engine.book.orders or engine.enforcer.pending or engine.enforcer.orphans)
+
+    def _moments(self, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+        """Whole seconds in [start, end) where time alone changes something: day starts, lockout ends."""
+        engine, moments = self.engine, set()
+        day_start = engine.calendar.next_trading_day_start(start)
+        while day_start < end:
+            moments.add(day_start)
+            day_start = engine.calendar.next_trading_day_start(day_start)
+        for lockout in engine.store.active_lockouts(engine.book.account.id, start):
+            if lockout.until is not None and start <= lockout.until < end:
+                moments.add(lockout.until)
+        ceiling = [m if m.microsecond == 0 else m.replace(microsecond=0) + SECOND for m in moments]
+        return sorted(m for m in ceiling if start <= m < end)
 
     def _handle(self, effects: Effects) -> None:
         if not effects:

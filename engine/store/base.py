@@ -31,7 +31,9 @@ with ``BEGIN IMMEDIATE`` plus a busy timeout, so two writers queue instead of fa
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -40,51 +42,58 @@ from typing import Any, Literal, Self
 
 from sqlite_utils import Database
 
-from riskc.engine.store import audit
+from riskc.engine.store import audit, derived, files
 from riskc.engine.store.migrations import apply_migrations
-from riskc.engine.store.models import AuditRecord, AuditVerification, StoreError
+from riskc.engine.store.models import AuditRecord, AuditVerification, StateFileError, StoreError
 
 Synchronous = Literal["NORMAL", "FULL", "OFF"]
-_BUSY_TIMEOUT_MS = 5000
-
-
-def _create_private(path: Path) -> None:
-    """Create the file 0600 before SQLite opens it, so it is never readable by others, not even
-    for the instant between creation and a chmod. An existing file is tightened too."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    os.chmod(path, 0o600)
-
-
-def _tighten_sidecars(path: Path) -> None:
-    for suffix in ("-wal", "-shm"):
-        sidecar = path.with_name(path.name + suffix)
-        if sidecar.exists():
-            os.chmod(sidecar, 0o600)
+log = logging.getLogger("riskc.store")
 
 
 class StoreBase:
     """The connection, the write transaction and the audit log; see the module docstring."""
 
-    def __init__(self, db: Database, path: Path, synchronous: Synchronous) -> None:
+    def __init__(
+        self, db: Database, path: Path, synchronous: Synchronous, busy_ms: int = files.BUSY_TIMEOUT_MS
+    ) -> None:
         self.db = db
         self.path = path
         self._synchronous = synchronous
+        self.busy_ms = busy_ms
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, synchronous: Synchronous = "NORMAL") -> Self:
-        """Open (creating if needed) the state file and bring its schema up to date."""
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "NORMAL",
+        new: bool = False,
+        busy_ms: int = files.BUSY_TIMEOUT_MS,
+    ) -> Self:
+        """Open the state file, creating it when there is none, and bring its schema up to date.
+        An existing file that is empty, truncated, foreign or corrupt is a ``StateFileError``
+        naming it; with ``new`` it is moved aside (``<name>.unusable-<time>``) and a fresh file
+        started. ``busy_ms`` is how long a write waits for another process's lock."""
         if synchronous not in ("NORMAL", "FULL", "OFF"):
             raise ValueError(f"synchronous must be NORMAL, FULL or OFF, not {synchronous!r}")
         path = Path(path)
-        _create_private(path)
-        db = Database(path, execute_plugins=False)
-        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        db.enable_wal()
-        db.execute(f"PRAGMA synchronous = {synchronous}")
-        apply_migrations(db)
-        _tighten_sidecars(path)
-        return cls(db, path, synchronous)
+        if path.exists():
+            problem = files.file_problem(path)
+            if problem is not None and not new:
+                raise files.refusal(path, problem)
+            if problem is not None:
+                log.warning("%s %s: moved aside to %s; a new state file starts", path, problem, files.move_aside(path))
+        if not path.exists():
+            files.create_fresh(path)
+        try:
+            db = Database(files.connect(path, busy_ms=busy_ms), execute_plugins=False)
+            db.enable_wal()
+            db.execute(f"PRAGMA synchronous = {synchronous}")
+            apply_migrations(db)
+        except sqlite3.DatabaseError as error:
+            raise StateFileError(f"{path} cannot be opened as a state file: {error}") from None
+        files.tighten(path)
+        return cls(db, path, synchronous, busy_ms)
 
     def close(self) -> None:
         self.db.close()
@@ -174,6 +183,18 @@ class StoreBase:
 
     def verify_audit(self) -> AuditVerification:
         return audit.verify(self.db)
+
+    def state_problems(self) -> list[str]:
+        """How the lockouts, timers and admin passphrase differ from what the audit chain says
+        (``derived``); empty when they agree. Reads in one snapshot."""
+        with self.db.atomic():
+            return derived.compare(self.db)
+
+    def repair_state(self, problems: list[str], now: datetime) -> None:
+        """Put the lockouts, timers and passphrase back as the chain says, and audit that."""
+        with self._write(durable=True):
+            derived.repair(self.db, lambda kind, payload, account: self._audit(kind, payload, now, account))
+            self._audit("error", {"event": "state_repaired_from_audit_log", "problems": problems}, now)
 
     def journal_mode(self) -> str:
         return self.db.journal_mode

@@ -125,6 +125,16 @@ class LedgerMixin(StoreBase):
         ).fetchone()
         return None if row is None or row[0] is None else date.fromisoformat(row[0])
 
+    def trades_between(self, account_id: int, first_day: date | str, last_day: date | str) -> list[Trade]:
+        """The trades of the trading days from ``first_day`` up to, not including, ``last_day``
+        (voided ones included), oldest first: the week before today, the days a window spans."""
+        rows = self.db.execute(
+            f"SELECT {_TRADE_COLUMNS} FROM trades WHERE account_id = ? AND trading_day >= ? AND trading_day < ?"
+            " ORDER BY ts, trade_id",
+            [account_id, day_text(first_day), day_text(last_day)],
+        )
+        return [_trade(row) for row in rows]
+
     def day_totals(self, account_id: int, trading_day: date | str) -> DayTotals:
         return totals_of(self.day_trades(account_id, trading_day))
 

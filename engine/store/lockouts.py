@@ -103,6 +103,17 @@ def _lockout_payload(lockout: Lockout) -> dict[str, Any]:
     }
 
 
+def timer_payload(timer: Timer) -> dict[str, Any]:
+    """The audit record of a timer as set (``derived`` rebuilds the table from these)."""
+    return {
+        "event": "timer_set",
+        "key": timer.key,
+        "started_at": timer.started_at,
+        "expires_at": timer.expires_at,
+        "payload": dict(timer.payload),
+    }
+
+
 def _timer(row: tuple) -> Timer:
     account_id, key, started_at, expires_at, payload = row
     return Timer(account_id, key, parse_time(started_at), parse_time(expires_at), json.loads(payload))
@@ -252,6 +263,16 @@ class LockoutsMixin(StoreBase):
 
     # -- the admin passphrase ---------------------------------------------------------------
 
+    def passphrase_denials(self, since: datetime) -> list[datetime]:
+        """When a wrong admin passphrase was given (unlocks and passphrase changes), oldest
+        first: what throttles the next attempt, across processes, because it is in the file."""
+        rows = self.db.execute(
+            "SELECT ts FROM audit WHERE kind IN ('unlock', 'admin') AND ts >= ?"
+            " AND json_valid(payload) AND json_extract(payload, '$.outcome') = 'denied' ORDER BY seq",
+            [time_text(since)],
+        )
+        return [parse_time(row[0]) for row in rows]  # type: ignore[misc]
+
     def has_admin_passphrase(self) -> bool:
         return self.db.execute("SELECT 1 FROM admin WHERE id = 1").fetchone() is not None
 
@@ -268,7 +289,10 @@ class LockoutsMixin(StoreBase):
         stored = hash_passphrase(passphrase)
         with self._write(durable=True):
             allowed = not self.has_admin_passphrase() or (current is not None and self.check_admin_passphrase(current))
-            self._audit("admin", {"event": "passphrase_set", "by": by, "outcome": "set" if allowed else "denied"}, now)
+            record = {"event": "passphrase_set", "by": by, "outcome": "set" if allowed else "denied"}
+            if allowed:  # the hash (salted scrypt, the same as the admin table) ties the table to the chain
+                record["passphrase_hash"] = stored
+            self._audit("admin", record, now)
             if allowed:
                 self.db.execute(
                     "INSERT INTO admin (id, passphrase_hash, set_at) VALUES (1, ?, ?)"
@@ -295,18 +319,22 @@ class LockoutsMixin(StoreBase):
         By default a running timer is kept: re-seeing the same condition after a restart or on
         the next event must not restart a grace period. ``replace`` restarts it."""
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        row = [
+            account_id,
+            key,
+            time_text(started_at),
+            None if expires_at is None else time_text(expires_at),
+            canonical_json(dict(payload or {})),
+        ]
         with self._write():
+            before = self.get_timer(account_id, key)
             self.db.execute(
-                f"{verb} INTO timers (account_id, key, started_at, expires_at, payload) VALUES (?, ?, ?, ?, ?)",
-                [
-                    account_id,
-                    key,
-                    time_text(started_at),
-                    None if expires_at is None else time_text(expires_at),
-                    canonical_json(dict(payload or {})),
-                ],
+                f"{verb} INTO timers (account_id, key, started_at, expires_at, payload) VALUES (?, ?, ?, ?, ?)", row
             )
-            return self.get_timer(account_id, key)  # type: ignore[return-value]
+            timer = self.get_timer(account_id, key)
+            if timer != before:  # a timer is covered by the audit chain (see derived.py)
+                self._audit("event", timer_payload(timer), started_at, account_id)  # type: ignore[arg-type]
+            return timer  # type: ignore[return-value]
 
     def get_timer(self, account_id: int, key: str) -> Timer | None:
         row = self.db.execute(
@@ -315,11 +343,16 @@ class LockoutsMixin(StoreBase):
         ).fetchone()
         return None if row is None else _timer(row)
 
-    def clear_timer(self, account_id: int, key: str) -> bool:
-        """Remove a timer; True when there was one."""
+    def clear_timer(self, account_id: int, key: str, now: datetime | None = None) -> bool:
+        """Remove a timer; True when there was one. ``now`` stamps the audit record (the
+        timer's start when not given)."""
         with self._write():
-            cursor = self.db.execute("DELETE FROM timers WHERE account_id = ? AND key = ?", [account_id, key])
-            return cursor.rowcount > 0
+            timer = self.get_timer(account_id, key)
+            if timer is None:
+                return False
+            self.db.execute("DELETE FROM timers WHERE account_id = ? AND key = ?", [account_id, key])
+            self._audit("event", {"event": "timer_cleared", "key": key}, now or timer.started_at, account_id)
+            return True
 
     def timers(self, account_id: int | None = None) -> list[Timer]:
         sql = "SELECT account_id, key, started_at, expires_at, payload FROM timers"

@@ -154,5 +154,20 @@ def audit_log(db: Database) -> None:
     _run(db, _AUDIT)
 
 
+@MIGRATIONS(name="0003_state_in_the_chain")
+def state_in_the_chain(db: Database) -> None:
+    """Lockouts, timers and the admin passphrase become derivable from the audit chain
+    (``derived``): what an older riskc left in the tables is recorded once, as the baseline every
+    later change builds on. The index finds those records without reading every decision."""
+    from datetime import UTC, datetime
+
+    from riskc.engine.store import audit, derived
+
+    db.execute("CREATE INDEX audit_kind ON audit (kind)")
+    payload = derived.baseline(db)
+    if payload is not None:
+        audit.append(db, "event", payload, datetime.now(UTC))
+
+
 def apply_migrations(db: Database) -> None:
     MIGRATIONS.apply(db)

@@ -36,6 +36,11 @@ class StoreError(Exception):
     """Base for refusals by the store; the message is a sentence a trader can read."""
 
 
+class StateFileError(StoreError):
+    """The state file cannot be used: empty, truncated, foreign, corrupt, unreadable, or held by
+    another daemon. The message names the file; the CLI exits 2 with it."""
+
+
 class LockoutStillActive(StoreError):
     """A lockout that only time (or an admin) may end was asked to end early."""
 

@@ -9,12 +9,13 @@ from typing import Self
 
 from sqlite_utils import Database
 
+from riskc.engine.store import files
 from riskc.engine.store.actions import ActionsMixin
 from riskc.engine.store.book import BookMixin
 from riskc.engine.store.ledger import LedgerMixin
 from riskc.engine.store.lockouts import LockoutsMixin
 from riskc.engine.store.migrations import MIGRATIONS
-from riskc.engine.store.models import StoreError
+from riskc.engine.store.models import StateFileError, StoreError
 
 # Every table that names an account: the accounts a state file knows are the union of them.
 _ACCOUNT_TABLES = ("lockouts", "timers", "trades", "balances", "book", "actions")
@@ -27,26 +28,26 @@ class Store(LockoutsMixin, LedgerMixin, BookMixin, ActionsMixin):
 
     @classmethod
     def open_readonly(cls, path: str | os.PathLike[str]) -> Self:
-        """Open an existing state file for reading only (`riskc status`): never creates it, never
-        migrates it, and cannot take a write lock, so it neither blocks nor disturbs a running
-        daemon. A missing, empty, foreign or outdated file is a ``StoreError`` saying which."""
+        """Open an existing state file for reading only (`riskc status`, `riskc audit verify`):
+        never creates it, never migrates it, and cannot take a write lock, so it neither blocks
+        nor disturbs a running daemon, nor changes the evidence it is asked to check. A missing
+        file is a ``StoreError``; an empty, foreign, corrupt or outdated one a ``StateFileError``
+        saying which."""
         path = Path(path)
         if not path.is_file():
             raise StoreError(f"no state file at {path}")
+        problem = files.file_problem(path)
+        if problem is not None:
+            raise StateFileError(f"{path} {problem}")
         try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            conn = files.connect(path, readonly=True)
             db = Database(conn, execute_plugins=False)
-            db.execute("PRAGMA busy_timeout = 5000")
-            applied = {m.name for m in MIGRATIONS.applied(db)}
+            pending = [m.name for m in MIGRATIONS.pending(db)]
         except sqlite3.DatabaseError as error:
-            raise StoreError(f"{path} is not a riskc state file ({error})") from None
-        if not applied:
-            conn.close()
-            raise StoreError(f"{path} is empty: no riskc daemon has written to it yet")
-        pending = [m.name for m in MIGRATIONS.pending(db)]
+            raise StateFileError(f"{path} cannot be read as a state file ({error})") from None
         if pending:
             conn.close()
-            raise StoreError(f"{path} was written by an older riskc; the daemon upgrades it when it next starts")
+            raise StateFileError(f"{path} was written by an older riskc; the daemon upgrades it when it next starts")
         return cls(db, path, "NORMAL")
 
     def account_ids(self) -> list[int]:

@@ -38,6 +38,9 @@ from riskc.engine.core.snapshot import (
     Order,
     Session,
     Snapshot,
+    Trade,
+    Week,
+    trade_tallies,
 )
 from riskc.engine.core.views import position_view, totals
 
@@ -95,11 +98,31 @@ class DayIn(_Model):
     fills: tuple[dt.datetime, ...] = ()
 
 
+class TradeIn(_Model):
+    contract_id: str
+    side: Literal[ORDER_SIDES] = "buy"  # type: ignore[valid-type]
+    size: int = 1
+    price: Decimal = Decimal("0")
+    pnl: Money | None = None  # none: an opening fill
+    fees: Money = Decimal("0")
+    time: dt.datetime | None = None  # default: `now`
+
+
+class WeekIn(_Model):
+    """The trading week's counters; each defaults to today's (a week that began today)."""
+
+    realized_pnl: Money | None = None
+    trades: int | None = None
+    losing_trades: int | None = None
+
+
 class PositionIn(_Model):
     contract_id: str
     size: int
     avg_price: Decimal
     mark: Decimal | None = None
+    max_favorable: Money | None = None  # default: the open P&L now
+    max_adverse: Money | None = None
     age: Duration = dt.timedelta(0)
     uncovered_for: Duration = dt.timedelta(0)
 
@@ -150,6 +173,8 @@ class SnapshotIn(_Model):
     day: DayIn = DayIn()
     positions: tuple[PositionIn, ...] = ()
     orders: tuple[OrderIn, ...] = ()
+    trades: tuple[TradeIn, ...] = ()
+    week: WeekIn = WeekIn()
     event: EventIn = EventIn()
     session: SessionIn = SessionIn()
 
@@ -277,12 +302,41 @@ def build_snapshot(
         )
         for p in model.positions
     )
+    for given, view in zip(model.positions, positions, strict=True):
+        best, worst = given.max_favorable, given.max_adverse
+        view.max_favorable = view.unrealized_pnl if best is None else max(view.unrealized_pnl, best)
+        view.max_adverse = view.unrealized_pnl if worst is None else min(view.unrealized_pnl, worst)
     account = Account(model.account.id, model.account.name, model.account.balance, model.account.can_trade)
+    trades = tuple(sorted((_trade(t, now) for t in model.trades), key=lambda t: t.time))
     day = _day(model.day, account.balance, now)
+    day.losing_trades, day.winning_trades, day.loss_streak = trade_tallies(trades)
     account.high_water_balance = _high_water(model.account.high_water_balance, day)
     totals(account, day, positions)
+    if calendar is None:
+        from riskc.engine.core.calendar import TradingCalendar
+
+        calendar = TradingCalendar(timezone, day_starts)
     session, next_day = _session(now, timezone, day_starts, model.session, calendar)
-    return Snapshot(account, day, positions, orders, session, next_day, _event(model.event, now, orders), instruments)
+    event = _event(model.event, now, orders)
+    snapshot = Snapshot(account, day, positions, orders, session, next_day, event, instruments)
+    snapshot.trades, snapshot.week = trades, _week(model.week, day)
+    snapshot.calendar = calendar
+    snapshot.next_trading_week = calendar.next_trading_week_start(now)
+    return snapshot
+
+
+def _trade(t: TradeIn, now: dt.datetime) -> Trade:
+    time = t.time.astimezone(dt.UTC) if t.time is not None else now
+    closing = t.pnl is not None
+    return Trade(symbol_of(t.contract_id), t.contract_id, t.side, t.size, t.price, t.pnl, t.fees, time, closing)
+
+
+def _week(w: WeekIn, day: Day) -> Week:
+    return Week(
+        realized_pnl=w.realized_pnl if w.realized_pnl is not None else day.realized_pnl,
+        trades=w.trades if w.trades is not None else day.trades,
+        losing_trades=w.losing_trades if w.losing_trades is not None else day.losing_trades,
+    )
 
 
 def _order(o: OrderIn) -> Order:
@@ -311,10 +365,6 @@ def _high_water(given: Decimal | None, day: Day) -> Decimal:
 def _session(now, timezone, day_starts, override: SessionIn, calendar):
     from zoneinfo import ZoneInfo
 
-    if calendar is None:
-        from riskc.engine.core.calendar import TradingCalendar
-
-        calendar = TradingCalendar(timezone, day_starts)
     local = now.astimezone(ZoneInfo(timezone))
     is_open = override.is_open if override.is_open is not None else calendar.is_session_open(now)
     session = Session(

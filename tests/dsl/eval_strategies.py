@@ -23,6 +23,7 @@ from riskc.dsl import types as T
 from riskc.dsl.checker import check, resolve_type
 from riskc.dsl.errors import DiagnosticSink
 from riskc.dsl.library import stdlib_sources
+from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.core.instruments import CME_SPECS, DEFAULT_INSTRUMENTS
 from riskc.engine.core.snapshot import (
     EVENT_KINDS,
@@ -38,8 +39,12 @@ from riskc.engine.core.snapshot import (
     Position,
     Session,
     Snapshot,
+    Trade,
+    Week,
+    trade_tallies,
 )
 
+CALENDAR = TradingCalendar()  # `next_trading_week`, `lockout until CLOCK` on open sessions
 UNKNOWN_SYMBOL = "XYZ"  # no instrument spec: instrument functions raise on it
 SYMBOLS = (*sorted(CME_SPECS), UNKNOWN_SYMBOL)
 UTC = dt.UTC
@@ -81,6 +86,25 @@ def positions(draw) -> Position:
         uncovered_for=dt.timedelta(0) if coverage == qty else draw(durations),
         tick_size=spec.tick_size if spec else Decimal("0"),
         tick_value=spec.tick_value if spec else Decimal("0"),
+        max_favorable=draw(money.map(abs)),
+        max_adverse=-draw(money.map(abs)),
+    )
+
+
+@st.composite
+def trades(draw, now: dt.datetime) -> Trade:
+    symbol = draw(symbols)
+    pnl = draw(st.none() | money)
+    return Trade(
+        symbol=symbol,
+        contract_id=contract_of(symbol),
+        side=draw(st.sampled_from(("buy", "sell"))),
+        size=draw(st.integers(1, 6)),
+        price=draw(prices),
+        pnl=pnl,
+        fees=draw(money.map(abs)),
+        time=now - draw(durations),
+        closing=pnl is not None,
     )
 
 
@@ -132,7 +156,10 @@ def snapshots(draw) -> Snapshot:
     held = draw(st.lists(positions(), max_size=5, unique_by=lambda p: p.symbol))
     fills = sorted(now - draw(durations) for _ in range(draw(st.integers(0, 8))))
     realized, unrealized = draw(money), sum((p.unrealized_pnl for p in held), Decimal("0.00"))
-    return Snapshot(
+    fills_made = tuple(sorted(draw(st.lists(trades(now), max_size=6)), key=lambda t: t.time))
+    losing, winning, streak = trade_tallies(fills_made)
+    earlier = sorted(now - dt.timedelta(days=1) - draw(durations) for _ in range(draw(st.integers(0, 4))))
+    snapshot = Snapshot(
         account=Account(
             id=draw(st.integers(1, 10**8)),
             name="50KTC-V2-1",
@@ -150,6 +177,10 @@ def snapshots(draw) -> Snapshot:
             high_balance=50000 + draw(money),
             eod_high_balance=50000 + draw(money),
             fill_times=tuple(fills),
+            earlier_fill_times=tuple(earlier),
+            losing_trades=losing,
+            winning_trades=winning,
+            loss_streak=streak,
             now=now,
         ),
         positions=tuple(held),
@@ -164,7 +195,12 @@ def snapshots(draw) -> Snapshot:
         next_trading_day=now + draw(durations) + dt.timedelta(minutes=1),
         event=draw(events(now, held)),
         instruments=DEFAULT_INSTRUMENTS,
+        trades=fills_made,
+        calendar=CALENDAR,
+        next_trading_week=CALENDAR.next_trading_week_start(now),
+        week=Week(realized + draw(money), len(fills) + draw(st.integers(0, 40)), losing + draw(st.integers(0, 9))),
     )
+    return snapshot
 
 
 # ---- drawing ------------------------------------------------------------------------------------
@@ -362,10 +398,59 @@ def rule_scope(binder: str | None, kinds: tuple[str, ...]) -> RuleScope:
     return scope
 
 
+# What an aggregate can go over: the snapshot's lists and the record of their items.
+LISTS = (("positions", "position"), ("orders", "order"), ("trades", "trade"))
+SUMMABLE = tuple(t for t in GENERATED if T.arith_result(t, "+", t) == t)
+
+
+def list_item_type(name: str) -> T.ObjT:
+    return SCHEMA.roots[name].type.elem
+
+
 @dataclass
 class ExprGen:
     pick: Pick
     scope: RuleScope
+    counter: list[int] = field(default_factory=lambda: [0])  # loop variables are numbered per rule
+
+    def inside(self, var: str, item: T.ObjT) -> ExprGen:
+        """A generator for an aggregate's item and `where`: the rule's names and ``var``'s fields."""
+        scope = RuleScope(self.scope.binder, self.scope.kinds)
+        scope.paths = {t: list(names) for t, names in self.scope.paths.items()}
+        scope.enums = list(self.scope.enums)
+        scope.add(var, item)
+        return ExprGen(self.pick, scope, self.counter)
+
+    def loop(self, depth: int) -> tuple[str, ExprGen, str]:
+        """(`for x1 in trades`, the generator inside, ` where ...` or nothing)."""
+        self.counter[0] += 1
+        var = f"x{self.counter[0]}"
+        items, kind = self.pick.one(LISTS)
+        inner = self.inside(var, list_item_type(items))
+        where = f" where {inner.expr(T.BOOL, depth)}" if self.pick.chance(50) else ""
+        return f"for {var} in {items}", inner, where
+
+    def aggregate(self, t: T.Type, depth: int) -> str:
+        loop, inner, where = self.loop(depth)
+        if t == T.BOOL:
+            return f"{self.pick.one(('any', 'all'))}({inner.expr(T.BOOL, depth)} {loop}{where})"
+        if t == T.INT and self.pick.chance(50):
+            body = inner.expr(T.BOOL, depth) if self.pick.chance(50) else loop.split()[1]
+            return f"count({body} {loop}{where})"
+        if t in SUMMABLE and self.pick.chance(60):
+            return f"sum({inner.expr(t, depth)} {loop}{where})"
+        fn = self.pick.one(("min", "max"))
+        return f"coalesce({fn}({inner.expr(t, depth)} {loop}{where}), {self.leaf(t)})"
+
+    def conditional(self, t: T.Type, depth: int) -> str:
+        return f"({self.expr(t, depth)} if {self.expr(T.BOOL, depth)} else {self.expr(t, depth)})"
+
+    def none_compare(self, depth: int) -> str:
+        """An ordering with a side that may be none (false when it is)."""
+        loop, inner, where = self.loop(depth)
+        t = self.pick.one((T.MONEY, T.PRICE, T.CONTRACTS))
+        op = self.pick.one(("<", "<=", ">", ">="))
+        return f"({self.pick.one(('min', 'max'))}({inner.expr(t, depth)} {loop}{where}) {op} {self.expr(t, depth)})"
 
     def expr(self, t: T.Type, depth: int) -> str:
         if depth <= 0 or self.pick.chance(30):
@@ -405,6 +490,11 @@ class ExprGen:
         if t in T.ORDERED:
             fn = self.pick.one(("min", "max"))
             makers.append(lambda d: f"{fn}({self.expr(t, d)}, {self.expr(t, d)})")
+        if t in SUMMABLE or t in T.ORDERED or t == T.BOOL:
+            makers.append(lambda d: self.aggregate(t, d))
+        if t == T.BOOL:
+            makers.append(self.none_compare)
+        makers.append(lambda d: self.conditional(t, d))
         makers += self.special(t)
         return makers
 

@@ -10,17 +10,33 @@ the compiler's job): actions carry an empty reason.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import operator
 from dataclasses import dataclass
 from typing import Any
 
 from riskc.dsl import ast, runtime
+from riskc.dsl import types as T
 from riskc.dsl.checker import CheckedPolicy, CheckResult, RuleInstance
-from riskc.dsl.compiler import constant_value, literal_value
+from riskc.dsl.compiler import constant_value, literal_value, zero_of
 from riskc.dsl.decision import Action, plan
 from riskc.engine.core.snapshot import SCHEMA
 
-ROOTS = frozenset({"account", "day", "positions", "orders", "session", "next_trading_day", "event"})
+ROOTS = frozenset(
+    {
+        "account",
+        "day",
+        "week",
+        "positions",
+        "orders",
+        "trades",
+        "session",
+        "next_trading_day",
+        "next_trading_week",
+        "event",
+    }
+)
+ORDERING = frozenset({"<", "<=", ">", ">="})
 
 _COMPARE = {
     "==": operator.eq,
@@ -65,7 +81,7 @@ class Interpreter:
                     actions += self._actions(instance, env, s)
             except Exception as error:
                 errors.append(instance.id)
-                actions.append(self._on_error(instance, error))
+                actions += self._on_error(instance, error)
         return Outcome(plan(actions), tuple(fired), tuple(errors))
 
     def _holding(self, instance: RuleInstance, params: dict, s):
@@ -82,12 +98,11 @@ class Interpreter:
             if self.eval(rule.when, env, s):
                 yield target, env
 
-    def _on_error(self, instance: RuleInstance, error: Exception) -> Action:
+    def _on_error(self, instance: RuleInstance, error: Exception) -> list[Action]:
         on_error = self.policy.settings.on_error
         why = f"{instance.id} could not be evaluated ({type(error).__name__}: {error}); on_error {on_error}"
-        if on_error == "alert":
-            return Action("alert", instance.id, "critical", why, message=why)
-        return Action("flatten", instance.id, "critical", why)
+        alert = Action("alert", instance.id, "critical", why, message=why)
+        return [alert] if on_error == "alert" else [Action("flatten", instance.id, "critical", why), alert]
 
     # ---- expressions -------------------------------------------------------------------------
 
@@ -111,7 +126,14 @@ class Interpreter:
             case ast.BoolOp(op="or", left=left, right=right):
                 return bool(ev(left)) or bool(ev(right))
             case ast.Compare(op=op, left=left, right=right):
-                return _COMPARE[op](ev(left), ev(right))
+                a, b = ev(left), ev(right)
+                if op in ORDERING and (a is None or b is None):
+                    return False  # a comparison with none is false
+                return _COMPARE[op](a, b)
+            case ast.Conditional(body=body, test=test, orelse=orelse):
+                return ev(body) if ev(test) else ev(orelse)
+            case ast.Aggregate():
+                return self._aggregate(e, env, s)
             case ast.Arith(op=op, left=left, right=right):
                 return arith(op, ev(left), ev(right))
             case ast.ListExpr(items=items):
@@ -119,6 +141,32 @@ class Interpreter:
             case ast.MapExpr(entries=entries):
                 return {ev(m.key): ev(m.value) for m in entries}
         return literal_value(e, self.types.get(id(e)))
+
+    def _aggregate(self, e: ast.Aggregate, env: dict, s) -> Any:
+        """Written as a plain loop, unlike the compiler's generator expressions."""
+        chosen = []
+        for item in self.eval(e.items, env, s):
+            inner = {**env, e.var.text: item}
+            if e.where is None or self.eval(e.where, inner, s):
+                chosen.append(inner)
+        if e.func == "count":
+            if self.types[id(e.expr)] == T.BOOL:
+                return len([inner for inner in chosen if self.eval(e.expr, inner, s)])
+            return len(chosen)
+        values = [self.eval(e.expr, inner, s) for inner in chosen]
+        if e.func == "any":
+            return any(values)
+        if e.func == "all":
+            return all(values)
+        values = [v for v in values if v is not None]
+        if e.func == "sum":
+            total = zero_of(self.types[id(e)])
+            for v in values:
+                total = total + v
+            return total
+        if not values:
+            return None
+        return min(values) if e.func == "min" else max(values)
 
     def _call(self, e: ast.Call, env: dict, s) -> Any:
         if isinstance(e.func, ast.Field):
@@ -160,6 +208,8 @@ class Interpreter:
                 return make("close", **on(ev(t)))
             case ast.Reduce(target=t, to=to):
                 return make("reduce", **on(ev(t)), to=ev(to))
+            case ast.ReduceTotal(to=to, counting=counting) if counting is not None and ev(counting) == "net":
+                return make("reduce_total", to=ev(to), condition="net")
             case ast.ReduceTotal(to=to):
                 return make("reduce_total", to=ev(to))
             case ast.CancelOrders(symbol=symbol):
@@ -180,11 +230,16 @@ class Interpreter:
                 kind = "move_stop" if isinstance(a, ast.MoveStop) else "place_stop"
                 position = ev(t)
                 return make(kind, **on(position), price=ev(price), side=position.side)
+            case ast.PlaceTarget(target=t, price=price):
+                position = ev(t)
+                return make("place_target", **on(position), price=ev(price), side=position.side)
             case ast.Alert(message=m):
                 return make("alert", message=ev(m))
         raise AssertionError(f"unknown action {a!r}")
 
     def _until(self, value, s) -> dt.datetime:
+        if isinstance(value, dt.time) and getattr(s, "calendar", None) is not None:
+            return s.calendar.next_open_clock(s.session.now, value)
         if isinstance(value, dt.time):
             return runtime.next_clock(s.session.now, value, self.policy.settings.timezone)
         return value
@@ -213,6 +268,8 @@ BUILTINS = {
     "max": max,
     "len": len,
     "coalesce": runtime.coalesce,
+    "ceil": lambda x: x if isinstance(x, int) else math.ceil(x),
+    "floor": lambda x: x if isinstance(x, int) else math.floor(x),
     "get": lambda mapping, key, fallback: mapping.get(key, fallback),
 }
 

@@ -78,6 +78,8 @@ def _compound(children: st.SearchStrategy) -> st.SearchStrategy:
         st.builds(ast.BoolOp, st.sampled_from(["and", "or"]), children, children),
         st.lists(children, max_size=3).map(lambda items: ast.ListExpr(tuple(items))),
         st.lists(st.builds(ast.MapEntry, children, children), max_size=3).map(lambda es: ast.MapExpr(tuple(es))),
+        st.builds(ast.Conditional, children, children, children),
+        st.builds(ast.Aggregate, st.sampled_from(ast.AGGREGATES), children, idents, children, st.none() | children),
     )
 
 
@@ -99,7 +101,7 @@ actions = st.one_of(
     st.just(ast.Flatten()),
     expressions.map(ast.Close),
     st.builds(ast.Reduce, expressions, expressions),
-    expressions.map(ast.ReduceTotal),
+    st.builds(ast.ReduceTotal, expressions, st.none() | expressions),
     st.builds(ast.CancelOrders, st.none() | expressions),
     expressions.map(ast.Cancel),
     st.builds(ast.Lockout, st.sampled_from(["for", "until", "while"]), expressions),
@@ -107,6 +109,7 @@ actions = st.one_of(
     st.builds(ast.Block, expressions, st.none() | expressions),
     st.builds(ast.MoveStop, expressions, expressions),
     st.builds(ast.PlaceStop, expressions, expressions),
+    st.builds(ast.PlaceTarget, expressions, expressions),
     expressions.map(ast.Alert),
 )
 

@@ -100,15 +100,28 @@ def test_cases_cover_every_snapshot_field():
         for instance in result.policies[0].instances:
             binder = instance.rule.binder
             for part in (instance.rule.when, *instance.rule.actions):
-                read |= {_path(node, binder) for node in walk(part) if isinstance(node, ast.Field)}
+                loops = _loop_variables(part)
+                read |= {_path(node, binder, loops) for node in walk(part) if isinstance(node, ast.Field)}
             read |= {node.id for node in walk(instance.rule.when) if isinstance(node, ast.Name)}
     missing = sorted(_schema_paths() - read)
     assert not missing, missing
 
 
-def _path(node: ast.Field, binder: ast.Binder | None) -> str:
+_ITEM_KIND = {"positions": "position", "orders": "order", "trades": "trade"}
+
+
+def _loop_variables(part) -> dict[str, str]:
+    """Aggregate variables by the record they range over: `t` in `for t in trades` is a trade."""
+    return {
+        node.var.text: _ITEM_KIND[node.items.id]
+        for node in walk(part)
+        if isinstance(node, ast.Aggregate) and isinstance(node.items, ast.Name) and node.items.id in _ITEM_KIND
+    }
+
+
+def _path(node: ast.Field, binder: ast.Binder | None, loops: dict[str, str]) -> str:
     if isinstance(node.obj, ast.Name):
-        owner = node.obj.id
+        owner = loops.get(node.obj.id, node.obj.id)
         if binder is not None and owner == binder.var.text:
             owner = binder.kind
         return f"{owner}.{node.name}"
@@ -119,8 +132,9 @@ def _path(node: ast.Field, binder: ast.Binder | None) -> str:
 
 def _schema_paths() -> set[str]:
     paths = {"next_trading_day"}
-    for root in ("account", "day", "session"):
+    for root in ("account", "day", "week", "session"):
         paths |= {f"{root}.{m}" for m in SCHEMA.roots[root].type.members}
+    paths |= {f"trade.{m}" for m in SCHEMA.roots["trades"].type.elem.members}
     for kind in ("position", "order"):
         paths |= {f"{kind}.{m}" for m in SCHEMA.binders[kind].members}
     paths |= {f"event.{f}" for fields in EVENT_KIND_FIELDS.values() for f in fields if f != "order"}

@@ -317,8 +317,8 @@ class Life:
     def kill_now(self) -> None:
         with self.lock:
             if not self.killed and self.proc.poll() is None:
+                self.killed = True  # before the kill: the main thread's proc.wait() may return at once
                 os.kill(self.proc.pid, signal.SIGKILL)
-                self.killed = True
 
 
 class BrokerServer:

@@ -125,8 +125,8 @@ async def test_sim_daemon_enforces_a_breach(tmp_path: Path) -> None:
     policy = tmp_path / "p.risk"
     policy.write_text(POLICY.format(limit=2))
     daemon = await run_daemon(write_config(tmp_path, rec, policy, speed=0), seconds=5)
-    reduce = [a for a in actions(tmp_path) if a["action"] == "reduce_total"]
-    assert reduce and reduce[0]["to"] == 2
+    reduce = [a for a in actions(tmp_path) if a["action"] == "reduce"]  # reduce_total, per position cut
+    assert reduce and (reduce[0]["symbol"], reduce[0]["to"]) == ("MNQ", 2)
     with Store.open(tmp_path / "state.db") as store:
         done = [a for a in store.recent_actions(ACCOUNT) if a.state == "confirmed"]
         assert [a.action["call"] for a in done] == ["partial_close"]
@@ -156,14 +156,14 @@ async def test_hot_reload_swaps_a_good_edit_and_keeps_the_last_good_set_on_a_bro
         await wait_until(lambda: lp.activity.reload_errors == 1)
         assert lp.engine.policies.digest == first  # the old set stays active
         assert "nope" in (lp.activity.last_error or "")
-        assert not [a for a in actions(tmp_path) if a["action"] == "reduce_total"]
+        assert not [a for a in actions(tmp_path) if a["action"] == "reduce"]
         policy.write_text(POLICY.format(limit=1))
         await wait_until(lambda: lp.engine.policies.digest != first)
-        await wait_until(lambda: any(a["action"] == "reduce_total" for a in actions(tmp_path)))
+        await wait_until(lambda: any(a["action"] == "reduce" for a in actions(tmp_path)))
         daemon.stop()
 
     await run_daemon(write_config(tmp_path, rec, policy, speed=40), seconds=30, during=edit)
-    reduce = [a for a in actions(tmp_path) if a["action"] == "reduce_total"]
+    reduce = [a for a in actions(tmp_path) if a["action"] == "reduce"]
     assert reduce[0]["to"] == 1
     with Store.open(tmp_path / "state.db") as store:
         hashes = {v.content_hash for v in store.current_policies()}
@@ -245,7 +245,7 @@ def test_the_live_view_renders_positions_lockouts_and_actions(tmp_path: Path) ->
     console = Console(record=True, width=160)
     console.print(render(daemon))
     text = console.export_text()
-    assert "MNQ" in text and "reduce_total" in text and "max_contracts" in text and "0/2" in text
+    assert "MNQ" in text and "reduce" in text and "max_contracts" in text and "0/2" in text
 
 
 async def test_a_lock_from_another_process_is_enforced_on_the_next_tick(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -72,4 +73,7 @@ def test_replay_reports_each_malformed_line_once(tmp_path):
     assert text.exit_code == 0
     assert text.stdout.count("line 134: not JSON") == 1 and "line 134" not in text.stderr
     as_json = CliRunner().invoke(main, ["replay", str(session), "--policy", str(policy), "--json"])
-    assert as_json.stderr.count("line 134: not JSON") == 1 and "line 134" not in as_json.stdout
+    # --json: stderr is JSON lines too (issue 16), one per malformed line, with its number
+    malformed = [json.loads(line)["malformed"] for line in as_json.stderr.splitlines() if '"malformed": {' in line]
+    assert [m["line"] for m in malformed].count(134) == 1 and malformed[0]["reason"].startswith("not JSON")
+    assert "line 134" not in as_json.stdout

@@ -242,6 +242,16 @@ async def test_place_stop_sends_a_stop_order(gateway: Any) -> None:
     assert mock.requests_to("/Order/place")[1]["side"] == 0
 
 
+async def test_place_target_sends_a_limit_order(gateway: Any) -> None:
+    mock, broker = gateway
+    call = BrokerCall("place_target", ACCT, contract_id=MNQ, side="sell", size=2, limit_price=Decimal("26250.50"))
+    reply = await broker.send(call)
+    [placed] = mock.requests_to("/Order/place")
+    assert (placed["type"], placed["side"], placed["size"], placed["limitPrice"]) == (1, 1, 2, 26250.5)
+    assert placed["stopPrice"] is None
+    assert reply["success"] and reply["orderId"]
+
+
 async def test_state_reads_the_account_in_gateway_shape(gateway: Any) -> None:
     mock, broker = gateway
     mock.set_position(MNQ, 2)

@@ -277,7 +277,9 @@ def test_the_clock_ticks_between_messages(tmp_path: Path):
     assert _brief(records)[0] == ("2025-12-03T16:00:35+00:00", "stop_required", "close", "MNQ")
     assert ("2025-12-03T21:08:00+00:00", "trading_hours", "flatten", None) in _brief(records)
     last = dt.datetime.fromisoformat(summary["to"])
-    assert summary["ticks"] == int((last - T0).total_seconds())  # one a second, none skipped
+    # One a second, except the five flat hours between 16:01 and 21:07:50, jumped (no day start in them).
+    assert summary["jumped_seconds"] > 5 * 3600
+    assert summary["ticks"] + summary["jumped_seconds"] == int((last - T0).total_seconds())
 
 
 def test_replay_api_and_cli_agree(tmp_path: Path):
@@ -639,3 +641,30 @@ def test_the_quote_fast_path_makes_the_event_the_general_path_makes(last, bid, a
     except DECODE_ERRORS as error:
         got = type(error)
     assert got == want
+
+
+def test_a_line_a_year_ahead_is_jumped_not_walked(tmp_path: Path):
+    """A flat account and a recording whose last line is a year later: ticks at each trading-day
+    start and each lockout's end, not 31 million; an open position is walked second by second."""
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    year = dt.timedelta(days=365)
+    recording = write_recording(tmp_path, [_account(at(0)), _quote(at(1)), _quote(T0 + year)])
+    records, summary = replay_json(recording)
+    assert summary["ticks"] < 400 and summary["jumped_seconds"] > 364 * 86400
+    assert summary["to"] == (T0 + year).isoformat()
+    held = write_recording(tmp_path, [_account(at(0)), _quote(at(1)), _position(at(2), 1), _quote(at(7200))])
+    _, summary = replay_json(held)
+    assert summary["jumped_seconds"] == 0 and summary["ticks"] >= 7190
+
+
+def test_a_timestamp_going_backwards_is_counted_reported_and_applied_at_the_clock(tmp_path: Path):
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    recording = write_recording(tmp_path, [_account(at(0)), _quote(at(10)), _quote(at(4)), _quote(at(12))])
+    result = replay(str(recording), "--policy", str(TOPSTEP), "--json")
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    [back] = [line["backwards"] for line in lines if "backwards" in line]
+    assert back["line"] == 3 and back["ts"] == at(4).isoformat() and back["clock"] == at(10).isoformat()
+    assert lines[-1]["summary"]["backwards"] == 1
+    text = replay(str(recording), "--policy", str(TOPSTEP))
+    assert "time goes back line 3" in text.output and "applied at the clock's time" in text.output

@@ -129,8 +129,8 @@ def test_status_of_an_empty_state_file(config: Path, state: Path) -> None:
     state.parent.mkdir(parents=True)
     state.touch()
     result = riskc(config, "status")
-    assert result.exit_code == 1 and "is empty: no riskc daemon has written to it yet" in result.output
-    Store.open(state).close()  # a schema but no account
+    assert result.exit_code == 2 and "riskc.db is empty (0 bytes)" in result.output
+    Store.open(state, new=True).close()  # a schema but no account (the empty file kept aside)
     result = riskc(config, "status")
     assert result.exit_code == 1 and "holds no account state yet" in result.output
 
@@ -510,3 +510,30 @@ def test_lockout_ends(until: dt.datetime | None, condition: str | None, text: st
     at = dt.datetime(2026, 3, 10, 20, 30, tzinfo=dt.UTC)
     lockout = Lockout(1, "account", 1, None, "r", "why", at, until, condition, "rule")
     assert lockout_ends(lockout, ZoneInfo("America/Chicago"), at) == text
+
+
+def test_wrong_passphrases_slow_the_next_attempt_down_and_say_so(
+    config: Path, state: Path, locked: int, monkeypatch
+) -> None:
+    from riskc.engine.cli import unlock_cmd
+
+    waits: list[float] = []
+    monkeypatch.setattr(unlock_cmd, "_sleep", waits.append)
+    for _ in range(4):
+        result = riskc(config, "unlock", "--all", "--reason", "x", env={"RISKC_ADMIN_PASSPHRASE": "guess"})
+        assert result.exit_code == 1
+    assert "3 wrong passphrase(s) in the last 15 minutes: waiting" in result.output
+    assert len(waits) == 3 and waits == sorted(waits) and 4 < waits[-1] <= 8  # 2 s, 4 s, 8 s after the last
+    result = riskc(config, "unlock", "--all", "--reason", "x", env={"RISKC_ADMIN_PASSPHRASE": PASSPHRASE})
+    assert result.exit_code == 0 and len(waits) == 4  # the right one waits too: no way around the backoff
+
+
+def test_passphrase_backoff_schedule() -> None:
+    from riskc.engine.cli.statefile import passphrase_backoff
+
+    t = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
+    assert passphrase_backoff([], t) == dt.timedelta(0)
+    assert passphrase_backoff([t], t) == dt.timedelta(seconds=2)
+    assert passphrase_backoff([t] * 3, t + dt.timedelta(seconds=3)) == dt.timedelta(seconds=5)
+    assert passphrase_backoff([t] * 30, t) == dt.timedelta(minutes=5)
+    assert passphrase_backoff([t], t + dt.timedelta(seconds=10)) == dt.timedelta(0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from riskc.engine.store import Store, StoreError
+from riskc.engine.store import StateFileError, Store, StoreError
 
 T0 = datetime(2025, 10, 29, 15, 0, tzinfo=UTC)
 
@@ -22,10 +22,10 @@ def test_missing_file_is_not_created(tmp_path: Path) -> None:
 
 def test_empty_and_foreign_files(tmp_path: Path) -> None:
     (tmp_path / "empty.db").touch()
-    with pytest.raises(StoreError, match="is empty: no riskc daemon has written to it yet"):
+    with pytest.raises(StateFileError, match=r"empty\.db is empty \(0 bytes\)"):
         Store.open_readonly(tmp_path / "empty.db")
     (tmp_path / "notes.txt").write_text("not a database at all, just some text " * 20)
-    with pytest.raises(StoreError, match="is not a riskc state file"):
+    with pytest.raises(StateFileError, match="is not an SQLite database"):
         Store.open_readonly(tmp_path / "notes.txt")
 
 

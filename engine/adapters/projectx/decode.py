@@ -115,7 +115,7 @@ def fill(data: dict[str, Any], ts: dt.datetime) -> Fill:
     order_id = data.get("orderId")
     return Fill(
         ts,
-        data["id"],
+        _trade_id(data["id"]),
         _contract(data["contractId"]),
         _side(data["side"]),
         int(data["size"]),
@@ -213,6 +213,12 @@ def _contract(value: Any) -> str:
     return value
 
 
+def _trade_id(value: Any) -> int | str:
+    if type(value) is int or (type(value) is str and value):
+        return value
+    raise ValueError(f"trade id {value!r} is not a number or a string")
+
+
 def _account(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -229,7 +235,10 @@ def _money(value: Any) -> Decimal:
     elif isinstance(value, bool) or not isinstance(value, int | str | Decimal):
         raise ValueError(f"{value!r} is not a number")
     else:
-        amount = Decimal(value)
+        try:
+            amount = Decimal(value)
+        except ArithmeticError:  # decimal.InvalidOperation says only "[<class 'decimal.ConversionSyntax'>]"
+            raise ValueError(f"{value!r} is not a number") from None
     if not amount.is_finite():
         raise ValueError(f"{value!r} is not a finite number")
     return amount

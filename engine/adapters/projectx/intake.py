@@ -113,7 +113,7 @@ def parse_line(text: str | bytes, line: int) -> Message | Malformed | None:
         else:
             args = _decimals(args)
         return Message(parse_time(raw["ts"]), hub, target, args, line)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, RecursionError) as error:  # RecursionError: absurdly nested args
         return Malformed(line, _why(error), _content(text))
 
 
@@ -233,10 +233,17 @@ def _decimal(value: float) -> Decimal:
 
 
 def read_recording(path: str):
-    """Messages and malformed lines of a recording file, in file order. Lines are read as
-    bytes (orjson reads UTF-8 itself; a line that is not UTF-8 is a malformed line)."""
+    """Messages and malformed lines of a recording file, in file order. A line that is not UTF-8
+    (what a recorder killed in the middle of a character leaves) is a malformed line like any
+    other, not the end of the file."""
     with open(path, "rb") as handle:
-        for number, text in enumerate(handle, 1):
+        for number, raw in enumerate(handle, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                content = raw.decode("utf-8", "replace").rstrip("\n")
+                yield Malformed(number, f"not UTF-8 text (byte {error.start + 1}: {error.reason})", content)
+                continue
             item = parse_line(text, number)
             if item is not None:
                 yield item

@@ -339,12 +339,21 @@ class ProjectXBroker:
         )
         return {"success": True, "order_id": reply.orderId}
 
+    async def _place_target(self, call: BrokerCall) -> dict[str, Any]:
+        if call.side not in SIDE or not call.size or call.limit_price is None or not call.contract_id:
+            raise BrokerError(f"{call.describe()}: needs a contract, a side, a size and a price", retryable=False)
+        reply = await self._orders.place_limit_order(
+            call.contract_id, SIDE[call.side], call.size, float(call.limit_price), account_id=call.account_id
+        )
+        return {"success": True, "orderId": reply.orderId}
+
     _SENDERS = {
         "close": _close,
         "partial_close": _partial_close,
         "cancel": _cancel,
         "modify_stop": _modify_stop,
         "place_stop": _place_stop,
+        "place_target": _place_target,
     }
 
     def _broker_error(self, call: BrokerCall, error: Exception) -> BrokerError:
