@@ -125,7 +125,12 @@ class StoreBase:
             raise
         else:
             if begun[0]:
-                conn.execute("COMMIT")
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
         finally:
             self._batch = None
             if begun[0] and self._synchronous == "NORMAL":
