@@ -79,6 +79,9 @@ def test_the_wheel_holds_the_package_data(wheel: Path):
         "riskc/stdlib_rules/pnl.risk",
         "riskc/stdlib_rules/tests/daily_loss.yaml",
         "riskc/policies/__init__.py",
+        "riskc/engine/daemon/board/static/index.html",  # the status board works offline, installed
+        "riskc/engine/daemon/board/static/board.js",
+        "riskc/engine/daemon/board/static/board.css",
     }
     wanted |= {f"riskc/policies/{p.name}" for p in (REPO / "policies").glob("*.risk")}
     wanted |= {f"riskc/policies/tests/{p.name}" for p in (REPO / "policies" / "tests").glob("*.yaml")}

@@ -18,6 +18,7 @@ _VERBS = (
     "lock_cmd",
     "unlock_cmd",
     "admin_cmd",
+    "reload_cmd",
     "test_cmd",
     "rules_cmd",
     "run_cmd",

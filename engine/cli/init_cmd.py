@@ -51,6 +51,10 @@ alerts:
   #   - url: ${{RISKC_DISCORD_WEBHOOK}}
   #     format: discord                 # discord | json
   #     min_severity: high              # info | low | medium | high | critical
+
+# web: {{port: 8642}}             # the status board at http://127.0.0.1:8642/ (`web: false`: none)
+# heartbeat: {{every: 5s}}        # add `url:` to ping an outside monitor (healthchecks.io)
+# edits: next_trading_day       # a policy edit takes effect at the next trading-day start
 """
 
 

@@ -31,8 +31,21 @@ DEMO_SECONDS = 45.0  # how long the demo session should take on screen
     is_flag=True,
     help="Start afresh when the state file is unusable or fails verification (the old one is kept aside).",
 )
+@click.option(
+    "--web",
+    "web",
+    metavar="HOST:PORT",
+    help="Serve the status board here (default: the config's `web:`, else 127.0.0.1:8642; port 0: any free one).",
+)
+@click.option("--no-web", "no_web", is_flag=True, help="Do not serve the status board.")
 def command(
-    config_path: str | None, speed: float | None, max_seconds: float | None, plain: bool, new_state: bool
+    config_path: str | None,
+    speed: float | None,
+    max_seconds: float | None,
+    plain: bool,
+    new_state: bool,
+    web: str | None,
+    no_web: bool,
 ) -> None:
     """Follow the account(s), evaluate every policy on every event and each second, enforce."""
     from riskc.engine.daemon.config import ConfigError, CredentialsError, credentials_from_env, find_config, load_config
@@ -55,6 +68,8 @@ def command(
         config = _demo_config(speed)
     elif speed is not None:
         config = config.model_copy(update={"broker": config.broker.model_copy(update={"speed": speed})})
+    if web is not None or no_web:
+        config = config.model_copy(update={"web": _web_option(config.web, web, no_web)})
     if config.broker.needs_credentials and credentials is None:
         echo_err(
             f"error: the {config.broker.kind} broker needs PROJECT_X_USERNAME and PROJECT_X_API_KEY in the environment"
@@ -70,6 +85,30 @@ def command(
             new_state=new_state,
         )
     )
+
+
+def _web_option(current, address: str | None, off: bool):
+    """``--no-web``, or ``--web HOST:PORT`` (``[::1]:8642`` for IPv6) over the config's `web:`;
+    the config's token still applies. A non-loopback host without a token is refused here too."""
+    from pydantic import ValidationError
+
+    from riskc.engine.daemon.config import WebConfig
+
+    if off:
+        if address is not None:
+            raise click.UsageError("give --web HOST:PORT or --no-web, not both")
+        return current.model_copy(update={"enabled": False})
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise click.UsageError(f"--web {address}: expected HOST:PORT, e.g. 127.0.0.1:8642")
+    try:
+        return WebConfig.model_validate(
+            {"enabled": True, "host": host.strip("[]"), "port": int(port), "token": current.token}
+        )
+    except ValidationError as error:
+        message = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
+        echo_err(f"error: --web {address}: {message}")
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def _demo_config(speed: float | None):
@@ -102,8 +141,10 @@ def _recorded_seconds(recording) -> float:
 
 
 def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: bool, new_state: bool = False) -> int:
+    from riskc.engine.daemon.board.server import serve_board
     from riskc.engine.daemon.console import make_console
     from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.daemon.heartbeat import keep_alive
     from riskc.engine.daemon.live_view import run_view
     from riskc.engine.daemon.loops import PolicyLoadError, build_loops
     from riskc.engine.daemon.reload import watch_and_reload
@@ -127,7 +168,7 @@ def _run(config, credentials, *, demo: bool, max_seconds: float | None, plain: b
         echo_err(f"error: cannot use the state file {config.state}: {error.strerror or error}")
         return EXIT_USAGE
     try:
-        services = (watch_and_reload,) if plain else (watch_and_reload, run_view)
+        services = (serve_board, keep_alive, watch_and_reload) + (() if plain else (run_view,))
         code = asyncio.run(daemon.run(lambda d: build_loops(d, credentials), services))
     except PolicyLoadError as error:
         echo_err(str(error))

@@ -99,6 +99,8 @@ def _document(
     return {
         "state": str(path),
         "now": now,
+        "daemon": _daemon(store, policy_clock(config, ids[0]).zone, now),
+        "pending": _pending(store),
         "policies": [
             {"path": p.path, "hash": p.content_hash, "loaded_at": p.loaded_at} for p in store.current_policies()
         ],
@@ -147,6 +149,53 @@ def _account(
         "timers": [_timer(timer, now) for timer in store.timers(account_id)],
         "recent_actions": [_action(record) for record in store.recent_actions(account_id, action_limit)],
     }
+
+
+def _daemon(store: Any, zone: ZoneInfo, now: dt.datetime) -> dict[str, Any]:
+    """Whether a daemon is alive on this state file, from its heartbeat row (PRODUCT.md §9):
+    ``daemon alive (2 s ago)``, or ``no daemon since 09:41 CST`` with why it is thought gone."""
+    import socket
+
+    from riskc.engine.store import heartbeat
+
+    beat = heartbeat.read(store)
+    if beat is None:
+        text = "no daemon has run on this state file yet"
+        return {"alive": False, "last_beat": None, "pid": None, "host": None, "text": text}
+    gone = None
+    if beat.stopped_at is not None:
+        gone = "stopped"
+    elif beat.host == socket.gethostname() and not _pid_alive(beat.pid):
+        gone = f"process {beat.pid} is gone"
+    elif not beat.is_fresh(now):
+        gone = f"no heartbeat for {span_text(now - beat.beat_at)}"
+    since = human_time(beat.beat_at, zone, today=now)
+    seconds = max(0, int((now - beat.beat_at).total_seconds()))
+    text = f"daemon alive ({seconds} s ago)" if gone is None else f"no daemon since {since} ({gone})"
+    return {"alive": gone is None, "last_beat": beat.beat_at, "pid": beat.pid, "host": beat.host, "text": text}
+
+
+def _pending(store: Any) -> list[dict[str, Any]]:
+    """Policy edits staged by ``edits: next_trading_day``, and when each takes effect."""
+    from riskc.engine.store import policy_sets
+
+    return [
+        {"account": row.account, "hash": row.digest, "staged_at": row.since, "activates_at": row.activates_at}
+        | {"apply_now": row.apply_now, "files": [path for path, _ in row.sources]}
+        for row in policy_sets.staged(store)
+    ]
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, but not ours to signal
+    return True
 
 
 def _day_to_show(
@@ -306,6 +355,15 @@ def _print(document: dict[str, Any], now: dt.datetime) -> None:
 
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"[dim]state {escape(document['state'])}[/dim]")
+    daemon = document["daemon"]
+    console.print(f"[{'green' if daemon['alive'] else 'bold red'}]{escape(daemon['text'])}[/]")
+    zone = ZoneInfo(document["accounts"][0]["timezone"]) if document["accounts"] else dt.UTC
+    for edit in document["pending"]:
+        when = "as soon as the daemon ticks" if edit["apply_now"] else moment_text(edit["activates_at"], zone, now)
+        console.print(
+            f"[yellow]policy edit pending[/yellow] for {escape(edit['account'])}: {edit['hash']}, active from {when}"
+            f" [dim](staged {moment_text(edit['staged_at'], zone, now)}; `riskc reload --now` applies it at once)[/dim]"
+        )
     for account in document["accounts"]:
         zone = ZoneInfo(account["timezone"])
         console.print(f"\n[bold]Account {account['id']}[/bold]  [dim]({escape(account['timezone'])})[/dim]")

@@ -197,6 +197,66 @@ class AlertsConfig(_Model):
     webhooks: list[WebhookConfig] = []
 
 
+def is_loopback(host: str) -> bool:
+    """``127.0.0.1``, ``::1``, ``localhost``: only this machine can connect."""
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class WebConfig(_Model):
+    """The status board (engine/daemon/board): a read-only page and ``/api/status``. Loopback
+    only unless a ``token`` is set: the page shows balances and positions, and it must not be
+    readable by whoever shares the network (write the token as ``${VAR}``)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8642, ge=0, le=65535)
+    token: str | None = Field(default=None, min_length=16, repr=False)
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> Self:
+        if self.enabled and not is_loopback(self.host) and self.token is None:
+            raise ValueError(
+                f"the status board would listen on {self.host}, beyond this machine, without a token: "
+                "set `web: {token: ${RISKC_WEB_TOKEN}}` (16+ characters) or keep host 127.0.0.1"
+            )
+        return self
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+
+class HeartbeatConfig(_Model):
+    """A heartbeat row in the state file every ``every``; with ``url``, a ping to an outside
+    monitor (healthchecks-style) too, so something other than riskc notices when it stops."""
+
+    every: Duration = dt.timedelta(seconds=5)
+    url: str | None = None
+    method: Literal["GET", "POST"] = "GET"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"heartbeat url must start with http:// or https:// (got {redact_url(url)})")
+        return url
+
+    def __repr__(self) -> str:
+        shown = redact_url(self.url) if self.url else None
+        return f"HeartbeatConfig(every={self.every!r}, url={shown!r}, method={self.method!r})"
+
+
+EditsMode = Literal["immediately", "next_trading_day"]
+
+
 class Config(_Model):
     state: ConfigPath = Field(default_factory=lambda: default_state_dir() / "state.db")
     log: ConfigPath | None = Field(default_factory=lambda: default_state_dir() / "riskc.log.jsonl")
@@ -204,8 +264,18 @@ class Config(_Model):
     reconcile_every: Duration = dt.timedelta(seconds=30)
     accounts: list[AccountConfig] = Field(min_length=1)
     alerts: AlertsConfig = AlertsConfig()
+    web: WebConfig = WebConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    # `next_trading_day`: a policy edit is checked at once but only takes effect at the next
+    # trading-day start (a commitment device against loosening a limit in the heat of the moment).
+    edits: EditsMode = "immediately"
     # Where the config was read from (None for the built-in demo); not a key of the file.
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("web", mode="before")
+    @classmethod
+    def _web_off(cls, value: Any) -> Any:
+        return {"enabled": False} if value is False else value  # `web: false`
 
     @classmethod
     def default_demo(cls) -> Config:

@@ -26,9 +26,11 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,8 @@ from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
 from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
 from riskc.engine.core.timefmt import human_time
 from riskc.engine.daemon.alerts import Alerts
+from riskc.engine.daemon.board.history import recent_actions
+from riskc.engine.daemon.board.series import PnlSeries
 from riskc.engine.daemon.config import Config
 from riskc.engine.daemon.items import Reconcile, Swap, Tick
 from riskc.engine.enforce.enforcer import Effects
@@ -65,6 +69,9 @@ class Activity:
     errors: int = 0  # items the engine could not handle
     finished: bool = False
     last_error: str | None = None
+    last_reconcile: dt.datetime | None = None
+    call_times: deque = field(default_factory=lambda: deque(maxlen=400))  # monotonic, for the board's rate
+    pnl: PnlSeries = field(default_factory=PnlSeries)  # the board's chart
 
     @property
     def feed_messages(self) -> int:
@@ -86,6 +93,8 @@ class AccountLoop:
         self.engine = Engine(policies, daemon.store, account_id=account_id, persist_book=True)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.activity = Activity()
+        self.commitment = None  # `edits: next_trading_day` (daemon/commitment.py), set by build_loops
+        self.connection = None  # the live ProjectX connection (hub health for the board), set by live_loop
         self._calls: set[asyncio.Task] = set()
 
     # -- the one consumer -------------------------------------------------------------------
@@ -127,8 +136,12 @@ class AccountLoop:
                 self._handle(engine.on_event(update))
         elif type(item) is Tick:
             self.daemon.maintain_store(item.now)
+            if self.commitment is not None and (due := self.commitment.due(item.now)) is not None:
+                self._apply(Swap(*due))  # before the tick: the new day is evaluated by the new set
             self._handle(engine.on_tick(item.now))
+            self._sample_pnl()
         elif type(item) is Reconcile:
+            self.activity.last_reconcile = item.now
             drift, effects = engine.reconcile(item.state, item.now)
             if drift:
                 self.daemon.alerts.alert(
@@ -143,6 +156,20 @@ class AccountLoop:
         elif type(item) is Malformed:
             engine.malformed += 1
             log.warning("malformed message skipped: %s", item.describe())
+
+    def _sample_pnl(self) -> None:
+        """The board's chart: the day's net P&L, once a tick (the day's trades seed a new day).
+        On the first, the last actions from before a restart are read back from the audit log."""
+        book = self.engine.book
+        day = book.day
+        if day is not None:
+            if self.activity.pnl.day is None:  # the first tick: older actions after this run's
+                shown = self.activity.actions
+                for record in recent_actions(self.engine.store, book.account.id):
+                    if record not in shown and len(shown) < (shown.maxlen or 0):
+                        shown.append(record)
+            history = partial(self.engine.store.day_trades, book.account.id, day.trading_day)
+            self.activity.pnl.add(day.trading_day, book.now, day.realized + book.unrealized(), history)
 
     def _handle(self, effects: Effects) -> None:
         if not effects:
@@ -159,6 +186,7 @@ class AccountLoop:
             )
         for call in effects.calls:
             self.activity.calls += 1
+            self.activity.call_times.append(time.monotonic())
             self.engine.mark_sent(call, self.engine.book.now)
             task = asyncio.create_task(self._execute(call))
             self._calls.add(task)
@@ -265,6 +293,7 @@ class Daemon:
         if repaired:
             self._state_edited(repaired)
         self.loops: list[AccountLoop] = []
+        self.board = None  # the status board, while the `serve_board` service runs (engine/daemon/board)
         self._stop = asyncio.Event()
         self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
 

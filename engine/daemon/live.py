@@ -52,6 +52,7 @@ async def live_loop(
     port.aclose = connection.close  # the daemon closes the port at shutdown
     lp = AccountLoop(daemon, policies, paths, port, wall_clock_feed(_supervise(connection)), connection.account_id)
     lp.engine.book.account.name = connection.account.get("name", "")
+    lp.connection = connection
     holder["loop"] = lp
     for item in early:
         await _route(lp, item)

@@ -34,7 +34,11 @@ async def build_loops(daemon: Daemon, credentials: Credentials | None) -> list[A
     config = daemon.config
     loops = []
     for account in config.accounts:
-        policies, paths = load_policies(account)
+        commitment = None
+        if config.edits == "next_trading_day":
+            policies, paths, commitment = _committed(daemon, account)
+        else:
+            policies, paths = load_policies(account)
         if config.broker.kind == "sim":
             port, feed = SimBroker(), recording_feed(config.broker.recording, config.broker.speed)
             loops.append(AccountLoop(daemon, policies, paths, port, feed, account.id))
@@ -42,9 +46,37 @@ async def build_loops(daemon: Daemon, credentials: Credentials | None) -> list[A
             from riskc.engine.daemon.live import live_loop
 
             loops.append(await live_loop(daemon, account, policies, paths, credentials))
+        loops[-1].commitment = commitment
         for path, digest in policies.hashes:
             daemon.store.record_policy(path, digest, _now())
     return loops
+
+
+def _committed(daemon: Daemon, account: AccountConfig):
+    """``edits: next_trading_day``: the committed set and its staged edit (daemon/commitment.py).
+    Files that do not check do not stop a guard that has a committed set: it runs that set and
+    says loudly what is wrong with the files."""
+    from riskc.engine.daemon.commitment import Commitment
+
+    try:
+        on_disk, paths = load_policies(account)
+    except PolicyLoadError as error:
+        fallback = Commitment.committed_only(daemon, account)
+        if fallback is None:
+            raise
+        daemon.alerts.alert(
+            "high", f"the policy files of {account.label} do not check; riskc runs the committed set:\n{error}"
+        )
+        return fallback[0], list(account.policies), fallback[1]
+    files = policy_files(account)
+    sources = tuple((str(p), p.read_text(encoding="utf-8")) for p in files)
+    if tuple(path for path, _ in on_disk.hashes) != tuple(path for path, _ in sources):
+        raise PolicyLoadError(f"the policy files of {account.label} changed while riskc started; start it again")
+    read, _, _ = PolicySet.from_sources(list(sources))
+    if read is None or read.digest != on_disk.digest:
+        raise PolicyLoadError(f"the policy files of {account.label} changed while riskc started; start it again")
+    policies, commitment = Commitment.at_start(daemon, account, read, sources)
+    return policies, paths, commitment
 
 
 def _now():

@@ -150,8 +150,13 @@ async def reload_loop(daemon: Daemon, lp: AccountLoop) -> Candidate:
         daemon.alerts.alert("high", text, account=account)
         daemon.log_record({"kind": "reload", "outcome": "rejected", "problems": list(candidate.problems)})
         return candidate
-    await lp.queue.put(_swap(candidate))
     lp.activity.last_error = None
+    commitment = getattr(lp, "commitment", None)
+    if commitment is not None:  # `edits: next_trading_day`: staged, not swapped (daemon/commitment.py)
+        book = lp.engine.book
+        commitment.stage(candidate.policies, candidate.sources, book.now if book.day is not None else None)
+        return candidate
+    await lp.queue.put(_swap(candidate))
     daemon.alerts.alert(
         "info", f"policies reloaded ({candidate.policies.digest}) in {candidate.seconds * 1000:.0f} ms", account=account
     )

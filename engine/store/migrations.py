@@ -171,3 +171,46 @@ def state_in_the_chain(db: Database) -> None:
 
 def apply_migrations(db: Database) -> None:
     MIGRATIONS.apply(db)
+
+
+# -- the daemon's heartbeat and staged policy edits (PRODUCT.md §9) -----------------------------
+
+_HEARTBEAT = (
+    # One row: the daemon that last ran on this file, and when it was last alive. `riskc status`
+    # reads it to say "daemon alive (2 s ago)" or "no daemon since 09:41".
+    """CREATE TABLE heartbeat (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        beat_at TEXT NOT NULL,
+        every_seconds REAL NOT NULL,
+        stopped_at TEXT
+    )""",
+)
+
+_STAGED_POLICIES = (
+    # Per config account (its label): the policy set in force ('active') and an edit waiting for
+    # the next trading-day start ('staged'), each with its sources, so that what becomes active is
+    # exactly what was checked, and a restart neither loses the wait nor skips it.
+    """CREATE TABLE policy_sets (
+        account TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('active', 'staged')),
+        digest TEXT NOT NULL,
+        sources TEXT NOT NULL,
+        since TEXT NOT NULL,
+        activates_at TEXT,
+        apply_now INTEGER NOT NULL DEFAULT 0 CHECK (apply_now IN (0, 1)),
+        PRIMARY KEY (account, role)
+    )""",
+)
+
+
+@MIGRATIONS(name="0004_heartbeat")
+def heartbeat_table(db: Database) -> None:
+    _run(db, _HEARTBEAT)
+
+
+@MIGRATIONS(name="0005_staged_policies")
+def staged_policies(db: Database) -> None:
+    _run(db, _STAGED_POLICIES)

@@ -72,7 +72,13 @@ def test_migrations_are_applied_once(path: Path) -> None:
     Store.open(path).close()
     with Store.open(path) as store:
         names = [row[0] for row in store.db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert names == ["0001_state_tables", "0002_audit_log", "0003_state_in_the_chain"]
+    assert names == [
+        "0001_state_tables",
+        "0002_audit_log",
+        "0003_state_in_the_chain",
+        "0004_heartbeat",
+        "0005_staged_policies",
+    ]
 
 
 def test_file_and_sidecars_are_private(path: Path, store: Store) -> None:

@@ -73,6 +73,11 @@ async def test_daemon_enforces_reloads_and_reconciles_after_a_reconnect(gw: Fake
         requests = await gw.wait_for_request("/Position/partialCloseContract", timeout=20)
         assert requests[0].json == {"accountId": gw.account_id, "contractId": MNQ, "size": 1}
         await until(lambda: gw.signed_size(MNQ) == 2)
+        from riskc.engine.daemon.board.status import status_json  # what the board shows of a live broker
+
+        health = status_json(daemon)["accounts"][0]["health"]
+        assert health["hubs"] == {"user": True, "market": True} and health["last_reconcile"] is not None
+        assert health["calls_last_minute"] >= 1 and health["stale"] is False
         # 2. an edit mid-run takes effect: limit 1 cuts one more
         await asyncio.sleep(0.3)
         policy.write_text(POLICY.format(limit=1))
