@@ -1,5 +1,8 @@
 """What one evaluation costs: the compiled policy against a hand-written Python function (the
-floor), the reference interpreter, and the same rules in CEL and in Cedar.
+floor), the reference interpreter, and the same rules in CEL, Cedar and Rego (the optional
+``bench`` extra: ``pip install -e '.[bench]'``; a peer that is not installed is left out, and
+said so). It also shows what the engine pays per event on a breach that holds (evaluate and the
+actions as values, no reasons) and once per change of the decision (planned actions, reasons).
 
 The policy is the 12 most common standard rules; the snapshot has 4 positions and 6 working
 orders, once with nothing breached and once with a daily loss and an uncovered position. The peers
@@ -299,6 +302,83 @@ def _denied(cedarpy, request: dict, policies, entities) -> list[str]:
     return [] if result.allowed else list(result.diagnostics.reasons)
 
 
+# ---- (d) Rego (OPA's language, in rego-cpp) -------------------------------------------------------
+
+REGO_MODULE = """package riskc
+
+limits := {"MNQ": 50, "MES": 50, "NQ": 5, "ES": 5}
+
+fired contains ["daily_loss", ""] if input.day.realized_pnl <= -1000
+fired contains ["trailing_drawdown", ""] if {
+  input.account.balance + input.day.unrealized_pnl <= min([input.day.eod_high_balance - 2000, 50000])
+}
+fired contains ["max_contracts", ""] if input.account.open_contracts > 5
+fired contains ["max_contracts_per_symbol", p.contract_id] if {
+  some p in input.positions
+  p.qty > object.get(limits, p.symbol, 2)
+}
+fired contains ["stop_required", p.contract_id] if {
+  some p in input.positions
+  p.stop_coverage < p.qty
+  p.uncovered_for >= 30
+}
+fired contains ["trading_hours", ""] if not input.session.is_open
+fired contains ["trading_hours", ""] if {
+  input.session.clock >= 910
+  input.session.clock < 1020
+}
+fired contains ["symbol_block", p.contract_id] if {
+  some p in input.positions
+  p.symbol in {"CL", "NG"}
+}
+fired contains ["cooldown_after_loss", ""] if {
+  input.event.kind == "fill"
+  input.event.closing
+  input.event.pnl <= -300
+}
+fired contains ["position_loss", p.contract_id] if {
+  some p in input.positions
+  p.unrealized_pnl <= -400
+}
+fired contains ["daily_profit_target", ""] if input.day.realized_pnl >= 3000
+fired contains ["trade_frequency", ""] if {
+  input.event.kind == "fill"
+  count([t | some t in input.day.fill_times; t > input.session.now - 600]) > 10
+}
+fired contains ["auth_guard", ""] if not input.account.can_trade
+"""
+
+
+def rego_evaluator():
+    import json
+
+    import regopy
+
+    interpreter = regopy.Interpreter()
+    interpreter.add_module("riskc", REGO_MODULE)
+
+    def evaluate(s: Snapshot) -> list[tuple[str, object]]:
+        interpreter.set_input(cel_context(s))  # the same plain-data context as CEL's
+        output = interpreter.query("x = data.riskc.fired")  # kept: its nodes live as long as it does
+        fired = json.loads(output.binding("x").json())
+        return [(rule, target or None) for rule, target in fired]
+
+    return evaluate
+
+
+# ---- what the engine pays per event -------------------------------------------------------------------
+
+
+def engine_steady(program):
+    """While a breach holds, per event: which rules hold and their actions as values (the
+    steady-skip comparison), no planning and no reason text."""
+
+    def evaluate(s: Snapshot):
+        return program.evaluate(s).values()
+
+    return evaluate
+
+
 # ---- measuring ----------------------------------------------------------------------------------------
 
 
@@ -307,6 +387,17 @@ def ns_per_call(fn, arg) -> float:
     number, _ = timer.autorange()
     number = max(number // 4, 1)  # batches of ~50 ms
     return statistics.median(timer.repeat(repeat=REPEATS, number=number)) / number * 1e9
+
+
+def paired(fn, quiet, breach) -> tuple[float, float]:
+    """ns per call on each snapshot: the median of REPEATS batches of each, alternating."""
+    timers = [timeit.Timer(lambda: fn(quiet)), timeit.Timer(lambda: fn(breach))]
+    number = max(min(t.autorange()[0] for t in timers) // 4, 1)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(REPEATS):
+        for times_of, timer in zip(times, timers, strict=True):
+            times_of.append(timer.timeit(number))
+    return statistics.median(times[0]) / number * 1e9, statistics.median(times[1]) / number * 1e9
 
 
 def _fired_set(fired) -> set[tuple[str, object]]:
@@ -337,30 +428,53 @@ def run() -> list[tuple[str, str]]:
         # The decision read as the engine reads a breach it has not acted on: its planned actions
         # (with their reasons). Program.evaluate alone builds them only when read.
         "compiled Program.evaluate + actions": lambda s: program.evaluate(s).actions,
+        "compiled Program.evaluate (hits; actions when read)": program.evaluate,
         "compiled hot path (fired only)": program._evaluate,
+        "engine per event: evaluate + values() (a breach that holds)": engine_steady(program),
         "reference interpreter": reference.run,
     }
     peers = {}
     for label, make in (
         ("CEL (common-expression-language)", cel_evaluator),
         ("Cedar (cedarpy, 11/12 rules)", cedar_evaluator),
+        ("Rego (regopy, rego-cpp)", rego_evaluator),
     ):
         with contextlib.suppress(ImportError):
             peers[label] = make()
-    rows = []
-    for state in ("no breach", "breach"):
-        s = snapshot(state == "breach")
+    missing = {"CEL", "Cedar", "Rego"} - {label.split()[0] for label in peers}
+    if missing:
+        print(f"not measured (pip install -e '.[bench]'): {', '.join(sorted(missing))}")
+    quiet, breach = snapshot(False), snapshot(True)
+    for s in (quiet, breach):
         floor_fired = _fired_set(hand_written(s))
         compiled_fired = _fired_set((ids[i], t) for i, t in program._evaluate(s))
         assert compiled_fired == floor_fired, (compiled_fired, floor_fired)
         for label, peer in peers.items():
             want = {f for f in floor_fired if f[0] != "trade_frequency"} if "Cedar" in label else floor_fired
             assert _fired_set(peer(s)) == want, (label, peer(s), floor_fired)
-        floor = ns_per_call(hand_written, s)
-        rows.append((f"{state}: fired", ", ".join(sorted({r for r, _ in floor_fired})) or "nothing"))
-        rows.append((f"{state}: hand-written Python (floor)", f"{floor:,.0f} ns  1.00x"))
-        for label, fn in {**contenders, **peers}.items():
-            ns = ns_per_call(fn, s)
-            rows.append((f"{state}: {label}", f"{ns:,.0f} ns  {ns / floor:.2f}x"))
+    # Each contender on both snapshots, batches alternating, so the breach/quiet ratio of one
+    # contender is not the noise of a shared machine between two moments.
+    measured = {
+        label: paired(fn, quiet, breach)
+        for label, fn in {"hand-written Python (floor)": hand_written, **contenders, **peers}.items()
+    }
+    rows = []
+    for index, (state, s) in enumerate((("no breach", quiet), ("breach", breach))):
+        rows.append((f"{state}: fired", ", ".join(sorted({r for r, _ in _fired_set(hand_written(s))})) or "nothing"))
+        floor = measured["hand-written Python (floor)"][index]
+        for label, pair in measured.items():
+            ns = pair[index]
+            text = f"{ns:,.0f} ns  {ns / floor:.2f}x"
+            if index == 1:
+                text += f"  {ns / pair[0]:.2f}x quiet"
+            rows.append((f"{state}: {label}", text))
+        compiled = measured["compiled Program.evaluate + actions"][index]
+        for label in peers:
+            rows.append(
+                (
+                    f"{state}: {label.split()[0]} / compiled Program.evaluate + actions",
+                    f"{measured[label][index] / compiled:,.0f}x",
+                )
+            )
     rows.append(("compile stdlib + topstep-50k (parse+check+compile)", f"{compile_ms():.1f} ms"))
     return rows

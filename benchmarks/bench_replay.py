@@ -59,10 +59,11 @@ def run() -> list[tuple[str, str]]:
     path = recording()
     lines = sum(1 for _ in path.open("rb"))
     bare, bare_decimal, bare_orjson = _bare_rates(path)
-    replay, elapsed, rss, rates = _replay(path)
+    floor_cpu = _floor_cpu(path)
+    replay, elapsed, cpu, rss, rates = _replay(path)
     summary = replay.summary
     rate = summary.messages / elapsed
-    by_message, by_tick = _latencies(path, "OFF")
+    by_message, by_tick, _ = _latencies(path, "OFF")
     durable = _latencies(path, "NORMAL")
     everything, everything_durable = by_message + by_tick, durable[0] + durable[1]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -75,6 +76,9 @@ def run() -> list[tuple[str, str]]:
         ),
         ("replay throughput, topstep-50k (messages/s)", f"{rate:,.0f}"),
         ("replay wall time (s)", f"{elapsed:.1f}"),
+        ("replay CPU time (s); messages per CPU second", f"{cpu:.1f}; {summary.messages / cpu:,.0f}"),
+        ("read (bytes) + orjson.loads, the floor: CPU time (s)", f"{floor_cpu:.2f}"),
+        ("replay / floor, CPU time (the goal: at most 5x)", f"{cpu / floor_cpu:.1f}x"),
         (
             "throughput per 100,000 messages (thousand/s; the last: locked out by daily_loss)",
             " ".join(f"{r / 1e3:.0f}" for r in rates),
@@ -83,12 +87,17 @@ def run() -> list[tuple[str, str]]:
         ("bare read + json.loads(parse_float=Decimal) (lines/s)", f"{bare_decimal:,.0f}"),
         ("bare read + orjson.loads, what intake parses with (lines/s)", f"{bare_orjson:,.0f}"),
         ("replay / bare json.loads", f"{rate / bare:.2f}"),
+        ("bare orjson rate / replay rate, wall", f"{bare_orjson / rate:.1f}x"),
         ("breach → adapter call, message-triggered: n, p50, p99, max (µs)", _describe(by_message)),
         ("breach → adapter call, clock-triggered: n, p50, p99, max (µs)", _describe(by_tick)),
         ("breach → adapter call, all: p50 / p99 (µs)", f"{_pct(everything, 50):,.0f} / {_pct(everything, 99):,.0f}"),
         (
-            "  the same with the daemon's store (synchronous=NORMAL, fsynced plans): p50 / p99 (µs)",
+            "  the same with the daemon's store (synchronous=NORMAL, one fsync a decision): p50 / p99 (µs)",
             f"{_pct(everything_durable, 50):,.0f} / {_pct(everything_durable, 99):,.0f}",
+        ),
+        (
+            "  its CPU time, breach → adapter call: p50 / p99 (µs)",
+            f"{_pct(durable[2], 50):,.0f} / {_pct(durable[2], 99):,.0f}",
         ),
         ("RSS every 100,000 messages (MB)", " ".join(f"{r:.0f}" for r in rss)),
         ("peak RSS of this process (MB)", f"{peak:,.0f}"),
@@ -108,7 +117,7 @@ def _bare_rates(path: Path) -> tuple[float, float, float]:
     rates = []
     for loads in (json.loads, functools.partial(json.loads, parse_float=Decimal), orjson.loads):
         began, n = time.perf_counter(), 0
-        with path.open(encoding="utf-8") as handle:
+        with path.open("rb") as handle:
             for line in handle:
                 loads(line)
                 n += 1
@@ -116,7 +125,17 @@ def _bare_rates(path: Path) -> tuple[float, float, float]:
     return rates[0], rates[1], rates[2]
 
 
-def _replay(path: Path) -> tuple[Replay, float, list[float], list[float]]:
+def _floor_cpu(path: Path) -> float:
+    """CPU seconds to read the file as intake does (bytes, line by line) and orjson.loads each
+    line: what no replay can beat."""
+    began = time.process_time()
+    with path.open("rb") as handle:
+        for line in handle:
+            orjson.loads(line)
+    return time.process_time() - began
+
+
+def _replay(path: Path) -> tuple[Replay, float, float, list[float], list[float]]:
     """The whole loop, as `riskc replay --json` runs it (scratch store, synchronous=OFF)."""
     rss: list[float] = []
     rates: list[float] = []
@@ -136,18 +155,19 @@ def _replay(path: Path) -> tuple[Replay, float, list[float], list[float]]:
         Store.open(Path(scratch) / "state.db", synchronous="OFF") as store,
     ):
         replay = Replay(_policies(), store)
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         replay.run(sampled(read_recording(str(path))))
-        return replay, time.perf_counter() - began, rss, rates
+        return replay, time.perf_counter() - began, time.process_time() - cpu, rss, rates
 
 
-def _latencies(path: Path, synchronous: str) -> tuple[list[float], list[float]]:
+def _latencies(path: Path, synchronous: str) -> tuple[list[float], list[float], list[float]]:
     """Another run with the engine's entry points and the adapter's submit wrapped: the time
     from entering ``on_event`` (a decoded broker event)/``on_tick`` to the first call handed to the broker. It covers
     evaluation, the durable plan of the call, the audit of the decision and the `sent` mark."""
     by_message: list[float] = []
     by_tick: list[float] = []
-    started: list = [None, None]  # perf_counter at entry, the list the sample goes to
+    cpu: list[float] = []
+    started: list = [None, None, None]  # perf_counter at entry, the list the sample goes to, thread_time at entry
 
     with (
         tempfile.TemporaryDirectory(prefix="riskc-bench-") as scratch,
@@ -158,22 +178,23 @@ def _latencies(path: Path, synchronous: str) -> tuple[list[float], list[float]]:
         on_event, on_tick, submit = engine.on_event, engine.on_tick, sim.submit
 
         def timed_message(update):
-            started[0], started[1] = time.perf_counter(), by_message
+            started[0], started[1], started[2] = time.perf_counter(), by_message, time.thread_time()
             return on_event(update)
 
         def timed_tick(now):
-            started[0], started[1] = time.perf_counter(), by_tick
+            started[0], started[1], started[2] = time.perf_counter(), by_tick, time.thread_time()
             return on_tick(now)
 
         def timed_submit(call, now=None):
             if started[0] is not None:
                 started[1].append((time.perf_counter() - started[0]) * 1e6)
+                cpu.append((time.thread_time() - started[2]) * 1e6)
                 started[0] = None
             return submit(call, now)
 
         engine.on_event, engine.on_tick, sim.submit = timed_message, timed_tick, timed_submit
         replay.run(read_recording(str(path)))
-    return by_message, by_tick
+    return by_message, by_tick, cpu
 
 
 def _rss_mb() -> float:

@@ -175,6 +175,19 @@ class Program:
         # Every attribute name the generated code reads (a superset of the snapshot fields its
         # rules use): the engine leaves fields no rule reads, like ages, out of the snapshot.
         self.reads = frozenset(re.findall(r"\.([A-Za-z_]\w*)", source))
+        # The same for the conditions alone (the `evaluate` function): what decides which rules hold.
+        self.condition_reads = frozenset(re.findall(r"\.([A-Za-z_]\w*)", source.split("\ndef _actions_", 1)[0]))
+        # Whether a rule that runs on a quote reads the event (a quote's prices or contract): if
+        # none does, a quote changes what the rules see only through the marks and the clock.
+        self.sees_quotes = any(_admits(i.rule, "quote") and _reads_event(i.rule) for i in self.rules)
+        self._like_quote: dict[str, bool] = {}
+
+    def like_quote(self, kind: str) -> bool:
+        """Whether an event of ``kind`` runs exactly the rules a quote runs (the `on` filters)."""
+        like = self._like_quote.get(kind)
+        if like is None:
+            like = self._like_quote[kind] = all(_admits(i.rule, kind) == _admits(i.rule, "quote") for i in self.rules)
+        return like
 
     def evaluate(self, snapshot) -> Decision:
         """What the policy decides on ``snapshot``. The rules that hold are known at once
@@ -268,6 +281,15 @@ class Program:
 _NOTHING = Decision.of((), ())
 
 
+def _admits(rule: ast.Rule, kind: str) -> bool:
+    return not rule.on or any(k.text == kind for k in rule.on)
+
+
+def _reads_event(rule: ast.Rule) -> bool:
+    """Whether the rule names `event` anywhere (its condition, its actions, its parameters)."""
+    return any(isinstance(node, ast.Name) and node.id == "event" for node in walk(rule))
+
+
 def _describe(error: Exception) -> str:
     """An error as a person reads it: decimal arithmetic says what went wrong, not its flags."""
     if isinstance(error, decimal.DivisionByZero | ZeroDivisionError):
@@ -329,7 +351,14 @@ def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
         ]
     )
     source, marks = _unmark(source)
-    namespace: dict[str, Any] = {"_rt": runtime, "_Action": Action, "_Decimal": Decimal, "_dt": dt, **unit.constants}
+    namespace: dict[str, Any] = {
+        "_rt": runtime,
+        "_Action": Action,
+        "_new": tuple.__new__,
+        "_Decimal": Decimal,
+        "_dt": dt,
+        **unit.constants,
+    }
     filename = f"<policy {policy.path}>"
     exec(compile(source, filename, "exec"), namespace)
     origin = Origin(filename, marks, tuple(unit.spans))
@@ -586,7 +615,7 @@ def _arith(e: ast.Arith, r: _RuleCode, unit: _Unit) -> str:
 
 def _action_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[str]:
     instance = r.instance
-    head = f"_Action(kind={{kind}}, rule={instance.id!r}, severity={instance.severity!r}, reason=why"
+    head = {"rule": repr(instance.id), "severity": repr(instance.severity), "reason": "why"}
     lines = [f"def _actions_{r.index}(s, {_BINDER}, why):", "    out = []"]
     for action in instance.rule.actions:
         lines.append("    out.append(" + _action_call(action, r, unit, policy, head) + ")")
@@ -594,10 +623,12 @@ def _action_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[s
     return lines
 
 
-def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy, head: str) -> str:
+def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy, head: dict[str, str]) -> str:
     def build(kind: str, **fields: str) -> str:
-        extra = "".join(f", {k}={v}" for k, v in fields.items())
-        return head.format(kind=repr(kind)) + extra + ")"
+        # Every field in order, built with tuple.__new__: a third of the named tuple's own
+        # constructor, which counts while a breach holds (the engine compares the actions).
+        values = {"kind": repr(kind), **head, **fields}
+        return "_new(_Action, (" + ", ".join(values.get(name, "None") for name in Action._fields) + ",))"
 
     def ex(e: ast.Expr) -> str:
         return _expr(e, r, unit)

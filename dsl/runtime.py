@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -82,6 +83,7 @@ def clock_diff(a: dt.time, b: dt.time) -> dt.timedelta:
     return delta if delta >= dt.timedelta(0) else delta + _DAY
 
 
+@functools.lru_cache(maxsize=256)  # a pure function, asked with one `now` per second while a lockout rule holds
 def next_clock(now: dt.datetime, clock: dt.time, zone: str) -> dt.datetime:
     """The first instant after ``now`` whose wall-clock time in ``zone`` is ``clock``."""
     tz = ZoneInfo(zone)

@@ -28,10 +28,10 @@ from riskc.dsl.errors import BAD_SETTING, Diagnostic, Span
 from riskc.engine.adapters.port import BrokerCall, BrokerState
 from riskc.engine.core.book import Book
 from riskc.engine.core.calendar import TradingCalendar
-from riskc.engine.core.events import MARKET_EVENTS, BrokerEvent, Fill, OrderUpdate, PositionUpdate
+from riskc.engine.core.events import MARKET_EVENTS, BrokerEvent, Fill, OrderUpdate, PositionUpdate, Quote
 from riskc.engine.core.history import store_history
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
-from riskc.engine.core.snapshot import Event
+from riskc.engine.core.snapshot import EVENT_KINDS, Event
 from riskc.engine.enforce.enforcer import Effects, Enforcer
 from riskc.engine.enforce.executor import took_effect
 from riskc.engine.enforce.stale_prices import price_rules, without_prices
@@ -124,12 +124,14 @@ class Engine:
         self.policies = policies
         self._ages = _reads_ages(policies)
         self._price_rules = [price_rules(program) for program in policies.programs]
-        self._price_rules = [price_rules(program) for program in policies.programs]
         # Prices (the market feed) down since; rules that read them are unevaluable once they are
         # older than stale_after (engine/enforce/stale_prices.py). Set and cleared by the live loop.
         self.prices_down_at: dt.datetime | None = None
         self._position_seen: dict[str, dt.datetime] = {}  # contract -> the last stream position update
         self.stale_after = dt.timedelta(seconds=10)
+        self._settled: tuple | None = None  # see _settle
+        self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
+        self.watch_store = True  # look for another process's writes on every tick (replay has none: False)
         self.persist_book = persist_book
         self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
         self.malformed = 0
@@ -147,6 +149,8 @@ class Engine:
         """Apply one broker event and evaluate the policies on what it means."""
         if self._unaudited:
             self.flush_audit()
+        if self._settled is not None and type(update) is Quote:
+            return self._on_quote(update, self._settled)
         book = self.book
         event = book.apply(update)
         if type(update) is PositionUpdate:
@@ -157,6 +161,32 @@ class Engine:
             return NO_EFFECTS
         self.events += 1
         return self._evaluate(event)
+
+    def _on_quote(self, quote: Quote, settled: tuple) -> Effects:
+        """The quote fast path: the mark moves, and the policies are evaluated only when a rule
+        could see a difference from the last evaluation, which did nothing (see ``_settle``): the
+        quote moved the price of a position (marks, P&L), the second ended (the clock: time
+        thresholds fire on time), or anything else changed (the book, the enforcer, the lockouts)."""
+        book = self.book
+        contract_id = quote.contract_id
+        held = contract_id in book.positions
+        mark = book.marks.get(contract_id) if held else None
+        applied = book.apply_quote(quote)
+        if book.rolled or book.coverage_changes:
+            self._after_apply(quote, book.quote_event(quote) if applied else None)
+        if not applied:
+            return NO_EFFECTS
+        self.events += 1
+        if (
+            (held and book.marks.get(contract_id) != mark)
+            or book.now >= settled[0]
+            or settled[1] != book.version
+            or settled[2] != self.enforcer.version
+            or settled[3] != self.trading.version
+            or not self.trading.fresh(book.now)
+        ):
+            return self._evaluate(book.quote_event(quote))
+        return NO_EFFECTS
 
     def on_events(self, updates: Iterable[BrokerEvent]) -> Effects:
         """``on_event`` for each, in order (the events of one message), their effects together."""
@@ -174,10 +204,11 @@ class Engine:
         self.flush_audit()
         self.book.advance(now)
         self._roll_days()
-        version = self.store.data_version()
-        if version != self._data_version:  # another process (riskc lock / unlock) changed the store
-            self._data_version = version
-            self.trading.invalidate()
+        if self.watch_store:
+            version = self.store.data_version()
+            if version != self._data_version:  # another process (riskc lock / unlock) changed the store
+                self._data_version = version
+                self.trading.invalidate()
         return self._evaluate(Event(kind="clock", time=self.book.now))
 
     def swap(self, policies: PolicySet) -> None:
@@ -186,6 +217,8 @@ class Engine:
         self.policies = policies
         self._ages = _reads_ages(policies)
         self._price_rules = [price_rules(program) for program in policies.programs]
+        self._settled = None
+        self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
 
     def finished(
         self,
@@ -207,6 +240,7 @@ class Engine:
     # -- evaluation -------------------------------------------------------------------------
 
     def _evaluate(self, event: Event) -> Effects:
+        self._settled = None
         if self.stale:
             return NO_EFFECTS
         book, enforcer = self.book, self.enforcer
@@ -235,26 +269,53 @@ class Engine:
         if not hit and not unpriced and not enforcer.firing and not exposed and not enforcer.orphans:
             self._steady = None
             if change is None:
+                self._settle(event)
                 return NO_EFFECTS
             effects = Effects(records=[change])
             self._audit_decision(event, effects)
             return effects
         steady = self._steady_key(decisions, exposed, unpriced)
         if change is None and steady is not None and steady == self._steady:
+            self._settle(event)
             return NO_EFFECTS
-        effects = self._enforce(decisions, lockouts, exposed, unpriced)
-        if change is not None:
-            effects.records.insert(0, change)
-        if trading.checked is None:  # a lockout was just set or lengthened: the state may change with it
-            after = self._state_change(self._lockouts(snapshot))
-            if after is not None:
-                effects.records.append(after)
-        if effects.records:
-            self._audit_decision(event, effects)
+        # What this decision plans, sets and audits commits in one durable transaction, before
+        # any call it makes leaves (one fsync per breach; see engine/store/base.py).
+        with self.store.batch():
+            effects = self._enforce(decisions, lockouts, exposed, unpriced)
+            if change is not None:
+                effects.records.insert(0, change)
+            if trading.checked is None:  # a lockout was just set or lengthened: the state may change with it
+                after = self._state_change(self._lockouts(snapshot))
+                if after is not None:
+                    effects.records.append(after)
+            if effects.records:
+                self._audit_decision(event, effects)
+                self.flush_audit()
         # Nothing changed and nothing was done: while the same breach keeps firing on the same
         # book, the next evaluation with the same key is known to do nothing too.
         self._steady = None if effects else self._steady_key(decisions, exposed, unpriced)
         return effects
+
+    def _settle(self, event: Event) -> None:
+        """This evaluation did nothing, and one on a quote later in the same second would do
+        nothing too unless a price of a position or the state changed (``_on_quote`` checks
+        those): note what it depends on. That holds when no rule that runs on a quote reads the
+        event, the event ran the rules a quote runs, and nothing the rules read moves with time
+        inside a second (an uncovered position's grace, ages, a fill window; the session is one
+        per second)."""
+        if not self._quote_blind or event.kind not in self._like_quote:
+            return
+        book = self.book
+        reads = self._time_reads
+        if (
+            ("uncovered_for" in reads and any(p.uncovered_since is not None for p in book.positions.values()))
+            or (self._ages and (book.positions or book.orders))
+            or ("fills_within" in reads and book.day is not None and book.day.fill_times)
+        ):
+            return
+        end = book.second_end
+        if end is not None:
+            self._settled = (end, book.version, self.enforcer.version, self.trading.version)
 
     def _enforce(
         self, decisions: Sequence[Decision], lockouts: list[Lockout], exposed: bool, unpriced: tuple[str, ...]
@@ -434,9 +495,8 @@ class Engine:
         self.store.save_book(book.account.id, json.dumps(positions), json.dumps(orders), book.now)
 
     def _audit_decision(self, event: Event, effects: Effects) -> None:
-        """The decision goes to the audit log; when it has broker calls, just after they leave
-        (``flush_audit``, from ``mark_sent``): the calls are already planned durably, and the
-        breach should not wait for one more transaction before the broker hears of it."""
+        """The decision goes to the audit log: at once when it has no broker calls, else in the
+        batch that plans them (``_evaluate``), so the breach waits for one transaction."""
         payload = {
             "event": event.kind,
             "time": event.time.isoformat() if event.time else None,
@@ -539,6 +599,15 @@ class Engine:
                 self.store.mark_confirmed(record.key, now, {"recovered": "effect found in broker state"})
             else:
                 self.store.mark_failed(record.key, now, "not found in broker state after restart", retryable=True)
+
+
+def _quote_blindness(policies: PolicySet) -> tuple[bool, frozenset[str], frozenset[str]]:
+    """(no rule that runs on a quote reads the event, the names the conditions read, the event
+    kinds that run the rules a quote runs)."""
+    programs = policies.programs
+    blind = not any(program.sees_quotes for program in programs)
+    like = frozenset(k for k in EVENT_KINDS if all(program.like_quote(k) for program in programs))
+    return blind, frozenset().union(*(program.condition_reads for program in programs)), like
 
 
 def _reads_ages(policies: PolicySet) -> bool:

@@ -343,19 +343,34 @@ class Book:
             day.fill_times.remove(at)
 
     def _on_quote(self, quote: Quote) -> Event | None:
-        """The hot path: most messages are quotes."""
-        ts, contract_id, last = quote.time, quote.contract_id, quote.last
-        if not self._newer(contract_id, ts, quote.stamp, quote.stamped):
-            return None
-        if last is not None:
-            if self.marks.get(contract_id) != last:
-                self._mark(contract_id, last)
-            mark = last
-        else:
-            mark = self.marks.get(contract_id, ZERO)
-        bid, ask = quote.bid, quote.ask
+        return self.quote_event(quote) if self._take_quote(quote) else None
+
+    def apply_quote(self, quote: Quote) -> bool:
+        """``apply`` for a quote without building its ``Event`` (the engine's quote fast path
+        asks for it with ``quote_event`` only when it evaluates): whether it was applied."""
+        ts = quote.time
+        if ts > self.now:
+            self.now = ts
+        day = self.day
+        if day is None or self.now >= day.end:
+            self._roll(self.now)
+        return self._take_quote(quote)
+
+    def _take_quote(self, quote: Quote) -> bool:
+        """The hot path: most messages are quotes. False for one older than the contract's last."""
+        contract_id, last = quote.contract_id, quote.last
+        if not self._newer(contract_id, quote.time, quote.stamp, quote.stamped):
+            return False
+        if last is not None and self.marks.get(contract_id) != last:
+            self._mark(contract_id, last)
+        return True
+
+    def quote_event(self, quote: Quote) -> Event:
+        """The event rules see for a quote just applied."""
+        contract_id, last, bid, ask = quote.contract_id, quote.last, quote.bid, quote.ask
+        mark = last if last is not None else self.marks.get(contract_id, ZERO)
         return Event.quote(
-            ts,
+            quote.time,
             symbol_of(contract_id),
             contract_id,
             mark,
@@ -623,6 +638,12 @@ class Book:
             view.earlier_fill_times = earlier.fill_times
             self._week_view = self._week(view)
         return view
+
+    @property
+    def second_end(self) -> dt.datetime | None:
+        """The end of the whole second the last snapshot's session is for (None before one)."""
+        cached = self._session_cache
+        return None if cached is None else cached[4]
 
     def _session(self, now: dt.datetime, zone: Any) -> tuple[Session, dt.datetime]:
         cached = self._session_cache

@@ -114,6 +114,7 @@ class Replay:
         account_id: int | None = None,
     ) -> None:
         self.engine = Engine(policies, store, account_id=account_id, instruments=instruments)
+        self.engine.watch_store = False  # the recording is the only input: no other process writes lockouts
         self.sim = SimBroker(instruments)
         self.summary = ReplaySummary()
         self.emit = emit or (lambda record: None)
@@ -142,8 +143,12 @@ class Replay:
         if ts < engine.book.now:
             summary.backwards.append(Backwards(item.line, ts, engine.book.now))
         try:  # decoded before the simulated broker sees it: it must not see what the book cannot use
-            # a quote (most lines) has one event: no list to build
-            updates = (quote(item.args, ts),) if item.target == "GatewayQuote" else decode(item)
+            # a quote (most lines) has one event, decoded by intake when in its usual shape: no list to build
+            event = item.event
+            if event is not None:
+                updates: tuple | list = (event,)
+            else:
+                updates = (quote(item.args, ts),) if item.target == "GatewayQuote" else decode(item)
             triggered = self.sim.observe(item)
         except DECODE_ERRORS as error:
             engine.malformed += 1

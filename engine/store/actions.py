@@ -5,8 +5,11 @@ The protocol the enforcer follows:
 
 1. ``plan_action(key, ...)``. If it returns ``is_new=False`` the action is already in flight or
    done (or failed for good): do not send it.
-2. ``mark_sent`` *before* the broker call, committed durably. So after any crash, an action that
-   might have reached the broker is at least ``sent``.
+2. ``mark_sent`` *before* the broker call. The plan before it was committed durably (in the
+   engine, in one ``batch`` with the decision that made it), so after any crash, power loss
+   included, an action that might have reached the broker is at least ``planned``, and recovery
+   verifies a planned action exactly as a sent one; ``sent`` itself needs no fsync of its own
+   (a kill -9 keeps it: it is committed before the call leaves).
 3. ``mark_confirmed`` or ``mark_failed`` with the broker's answer.
 
 After a crash, ``unconfirmed_actions()`` lists what is planned or sent. Each is verified against
@@ -108,7 +111,16 @@ class ActionsMixin(StoreBase):
         """Record that the broker call is about to go out. Call it *before* sending. With a
         ``lease_epoch`` the account's lease is checked in the same transaction (``LeaseLost``)."""
         return self._transition(
-            key, now, ("planned",), "sent", "broker_call", "sent_at = ?", [time_text(now)], {}, lease_epoch
+            key,
+            now,
+            ("planned",),
+            "sent",
+            "broker_call",
+            "sent_at = ?",
+            [time_text(now)],
+            {},
+            lease_epoch,
+            durable=False,
         )
 
     def _fence(self, account_id: int, lease_epoch: int | None) -> None:
@@ -161,8 +173,10 @@ class ActionsMixin(StoreBase):
         params: list[Any],
         details: dict[str, Any],
         lease_epoch: int | None = None,
+        *,
+        durable: bool = True,
     ) -> ActionRecord:
-        with self._write(durable=True):
+        with self._write(durable=durable):
             current = self.get_action(key)
             if current is None:
                 raise StoreError(f"no planned action with key {key!r}")

@@ -10,10 +10,14 @@ changing the admin passphrase) raise it to ``FULL`` for their own commit.
 - Power loss or a kernel crash is different: under NORMAL the WAL is only fsynced at checkpoints,
   so the last few commits can vanish (the file stays consistent, it just goes back in time).
   For an event or decision record that is acceptable: after a restart the book is reconciled
-  from the broker and the rules re-evaluate. It is not acceptable for "sent" (we would no longer
-  know that a broker call went out, and might send it again) or for a lockout the trader was
-  promised. Those commits run with ``FULL``, which fsyncs the WAL before ``COMMIT`` returns; the
-  fsync covers every earlier frame in the file too, so everything before them is durable as well.
+  from the broker and the rules re-evaluate. It is not acceptable for a planned broker call (we
+  would no longer know that a call may have gone out, and might send it again unchecked) or for a
+  lockout the trader was promised. Those commits run with ``FULL``, which fsyncs the WAL before
+  ``COMMIT`` returns; the fsync covers every earlier frame in the file too, so everything before
+  them is durable as well. The engine writes what one decision plans, sets and audits in one
+  ``batch()``: one fsync per breach. The `sent` mark that follows, just before the call leaves,
+  is not fsynced on its own: after a power loss that took it, the action is `planned`, and
+  recovery verifies a planned action against the broker exactly as a sent one.
 - Why not ``FULL`` for all: the engine may audit every market event, and an fsync per
   transaction caps it at the disk's flush rate (see ``benchmarks/bench_store.py``).
 - ``OFF`` is for scratch stores only (`riskc replay` without ``--state``): nothing is fsynced,
@@ -122,14 +126,60 @@ class StoreBase:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    _batch: list[bool] | None = None  # inside ``batch()``: [whether its transaction has begun]
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The writes made inside join one transaction, begun at the first of them and committed
+        durably (synchronous=FULL) at the end: what one decision writes (the calls it plans, the
+        lockouts it sets, its audit record) costs one fsync, not one each. Nothing is written
+        for a batch without writes; an exception rolls all of it back."""
+        if self._batch is not None:
+            yield  # already in one: the writes join it
+            return
+        if self.is_pg:
+            with self._batch_pg():
+                yield
+            return
+        conn = self.db.conn
+        self._batch = begun = [False]
+        try:
+            yield
+        except BaseException:
+            if begun[0] and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            if begun[0]:
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        finally:
+            self._batch = None
+            if begun[0] and self._synchronous == "NORMAL":
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+
     @contextmanager
     def _write(self, *, durable: bool = False) -> Iterator[Database]:
-        """One write transaction. ``durable`` commits with synchronous=FULL (see module doc)."""
+        """One write transaction. ``durable`` commits with synchronous=FULL (see module doc).
+        Inside ``batch()`` it is part of the batch's transaction, which is durable."""
         if self.is_pg:
             with self._write_pg(durable) as db:
                 yield db
             return
         conn = self.db.conn
+        batch = self._batch
+        if batch is not None:
+            if not batch[0]:
+                if self._synchronous == "NORMAL":
+                    conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("BEGIN IMMEDIATE")
+                batch[0] = True
+            yield self.db
+            return
         if conn.in_transaction:
             raise StoreError("internal error: store writes do not nest")
         raise_sync = durable and self._synchronous == "NORMAL"
@@ -149,8 +199,37 @@ class StoreBase:
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
 
     @contextmanager
+    def _batch_pg(self) -> Iterator[None]:
+        db: Any = self.db
+        self._batch = begun = [False]
+        try:
+            yield
+        except BaseException:
+            if begun[0] and db.in_transaction:
+                db.rollback()
+            raise
+        else:
+            if begun[0]:
+                try:
+                    db.commit()
+                except BaseException:
+                    if db.in_transaction:
+                        db.rollback()
+                    raise
+        finally:
+            self._batch = None
+
+    @contextmanager
     def _write_pg(self, durable: bool) -> Iterator[Database]:
         db: Any = self.db
+        batch = self._batch
+        if batch is not None:  # inside batch(): the first write begins its (durable) transaction
+            if not batch[0]:
+                db.reconnect_if_lost()
+                db.begin_write(True)
+                batch[0] = True
+            yield self.db
+            return
         db.reconnect_if_lost()
         if db.in_transaction:
             raise StoreError("internal error: store writes do not nest")

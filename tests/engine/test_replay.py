@@ -596,6 +596,52 @@ def test_a_position_in_an_instrument_without_a_spec_is_alerted_not_closed(tmp_pa
     assert summary["broker_calls"] == 0
 
 
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PRICE = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(10**6), 10**6), st.none())
+
+
+@given(
+    last=_PRICE,
+    bid=_PRICE,
+    ask=_PRICE,
+    same_stamp=st.booleans(),
+    extra=st.dictionaries(
+        st.sampled_from(["volume", "change", "open"]), st.floats(allow_nan=False, allow_infinity=False), max_size=2
+    ),
+)
+def test_the_quote_fast_path_makes_the_event_the_general_path_makes(last, bid, ask, same_stamp, extra):
+    """``parse_line`` decodes a quote line in its usual shape at once (one timestamp parse);
+    the event, the arguments and any error are those of ``decode`` on the general path."""
+    import dataclasses
+    import json
+
+    import orjson
+
+    from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
+    from riskc.engine.adapters.projectx.intake import Malformed, Message, _decimals, parse_line, parse_time
+
+    ts = "2026-01-14T14:45:00.250000+00:00"
+    data = {"symbol": "F.US.MNQ", "lastPrice": last, "bestBid": bid, "bestAsk": ask, **extra}
+    data["timestamp"] = ts if same_stamp else "2026-01-14T14:44:59.5+00:00"
+    line = json.dumps({"ts": ts, "hub": "market", "target": "GatewayQuote", "args": ["CON.F.US.MNQ.H26", data]})
+    fast = parse_line(line, 7)
+    raw = orjson.loads(line)
+    general = Message(parse_time(raw["ts"]), "market", "GatewayQuote", _decimals(raw["args"]), 7)
+    assert not isinstance(fast, Malformed)
+    assert dataclasses.astuple(fast)[:5] == dataclasses.astuple(general)[:5]
+    try:
+        want = decode(general)
+    except DECODE_ERRORS as error:
+        want = type(error)
+    try:
+        got = decode(fast)
+    except DECODE_ERRORS as error:
+        got = type(error)
+    assert got == want
+
+
 def test_a_line_a_year_ahead_is_jumped_not_walked(tmp_path: Path):
     """A flat account and a recording whose last line is a year later: ticks at each trading-day
     start and each lockout's end, not 31 million; an open position is walked second by second."""

@@ -53,6 +53,7 @@ def _both(lines: list[str], policy: Path, tmp_path: Path, monkeypatch) -> None:
     skipping = _run(lines, policy, tmp_path, "skipping")
     with monkeypatch.context() as patch:
         patch.setattr(Engine, "_steady_key", lambda self, *args: None)  # never steady: evaluate everything
+        patch.setattr(Engine, "_settle", lambda self, event: None)  # never settled: every quote evaluated
         everything = _run(lines, policy, tmp_path, "everything")
     assert skipping[0], "the recording breaches nothing: the comparison would prove nothing"
     assert skipping == everything
@@ -80,8 +81,25 @@ def test_a_breach_that_keeps_firing_is_skipped_after_the_first_evaluation(genera
         return key
 
     monkeypatch.setattr(Engine, "_steady_key", counting)
+    monkeypatch.setattr(Engine, "_settle", lambda self, event: None)  # the quote fast path would skip most
     _run(generated, REPO / "policies" / "topstep-50k.risk", tmp_path, "counted")
     assert sum(keys) > 1_000
+
+
+def test_most_quotes_are_not_evaluated(generated, tmp_path, monkeypatch):
+    """Control for the quote fast path: it does skip (else the comparisons above compare a
+    thing with itself), and quotes are still counted as events."""
+    evaluated: list[str] = []
+    original = Engine._evaluate
+
+    def counting(self, event):
+        evaluated.append(event.kind)
+        return original(self, event)
+
+    monkeypatch.setattr(Engine, "_evaluate", counting)
+    _run(generated, REPO / "policies" / "topstep-50k.risk", tmp_path, "counted")
+    quotes = sum(1 for line in generated if '"GatewayQuote"' in line)
+    assert evaluated.count("quote") < quotes / 2
 
 
 # -- on random feeds -----------------------------------------------------------------------------
@@ -103,22 +121,35 @@ rule heads_up
 """
 
 
-def _feed_run(messages, skip: bool) -> tuple[list, list]:
+# A rule whose actions move with the clock: while it holds, every second lengthens its lockout.
+TIMED = (
+    TIGHT
+    + """rule sliding_cooldown
+  when day.realized_pnl < -$10
+  then lockout for 30s
+  severity low
+"""
+)
+
+
+def _feed_run(messages, skip: bool, tick_every: int = 1, policy: str = TIGHT) -> tuple[list, list]:
     import tempfile
 
     from test_book import f
     from test_engine import Harness
 
     with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "s.db", synchronous="OFF") as store:
-        h = Harness(store, TIGHT)
+        h = Harness(store, policy)
         if not skip:
             h.engine._steady_key = lambda *args: None
+            h.engine._settle = lambda event: None
         second = -1
         for message in sorted(messages, key=lambda m: m.ts):
             moment = int((message.ts - f.start).total_seconds())
-            while second < moment:  # the 1-second clock, also between messages
+            while second < moment:  # the 1-second clock, also between messages (live, it can lag)
                 second += 1
-                h.tick(f.at(second))
+                if second % tick_every == 0:
+                    h.tick(f.at(second))
             h.feed(message)
         for extra in range(1, 8):
             h.tick(f.at(second + extra))
@@ -137,3 +168,52 @@ def _random_message():
     from test_book import _messages
 
     return _messages()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.deferred(lambda: _random_message()), st.integers(0, 999)), max_size=30),
+    st.lists(st.tuples(st.sampled_from([0, 1]), st.integers(20990, 21010), st.integers(0, 60_999)), max_size=40),
+    st.sampled_from([1, 3, 1000]),
+    st.sampled_from([TIGHT, TIMED]),
+)
+def test_quotes_skipped_inside_a_second_change_nothing(messages, quotes, tick_every, policy):
+    """The quote fast path (``Engine._on_quote``): quotes between the ticks, many in one second,
+    on contracts with and without a position, among the other messages at any millisecond. A
+    grace period or a lockout that ends inside a second still acts at the quote that sees it,
+    and a quote in a new second is evaluated even before that second's tick (live, the clock
+    can lag the feed)."""
+    import dataclasses
+    import datetime as dt
+
+    from test_book import ES, MNQ, f
+
+    feed = [dataclasses.replace(m, ts=m.ts + dt.timedelta(milliseconds=ms)) for m, ms in messages]
+    for contract, price, ms in quotes:
+        at = dt.timedelta(milliseconds=ms)
+        quote = f.quote(0, (MNQ, ES)[contract], price, stamp=0)
+        stamp = (f.start + at).isoformat()
+        feed.append(
+            dataclasses.replace(quote, ts=f.start + at, args=[quote.args[0], quote.args[1] | {"timestamp": stamp}])
+        )
+    skipping = _feed_run(feed, skip=True, tick_every=tick_every, policy=policy)
+    assert skipping == _feed_run(feed, skip=False, tick_every=tick_every, policy=policy)
+
+
+def test_a_quote_in_a_new_second_is_evaluated_before_its_tick():
+    """Live, the 1-second clock can lag the feed: a quote in a new second must be evaluated
+    (here a lockout `for 30s` that keeps holding is lengthened by it), not skipped as one inside
+    the second the engine settled in."""
+    import dataclasses
+    import datetime as dt
+
+    from test_book import ES, f
+
+    loss = f.trade(0, 1, ES, pnl=-20)
+    quotes = [f.quote(0, ES, 21000 + n % 3, stamp=0) for n in range(20)]  # four a second
+    feed = [dataclasses.replace(loss, ts=loss.ts + dt.timedelta(milliseconds=100))]
+    for n, quote in enumerate(quotes):
+        feed.append(dataclasses.replace(quote, ts=quote.ts + dt.timedelta(milliseconds=300 + 250 * n)))
+    skipping = _feed_run(feed, skip=True, tick_every=1000, policy=TIMED)
+    assert sum(r["action"] == "lockout" for r in skipping[0]) > 1, skipping[0]
+    assert skipping == _feed_run(feed, skip=False, tick_every=1000, policy=TIMED)

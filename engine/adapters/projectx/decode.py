@@ -39,6 +39,9 @@ _new = tuple.__new__
 def decode(message: Message) -> list[BrokerEvent]:
     """The events of one hub message, in order (a list payload gives several). Raises one of
     ``DECODE_ERRORS`` with the reason when a payload cannot be used."""
+    event = message.event
+    if event is not None:  # decoded on the way in (intake's quote fast path)
+        return [event]
     target = message.target
     if target == "GatewayQuote":
         return [quote(message.args, message.ts)]
@@ -144,6 +147,7 @@ def quote(args: list[Any], ts: dt.datetime) -> Quote:
     if type(contract_id) is not str or not contract_id or type(data) is not dict:
         contract_id, data = _contract(contract_id), _object(data, "GatewayQuote data")  # raise why
     stamp = data.get("timestamp")
+    stamped = bool(stamp)
     stamp = parse_time(stamp) if stamp else ts
     last, bid, ask = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk")
     if not (
@@ -159,9 +163,9 @@ def quote(args: list[Any], ts: dt.datetime) -> Quote:
         ask = None if ask is None else _money(ask)
         if last is None and bid is not None and ask is not None:
             last = (bid + ask) / 2
-    return _new(
-        Quote, (ts, contract_id, last, bid, ask, stamp, stamp is not ts)
-    )  # without Quote's Python-level __new__
+    # Stamped by the broker when the payload has a timestamp (not `stamp is not ts`: parse_time's
+    # cache may hand back the line's own ts); tuple.__new__ skips Quote's Python-level __new__.
+    return _new(Quote, (ts, contract_id, last, bid, ask, stamp, stamped))
 
 
 def market_trade(args: list[Any], ts: dt.datetime) -> MarketTrade | None:
