@@ -166,3 +166,16 @@ def test_heartbeat_staged_policies_and_instruments_work_on_a_desk(desk_url: str)
             )
         assert [i.tick_size for i in store.cached_instruments()] == [Decimal("0.25")]
         assert store.verify_audit().ok
+
+
+def test_a_batch_on_a_desk_is_one_transaction(desk_url: str) -> None:
+    with Store.open(desk_url) as store:
+        with pytest.raises(RuntimeError), store.batch():
+            store.add_lockout(101, "daily_loss", "loss", T0, until=T0.replace(hour=20))
+            raise RuntimeError("the decision failed half-way")
+        assert store.active_lockouts(101, T0) == [] and store.audit_records() == []
+        with store.batch():
+            store.add_lockout(101, "daily_loss", "loss", T0, until=T0.replace(hour=20))
+            store.plan_action("close|101:X|2025-10-29|1", 101, "daily_loss", {"action": "flatten"}, T0)
+        assert [lo.rule for lo in store.active_lockouts(101, T0)] == ["daily_loss"]
+        assert store.get_action("close|101:X|2025-10-29|1").state == "planned" and store.verify_audit().ok
