@@ -357,31 +357,25 @@ class _Execution:
         return False, f"unknown call kind {call.kind!r}"
 
     def is_our_stop(self, order: OrderUpdate) -> bool:
-        call = self.call
-        if order.status not in WORKING:
-            return False
-        if self.order_id is not None and order.order_id == self.order_id:
-            return True
-        return (
-            order.contract_id == call.contract_id
-            and order.type in STOP_TYPES
-            and order.side == call.side
-            and order.size == call.size
-            and self.same_price(order.stop_price, call.contract_id)
-        )
+        return self._is_ours(order, order.type in STOP_TYPES, order.stop_price, self.call.stop_price)
 
     def is_our_target(self, order: OrderUpdate) -> bool:
+        return self._is_ours(order, order.type == "limit", order.price, self.call.limit_price)
+
+    def _is_ours(self, order: OrderUpdate, right_type: bool, price: Any, wanted: Decimal | None) -> bool:
+        """The order this call placed: its id when the broker answered one, else a working order
+        of the call's type, contract, side and size at the call's price (within half a tick)."""
         call = self.call
         if order.status not in WORKING:
             return False
         if self.order_id is not None and order.order_id == self.order_id:
             return True
         return (
-            order.contract_id == call.contract_id
-            and order.type == "limit"
+            right_type
+            and order.contract_id == call.contract_id
             and order.side == call.side
             and order.size == call.size
-            and self.same_price(order.price, call.contract_id, call.limit_price)
+            and self.same_price(price, call.contract_id, wanted)
         )
 
     def same_price(self, price: Any, contract_id: str | None, wanted: Decimal | None = None) -> bool:
