@@ -1,4 +1,4 @@
-"""The `riskc` command line. Each verb lives in its own module under ``engine/commands``; this
+"""The `riskc` command line. Each verb lives in its own module under ``engine/cli``; this
 module only assembles the group, so `riskc check` imports nothing it does not need."""
 
 from __future__ import annotations

@@ -443,13 +443,6 @@ class _Observed:
         self._coverage.record(self._program, snapshot, decision)
         return decision
 
-    def fire(self, snapshot) -> list:
-        """The engine's hot path (``fire``, then ``decide`` only on a breach): recorded too, or
-        event-sequence cases would count as never evaluated."""
-        fired = self._program.fire(snapshot)
-        self._coverage.record(self._program, snapshot, self._program.decide(snapshot, fired))
-        return fired
-
     def __getattr__(self, name: str) -> Any:
         return getattr(self._program, name)
 
