@@ -419,6 +419,7 @@ class Credentials:
     username: str
     api_key: str = field(repr=False)
     account_name: str | None = None
+    source: str = "PROJECT_X_USERNAME and PROJECT_X_API_KEY"  # the variables they came from
 
     def __repr__(self) -> str:
         return f"Credentials(username={self.username!r}, api_key='***', account_name={self.account_name!r})"
@@ -440,7 +441,7 @@ def login_credentials(config: Config, environ: Mapping[str, str] = os.environ) -
         ):
             if not value:
                 missing.append(f"{variable} (logins[{i}].{key}, login `{login.name}`)")
-        found[login.name] = Credentials(username, api_key)
+        found[login.name] = Credentials(username, api_key, None, f"{login.username_env} and {login.api_key_env}")
     if missing:
         raise CredentialsError(f"no broker credentials: set {' and '.join(missing)} in the environment")
     return found

@@ -469,6 +469,8 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stop)
         self.loops = await build_loops(self)
         if self.desk is not None:
+            # `accounts: all`: the ids the logins listed; else those of the config (the same).
+            self.desk.accounts = sorted({lp.account_id for lp in self.loops if lp.account_id is not None})
             services = (*services, _lease_service)
         if self.loops:  # alert lines in the account's timezone, like every other time shown
             for sink in self.alerts.sinks:
@@ -490,8 +492,11 @@ class Daemon:
         import psycopg
 
         ids = [a.id for a in self.config.accounts if a.id is not None]
-        if len(ids) != len(self.config.accounts):
-            raise StateFileError("on a PostgreSQL desk every account in the config needs its `id:` (leases are by id)")
+        if any(a.id is None and not a.all for a in self.config.accounts):
+            raise StateFileError(
+                "on a PostgreSQL desk every account in the config needs its `id:` (leases are by id), "
+                "or `all: true` (the ids the login lists)"
+            )
         try:
             return Desk(str(self.config.state), ids)
         except psycopg.Error as error:

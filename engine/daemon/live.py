@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from riskc.engine.adapters.dryrun import DryRunBroker
@@ -32,9 +33,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("riskc.live")
 
 
-async def live_loop(
-    daemon: Daemon, account: AccountConfig, policies: PolicySet, paths: list, credentials: Credentials
-) -> AccountLoop:
+async def login_loops(
+    daemon: Daemon,
+    entries: list[AccountConfig],
+    credentials: Credentials,
+    policies_for: Callable[[AccountConfig], tuple[PolicySet, list, Any]],
+) -> list[AccountLoop]:
+    """The loops of every account one login serves (``entries``: the config's accounts of that
+    login; an ``all: true`` entry stands for each other account the login lists that can trade),
+    over ONE connection: one login, one token, one user hub, one market hub, one rate limit.
+    ``policies_for(account)`` gives an account's (policies, paths, commitment)."""
     from riskc.engine.adapters.projectx import sdk as px
 
     px.quiet_sdk_logging()
@@ -45,40 +53,63 @@ async def live_loop(
         broker.user_hub_url or defaults.user_hub_url,
         broker.market_hub_url or defaults.market_hub_url,
     )
-    holder: dict[str, AccountLoop] = {}
-    early: list[Any] = []
-
-    async def sink(item: Any) -> None:
-        lp = holder.get("loop")
-        if lp is None:
-            early.append(item)
-        else:
-            await _route(lp, item)
-
-    creds = px.Credentials(credentials.username, credentials.api_key, credentials.account_name)
-    connection = await _connect(
-        daemon, lambda: px.connect(creds, urls, account.name or credentials.account_name, sink=sink)
+    listed = [entry for entry in entries if not entry.all]
+    every = next((entry for entry in entries if entry.all), None)
+    wanted = px.AccountsWanted(
+        tuple(
+            px.AccountWanted(e.id, e.name if e.name or e.id is not None else credentials.account_name) for e in listed
+        ),
+        every=every is not None,
     )
-    port = connection.broker if broker.kind == "projectx" else DryRunBroker(reads_from=connection.broker)
-    port.aclose = connection.close  # the daemon closes the port at shutdown
+    creds = px.Credentials(credentials.username, credentials.api_key, credentials.account_name, credentials.source)
+    connection = await _connect(daemon, lambda: px.connect_login(creds, urls, wanted, read_contracts=False))
+    loops = []
+    for i, (account_id, found) in enumerate(connection.accounts.items()):
+        # select_accounts keeps the listed entries' order, then the accounts `all` adds.
+        entry = listed[i] if i < len(listed) else _every(every, account_id, found)
+        policies, paths, commitment = policies_for(entry)
+        lp = _account_loop(daemon, connection, account_id, policies, paths)
+        lp.commitment = commitment
+        loops.append(lp)
+    for lp in loops:
+        await _reconcile(lp, connection)
+    return loops
+
+
+async def live_loop(
+    daemon: Daemon, account: AccountConfig, policies: PolicySet, paths: list, credentials: Credentials
+) -> AccountLoop:
+    """One account over its own connection (``login_loops`` with one entry)."""
+    loops = await login_loops(daemon, [account], credentials, lambda _: (policies, paths, None))
+    return loops[0]
+
+
+def _every(entry: Any, account_id: int, found: dict[str, Any]) -> AccountConfig:
+    """An account ``all: true`` found: the entry, for this account by its id and name."""
+    return entry.model_copy(update={"all": False, "id": account_id, "name": found.get("name") or None})
+
+
+def _account_loop(daemon: Daemon, connection: Any, account_id: int, policies: PolicySet, paths: list) -> AccountLoop:
+    broker = connection.brokers[account_id]
+    port = broker if daemon.config.broker.kind == "projectx" else DryRunBroker(reads_from=broker)
+
+    async def release() -> None:
+        await connection.release(account_id)
+
+    port.aclose = release  # the daemon closes the port at shutdown; the last one closes the connection
     instruments = account_instruments(daemon.config.instrument_overrides(), daemon.store)
     lp = AccountLoop(
-        daemon,
-        policies,
-        paths,
-        port,
-        wall_clock_feed(_supervise(connection)),
-        connection.account_id,
-        instruments=instruments,
+        daemon, policies, paths, port, wall_clock_feed(_supervise(connection)), account_id, instruments=instruments
     )
-    lp.specs = InstrumentSource(instruments, daemon.store, connection.broker.contract)
+    lp.specs = InstrumentSource(instruments, daemon.store, broker.contract)
     lp.engine.stale_after = daemon.config.stale_after
-    lp.engine.book.account.name = connection.account.get("name", "")
+    lp.engine.book.account.name = connection.accounts[account_id].get("name", "")
     lp.connection = connection
-    holder["loop"] = lp
-    for item in early:
+
+    async def sink(item: Any) -> None:
         await _route(lp, item)
-    await _reconcile(lp, connection)
+
+    connection.attach(account_id, sink)
     return lp
 
 
@@ -122,6 +153,12 @@ async def _route(lp: AccountLoop, item: Any) -> None:
         await lp.queue.put(item)
         return
     engine = lp.engine
+    if item.state == "renewed":
+        # A fresh login (a token the Gateway rejected): rules wait for this account's
+        # reconciliation, as after a reconnect, since the old session may have missed events.
+        engine.stale = True
+        await _reconcile(lp, None)
+        return
     if item.state == "disconnected":
         if item.hub == "market":
             # Positions, orders and fills still arrive (user hub, REST): only prices stop. Rules
@@ -154,6 +191,9 @@ async def _reconcile(lp: AccountLoop, connection: Any) -> None:
         lp.daemon.alerts.alert("high", f"reconciliation failed, rules paused: {error}", account=book.account.id)
         return
     await _learn(lp, [item.contract_id for item in (*state.positions, *state.orders, *state.trades)])
+    follow = getattr(lp.connection, "follow", None)
+    if follow is not None:  # the quotes of what the account holds or works reach it
+        follow(lp.account_id, [item.contract_id for item in (*state.positions, *state.orders)])
     gone = await _confirm_gone(lp, port, state)
     await lp.queue.put(Reconcile(state, now, gone))
 

@@ -433,7 +433,9 @@ def select_accounts(found: list[dict[str, Any]], wanted: AccountsWanted) -> list
     chosen: dict[Any, dict[str, Any]] = {}
     for want in wanted.listed:
         account = _find(found, want)
-        chosen.setdefault(account.get("id"), account)
+        if account.get("id") in chosen:
+            raise ConnectError(f"account {account.get('name')} is listed twice (by name and by id?)", permanent=True)
+        chosen[account.get("id")] = account
     if wanted.every:
         for account in found:
             if account.get("canTrade") is not False and isinstance(account.get("id"), int):
