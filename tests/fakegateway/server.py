@@ -19,7 +19,8 @@ last prices). Several logins (:meth:`FakeGateway.add_login`) with several accoun
 (:meth:`FakeGateway.add_account`), kept apart as the real Gateway keeps them: a login's token
 lists, reads and trades only its own accounts, and a user-hub connection hears an account's
 orders, positions and trades only once it subscribed that account's id (``SubscribeOrders(id)``,
-...), and only if the account is its login's; ``SubscribeAccounts`` brings the login's accounts. Broker mutations (close, partial close, market order, cancel, ...) change the
+...), and only if the account is its login's; ``SubscribeAccounts`` brings the login's accounts.
+Broker mutations (close, partial close, market order, cancel, ...) change the
 state and, like the real Gateway, push ``GatewayUserOrder`` / ``GatewayUserTrade`` /
 ``GatewayUserPosition`` / ``GatewayUserAccount`` to subscribed user-hub connections
 (``emit_events=True``).

@@ -1,0 +1,265 @@
+"""Several accounts and several logins, live, through the real SDK against the fake Gateway
+(issue 21, PRODUCT.md §8): one login serves all its accounts over ONE connection (one login
+request, one user hub subscribing each account, one rate limit); a breach on one account acts on
+that account only; a rejected token is replaced once and every account reconciled; `logins:`
+reads each login's credentials from the variables it names, and never shows them; `accounts:
+all` guards every account a login lists that can trade. Every wait is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from riskc.engine.daemon.config import Credentials, load_config
+from riskc.engine.daemon.daemon import Daemon
+from riskc.engine.daemon.loops import build_loops
+
+from .conftest import MNQ, bounded
+from .server import FakeGateway
+from .test_daemon_e2e import until
+
+A = 13298777  # the fake's default account
+B, C, D = 13298778, 13298779, 13298780
+LIMIT_2 = 'policy "live"\n  timezone America/Chicago\n\nuse max_contracts(limit: 2)\n'
+
+
+def write_config(tmp: Path, gw: FakeGateway, accounts: str, *, logins: str = "", reconcile: str = "30s") -> Path:
+    policy = tmp / "p.risk"
+    policy.write_text(LIMIT_2)
+    path = tmp / "riskc.yaml"
+    body = textwrap.dedent(f"""\
+        state: {tmp / "state.db"}
+        log: {tmp / "log.jsonl"}
+        broker:
+          kind: projectx
+          timeout: 5s
+          retries: 2
+          api_url: {gw.api_url}
+          user_hub_url: {gw.user_hub_url}
+          market_hub_url: {gw.market_hub_url}
+        reconcile_every: {reconcile}
+        alerts: {{console: false}}
+        web: false
+    """)
+    path.write_text(body + logins + accounts.replace("POLICY", str(policy)))
+    return path
+
+
+def start(path: Path, credentials: Any) -> tuple[Daemon, asyncio.Task]:
+    daemon = Daemon(load_config(path), live_view=False)
+    return daemon, asyncio.create_task(daemon.run(lambda d: build_loops(d, credentials), ()))
+
+
+async def stop(daemon: Daemon, task: asyncio.Task) -> None:
+    daemon.stop()
+    await asyncio.wait_for(task, 30)
+
+
+def loop_of(daemon: Daemon, account_id: int) -> Any:
+    return next(lp for lp in daemon.loops if lp.account_id == account_id)
+
+
+TWO_ACCOUNTS = """\
+accounts:
+  - {name: 50KTC-V2-1234567, policies: [POLICY]}
+  - {id: 13298778, policies: [POLICY]}
+"""
+
+
+@bounded(60)
+async def test_two_accounts_of_one_login_share_one_login_one_hub_and_one_rate_limit(
+    gw: FakeGateway, tmp_path: Path
+) -> None:
+    gw.add_account(B, "50KTC-V2-7654321")
+    gw.set_price(MNQ, 26250.0)
+    gw.set_position(MNQ, 1, 26246.0, account_id=A)
+    gw.set_position(MNQ, 1, 26246.0, account_id=B)
+    daemon, task = start(write_config(tmp_path, gw, TWO_ACCOUNTS), Credentials(gw.username, gw.api_key))
+    try:
+        await until(lambda: len(daemon.loops) == 2 and all(lp.activity.last_reconcile for lp in daemon.loops))
+        assert len(gw.requests_to("/Auth/loginKey")) == 1
+        (user,) = gw.connections("user")
+        assert len(gw.connections("market")) == 1
+        assert gw.subscribed_accounts(user) == {A, B}
+        # B's position goes over the limit, announced on the one user hub: only B is cut.
+        gw.set_position(MNQ, 3, 26246.0, account_id=B)
+        assert await gw.push_user("GatewayUserPosition", gw.position(MNQ, B)) == 1
+        requests = await gw.wait_for_request("/Position/partialCloseContract", timeout=20)
+        assert requests[0].json == {"accountId": B, "contractId": MNQ, "size": 1}
+        await until(lambda: gw.signed_size(MNQ, B) == 2)
+        # A quote of MNQ, held by both, reaches both accounts.
+        before = {lp.account_id: lp.activity.messages for lp in daemon.loops}
+        await gw.push_market(
+            "GatewayQuote",
+            MNQ,
+            {
+                "symbol": "F.US.MNQ",
+                "lastPrice": 26251.0,
+                "bestBid": 26250.75,
+                "bestAsk": 26251.0,
+                "timestamp": "2025-12-01T15:00:00+00:00",
+            },
+        )
+        await until(lambda: all(lp.activity.messages > before[lp.account_id] for lp in daemon.loops))
+        # Every request of either account was counted against the one limit of the login.
+        admission = loop_of(daemon, A).port.admission
+        assert loop_of(daemon, B).port.admission is admission
+        reads = [r for r in gw.requests if r.path == "/Position/searchOpen"]
+        assert {r.json["accountId"] for r in reads} == {A, B}
+        assert admission.used() >= len(reads) + 1  # the reads of both, and B's close
+    finally:
+        await stop(daemon, task)
+    assert gw.signed_size(MNQ, A) == 1  # A was never touched
+    assert all(r.json["accountId"] == B for r in gw.requests_to("/Position/partialCloseContract"))
+    assert len(gw.requests_to("/Auth/loginKey")) == 1
+
+
+@bounded(60)
+async def test_a_rejected_token_is_replaced_once_and_every_account_reconciled(gw: FakeGateway, tmp_path: Path) -> None:
+    gw.add_account(B, "50KTC-V2-7654321")
+    gw.set_price(MNQ, 26250.0)
+    daemon, task = start(write_config(tmp_path, gw, TWO_ACCOUNTS), Credentials(gw.username, gw.api_key))
+    try:
+        await until(lambda: len(daemon.loops) == 2 and all(lp.activity.last_reconcile for lp in daemon.loops))
+        first = {lp.account_id: lp.activity.last_reconcile for lp in daemon.loops}
+        negotiated = len(gw.negotiations)
+        gw.revoke_tokens()  # REST answers 401 from now on; the open hub sockets stay up
+        gw.set_position(MNQ, 3, 26246.0, account_id=B)
+        await gw.push_user("GatewayUserPosition", gw.position(MNQ, B))  # B's cut meets the 401
+        await until(lambda: gw.signed_size(MNQ, B) == 2, timeout=30)
+        await until(lambda: all(lp.activity.last_reconcile != first[lp.account_id] for lp in daemon.loops))
+        assert len(gw.requests_to("/Auth/loginKey")) == 2  # the first login and ONE more
+        assert len(gw.negotiations) == negotiated and len(gw.connections("user")) == 1  # hubs not rebuilt
+        assert not any(lp.engine.stale for lp in daemon.loops)
+    finally:
+        await stop(daemon, task)
+
+
+TWO_LOGINS = """\
+logins:
+  - {name: main, username_env: PX_MAIN_USER, api_key_env: PX_MAIN_KEY}
+  - {name: second, username_env: PX_SECOND_USER, api_key_env: PX_SECOND_KEY}
+"""
+SECOND_KEY = "second-login-api-key-9f8e7d6c"
+
+
+@bounded(60)
+async def test_two_logins_from_named_variables_never_show_their_secrets(
+    gw: FakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from .sdk import quiet_sdk_logging
+
+    gw.add_login("second-user", SECOND_KEY)
+    gw.add_account(B, "50KTC-V2-7654321", login="second-user")
+    gw.set_price(MNQ, 26250.0)
+    gw.set_position(MNQ, 3, 26246.0, account_id=B)  # over the limit: cut through the second login
+    monkeypatch.setenv("PX_MAIN_USER", gw.username)
+    monkeypatch.setenv("PX_MAIN_KEY", gw.api_key)
+    monkeypatch.setenv("PX_SECOND_USER", "second-user")
+    monkeypatch.setenv("PX_SECOND_KEY", SECOND_KEY)
+    accounts = "accounts:\n  - {id: 13298777, login: main, policies: [POLICY]}\n"
+    accounts += "  - {id: 13298778, login: second, policies: [POLICY]}\n"
+    quiet_sdk_logging(logging.DEBUG)  # the SDK's own debug lines too: none may show a secret
+    caplog.set_level(logging.DEBUG)
+    try:
+        daemon, task = start(write_config(tmp_path, gw, accounts, logins=TWO_LOGINS), None)
+        try:
+            await until(lambda: gw.signed_size(MNQ, B) == 2, timeout=30)
+            logins = gw.requests_to("/Auth/loginKey")
+            assert sorted(r.json["userName"] for r in logins) == sorted([gw.username, "second-user"])
+            users = gw.connections("user")
+            assert {frozenset(gw.subscribed_accounts(c)) for c in users} == {frozenset({A}), frozenset({B})}
+            gw.fail_next("/Position/searchOpen", status=500, times=2)  # errors get logged
+            await asyncio.sleep(0.5)
+        finally:
+            await stop(daemon, task)
+    finally:
+        quiet_sdk_logging(logging.WARNING)
+    assert [r.json["accountId"] for r in gw.requests_to("/Position/partialCloseContract")] == [B]
+    captured = caplog.text + (tmp_path / "log.jsonl").read_text()
+    from riskc.engine.store import Store
+
+    with Store.open_readonly(tmp_path / "state.db") as store:
+        captured += "".join(str(r.payload) for r in store.audit_records())
+    assert captured and SECOND_KEY not in captured and gw.api_key not in captured
+
+
+def test_a_missing_login_variable_is_named_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from riskc.engine.cli.main import main
+
+    gw = FakeGateway()  # not started: riskc must stop before any connection
+    path = write_config(tmp_path, gw, "accounts:\n  - {id: 1, login: main, policies: [POLICY]}\n", logins=TWO_LOGINS)
+    monkeypatch.setenv("PX_MAIN_USER", "main-user-name")
+    monkeypatch.setenv("PX_MAIN_KEY", "main-key-0123456789")
+    monkeypatch.setenv("PX_SECOND_USER", "second-user-name")
+    monkeypatch.delenv("PX_SECOND_KEY", raising=False)
+    result = CliRunner().invoke(main, ["run", "--config", str(path), "--plain", "--max-time", "1"])
+    assert result.exit_code == 2, result.output
+    assert "PX_SECOND_KEY" in result.output and "login `second`" in result.output
+    assert "Traceback" not in result.output
+    for secret in ("main-key-0123456789", "second-user-name", "main-user-name"):
+        assert secret not in result.output
+
+
+@bounded(60)
+async def test_accounts_all_guards_every_account_the_login_lists_that_can_trade(
+    gw: FakeGateway, tmp_path: Path
+) -> None:
+    from riskc.engine.daemon.board.status import status_json
+
+    gw.add_account(B, "50KTC-V2-2")
+    gw.add_account(C, "50KTC-V2-3")
+    gw.add_account(D, "50KTC-V2-FAILED", can_trade=False)
+    gw.set_price(MNQ, 26250.0)
+    gw.set_position(MNQ, 3, 26246.0, account_id=C)
+    daemon, task = start(
+        write_config(tmp_path, gw, "accounts: {all: true, policies: [POLICY]}\n"), Credentials(gw.username, gw.api_key)
+    )
+    try:
+        await until(lambda: len(daemon.loops) == 3 and all(lp.activity.last_reconcile for lp in daemon.loops))
+        shown = {a["id"]: a["name"] for a in status_json(daemon)["accounts"]}
+        assert shown == {A: gw.accounts[0]["name"], B: "50KTC-V2-2", C: "50KTC-V2-3"}
+        assert len(gw.requests_to("/Auth/loginKey")) == 1
+        (user,) = gw.connections("user")
+        assert gw.subscribed_accounts(user) == {A, B, C}
+        await until(lambda: gw.signed_size(MNQ, C) == 2, timeout=20)
+    finally:
+        await stop(daemon, task)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert next(r for r in log if r.get("event") == "started")["accounts"] == 3
+
+
+@bounded(30)
+async def test_stops_of_the_second_account_are_placed_and_moved_for_that_account(gw: FakeGateway) -> None:
+    """The SDK's order manager refuses an account other than its client's, and moves a stop under
+    its client's account id: each account of the login must be its own to it."""
+    from decimal import Decimal
+
+    from riskc.engine.adapters.port import BrokerCall
+    from riskc.engine.adapters.projectx.sdk import AccountsWanted, AccountWanted, connect_login
+
+    from .test_projectx_e2e import credentials, urls
+
+    gw.add_account(B, "50KTC-V2-7654321")
+    gw.set_position(MNQ, 2, 26246.0, account_id=B)
+    wanted = AccountsWanted((AccountWanted(id=A), AccountWanted(id=B)))
+    connection = await connect_login(credentials(gw), urls(gw), wanted)
+    try:
+        port = connection.brokers[B]
+        stop = BrokerCall("place_stop", B, contract_id=MNQ, side="sell", size=2, stop_price=Decimal("26236"), key="s")
+        placed = await port.send(stop)
+        order = gw.orders[placed["order_id"]]
+        assert order["accountId"] == B and order["stopPrice"] == 26236
+        move = BrokerCall("modify_stop", B, order_id=order["id"], stop_price=Decimal("26240"), key="m")
+        await port.send(move)
+        assert gw.orders[order["id"]]["stopPrice"] == 26240
+        assert [r.json["accountId"] for r in gw.requests_to("/Order/modify")] == [B]
+    finally:
+        await connection.close()
