@@ -139,6 +139,7 @@ class AccountLoop:
         self._calls: set[asyncio.Task] = set()
         self.specs: Any = None  # live: the broker's instrument specs (daemon.instrument_source)
         self.stop_moves = StopMoves()
+        self.on_take: Callable[[], Any] | None = None  # live: reconcile the account once taken (live.py)
 
     # -- the one consumer -------------------------------------------------------------------
 
@@ -164,6 +165,8 @@ class AccountLoop:
             self.policies, self.fenced, account_id=self.account_id, persist_book=True, instruments=self.instruments
         )
         self.active = True
+        if self.on_take is not None:
+            self.on_take()
 
     def lose(self, why: str) -> None:
         if self.fenced is not None:

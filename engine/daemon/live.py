@@ -15,6 +15,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from riskc.engine.adapters.dryrun import DryRunBroker
@@ -110,7 +111,20 @@ def _account_loop(daemon: Daemon, connection: Any, account_id: int, policies: Po
         await _route(lp, item)
 
     connection.attach(account_id, sink)
+    lp.on_take = partial(_taken, lp)
     return lp
+
+
+def _taken(lp: AccountLoop) -> None:
+    """On a desk, this worker just took the account: its new engine's book is empty, so rules
+    wait for a reconciliation, read at once (as after a restart: unconfirmed calls verified)."""
+    lp.engine.stale = True
+    task = asyncio.get_running_loop().create_task(_reconcile(lp, None))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+_pending: set[asyncio.Task] = set()
 
 
 class StoppedWhileConnecting(Exception):

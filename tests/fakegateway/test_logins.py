@@ -263,3 +263,81 @@ async def test_stops_of_the_second_account_are_placed_and_moved_for_that_account
         assert [r.json["accountId"] for r in gw.requests_to("/Order/modify")] == [B]
     finally:
         await connection.close()
+
+
+@bounded(90)
+async def test_accounts_all_on_a_desk_is_split_between_two_workers_by_lease(
+    gw: FakeGateway, tmp_path: Path, pg_url: str
+) -> None:
+    """Two `riskc run` workers on one PostgreSQL desk, `accounts: all` over the fake's four
+    accounts: the first takes all four, the second joins and the leases split them two and two;
+    a breach on an account is cut once, by its holder, though both workers hear it."""
+    import os
+    import sys
+
+    from riskc.engine.store import Store
+    from riskc.engine.store.desk import leases
+
+    def held() -> dict[int, str]:
+        with Store.open_readonly(pg_url) as store:
+            return {row.account_id: row.worker for row in leases(store.db) if row.held}
+
+    for account_id in (B, C, D):
+        gw.add_account(account_id, f"50KTC-V2-{account_id}")
+    gw.set_price(MNQ, 26250.0)
+    path = write_config(tmp_path, gw, "accounts: {all: true, policies: [POLICY]}\n")
+    path.write_text(path.read_text().replace(f"state: {tmp_path / 'state.db'}", f"state: {pg_url}"))
+    env = dict(os.environ, PROJECT_X_USERNAME=gw.username, PROJECT_X_API_KEY=gw.api_key)
+    command = ["-c", "from riskc.engine.cli.main import main; main()", "run", "--config", str(path)]
+    command += ["--plain", "--no-web", "--max-time", "80"]
+    workers = []
+
+    async def spawn() -> Any:
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        workers.append(worker)
+        return worker
+
+    async def settled(predicate: Any, timeout: float) -> dict[int, str]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                now = held()
+            except Exception:  # the desk is being created
+                now = {}
+            if predicate(now):
+                return now
+            assert asyncio.get_running_loop().time() < deadline, f"leases: {now}"
+            assert all(w.returncode is None for w in workers), [await w.communicate() for w in workers]
+            await asyncio.sleep(0.2)
+
+    try:
+        first = await spawn()
+        alone = await settled(lambda h: len(h) == 4, 30)
+        assert set(alone) == {A, B, C, D} and {w.rsplit(":", 1)[1] for w in alone.values()} == {str(first.pid)}
+        second = await spawn()
+        split = await settled(lambda h: len(h) == 4 and len(set(h.values())) == 2, 30)
+        pids = sorted(w.rsplit(":", 1)[1] for w in split.values())
+        assert pids == sorted([str(first.pid)] * 2 + [str(second.pid)] * 2)
+        taken = next(a for a, w in split.items() if w.endswith(f":{second.pid}"))
+        await asyncio.sleep(1.0)  # the taker's engine recovers and reconciles
+        gw.set_position(MNQ, 3, 26246.0, account_id=taken)
+        assert await gw.push_user("GatewayUserPosition", gw.position(MNQ, taken)) == 2  # both workers hear it
+        await gw.wait_for_request("/Position/partialCloseContract", timeout=20)
+        await asyncio.sleep(1.5)
+        assert [r.json for r in gw.requests_to("/Position/partialCloseContract")] == [
+            {"accountId": taken, "contractId": MNQ, "size": 1}
+        ]
+        assert len(gw.requests_to("/Auth/loginKey")) == 2  # one login per worker, whatever the accounts
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.terminate()
+        for worker in workers:
+            try:
+                await asyncio.wait_for(worker.communicate(), 20)
+            except TimeoutError:
+                worker.kill()
+    with Store.open_readonly(pg_url) as store:
+        assert store.verify_audit().ok
