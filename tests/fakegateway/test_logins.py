@@ -85,6 +85,7 @@ async def test_two_accounts_of_one_login_share_one_login_one_hub_and_one_rate_li
     try:
         await until(lambda: len(daemon.loops) == 2 and all(lp.activity.last_reconcile for lp in daemon.loops))
         assert len(gw.requests_to("/Auth/loginKey")) == 1
+        assert len(gw.requests_to("/Account/search")) == 2  # the login's, and one shared by both reconciliations
         (user,) = gw.connections("user")
         assert len(gw.connections("market")) == 1
         assert gw.subscribed_accounts(user) == {A, B}

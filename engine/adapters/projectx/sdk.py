@@ -319,6 +319,7 @@ class Session:
         self.refresh_before = refresh_before
         self.logins = 0
         self.found: list[dict[str, Any]] = []  # every account the last login listed (the Gateway's JSON)
+        self._accounts_read: tuple[float, str | None, asyncio.Future] | None = None
         self.listeners: list[Callable[[str], None]] = []  # told each new token (the hubs)
         self.source = "PROJECT_X_USERNAME and PROJECT_X_API_KEY"  # where the credentials came from
         self._lock = asyncio.Lock()
@@ -384,6 +385,22 @@ class Session:
 
     def _choose(self, accounts: list[dict[str, Any]]) -> dict[str, Any]:
         return _find(accounts, AccountWanted(self.account_id, self.account_name))
+
+    def recent_accounts(self, within: float = 2.0) -> asyncio.Future | None:
+        """The login's account list read (or being read) less than ``within`` seconds ago under
+        the current token, for another account's reconciliation to share: the accounts of one
+        login reconcile together, and each would read the same list (one request each, against
+        the login's one rate limit)."""
+        if self._accounts_read is None:
+            return None
+        at, token, read = self._accounts_read
+        failed = read.done() and (read.cancelled() or read.exception() is not None)
+        if failed or token != self.token or time.monotonic() - at > within:
+            return None
+        return read
+
+    def share_accounts(self, read: asyncio.Future) -> None:
+        self._accounts_read = (time.monotonic(), self.token, read)
 
     def pin(self, account: dict[str, Any]) -> None:
         """The client's account (the SDK's lookups, the realtime client) is ``account``, one of
@@ -738,19 +755,22 @@ class ProjectXBroker:
                     "positions": self._search("/Position/searchOpen", {"accountId": account_id}, "positions"),
                     "orders": self._search("/Order/searchOpen", {"accountId": account_id}, "orders"),
                 }
+                shared = None
                 if trades_since is not None:  # a reconciliation; a verification needs neither
-                    reads["accounts"] = self._search("/Account/search", {"onlyActiveAccounts": False}, "accounts")
                     reads["trades"] = self._search(
                         "/Trade/search", {"accountId": account_id, "startTimestamp": trades_since.isoformat()}, "trades"
                     )
+                    shared = self.session.recent_accounts()
                 if self.include_suspended:
                     reads["suspended"] = self._suspended(account_id)
                 try:
-                    await self.admission.acquire(len(reads))
+                    await self.admission.acquire(len(reads) + (trades_since is not None and shared is None))
                 except BaseException:
                     for read in reads.values():
                         read.close()
                     raise
+                if trades_since is not None:
+                    reads["accounts"] = asyncio.shield(shared) if shared is not None else self._list_accounts()
                 values = await asyncio.gather(*reads.values(), return_exceptions=True)
                 return dict(zip(reads, values, strict=True))
         except TimeoutError:
@@ -758,6 +778,13 @@ class ProjectXBroker:
         except Exception as error:
             _reraise_cancellation()
             raise BrokerError(f"reading the account state: {_why(error)}") from None
+
+    def _list_accounts(self) -> asyncio.Future:
+        """The login's accounts (each one's balance), read once for every account of the login
+        that reconciles within a moment of another (``Session.recent_accounts``)."""
+        read = asyncio.ensure_future(self._search("/Account/search", {"onlyActiveAccounts": False}, "accounts"))
+        self.session.share_accounts(read)
+        return read
 
     async def _search(self, path: str, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
         try:
