@@ -321,7 +321,7 @@ class AccountLoop:
 
 async def _lease_service(daemon: Daemon) -> None:
     while True:
-        daemon.lease_cycle()
+        await daemon.lease_cycle()
         await asyncio.sleep(daemon.desk.poll_s if daemon.desk is not None else 1.0)
 
 
@@ -382,6 +382,7 @@ class Daemon:
         if repaired:
             self._state_edited(repaired)
         self.loops: list[AccountLoop] = []
+        self._lease_thread: Any = None  # the one thread that uses the desk's lease session
         self.board = None  # the status board, while the `serve_board` service runs (engine/daemon/board)
         self._stop = asyncio.Event()
         self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
@@ -505,26 +506,41 @@ class Daemon:
         except psycopg.Error as error:
             raise StoreError(f"cannot open the desk's lease session: {error}") from None
 
-    def lease_cycle(self) -> None:
-        """Renew, take, let go (desk.py); called every ``desk.poll_s`` by the lease service."""
+    async def lease_cycle(self) -> None:
+        """Renew, take, let go (desk.py); called every ``desk.poll_s`` by the lease service. The
+        lease session's queries run on the one lease thread, off the event loop (a slow server
+        never stalls enforcement); accounts shed beyond the fair share are stopped here before
+        their locks go. Fencing does not depend on this timing: every planned call is checked
+        against the account's epoch in the database."""
         assert self.desk is not None
+        desk = self.desk
         by_id = {lp.account_id: lp for lp in self.loops}
         try:
-            gained, lost = self.desk.poll()
+            gained, lost = await self._on_lease_thread(partial(desk.poll, let_go=False))
         except Exception as error:  # the server is gone or restarting: hold nothing meanwhile
             log.error("desk: cannot renew the leases: %s", error)
             gained, lost = [], [lp.account_id for lp in self.loops if lp.active]
-            self.desk.held.clear()
-            self.desk.reconnect()
+            desk.held.clear()
+            desk.shedding.clear()
+            await self._on_lease_thread(desk.reconnect)
         for account_id in lost:
             if account_id in by_id:
                 by_id[account_id].lose("lease lost")
+        if desk.shedding:
+            await self._on_lease_thread(partial(desk.let_go_of, sorted(desk.shedding)))
         for account_id in gained:
             if account_id in by_id:
                 by_id[account_id].take(self.desk.held[account_id])
                 self.alerts.alert("info", f"account {account_id}: held by worker {self.desk.worker}")
         if gained or lost:
             self.log_record({"kind": "desk", "held": sorted(self.desk.held), "gained": gained, "lost": lost})
+
+    async def _on_lease_thread(self, call: Callable[[], Any]) -> Any:
+        if self._lease_thread is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._lease_thread = ThreadPoolExecutor(1, thread_name_prefix="riskc-lease")
+        return await asyncio.get_running_loop().run_in_executor(self._lease_thread, call)
 
     async def _wait_for_stop(self) -> None:
         waits = [asyncio.create_task(self._stop.wait())]
@@ -563,7 +579,8 @@ class Daemon:
         await asyncio.gather(*services, return_exceptions=True)
         if self.desk is not None:
             with contextlib.suppress(Exception):
-                self.desk.close()  # the others take the accounts at their next poll
+                await self._on_lease_thread(self.desk.close)  # the others take the accounts at their next poll
+            self._lease_thread.shutdown(wait=False)
         self.log_record({"kind": "daemon", "event": "stopped"})
         if not self.store.retry():
             self.alerts.alert(
