@@ -383,6 +383,7 @@ class Daemon:
             self._state_edited(repaired)
         self.loops: list[AccountLoop] = []
         self._lease_thread: Any = None  # the one thread that uses the desk's lease session
+        self._added: list[asyncio.Task] = []  # the tasks of loops added while running (add_loop)
         self.board = None  # the status board, while the `serve_board` service runs (engine/daemon/board)
         self._stop = asyncio.Event()
         self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
@@ -489,7 +490,7 @@ class Daemon:
         try:
             await self._wait_for_stop()
         finally:
-            await self._shutdown(tasks, running)
+            await self._shutdown(tasks + self._added, running)
         return 0
 
     def _open_desk(self) -> Desk:
@@ -534,6 +535,14 @@ class Daemon:
                 self.alerts.alert("info", f"account {account_id}: held by worker {self.desk.worker}")
         if gained or lost:
             self.log_record({"kind": "desk", "held": sorted(self.desk.held), "gained": gained, "lost": lost})
+
+    def add_loop(self, lp: AccountLoop) -> None:
+        """An account found while running (``accounts: all``, a new account of a login): its loop
+        runs from now on, and on a desk its lease is taken like the others'."""
+        self.loops.append(lp)
+        if self.desk is not None and lp.account_id is not None:
+            self.desk.accounts = sorted({*self.desk.accounts, lp.account_id})
+        self._added += [asyncio.create_task(lp.consume()), asyncio.create_task(lp.feed(lp))]
 
     async def _on_lease_thread(self, call: Callable[[], Any]) -> Any:
         if self._lease_thread is None:

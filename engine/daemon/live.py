@@ -65,16 +65,46 @@ async def login_loops(
     creds = px.Credentials(credentials.username, credentials.api_key, credentials.account_name, credentials.source)
     connection = await _connect(daemon, lambda: px.connect_login(creds, urls, wanted, read_contracts=False))
     loops = []
+    discover = None if every is None else partial(_discover, daemon, connection, every, policies_for)
     for i, (account_id, found) in enumerate(connection.accounts.items()):
         # select_accounts keeps the listed entries' order, then the accounts `all` adds.
         entry = listed[i] if i < len(listed) else _every(every, account_id, found)
         policies, paths, commitment = policies_for(entry)
         lp = _account_loop(daemon, connection, account_id, policies, paths)
         lp.commitment = commitment
+        lp.discover = discover
         loops.append(lp)
     for lp in loops:
         await _reconcile(lp, connection)
     return loops
+
+
+async def _discover(
+    daemon: Daemon,
+    connection: Any,
+    every: AccountConfig,
+    policies_for: Callable[[AccountConfig], tuple[PolicySet, list, Any]],
+) -> None:
+    """``accounts: all``: an account the login lists now that it did not list at start (a new
+    Combine) and that can trade is guarded from the reconciliation that saw it on, as if it had
+    been there at start (its loop, its policies, its subscriptions on the login's one hub)."""
+    for found in connection.unguarded():
+        account_id = connection.add_account(found)  # synchronously: another loop will not add it twice
+        entry = _every(every, account_id, found)
+        try:
+            policies, paths, commitment = policies_for(entry)
+        except Exception as error:  # a policy that no longer checks: say so, guard the others
+            daemon.alerts.alert("critical", f"new account {entry.label} is NOT guarded: {error}", account=account_id)
+            continue
+        lp = _account_loop(daemon, connection, account_id, policies, paths)
+        lp.commitment = commitment
+        lp.discover = partial(_discover, daemon, connection, every, policies_for)
+        for path, digest in policies.hashes:
+            daemon.store.record_policy(path, digest, dt.datetime.now(dt.UTC))
+        daemon.add_loop(lp)
+        daemon.alerts.alert("info", f"new account {entry.label} found: guarded from now on", account=account_id)
+        daemon.log_record({"kind": "daemon", "event": "account_added", "account": account_id})
+        await _reconcile(lp, connection)
 
 
 async def live_loop(
@@ -205,6 +235,8 @@ async def _reconcile(lp: AccountLoop, connection: Any) -> None:
         lp.daemon.alerts.alert("high", f"reconciliation failed, rules paused: {error}", account=book.account.id)
         return
     await _learn(lp, [item.contract_id for item in (*state.positions, *state.orders, *state.trades)])
+    if getattr(lp, "discover", None) is not None and lp.daemon.loops:  # running: not while building
+        await lp.discover()
     follow = getattr(lp.connection, "follow", None)
     if follow is not None:  # the quotes of what the account holds or works reach it
         follow(lp.account_id, [item.contract_id for item in (*state.positions, *state.orders)])

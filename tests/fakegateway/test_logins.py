@@ -342,3 +342,27 @@ async def test_accounts_all_on_a_desk_is_split_between_two_workers_by_lease(
                 worker.kill()
     with Store.open_readonly(pg_url) as store:
         assert store.verify_audit().ok
+
+
+@bounded(60)
+async def test_accounts_all_picks_up_an_account_that_appears_while_running(gw: FakeGateway, tmp_path: Path) -> None:
+    gw.add_account(B, "50KTC-V2-2")
+    gw.set_price(MNQ, 26250.0)
+    path = write_config(tmp_path, gw, "accounts: {all: true, policies: [POLICY]}\n", reconcile="1s")
+    daemon, task = start(path, Credentials(gw.username, gw.api_key))
+    try:
+        await until(lambda: len(daemon.loops) == 2 and all(lp.activity.last_reconcile for lp in daemon.loops))
+        gw.add_account(C, "50KTC-V2-NEW")  # a new Combine, over the limit already
+        gw.set_position(MNQ, 3, 26246.0, account_id=C)
+        await until(lambda: gw.signed_size(MNQ, C) == 2, timeout=20)
+        assert sorted(lp.account_id for lp in daemon.loops) == [A, B, C]
+        (user,) = gw.connections("user")
+        await until(lambda: gw.subscribed_accounts(user) == {A, B, C})
+        gw.set_position(MNQ, 4, 26246.0, account_id=C)  # heard on the one hub, as the others are
+        assert await gw.push_user("GatewayUserPosition", gw.position(MNQ, C)) == 1
+        await until(lambda: gw.signed_size(MNQ, C) == 2, timeout=20)
+        assert len(gw.requests_to("/Auth/loginKey")) == 1
+    finally:
+        await stop(daemon, task)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["account"] for r in log if r.get("event") == "account_added"] == [C]

@@ -402,6 +402,11 @@ class Session:
     def share_accounts(self, read: asyncio.Future) -> None:
         self._accounts_read = (time.monotonic(), self.token, read)
 
+    def listed(self, read: asyncio.Future) -> None:
+        """A reconciliation read the login's accounts: ``found`` is that list (new accounts too)."""
+        if not read.cancelled() and read.exception() is None and isinstance(read.result(), list):
+            self.found = [a for a in read.result() if isinstance(a, dict)]
+
     def pin(self, account: dict[str, Any]) -> None:
         """The client's account (the SDK's lookups, the realtime client) is ``account``, one of
         those the login listed; a re-login keeps it."""
@@ -784,6 +789,7 @@ class ProjectXBroker:
         that reconciles within a moment of another (``Session.recent_accounts``)."""
         read = asyncio.ensure_future(self._search("/Account/search", {"onlyActiveAccounts": False}, "accounts"))
         self.session.share_accounts(read)
+        read.add_done_callback(self.session.listed)
         return read
 
     async def _search(self, path: str, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -1023,6 +1029,37 @@ class ProjectXConnection:
                 self._contracts.add(contract)
                 self._unsubscribed.add(contract)
                 self._wake.set()
+
+    def unguarded(self) -> list[dict[str, Any]]:
+        """Accounts the login listed last (at login or a reconciliation) that can trade and that
+        this connection does not serve yet: a new account (a new Combine) since it started."""
+        return [
+            a
+            for a in self.session.found
+            if isinstance(a.get("id"), int) and a["id"] not in self.accounts and a.get("canTrade") is not False
+        ]
+
+    def add_account(self, found: dict[str, Any]) -> int:
+        """Serve one more account of the login: its broker port (the same session and rate limit),
+        its outlet (``attach`` it), and its updates subscribed on the user hub by the watchdog,
+        at once. Returns its id."""
+        account_id = int(found["id"])
+        if account_id in self.accounts:
+            return account_id
+        self.accounts[account_id] = exact_numbers(found)
+        self.brokers[account_id] = ProjectXBroker(
+            self.client,
+            account_id,
+            call_timeout=self.options.call_timeout,
+            read_timeout=self.options.read_timeout,
+            include_suspended=self.options.include_suspended,
+            session=self.session,
+            admission=self.broker.admission,
+        )
+        self._outlets[account_id] = _Outlet(account_id)
+        self._user_subscribed = False  # _resubscribe sends every account's subscriptions again
+        self._wake.set()
+        return account_id
 
     async def release(self, account_id: int) -> None:
         """``account_id``'s consumer is done (the daemon stops it): the connection closes when the
