@@ -223,7 +223,11 @@ async def _route(lp: AccountLoop, item: Any) -> None:
 
 
 async def _reconcile(lp: AccountLoop, connection: Any) -> None:
-    """Read the broker's state (positions, orders, today's trades, balance) and queue it."""
+    """Read the broker's state (positions, orders, today's trades, balance) and queue it. Not for
+    an account another worker of the desk holds: its holder reads it (the reads count against the
+    login's rate limit); this worker reads it when it takes the account."""
+    if not lp.active:
+        return
     port = lp.port.reads_from if isinstance(lp.port, DryRunBroker) else lp.port
     book = lp.engine.book
     now = dt.datetime.now(dt.UTC)
