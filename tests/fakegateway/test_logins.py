@@ -235,6 +235,11 @@ async def test_accounts_all_guards_every_account_the_login_lists_that_can_trade(
         await stop(daemon, task)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert next(r for r in log if r.get("event") == "started")["accounts"] == 3
+    from riskc.engine.cli.main import main
+
+    status = CliRunner().invoke(main, ["status", "--config", str(tmp_path / "riskc.yaml"), "--json"])
+    assert status.exit_code == 0, status.output
+    assert sorted(a["id"] for a in json.loads(status.output)["accounts"]) == [A, B, C]
 
 
 @bounded(30)
