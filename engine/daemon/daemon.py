@@ -135,7 +135,7 @@ class AccountLoop:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.activity = Activity()
         self.commitment = None  # `edits: next_trading_day` (daemon/commitment.py), set by build_loops
-        self.connection = None  # the live ProjectX connection (hub health for the board), set by live_loop
+        self.connection = None  # the live ProjectX connection (hub health for the board), set by live.py
         self._calls: set[asyncio.Task] = set()
         self.specs: Any = None  # live: the broker's instrument specs (daemon.instrument_source)
         self.stop_moves = StopMoves()

@@ -1,6 +1,8 @@
-"""The live account loop: the ProjectX connection as the feed, ``ProjectXBroker`` (or the dry-run
-wrapper around it) as the port, the wall clock, and reconciliation from REST at start, after
-every reconnect and every ``reconcile_every``. While the user hub is down the engine is marked
+"""The live account loops: one ProjectX connection per login as the feed of all its accounts
+(``login_loops``: one login, one user hub, one market hub, one rate limit), each account's
+``ProjectXBroker`` (or the dry-run wrapper around it) as its port, the wall clock, and
+reconciliation from REST at start, after every reconnect or fresh login, and every
+``reconcile_every``. While the user hub is down the engine is marked
 stale and rules do not act; the reconnect's reconciliation makes it fresh again. While the market
 hub is down, REST keeps sizes, orders and realized P&L current, and rules that read prices become
 unevaluable (their ``on_error``) once the last price is older than ``stale_after``.
@@ -89,13 +91,15 @@ async def _discover(
     Combine) and that can trade is guarded from the reconciliation that saw it on, as if it had
     been there at start (its loop, its policies, its subscriptions on the login's one hub)."""
     for found in connection.unguarded():
-        account_id = connection.add_account(found)  # synchronously: another loop will not add it twice
-        entry = _every(every, account_id, found)
+        entry = _every(every, found["id"], found)
         try:
             policies, paths, commitment = policies_for(entry)
-        except Exception as error:  # a policy that no longer checks: say so, guard the others
-            daemon.alerts.alert("critical", f"new account {entry.label} is NOT guarded: {error}", account=account_id)
+        except Exception as error:  # the policy files no longer check: say so (once), guard the others
+            connection.ignored.add(found["id"])
+            text = f"new account {entry.label} is NOT guarded (until riskc restarts): its policies: {error}"
+            daemon.alerts.alert("critical", text, account=found["id"])
             continue
+        account_id = connection.add_account(found)
         lp = _account_loop(daemon, connection, account_id, policies, paths)
         lp.commitment = commitment
         lp.discover = partial(_discover, daemon, connection, every, policies_for)
@@ -105,14 +109,6 @@ async def _discover(
         daemon.alerts.alert("info", f"new account {entry.label} found: guarded from now on", account=account_id)
         daemon.log_record({"kind": "daemon", "event": "account_added", "account": account_id})
         await _reconcile(lp, connection)
-
-
-async def live_loop(
-    daemon: Daemon, account: AccountConfig, policies: PolicySet, paths: list, credentials: Credentials
-) -> AccountLoop:
-    """One account over its own connection (``login_loops`` with one entry)."""
-    loops = await login_loops(daemon, [account], credentials, lambda _: (policies, paths, None))
-    return loops[0]
 
 
 def _every(entry: Any, account_id: int, found: dict[str, Any]) -> AccountConfig:
@@ -239,13 +235,13 @@ async def _reconcile(lp: AccountLoop, connection: Any) -> None:
         lp.daemon.alerts.alert("high", f"reconciliation failed, rules paused: {error}", account=book.account.id)
         return
     await _learn(lp, [item.contract_id for item in (*state.positions, *state.orders, *state.trades)])
-    if getattr(lp, "discover", None) is not None and lp.daemon.loops:  # running: not while building
-        await lp.discover()
     follow = getattr(lp.connection, "follow", None)
     if follow is not None:  # the quotes of what the account holds or works reach it
         follow(lp.account_id, [item.contract_id for item in (*state.positions, *state.orders)])
     gone = await _confirm_gone(lp, port, state)
     await lp.queue.put(Reconcile(state, now, gone))
+    if getattr(lp, "discover", None) is not None and lp.daemon.loops:  # running: not while building
+        await lp.discover()
 
 
 async def _confirm_gone(lp: AccountLoop, port: Any, state: Any) -> frozenset:

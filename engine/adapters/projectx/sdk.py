@@ -961,6 +961,7 @@ class ProjectXConnection:
         self.unreadable = 0  # payloads from_callback could not wrap (logged, skipped)
         self.foreign = 0  # user-hub payloads of an account this connection does not serve (dropped)
         self.revivals = 0  # full hub rebuilds by the watchdog
+        self.ignored: set[int] = set()  # accounts of the login the caller chose not to serve (unguarded)
         self._outlets = {account_id: _Outlet(account_id) for account_id in self.accounts}
         self._wake = asyncio.Event()
         self._hubs = {name: _Hub(name, self._wake) for name in ("user", "market")}
@@ -1036,7 +1037,10 @@ class ProjectXConnection:
         return [
             a
             for a in self.session.found
-            if isinstance(a.get("id"), int) and a["id"] not in self.accounts and a.get("canTrade") is not False
+            if isinstance(a.get("id"), int)
+            and a["id"] not in self.accounts
+            and a["id"] not in self.ignored
+            and a.get("canTrade") is not False
         ]
 
     def add_account(self, found: dict[str, Any]) -> int:
