@@ -278,13 +278,29 @@ async def _learn(lp: AccountLoop, contract_ids: list[str]) -> None:
         await lp.queue.put(Learned(tuple(spec.symbol for spec in learned)))
 
 
+READS_PER_RECONCILIATION = 5  # positions, orders, suspended orders, trades, the account list
+
+
 def _supervise(connection: Any):
-    """The feed: the connection pushes messages itself; this reconciles every N seconds."""
+    """The feed: the connection pushes messages itself; this reconciles every ``reconcile_every``,
+    or less often when the login serves so many accounts that their reconciliations would use
+    more than the reads the login's rate limit leaves (``reconcile_period``)."""
 
     async def feed(lp: AccountLoop) -> None:
-        every = lp.daemon.config.reconcile_every.total_seconds()
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(reconcile_period(lp.daemon.config.reconcile_every.total_seconds(), connection))
             await _reconcile(lp, connection)
 
     return feed
+
+
+def reconcile_period(every: float, connection: Any) -> float:
+    """Seconds between two reconciliations of one account: ``every``, stretched so that all the
+    login's accounts together read at most the login's read budget (its requests a minute less
+    those kept for broker calls): 30 accounts on one login at 150 reads a minute, 60 s."""
+    options = getattr(connection, "options", None)
+    accounts = len(getattr(connection, "accounts", ()) or ())
+    if options is None or not accounts:
+        return every
+    budget = max(1, options.requests_per_minute - options.read_reserve)
+    return max(every, accounts * READS_PER_RECONCILIATION * 60.0 / budget)

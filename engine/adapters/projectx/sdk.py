@@ -386,11 +386,12 @@ class Session:
     def _choose(self, accounts: list[dict[str, Any]]) -> dict[str, Any]:
         return _find(accounts, AccountWanted(self.account_id, self.account_name))
 
-    def recent_accounts(self, within: float = 2.0) -> asyncio.Future | None:
-        """The login's account list read (or being read) less than ``within`` seconds ago under
+    def recent_accounts(self, within: float = 0.5) -> asyncio.Future | None:
+        """The login's account list being read, or read less than ``within`` seconds ago, under
         the current token, for another account's reconciliation to share: the accounts of one
         login reconcile together, and each would read the same list (one request each, against
-        the login's one rate limit)."""
+        the login's one rate limit). Kept short: a reconciliation applies the balance it read as
+        current, so a list older than the stream's last account update would set it back."""
         if self._accounts_read is None:
             return None
         at, token, read = self._accounts_read
