@@ -76,8 +76,6 @@ async def login_loops(
         lp.commitment = commitment
         lp.discover = discover
         loops.append(lp)
-    for lp in loops:
-        await _reconcile(lp, connection)
     return loops
 
 
@@ -105,10 +103,9 @@ async def _discover(
         lp.discover = partial(_discover, daemon, connection, every, policies_for)
         for path, digest in policies.hashes:
             daemon.store.record_policy(path, digest, dt.datetime.now(dt.UTC))
-        daemon.add_loop(lp)
+        daemon.add_loop(lp)  # its feed reconciles it first
         daemon.alerts.alert("info", f"new account {entry.label} found: guarded from now on", account=account_id)
         daemon.log_record({"kind": "daemon", "event": "account_added", "account": account_id})
-        await _reconcile(lp, connection)
 
 
 def _every(entry: Any, account_id: int, found: dict[str, Any]) -> AccountConfig:
@@ -130,6 +127,7 @@ def _account_loop(daemon: Daemon, connection: Any, account_id: int, policies: Po
     )
     lp.specs = InstrumentSource(instruments, daemon.store, broker.contract)
     lp.engine.stale_after = daemon.config.stale_after
+    lp.engine.stale = True  # rules wait for the first reconciliation (the feed's first step)
     lp.engine.book.account.name = connection.accounts[account_id].get("name", "")
     lp.connection = connection
 
@@ -287,9 +285,9 @@ def _supervise(connection: Any):
     more than the reads the login's rate limit leaves (``reconcile_period``)."""
 
     async def feed(lp: AccountLoop) -> None:
-        while True:
+        while True:  # at once, then every period: the accounts of a login start together, each
+            await _reconcile(lp, connection)  # as soon as the login's rate limit lets it read
             await asyncio.sleep(reconcile_period(lp.daemon.config.reconcile_every.total_seconds(), connection))
-            await _reconcile(lp, connection)
 
     return feed
 

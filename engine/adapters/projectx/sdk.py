@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import inspect
 import logging
 import os
 import re
@@ -752,31 +753,37 @@ class ProjectXBroker:
         return _state(account_id, results)
 
     async def _read(self, account_id: int, trades_since: dt.datetime | None) -> dict[str, Any]:
-        """Every read at once; a failed one is its exception in the result."""
+        """Every read at once; a failed one is its exception in the result. The wait for the
+        login's rate limit comes first and is not bounded by ``read_timeout``: a reconciliation
+        (``trades_since``) waits its turn behind the other accounts' reads, however long, rather
+        than fail and leave its account paused; a verification (a broker call's outcome) goes
+        before any reconciliation, as enforcement goes first."""
+        reconciling = trades_since is not None
+        reads = {
+            "positions": self._search("/Position/searchOpen", {"accountId": account_id}, "positions"),
+            "orders": self._search("/Order/searchOpen", {"accountId": account_id}, "orders"),
+        }
+        if reconciling:  # a verification needs neither
+            reads["trades"] = self._search(
+                "/Trade/search", {"accountId": account_id, "startTimestamp": trades_since.isoformat()}, "trades"
+            )
+        if self.include_suspended:
+            reads["suspended"] = self._suspended(account_id)
+        try:
+            await self.admission.acquire(len(reads) + reconciling, urgent=not reconciling)
+        except BaseException:
+            for read in reads.values():
+                read.close()
+            raise
+        if reconciling:
+            shared = self.session.recent_accounts()
+            if shared is not None:
+                self.admission.refund(1)
+            reads["accounts"] = asyncio.shield(shared) if shared is not None else self._list_accounts()
         try:
             async with asyncio.timeout(self.read_timeout):
                 await self.session.ensure()
                 self._read_token = self.session.token
-                reads = {
-                    "positions": self._search("/Position/searchOpen", {"accountId": account_id}, "positions"),
-                    "orders": self._search("/Order/searchOpen", {"accountId": account_id}, "orders"),
-                }
-                shared = None
-                if trades_since is not None:  # a reconciliation; a verification needs neither
-                    reads["trades"] = self._search(
-                        "/Trade/search", {"accountId": account_id, "startTimestamp": trades_since.isoformat()}, "trades"
-                    )
-                    shared = self.session.recent_accounts()
-                if self.include_suspended:
-                    reads["suspended"] = self._suspended(account_id)
-                try:
-                    await self.admission.acquire(len(reads) + (trades_since is not None and shared is None))
-                except BaseException:
-                    for read in reads.values():
-                        read.close()
-                    raise
-                if trades_since is not None:
-                    reads["accounts"] = asyncio.shield(shared) if shared is not None else self._list_accounts()
                 values = await asyncio.gather(*reads.values(), return_exceptions=True)
                 return dict(zip(reads, values, strict=True))
         except TimeoutError:
@@ -784,6 +791,10 @@ class ProjectXBroker:
         except Exception as error:
             _reraise_cancellation()
             raise BrokerError(f"reading the account state: {_why(error)}") from None
+        finally:
+            for read in reads.values():  # never started (ensure() failed): no "never awaited" warning
+                if inspect.iscoroutine(read) and inspect.getcoroutinestate(read) == inspect.CORO_CREATED:
+                    read.close()
 
     def _list_accounts(self) -> asyncio.Future:
         """The login's accounts (each one's balance), read once for every account of the login
