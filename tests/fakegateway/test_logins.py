@@ -371,3 +371,20 @@ async def test_accounts_all_picks_up_an_account_that_appears_while_running(gw: F
         await stop(daemon, task)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["account"] for r in log if r.get("event") == "account_added"] == [C]
+
+
+@bounded(30)
+async def test_a_reconciliation_waits_for_the_rate_limit_instead_of_failing(gw: FakeGateway, px: Any) -> None:
+    """The login's budget is spent (other accounts' reads): the next reconciliation waits its turn,
+    longer than its read timeout, and then reads; it is not a failure that would pause its account."""
+    import datetime as dt
+
+    from riskc.engine.adapters.admission import Admission
+    from riskc.engine.adapters.projectx.sdk import ProjectXBroker
+
+    admission = Admission(6, 0, window=1.5)
+    broker = ProjectXBroker(px, px.account_info.id, read_timeout=0.5, admission=admission)
+    await admission.acquire(6)  # the whole window, used
+    started = asyncio.get_running_loop().time()
+    state = await broker.state(px.account_info.id, trades_since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    assert asyncio.get_running_loop().time() - started >= 1.0 and state.account is not None
