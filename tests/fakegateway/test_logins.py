@@ -388,3 +388,29 @@ async def test_a_reconciliation_waits_for_the_rate_limit_instead_of_failing(gw: 
     started = asyncio.get_running_loop().time()
     state = await broker.state(px.account_info.id, trades_since=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
     assert asyncio.get_running_loop().time() - started >= 1.0 and state.account is not None
+
+
+@bounded(60)
+async def test_after_the_hubs_drop_both_accounts_are_subscribed_again_and_reconciled(
+    gw: FakeGateway, tmp_path: Path
+) -> None:
+    """The SDK restores only its own account's subscriptions on a reopened hub: riskc sends the
+    other accounts' again, and every account reconciles before its rules act."""
+    gw.add_account(B, "50KTC-V2-7654321")
+    gw.set_price(MNQ, 26250.0)
+    daemon, task = start(write_config(tmp_path, gw, TWO_ACCOUNTS), Credentials(gw.username, gw.api_key))
+    try:
+        await until(lambda: len(daemon.loops) == 2 and all(lp.activity.last_reconcile for lp in daemon.loops))
+        first = {lp.account_id: lp.activity.last_reconcile for lp in daemon.loops}
+        gw.set_position(MNQ, 3, 26246.0, account_id=B)  # while the hubs are down: only REST knows
+        await gw.drop_connections()
+        await until(lambda: all(lp.activity.last_reconcile != first[lp.account_id] for lp in daemon.loops), 30)
+        await until(lambda: gw.signed_size(MNQ, B) == 2, timeout=20)  # found by B's reconciliation
+        (user,) = gw.connections("user")
+        await until(lambda: gw.subscribed_accounts(user) == {A, B})
+        gw.set_position(MNQ, 4, 26246.0, account_id=B)
+        assert await gw.push_user("GatewayUserPosition", gw.position(MNQ, B)) == 1  # B heard again
+        await until(lambda: gw.signed_size(MNQ, B) == 2, timeout=20)
+        assert len(gw.requests_to("/Auth/loginKey")) == 1
+    finally:
+        await stop(daemon, task)
