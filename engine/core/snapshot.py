@@ -386,12 +386,14 @@ ENGINE_FUNCTIONS: dict[str, FuncT] = {
 }
 
 
-def _event_schema() -> dict[str, dict[str, Member]]:
+def _event_schema(leave_out: tuple[str, ...] = ()) -> dict[str, dict[str, Member]]:
     common = ("kind", "time")
     schema = {}
     for kind, names in EVENT_KIND_FIELDS.items():
         fields = {}
         for name in common + names:
+            if name in leave_out:
+                continue
             if name in EVENT_METHODS:
                 fields[name] = Member(EVENT_METHODS[name], EVENT_METHODS[name].doc)
             else:
@@ -482,7 +484,8 @@ _ACCOUNT_ONLY = (
 GROUP_SCHEMA = Schema(
     roots=frozen_map({k: m for k, m in _members(GroupSnapshot).items()}),
     binders=frozen_map({}),
-    events=frozen_map(_event_schema()),
+    # The event one of the accounts saw; not the order record nor a position's tests (no binder).
+    events=frozen_map(_event_schema(leave_out=("order", "adds_to", "reduces"))),
     functions=LANGUAGE_FUNCTIONS,
     unseen=frozen_map({name: _ACCOUNT_ONLY.format(name) for name in _ACCOUNT_ROOTS}),
 )
