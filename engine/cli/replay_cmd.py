@@ -96,12 +96,10 @@ def _run(
         emit = out.emit if out else (lambda record: click.echo(json.dumps(record, ensure_ascii=False)))
         if groups is None:
             replay = Replay(policies, store, emit=emit)
-        elif len(policies) == 1 and not groups:  # one account from the config: the output of --policy
-            replay = Replay(policies[0].policies, store, emit=emit, account_id=policies[0].account_id)
-        else:
+        else:  # each account sees its own messages only; one account's records as --policy prints them
             from riskc.engine.sim.group_replay import GroupReplay
 
-            replay = GroupReplay(policies, groups, store, emit=emit)
+            replay = GroupReplay(policies, groups, store, emit=emit, label=len(policies) > 1)
         items = read_recording(str(path))
         if show_progress:
             return _with_progress(replay, items, path)

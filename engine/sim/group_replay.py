@@ -81,14 +81,16 @@ class GroupReplay:
         *,
         instruments: Instruments = DEFAULT_INSTRUMENTS,
         emit: Emit | None = None,
+        label: bool = True,
     ) -> None:
+        """``label``: records carry the `account` they are about (several accounts replayed)."""
         emit = emit or (lambda record: None)
         self.clock = RecordedClock()
         self.replays: list[Replay] = []
         for member in members:
             replay = Replay(member.policies, store, instruments=instruments, account_id=member.account_id)
             replay.clock = self.clock  # one recorded clock: ticked here, for every account at once
-            replay.emit = _with_account(emit, replay)
+            replay.emit = _with_account(emit, replay) if label else emit
             self.replays.append(replay)
         self.names = {m.name: i for i, m in enumerate(members) if m.account_id is None and m.name}
         self.by_id = {m.account_id: i for i, m in enumerate(members) if m.account_id is not None}
