@@ -226,3 +226,37 @@ def test_group_sums_are_the_members_exact_sums(fills):
     finally:
         store.close()
         scratch.cleanup()
+
+
+# -- the daemon ------------------------------------------------------------------------------
+
+
+async def test_sim_daemon_with_two_accounts_enforces_the_group(tmp_path: Path) -> None:
+    """`riskc run` on the simulated broker: each account's loop plays its part of the one
+    recording, the group sees both books, and its flatten and lockout reach each account's own
+    port (closes confirmed under the account's own keys)."""
+    import asyncio
+
+    from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.daemon.loops import build_loops
+
+    config = _write_config(tmp_path, "  - {name: copiers, accounts: [COPY-A, COPY-B], policies: group.risk}\n")
+    text = config.read_text(encoding="utf-8").replace("web: false\n", "")
+    text += f"state: {tmp_path / 'state.db'}\nlog: {tmp_path / 'log.jsonl'}\nalerts: {{console: false}}\nweb: false\n"
+    config.write_text(text, encoding="utf-8")
+    daemon = Daemon(load_config(config), live_view=False, max_seconds=20, demo=True)
+    await asyncio.wait_for(daemon.run(lambda d: build_loops(d, None)), 40)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    group_actions = [(r["account"], r["action"]) for r in log if r.get("kind") == "action" and r["rule"] == GROUP_RULE]
+    for account in (A, B):
+        assert (account, "flatten") in group_actions and (account, "lockout") in group_actions
+    with Store.open(tmp_path / "state.db") as store:
+        now = dt.datetime(2026, 1, 14, 14, 35, tzinfo=dt.UTC)
+        for account in (A, B):
+            assert [lo.rule for lo in store.active_lockouts(account, now)] == [GROUP_RULE]
+            closes = [a for a in store.recent_actions(account) if a.action.get("call") == "close"]
+            assert [(c.state, c.key.split("|")[1]) for c in closes] == [("confirmed", f"{account}:{MNQ}")]
+        assert store.verify_audit().ok
+    for lp in daemon.loops:
+        assert not lp.engine.book.positions  # the sim's fills of the closes reached each book
+        assert str(lp.engine.trading.state) == "halted"
