@@ -58,6 +58,18 @@ def test_the_recording_is_what_its_builder_writes():
     assert FIXTURE.read_text(encoding="utf-8") == render()
 
 
+def test_the_example_is_the_same_session_and_shows_the_group_breach():
+    example = GROUPS.parents[2] / "examples" / "groups"
+    assert (example / "two-accounts.jsonl").read_text(encoding="utf-8") == render()
+    records = _records(replay(str(example / "two-accounts.jsonl"), "--config", str(example / "riskc.yaml"), "--json"))
+    assert {(r["account"], r["action"]) for r in records if r["rule"] == GROUP_RULE} >= {
+        (A, "flatten"),
+        (B, "flatten"),
+        (A, "lockout"),
+        (B, "lockout"),
+    }
+
+
 def test_neither_account_breaches_its_own_policy_alone(tmp_path: Path):
     for account in ("COPY-A", "COPY-B"):
         config = _write_config(tmp_path, "  []\n")
