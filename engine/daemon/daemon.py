@@ -273,7 +273,7 @@ class AccountLoop:
         for record in effects.records:
             self.activity.actions.appendleft(record)
             self.daemon.log_record({"kind": "action", "account": account} | record)
-            self.daemon.print_action(record, self.engine.zone)
+            self.daemon.print_action(record, self.engine.zone, account)
         for severity, record in _one_per_firing(effects.alerts):
             when = dt.datetime.fromisoformat(record["ts"]) if record.get("ts") else None
             self.daemon.alerts.alert(
@@ -420,7 +420,7 @@ class Daemon:
         if self._log_sink is not None:
             self._log_sink.write(record)
 
-    def print_action(self, record: dict[str, Any], zone: dt.tzinfo | None = None) -> None:
+    def print_action(self, record: dict[str, Any], zone: dt.tzinfo | None = None, account: Any = None) -> None:
         """Without the live view, one line per action (the view shows them otherwise). It is the
         only console line of an action: the alert the action raises goes to the log and the
         webhooks, not to this console."""
@@ -431,6 +431,8 @@ class Daemon:
         target = record.get("symbol") or record.get("contract_id") or ""
         when = human_time(dt.datetime.fromisoformat(record["ts"]), zone) if record.get("ts") else ""
         line = Text(f"{when}  ", style="dim")
+        if account and len(self.loops) > 1:  # several accounts: say which
+            line.append(f"{account}  ")
         line.append(f"{record['action']:<13}", style="bold")
         line.append(f" {target:<6} ")
         line.append(record["reason"])
