@@ -72,6 +72,7 @@ def _build_groups(daemon: Daemon, loops: list[AccountLoop]) -> None:
             raise PolicyLoadError("\n".join(rendered) or f"no policy among the files of {group.label}")
         members = [lp for lp in (_loop_of(account, config, loops) for account in config.members(group)) if lp]
         guard = GroupGuard(group.name, policies, [lp.engine for lp in members])
+        guard.paths = list(group.policies)
         for lp in members:
             lp.groups.append(guard)
         for path, digest in policies.hashes:

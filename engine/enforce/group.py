@@ -41,6 +41,7 @@ class GroupGuard:
         self.name = name
         self.policies = policies
         self.members = list(members)
+        self.paths: list = []  # the group's `policies:` entries in riskc.yaml, for hot reload
         zone, starts = policies.clock
         self.calendar = TradingCalendar(zone, starts)
         self.zone = ZoneInfo(zone)
@@ -50,9 +51,13 @@ class GroupGuard:
         self.evaluations = 0
 
     def swap(self, policies: PolicySet) -> None:
-        """New group policies between two evaluations (hot reload)."""
+        """New group policies between two evaluations (hot reload). The group has no book, so
+        its clock may change with them."""
         self.policies = policies
-        self._steady = None
+        zone, starts = policies.clock
+        self.calendar = TradingCalendar(zone, starts)
+        self.zone = ZoneInfo(zone)
+        self._session = self._steady = None
 
     def holds(self, engine: Engine) -> bool:
         return any(member is engine for member in self.members)

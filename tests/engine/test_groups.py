@@ -272,3 +272,48 @@ async def test_sim_daemon_with_two_accounts_enforces_the_group(tmp_path: Path) -
     for lp in daemon.loops:
         assert not lp.engine.book.positions  # the sim's fills of the closes reached each book
         assert str(lp.engine.trading.state) == "halted"
+
+
+async def test_a_group_policy_edit_is_hot_reloaded(tmp_path: Path) -> None:
+    """A broken edit of the group policy is refused (the last good set stays); a good one is
+    swapped in while the session plays, and acts on both accounts."""
+    import asyncio
+    import time
+
+    from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.daemon.loops import build_loops
+    from riskc.engine.daemon.reload import watch_and_reload
+
+    config = _write_config(tmp_path, "  - {name: copiers, accounts: [COPY-A, COPY-B], policies: group.risk}\n")
+    group_policy = tmp_path / "group.risk"
+    group_policy.write_text(group_policy.read_text(encoding="utf-8").replace("-$1,500", "-$5,000"), encoding="utf-8")
+    text = config.read_text(encoding="utf-8").replace("speed: 0", "speed: 6").replace("web: false\n", "")
+    text += f"state: {tmp_path / 'state.db'}\nlog: {tmp_path / 'log.jsonl'}\nalerts: {{console: false}}\nweb: false\n"
+    config.write_text(text, encoding="utf-8")
+    daemon = Daemon(load_config(config), live_view=False, max_seconds=60, demo=True)
+    task = asyncio.create_task(daemon.run(lambda d: build_loops(d, None), (watch_and_reload,)))
+
+    def logged(kind: str) -> list[dict]:
+        path = tmp_path / "log.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        return [r for r in map(json.loads, lines) if r.get("kind") == kind]
+
+    async def until(predicate, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "condition not reached in time"
+            await asyncio.sleep(0.05)
+
+    await until(lambda: daemon.loops and daemon.loops[0].activity.messages > 3)
+    await asyncio.sleep(0.5)  # the watcher is up
+    guard = daemon.loops[0].groups[0]
+    first = guard.policies.digest
+    good = group_policy.read_text(encoding="utf-8").replace("-$5,000", "-$1,500")
+    group_policy.write_text(good.replace("group.realized_pnl", "group.realised_pnl"), encoding="utf-8")
+    await until(lambda: any(r.get("group") == "copiers" and r["outcome"] == "rejected" for r in logged("reload")))
+    assert guard.policies.digest == first
+    group_policy.write_text(good, encoding="utf-8")
+    await until(lambda: guard.policies.digest != first)
+    await asyncio.wait_for(task, 70)
+    flattened = {r["account"] for r in logged("action") if r["rule"] == GROUP_RULE and r["action"] == "flatten"}
+    assert flattened == {A, B}
