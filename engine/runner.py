@@ -331,6 +331,9 @@ class Engine:
         self._settled = self._steady = None
         with self.store.batch():
             enforcer.account_id = book.account.id
+            if not trading.fresh(book.now):  # what the lockout a group asks for is compared with
+                self._lockouts(book.snapshot(Event(kind="clock", time=book.now), self.zone, ages=self._ages))
+            enforcer.active = trading.lockouts
             effects = enforcer.enforce(list(actions), set(enforcer.firing), book, book.now, digest)
             if enforcer.locks_changed:
                 enforcer.locks_changed = False
