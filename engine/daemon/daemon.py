@@ -246,11 +246,14 @@ class AccountLoop:
 
     def _run_group(self, guard: GroupGuard, event: Event) -> None:
         """Each member's effects go to that member's loop: its store batch is done, its calls go
-        out through its own port and executor (idempotency keys `<account>:<target>`)."""
+        out through its own port and executor (idempotency keys `<account>:<target>`). On a desk
+        the group is evaluated only while this worker holds every member (docs/config.md)."""
+        loops = {id(lp.engine): lp for lp in self.daemon.loops}
+        members = [loops.get(id(engine)) for engine in guard.members]
+        if not all(lp is not None and lp.active for lp in members):
+            return
         for engine, effects in guard.evaluate(event):
-            member = next((lp for lp in self.daemon.loops if lp.engine is engine), None)
-            if member is not None and member.active:
-                member._handle(effects)
+            loops[id(engine)]._handle(effects)
 
     def _sample_pnl(self) -> None:
         """The board's chart: the day's net P&L, once a tick (the day's trades seed a new day).
@@ -675,10 +678,11 @@ def _for_account(message: Message, account_id: int) -> Message | None:
     None when it is about other accounts only."""
     from riskc.engine.sim.group_replay import split_by_account
 
-    for owner, _, part in split_by_account(message):
-        if owner is None or str(owner) == str(account_id):
-            return part
-    return None
+    parts = [part for owner, _, part in split_by_account(message) if owner is None or str(owner) == str(account_id)]
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    entities = [e for part in parts for arg in part.args for e in (arg if isinstance(arg, list) else [arg])]
+    return Message(message.ts, message.hub, message.target, [entities], message.line)
 
 
 async def _pace(previous: dt.datetime | None, target: dt.datetime, speed: float) -> None:

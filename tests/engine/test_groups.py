@@ -317,3 +317,24 @@ async def test_a_group_policy_edit_is_hot_reloaded(tmp_path: Path) -> None:
     await asyncio.wait_for(task, 70)
     flattened = {r["account"] for r in logged("action") if r["rule"] == GROUP_RULE and r["action"] == "flatten"}
     assert flattened == {A, B}
+
+
+def test_a_message_of_several_accounts_is_split_by_account():
+    from riskc.engine.adapters.projectx.intake import Message
+    from riskc.engine.daemon.daemon import _for_account
+    from riskc.engine.sim.group_replay import split_by_account
+
+    ts = dt.datetime(2026, 1, 14, 15, 0, tzinfo=dt.UTC)
+    a = {"action": 1, "data": {"accountId": A, "contractId": MNQ, "size": 1}}
+    b = {"accountId": B, "contractId": MNQ, "size": 2}
+    anyone = {"contractId": MNQ, "size": 3}
+    message = Message(ts, "user", "GatewayUserPosition", [[a, b], anyone])
+    assert [(owner, part.args) for owner, _, part in split_by_account(message)] == [
+        (A, [[a]]),
+        (B, [[b]]),
+        (None, [[anyone]]),
+    ]
+    assert _for_account(message, B).args == [[b, anyone]]
+    assert _for_account(Message(ts, "user", "GatewayUserPosition", [a]), B) is None
+    quote = Message(ts, "market", "GatewayQuote", [MNQ, {"lastPrice": 1}])
+    assert split_by_account(quote) == [(None, None, quote)]
