@@ -54,7 +54,40 @@ async def build_loops(daemon: Daemon, credentials: Credentials | None) -> list[A
         loops[-1].commitment = commitment
         for path, digest in policies.hashes:
             daemon.store.record_policy(path, digest, _now())
+    _build_groups(daemon, loops)
     return loops
+
+
+def _build_groups(daemon: Daemon, loops: list[AccountLoop]) -> None:
+    """Each group of `groups:` over its members' engines; each member loop evaluates its groups
+    after what it applies (engine/enforce/group.py)."""
+    from riskc.engine.enforce.group import GroupGuard
+
+    config = daemon.config
+    for group in config.groups:
+        paths = policy_files(group)
+        policies, diagnostics, result = PolicySet.from_paths(paths, scope="group")
+        if policies is None:
+            rendered = [d.render(result.sources.get(d.span.file)) for d in diagnostics if d.is_error]
+            raise PolicyLoadError("\n".join(rendered) or f"no policy among the files of {group.label}")
+        members = [lp for lp in (_loop_of(account, config, loops) for account in config.members(group)) if lp]
+        guard = GroupGuard(group.name, policies, [lp.engine for lp in members])
+        guard.paths = list(group.policies)
+        for lp in members:
+            lp.groups.append(guard)
+        for path, digest in policies.hashes:
+            daemon.store.record_policy(path, digest, _now())
+
+
+def _loop_of(account: AccountConfig, config, loops: list[AccountLoop]) -> AccountLoop | None:
+    """The loop of a config entry: by its id, else by its place (one loop per entry)."""
+    if account.id is not None:
+        found = next((lp for lp in loops if lp.account_id == account.id), None)
+        if found is not None:
+            return found
+    if len(loops) == len(config.accounts):
+        return loops[config.accounts.index(account)]
+    return None
 
 
 def _committed(daemon: Daemon, account: AccountConfig):
