@@ -214,6 +214,7 @@ class AccountLoop:
             self._handle(engine.on_tick(item.now))
             self._sample_pnl()
             for guard in self.groups:
+                self._group_due(guard, item.now)
                 self._run_group(guard, Event(kind="clock", time=item.now))
         elif type(item) is Reconcile:
             self.activity.last_reconcile = item.now
@@ -243,6 +244,16 @@ class AccountLoop:
                 event = group_event(update)
                 if event is not None and moves_group(guard, update):
                     self._run_group(guard, event)
+
+    def _group_due(self, guard: GroupGuard, now: dt.datetime) -> None:
+        """A group edit staged by `edits: next_trading_day` becomes active at the boundary (or at
+        `riskc reload --now`), before the tick is evaluated: whichever member ticks first."""
+        if guard.commitment is None or (due := guard.commitment.due(now)) is None:
+            return
+        policies, _ = due
+        guard.swap(policies)
+        for path, digest in policies.hashes:
+            self.daemon.store.record_policy(path, digest, now)
 
     def _run_group(self, guard: GroupGuard, event: Event) -> None:
         """Each member's effects go to that member's loop: its store batch is done, its calls go

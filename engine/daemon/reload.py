@@ -142,8 +142,7 @@ def _guards(daemon: Daemon) -> list:
 
 async def reload_group(daemon: Daemon, guard) -> Candidate:
     """A group policy edit: checked as an account's is (with `scope group`), then swapped in
-    between two evaluations. Under `edits: next_trading_day` it is not applied while riskc runs
-    (group edits are not staged yet): the alert says so."""
+    between two evaluations; under `edits: next_trading_day` staged as an account's edit is."""
     candidate = await asyncio.to_thread(validate, guard.paths, "group")
     if candidate.policies is None:
         text = f"group {guard.name}: policy edit rejected, the last good policies stay active:\n" + "\n".join(
@@ -152,13 +151,11 @@ async def reload_group(daemon: Daemon, guard) -> Candidate:
         daemon.alerts.alert("high", text)
         daemon.log_record({"kind": "reload", "group": guard.name, "outcome": "rejected"})
         return candidate
-    if daemon.config.edits == "next_trading_day":
-        daemon.alerts.alert(
-            "high", f"group {guard.name}: a policy edit is not applied while riskc runs (edits: next_trading_day)"
-        )
+    now = max((m.book.now for m in guard.members if m.book.day is not None), default=None)
+    if guard.commitment is not None:  # `edits: next_trading_day`: staged, not swapped (daemon/commitment.py)
+        guard.commitment.stage(candidate.policies, candidate.sources, now)
         return candidate
     guard.swap(candidate.policies)
-    now = max((m.book.now for m in guard.members if m.book.day is not None), default=None)
     for path, digest in candidate.policies.hashes:
         daemon.store.record_policy(path, digest, now or dt.datetime.now(dt.UTC))
     daemon.alerts.alert("info", f"group {guard.name}: policies reloaded ({candidate.policies.digest})")

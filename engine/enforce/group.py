@@ -42,6 +42,7 @@ class GroupGuard:
         self.policies = policies
         self.members = list(members)
         self.paths: list = []  # the group's `policies:` entries in riskc.yaml, for hot reload
+        self.commitment: Any = None  # `edits: next_trading_day` (daemon/commitment.py), set by the daemon
         zone, starts = policies.clock
         self.calendar = TradingCalendar(zone, starts)
         self.zone = ZoneInfo(zone)

@@ -338,3 +338,60 @@ def test_a_message_of_several_accounts_is_split_by_account():
     assert _for_account(Message(ts, "user", "GatewayUserPosition", [a]), B) is None
     quote = Message(ts, "market", "GatewayQuote", [MNQ, {"lastPrice": 1}])
     assert split_by_account(quote) == [(None, None, quote)]
+
+
+async def test_a_group_edit_waits_under_next_trading_day_and_reload_now_applies_it(tmp_path: Path) -> None:
+    """`edits: next_trading_day` holds a group's policies as it holds an account's: an edit made
+    while riskc was down is staged (restarting is no way around the wait) under `group copiers`,
+    listed by `riskc reload`, and `riskc reload --now` (passphrase) makes it active at the next
+    start's first tick, where it acts on both accounts."""
+    import asyncio
+
+    from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.daemon.loops import build_loops
+    from riskc.engine.store import policy_sets
+
+    config = _write_config(tmp_path, "  - {name: copiers, accounts: [COPY-A, COPY-B], policies: group.risk}\n")
+    group_policy = tmp_path / "group.risk"
+    tight = group_policy.read_text(encoding="utf-8")
+    group_policy.write_text(tight.replace("-$1,500", "-$5,000"), encoding="utf-8")
+    text = config.read_text(encoding="utf-8").replace("web: false\n", "")
+    text += f"state: {tmp_path / 'state.db'}\nlog: {tmp_path / 'log.jsonl'}\nalerts: {{console: false}}\nweb: false\n"
+    config.write_text(text + "edits: next_trading_day\n", encoding="utf-8")
+
+    async def run() -> Daemon:
+        daemon = Daemon(load_config(config), live_view=False, max_seconds=20, demo=True)
+        await asyncio.wait_for(daemon.run(lambda d: build_loops(d, None)), 40)
+        return daemon
+
+    def group_flattens() -> set[int]:
+        lines = (tmp_path / "log.jsonl").read_text(encoding="utf-8").splitlines()
+        return {
+            r["account"]
+            for r in map(json.loads, lines)
+            if r.get("kind") == "action" and r["rule"] == GROUP_RULE and r["action"] == "flatten"
+        }
+
+    committed = (await run()).loops[0].groups[0].policies.digest  # the loose limit: no group breach
+    assert group_flattens() == set()
+    group_policy.write_text(tight, encoding="utf-8")  # tightened while riskc is down
+    second = (await run()).loops[0].groups[0]
+    assert second.policies.digest == committed and group_flattens() == set()  # staged, not in force
+    assert second.commitment.pending() is not None
+    listing = CliRunner().invoke(main, ["reload", "--config", str(config)])
+    assert listing.exit_code == 0 and "group copiers: edit" in listing.output
+    with Store.open(tmp_path / "state.db") as store:
+        store.set_admin_passphrase("correct horse battery", dt.datetime.now(dt.UTC))
+    applied = CliRunner().invoke(
+        main,
+        ["reload", "--config", str(config), "--now", "--reason", "desk approved"],
+        env={"RISKC_ADMIN_PASSPHRASE": "correct horse battery"},
+    )
+    assert applied.exit_code == 0, applied.output
+    third = (await run()).loops[0].groups[0]
+    assert third.policies.digest != committed and third.commitment.pending() is None
+    assert group_flattens() == {A, B}  # the edit, applied at the first tick, acts on both accounts
+    with Store.open(tmp_path / "state.db") as store:
+        assert policy_sets.staged(store) == []
+        assert policy_sets.get(store, "group copiers", "active").digest == third.policies.digest
+        assert store.verify_audit().ok
