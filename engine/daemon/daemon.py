@@ -224,6 +224,8 @@ class AccountLoop:
                     "medium", "reconciliation corrected the book: " + "; ".join(drift), account=engine.book.account.id
                 )
             self._handle(effects)
+            for guard in self.groups:  # the corrected book counts for its groups at once, not at the next tick
+                self._run_group(guard, Event(kind="clock", time=item.now))
         elif type(item) is Learned:
             engine.book.instruments_changed()
         elif type(item) is Swap:

@@ -395,3 +395,34 @@ async def test_a_group_edit_waits_under_next_trading_day_and_reload_now_applies_
         assert policy_sets.staged(store) == []
         assert policy_sets.get(store, "group copiers", "active").digest == third.policies.digest
         assert store.verify_audit().ok
+
+
+async def test_a_reconciliation_is_evaluated_by_the_groups_at_once(tmp_path: Path) -> None:
+    """The broker's REST state can carry the trades that put the group over its limit (missed
+    while the hub was down): the group acts on the corrected book at once, not at the next tick."""
+    from riskc.engine.adapters.port import BrokerState
+    from riskc.engine.core.events import AccountUpdate
+    from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.daemon.items import Reconcile
+    from riskc.engine.daemon.loops import build_loops
+
+    config = _write_config(tmp_path, "  - {name: copiers, accounts: [COPY-A, COPY-B], policies: group.risk}\n")
+    text = config.read_text(encoding="utf-8").replace("web: false\n", "")
+    text += f"state: {tmp_path / 'state.db'}\nlog: {tmp_path / 'log.jsonl'}\nalerts: {{console: false}}\nweb: false\n"
+    config.write_text(text, encoding="utf-8")
+    daemon = Daemon(load_config(config), live_view=False, max_seconds=5, demo=True)
+    daemon.loops = loops = await build_loops(daemon, None)
+    at = dt.datetime(2026, 1, 14, 15, 0, tzinfo=dt.UTC)
+
+    def state(account: int, loss: int) -> BrokerState:
+        fill = Fill(at, f"t{account}", MNQ, "sell", 1, Decimal(21000), Decimal(-loss), Decimal(0), account_id=account)
+        return BrokerState(trades=(fill,), account=AccountUpdate(at, account, Decimal(50000), True))
+
+    loops[0]._apply(Reconcile(state(A, 800), at))
+    assert not loops[0].groups[0]._firing  # $800 down: the group is within its limit
+    loops[1]._apply(Reconcile(state(B, 800), at))
+    assert loops[0].groups[0]._firing  # $1,600 down together: breached on the reconciliation itself
+    with Store.open(tmp_path / "state.db") as store:
+        for account in (A, B):
+            assert [lo.rule for lo in store.active_lockouts(account, at)] == [GROUP_RULE]
+    daemon.store.close()
