@@ -26,6 +26,7 @@ from riskc.dsl.errors import (
     DUPLICATE,
     EMPTY_FILE,
     NEVER_FIRES,
+    SCOPE_ERROR,
     TYPE_ERROR,
     UNKNOWN_NAME,
     UNUSED_PARAM,
@@ -33,7 +34,7 @@ from riskc.dsl.errors import (
     DiagnosticSink,
     Span,
 )
-from riskc.dsl.format import format_expr
+from riskc.dsl.format import format_action, format_expr
 from riskc.dsl.parser import ParseResult, parse
 from riskc.dsl.schema import Schema
 from riskc.dsl.typecheck import Scope, TypeChecker, suggest
@@ -42,6 +43,7 @@ from riskc.dsl.walk import walk
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 ON_ERROR = ("flatten", "alert")
+SCOPES = ("account", "group")
 DEFAULT_TIMEZONE = "America/Chicago"
 DEFAULT_DAY_START = dt.time(17, 0)
 
@@ -54,6 +56,7 @@ class Settings:
     timezone: str = DEFAULT_TIMEZONE
     trading_day_starts: dt.time = DEFAULT_DAY_START
     on_error: str = "flatten"
+    scope: str = "account"  # `scope group`: a group policy (`groups:` in riskc.yaml), which sees `group`
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +173,19 @@ def check_headers(ctx: Context) -> None:
 
 
 def check_rule_bodies(ctx: Context) -> None:
-    """Types of parameters, defaults, the `when` condition and every action, once per rule."""
+    """Types of parameters, defaults, the `when` condition and every action, once per rule,
+    against the schema of its file's scope (a group policy sees `group`, not one account)."""
     for definition in ctx.definitions.values():
-        _check_rule(definition.rule, ctx)
+        if _scope_of(definition, ctx) == "group":
+            _check_rule(definition.rule, ctx, ctx.schema.group or ctx.schema)
+            _check_group_rule(definition.rule, ctx.sink)
+        else:
+            _check_rule(definition.rule, ctx, ctx.schema)
+
+
+def _scope_of(definition: RuleDef, ctx: Context) -> str:
+    settings = ctx.settings.get(definition.path)
+    return settings.scope if settings is not None else "account"
 
 
 def activate_rules(ctx: Context) -> None:
@@ -183,8 +196,52 @@ def activate_rules(ctx: Context) -> None:
         path = module.span.file
         instances = [_instantiate(use, ctx) for use in module.uses]
         instances += [_own_instance(rule) for rule in module.rules if not rule.params and _is_defined(rule, ctx)]
+        scope = ctx.settings[path].scope
+        instances = [i if i is None or _in_scope(i, scope, ctx) else None for i in instances]
         kept = _unique_ids([i for i in instances if i is not None], ctx.sink)
         ctx.policies.append(CheckedPolicy(path, ctx.settings[path], tuple(kept)))
+
+
+def _in_scope(instance: RuleInstance, scope: str, ctx: Context) -> bool:
+    """A group policy uses group rules, an account policy account rules: each reads its own snapshot."""
+    definition = ctx.definitions[instance.rule.id]
+    written_for = _scope_of(definition, ctx)
+    if written_for == scope:
+        return True
+    why = "the standard library's rules do" if definition.library else "its file has no `scope group`"
+    if scope == "group":
+        message = f"rule `{instance.id}` guards one account ({why}): a group policy uses group rules"
+        help = "write the rule for the group, over `group.*` (e.g. `when group.realized_pnl <= -$2,000`)"
+    else:
+        message = f"rule `{instance.id}` is a group rule (`scope group`): an account policy cannot use it"
+        help = "list the policy that uses it under `groups:` in riskc.yaml, with `scope group` in its header"
+    ctx.sink.error(SCOPE_ERROR, message, instance.span, help=help)
+    return False
+
+
+# What a group rule may do: act on every account of the group. A target (`close p`) needs one
+# account's position or order; `reduce_total` one account's total; `lockout while` is re-read on
+# one account's snapshot, which has no `group`.
+_GROUP_ACTIONS = (ast.Flatten, ast.CancelOrders, ast.Lockout, ast.Block, ast.Alert)
+
+
+def _check_group_rule(rule: ast.Rule, sink: DiagnosticSink) -> None:
+    if rule.binder is not None:
+        sink.error(
+            SCOPE_ERROR,
+            f"a group rule has no `for {rule.binder.kind}`: positions and orders belong to one account",
+            rule.binder.span,
+            help="quantify over the accounts instead: `any(a.open_contracts > 5 for a in group.accounts)`",
+        )
+    for action in rule.actions:
+        if not isinstance(action, _GROUP_ACTIONS) or (isinstance(action, ast.Lockout) and action.mode == "while"):
+            sink.error(
+                SCOPE_ERROR,
+                f"`{format_action(action)}` is not a group action",
+                action.span,
+                help="a group rule acts on every account of the group: flatten, cancel_orders, lockout for/until, "
+                "block, alert",
+            )
 
 
 def _is_defined(rule: ast.Rule, ctx: Context) -> bool:
@@ -245,7 +302,8 @@ def check(
                 help="write a policy here (`riskc init` copies a ready-made one), or remove the file",
             )
     texts = {r.module.span.file: r.source for r, _ in parsed}
-    roots = frozenset({*schema.roots, "event"})
+    group_roots = schema.group.roots if schema.group is not None else ()
+    roots = frozenset({*schema.roots, *group_roots, "event"})
     return CheckResult(ctx.policies, ctx.sink.sorted(), ctx.types, ctx.definitions, texts, roots)
 
 
@@ -262,7 +320,7 @@ def _resolved(path: str) -> str:
 
 # ---- header ------------------------------------------------------------------------------------
 
-_SETTINGS = ("timezone", "trading_day_starts", "on_error")
+_SETTINGS = ("timezone", "trading_day_starts", "on_error", "scope")
 
 
 def _settings(header: ast.Header | None, sink: DiagnosticSink) -> Settings:
@@ -335,15 +393,32 @@ def _read_on_error(value: ast.SettingValue, sink: DiagnosticSink) -> str | None:
     return None
 
 
-_SETTING_READERS = {"timezone": _read_timezone, "trading_day_starts": _read_clock, "on_error": _read_on_error}
+def _read_scope(value: ast.SettingValue, sink: DiagnosticSink) -> str | None:
+    if isinstance(value, ast.Path) and value.text in SCOPES:
+        return value.text
+    sink.error(
+        BAD_SETTING,
+        "`scope` must be `account` or `group`",
+        value.span,
+        help="`account` (the default) guards one account; `group` guards the accounts of a group together",
+    )
+    return None
+
+
+_SETTING_READERS = {
+    "timezone": _read_timezone,
+    "trading_day_starts": _read_clock,
+    "on_error": _read_on_error,
+    "scope": _read_scope,
+}
 
 
 # ---- rule bodies -------------------------------------------------------------------------------
 
 
-def _check_rule(rule: ast.Rule, ctx: Context) -> None:
+def _check_rule(rule: ast.Rule, ctx: Context, schema: Schema) -> None:
     checker = ctx.checker
-    scope = Scope(ctx.schema)
+    scope = Scope(schema)
     for param in rule.params:
         declared = resolve_type(param.type, ctx.sink)
         if param.name.text in scope.locals:
@@ -351,10 +426,10 @@ def _check_rule(rule: ast.Rule, ctx: Context) -> None:
         scope.locals[param.name.text] = declared
         if param.default is not None:
             _check_constant(param.default, ctx.sink)
-            checker.expect(param.default, Scope(ctx.schema), declared, f"the default of `{param.name.text}`")
+            checker.expect(param.default, Scope(schema), declared, f"the default of `{param.name.text}`")
     _check_on(rule, scope, ctx)
     if rule.binder is not None:
-        scope.locals[rule.binder.var.text] = ctx.schema.binders[rule.binder.kind]
+        scope.locals[rule.binder.var.text] = schema.binders.get(rule.binder.kind, T.ANY)
     checker.expect(rule.when, scope, T.BOOL, "the `when` condition")
     for action in rule.actions:
         checker.check_action(action, scope)

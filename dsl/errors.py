@@ -24,6 +24,7 @@ UNUSED_PARAM = "risk_unused_param"
 TOO_DEEP = "risk_too_deep"
 EMPTY_FILE = "risk_empty_file"
 BAD_ARGUMENT = "risk_bad_argument"
+SCOPE_ERROR = "risk_scope_error"  # an account rule in a group policy, or the reverse
 
 
 class Severity(StrEnum):

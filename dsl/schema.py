@@ -21,6 +21,11 @@ class Schema:
     binders: Mapping[str, ObjT]  # `for position p` -> the position record
     events: Mapping[str, Mapping[str, Member]]  # event kind -> its fields
     functions: Mapping[str, FuncT]  # free functions callable from rules
+    # Names this scope does not see but another does, with the help to show (`group` in an
+    # account policy, `day` in a group policy).
+    unseen: Mapping[str, str] = MappingProxyType({})
+    # The schema of a group policy (`scope group` in its header), when the engine has groups.
+    group: Schema | None = None
 
     @property
     def event_kinds(self) -> tuple[str, ...]:

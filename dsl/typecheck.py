@@ -178,6 +178,9 @@ class TypeChecker:
                 help=f"{e.id}{scope.schema.functions[e.id]}",
             )
             return ANY
+        if e.id in scope.schema.unseen:
+            self.sink.error(UNKNOWN_NAME, f"`{e.id}` is not visible here", e.span, help=scope.schema.unseen[e.id])
+            return ANY
         candidates = scope.names() + (list(enum.members) if isinstance(enum, T.EnumT) else [])
         want = f"one of {', '.join(enum.members)}" if isinstance(enum, T.EnumT) else None
         help = _symbol_case_help(e.id, expected) or suggest(e.id, candidates)

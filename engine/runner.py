@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from riskc.dsl.compiler import Program, target_id
 from riskc.dsl.decision import Action, Decision, plan
-from riskc.dsl.errors import BAD_SETTING, Diagnostic, Span
+from riskc.dsl.errors import BAD_SETTING, SCOPE_ERROR, Diagnostic, Span
 from riskc.engine.adapters.port import BrokerCall, BrokerState
 from riskc.engine.core.book import Book
 from riskc.engine.core.calendar import TradingCalendar
@@ -55,22 +55,23 @@ class PolicySet:
         return _digest(self.hashes)
 
     @classmethod
-    def from_sources(cls, sources: list[tuple[str, str]]):
-        """(PolicySet or None, diagnostics, check result) for ``(path, text)`` pairs."""
+    def from_sources(cls, sources: list[tuple[str, str]], scope: str = "account"):
+        """(PolicySet or None, diagnostics, check result) for ``(path, text)`` pairs. ``scope``:
+        an account's policies, or a group's (`scope group`, engine/enforce/group.py)."""
         from riskc.engine.core.policy_loader import load_sources
 
         loaded = load_sources(sources)
         if not loaded.ok or not loaded.programs:
             return None, loaded.diagnostics, loaded.result
-        clash = _clock_clash(loaded.programs)
+        clash = _clock_clash(loaded.programs) or _scope_clash(loaded.programs, scope)
         if clash is not None:
             return None, (*loaded.diagnostics, clash), loaded.result
         hashes = tuple((path, hashlib.sha256(text.encode()).hexdigest()) for path, text in sources)
         return cls(loaded.programs, hashes), loaded.diagnostics, loaded.result
 
     @classmethod
-    def from_paths(cls, paths: list[Path]):
-        return cls.from_sources([(str(p), p.read_text(encoding="utf-8")) for p in paths])
+    def from_paths(cls, paths: list[Path], scope: str = "account"):
+        return cls.from_sources([(str(p), p.read_text(encoding="utf-8")) for p in paths], scope)
 
     @property
     def clock(self) -> tuple[str, dt.time]:
@@ -96,6 +97,25 @@ def _clock_clash(programs: tuple[Program, ...]) -> Diagnostic | None:
                 have=f"{settings.timezone}, day from {settings.trading_day_starts:%H:%M}",
                 want=f"{first.settings.timezone}, day from {first.settings.trading_day_starts:%H:%M} "
                 f"(as in {first.path})",
+            )
+    return None
+
+
+def _scope_clash(programs: tuple[Program, ...], scope: str) -> Diagnostic | None:
+    """A group policy (`scope group`) reads a group snapshot: it cannot guard one account, nor
+    an account policy a group."""
+    for program in programs:
+        if program.policy.settings.scope != scope:
+            wrong = program.policy.settings.scope
+            name = program.policy.settings.name or program.policy.path
+            kind = "a group" if wrong == "group" else "an account"
+            wanted = "a group's" if scope == "group" else "an account's"
+            return Diagnostic(
+                SCOPE_ERROR,
+                f"`{name}` is {kind} policy (scope {wrong}), given as {wanted}",
+                Span(program.policy.path, 1, 1, 1, 2),
+                help="list a `scope group` policy under `groups:` in riskc.yaml (replay it with --config), "
+                "and account policies under `accounts:`",
             )
     return None
 
@@ -294,6 +314,47 @@ class Engine:
         # Nothing changed and nothing was done: while the same breach keeps firing on the same
         # book, the next evaluation with the same key is known to do nothing too.
         self._steady = None if effects else self._steady_key(decisions, exposed, unpriced)
+        return effects
+
+    def enforce_for_group(self, actions: Sequence[Action], event: Event, group: str, digest: str) -> Effects:
+        """Actions a group policy decided for every account of its group (engine/enforce/group.py),
+        enforced on this account as its own rules' are: the same idempotency keys, lockouts in
+        the store, the trading state moved with them and the account kept flat, in one durable
+        batch with its audited decision. Alerts are the group's to send (not here)."""
+        self.flush_audit()
+        book, enforcer, trading = self.book, self.enforcer, self.trading
+        if self.stale or book.day is None:
+            return NO_EFFECTS
+        if event.time is not None and event.time > book.now:  # another account's event: its time is the group's
+            book.advance(event.time)
+            self._roll_days()
+        self._settled = self._steady = None
+        with self.store.batch():
+            enforcer.account_id = book.account.id
+            if not trading.fresh(book.now):  # what the lockout a group asks for is compared with
+                self._lockouts(book.snapshot(Event(kind="clock", time=book.now), self.zone, ages=self._ages))
+            enforcer.active = trading.lockouts
+            effects = enforcer.enforce(list(actions), set(enforcer.firing), book, book.now, digest)
+            if enforcer.locks_changed:
+                enforcer.locks_changed = False
+                trading.invalidate()
+            if trading.checked is None:
+                lockouts = self._lockouts(book.snapshot(Event(kind="clock", time=book.now), self.zone, ages=self._ages))
+                change = self._state_change(lockouts)
+                if change is not None:
+                    effects.records.append(change)
+                if lockouts and trading.exposed(book):
+                    effects.extend(enforcer.keep_flat(lockouts, book, book.now, digest))
+            if effects.records:
+                payload = {
+                    "event": event.kind,
+                    "time": event.time.isoformat() if event.time else None,
+                    "group": group,
+                    "actions": effects.records,
+                    "calls": [c.to_record() for c in effects.calls],
+                }
+                self._unaudited.append((payload, book.now, book.account.id, digest))
+                self.flush_audit()
         return effects
 
     def _settle(self, event: Event) -> None:

@@ -29,6 +29,12 @@ def command(policy: tuple[str, ...], snapshot_path: str, as_json: bool) -> None:
         raise click.UsageError("no policy among the files given (only rule definitions)")
     for program in loaded.programs:
         settings = program.policy.settings
+        if settings.scope == "group":  # a snapshot file is one account's
+            echo_err(
+                f"error: {program.policy.path} is a group policy (`scope group`): `riskc eval` takes one account's "
+                "snapshot; replay a group with `riskc replay RECORDING --config riskc.yaml`"
+            )
+            raise SystemExit(EXIT_FAILED)
         try:
             snapshot = load_snapshot(snapshot_path, timezone=settings.timezone, day_starts=settings.trading_day_starts)
         except SnapshotError as error:

@@ -11,13 +11,20 @@ from pathlib import Path
 
 import click
 
-from riskc.engine.cli.common import EXIT_FAILED, collect_risk_files, echo_err
+from riskc.engine.cli.common import EXIT_FAILED, EXIT_USAGE, collect_risk_files, echo_err
 from riskc.engine.cli.statefile import span_text, state_errors
 
 
 @click.command("replay")
 @click.argument("recording", type=click.Path(exists=True, dir_okay=False))
-@click.option("--policy", "policy", multiple=True, required=True, help="Policy files or directories (repeatable).")
+@click.option("--policy", "policy", multiple=True, help="Policy files or directories (repeatable).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="riskc.yaml: replay its accounts, each with its policies, and its groups (a recording of several accounts).",
+)
+@click.option("--group", "group_name", help="With --config: only this group's accounts and group policies.")
 @click.option("--json", "as_json", is_flag=True, help="Print §6.2 action records, one JSON object a line.")
 @click.option(
     "--state", type=click.Path(dir_okay=False), help="Keep the replay's state store here (default: a scratch file)."
@@ -27,10 +34,28 @@ from riskc.engine.cli.statefile import span_text, state_errors
     default=None,
     help="Progress bar on stderr (default: on a terminal, for files over 5 MB).",
 )
-def command(recording: str, policy: tuple[str, ...], as_json: bool, state: str | None, progress: bool | None) -> None:
-    """Replay RECORDING (JSON Lines, PRODUCT.md §6.1) through POLICY with the simulated broker."""
+def command(
+    recording: str,
+    policy: tuple[str, ...],
+    config_path: str | None,
+    group_name: str | None,
+    as_json: bool,
+    state: str | None,
+    progress: bool | None,
+) -> None:
+    """Replay RECORDING (JSON Lines, PRODUCT.md §6.1) through POLICY with the simulated broker,
+    or, with --config, every account (and group) of a riskc.yaml over a recording of several."""
     from riskc.engine.runner import PolicySet
 
+    if bool(policy) == bool(config_path):
+        echo_err("error: give --policy PATH (one account) or --config riskc.yaml (its accounts and groups)")
+        raise SystemExit(EXIT_USAGE)
+    if group_name is not None and not config_path:
+        echo_err("error: --group needs --config (the riskc.yaml that defines the group)")
+        raise SystemExit(EXIT_USAGE)
+    if config_path:
+        _replay_config(Path(recording), Path(config_path), group_name, as_json, state, progress)
+        return
     files = collect_risk_files(policy)
     policies, diagnostics, result = PolicySet.from_paths(files)
     if policies is None:
@@ -52,7 +77,10 @@ def command(recording: str, policy: tuple[str, ...], as_json: bool, state: str |
     _print_summary(summary, as_json)
 
 
-def _run(path: Path, policies, store_path: Path, as_json: bool, *, scratch_store: bool, show_progress: bool):
+def _run(
+    path: Path, policies, store_path: Path, as_json: bool, *, scratch_store: bool, show_progress: bool, groups=None
+):
+    """``policies``: one account's PolicySet, or (with ``groups``, from --config) the members."""
     from riskc.engine.adapters.projectx.intake import read_recording
     from riskc.engine.sim.replay import Replay
     from riskc.engine.store import Store
@@ -63,15 +91,80 @@ def _run(path: Path, policies, store_path: Path, as_json: bool, *, scratch_store
     # end; the engine's own log line for the second kind would report them twice.
     _quiet_engine_log()
     try:
-        out = _Timeline(policies.programs[0].timezone) if not as_json else None
+        first = policies if groups is None else policies[0].policies
+        out = _Timeline(first.programs[0].timezone) if not as_json else None
         emit = out.emit if out else (lambda record: click.echo(json.dumps(record, ensure_ascii=False)))
-        replay = Replay(policies, store, emit=emit)
+        if groups is None:
+            replay = Replay(policies, store, emit=emit)
+        else:  # each account sees its own messages only; one account's records as --policy prints them
+            from riskc.engine.sim.group_replay import GroupReplay
+
+            replay = GroupReplay(policies, groups, store, emit=emit, label=len(policies) > 1)
         items = read_recording(str(path))
         if show_progress:
             return _with_progress(replay, items, path)
         return replay.run(items)
     finally:
         store.close()
+
+
+def _replay_config(
+    recording: Path, config_path: Path, group_name: str | None, as_json: bool, state: str | None, progress: bool | None
+) -> None:
+    """The accounts of a riskc.yaml (or of one of its groups) over one recording."""
+    from riskc.engine.daemon.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        echo_err(str(error))
+        raise SystemExit(EXIT_USAGE) from None
+    groups = config.groups
+    accounts = config.accounts
+    if group_name is not None:
+        group = config.group(group_name)
+        if group is None:
+            known = ", ".join(g.name for g in config.groups) or "none"
+            echo_err(f"error: {config_path} has no group `{group_name}` (groups: {known})")
+            raise SystemExit(EXIT_USAGE)
+        groups, accounts = [group], config.members(group)
+    members, specs = _load_members(config, accounts, groups)
+    with tempfile.TemporaryDirectory(prefix="riskc-replay-") as scratch:
+        store_path = Path(state) if state else Path(scratch) / "state.db"
+        summary = _run(
+            recording,
+            members,
+            store_path,
+            as_json,
+            scratch_store=state is None,
+            show_progress=_wants_progress(progress, str(recording)),
+            groups=specs,
+        )
+    _print_summary(summary, as_json)
+
+
+def _load_members(config, accounts, groups):
+    """Each account's policies and each group's, checked; the first file that does not check stops it."""
+    from riskc.engine.daemon.config import policy_files
+    from riskc.engine.runner import PolicySet
+    from riskc.engine.sim.group_replay import GroupSpec, Member
+
+    def load(entry, scope: str):
+        policies, diagnostics, result = PolicySet.from_paths(policy_files(entry), scope)
+        if policies is None:
+            for d in diagnostics:
+                echo_err(d.render(result.sources.get(d.span.file) if result else None))
+            if not any(d.is_error for d in diagnostics):
+                echo_err(f"error: no policy among the files of {entry.label} (only rule definitions)")
+            raise SystemExit(EXIT_FAILED)
+        return policies
+
+    members = [Member(a.id, a.name, load(a, "account")) for a in accounts]
+    specs = []
+    for group in groups:
+        indexes = tuple(accounts.index(a) for a in config.members(group) if a in accounts)
+        specs.append(GroupSpec(group.name, load(group, "group"), indexes))
+    return members, specs
 
 
 def _quiet_engine_log() -> None:
@@ -105,7 +198,7 @@ def _with_progress(replay, items, path: Path):
             replay.feed(item)
             if n % 20_000 == 0:
                 bar.update(task, completed=n)
-    return replay.summary
+    return replay.finish() if hasattr(replay, "finish") else replay.summary
 
 
 def _stderr_console():
@@ -130,6 +223,8 @@ class _Timeline:
 
         when = dt.datetime.fromisoformat(record["ts"]).astimezone(self.zone).strftime("%Y-%m-%d %H:%M:%S %Z")
         target = record.get("symbol") or record.get("contract_id") or record.get("state") or ""
+        if "account" in record:  # several accounts replayed (--config)
+            target = f"{record['account']} {target}".rstrip()
         extra = f" to {record['to']}" if "to" in record else ""
         if "until" in record:
             until = dt.datetime.fromisoformat(record["until"]).astimezone(self.zone).strftime("%Y-%m-%d %H:%M %Z")

@@ -27,6 +27,7 @@ ORDER_SIDES = ("buy", "sell")
 ORDER_TYPES = ("limit", "market", "stop_limit", "stop", "trailing_stop", "join_bid", "join_ask")
 ORDER_STATUSES = ("none", "open", "filled", "cancelled", "expired", "rejected", "pending")
 EVENT_KINDS = ("fill", "order", "position", "account", "quote", "clock", "reconnect")
+TRADING_STATES = ("active", "reducing", "halted")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -195,6 +196,43 @@ class Session:
     is_open: bool = visible(T.BOOL, "Whether the exchange session is open (holidays and early closes honoured).", True)
 
 
+@dataclass(slots=True)
+class GroupAccount:
+    """One account of a group (`a` in `group.accounts`): the account's fields and its day's P&L."""
+
+    id: int = visible(T.INT, "The broker's account id.", 0)
+    name: str = visible(T.STRING, "The account's name.", "")
+    balance: Decimal = visible(T.MONEY, "Last balance from the broker.", ZERO)
+    can_trade: bool = visible(T.BOOL, "Whether the broker lets the account trade (its can-trade flag).", True)
+    open_contracts: int = visible(T.CONTRACTS, "Contracts open across the account's positions (gross).", 0)
+    net_contracts: int = visible(T.CONTRACTS, "Signed sum of the account's position sizes (net).", 0)
+    high_water_balance: Decimal = visible(
+        T.MONEY, "Highest balance (realized + unrealized) the account has shown, across trading days.", ZERO
+    )
+    realized_pnl: Decimal = visible(
+        T.MONEY, "The account's net realized P&L of its trading day (`day.realized_pnl`).", ZERO
+    )
+    unrealized_pnl: Decimal = visible(T.MONEY, "The account's open P&L (`day.unrealized_pnl`).", ZERO)
+    net_pnl: Decimal = visible(T.MONEY, "The account's realized plus unrealized P&L (`day.net_pnl`).", ZERO)
+    trades: int = visible(T.INT, "The account's fills this trading day (`day.trades`).", 0)
+    trading_state: str = visible(
+        T.EnumT(TRADING_STATES), "The account's trading state: `active`, `reducing` (exits only) or `halted`.", "active"
+    )
+
+
+@dataclass(slots=True)
+class Group:
+    """The accounts a group policy guards together (`groups:` in riskc.yaml), summed exactly."""
+
+    name: str = visible(T.STRING, "The group's name, as `groups:` names it.", "")
+    realized_pnl: Decimal = visible(T.MONEY, "Sum of the accounts' net realized P&L of the trading day.", ZERO)
+    unrealized_pnl: Decimal = visible(T.MONEY, "Sum of the accounts' open P&L.", ZERO)
+    net_pnl: Decimal = visible(T.MONEY, "Realized plus unrealized, over every account of the group.", ZERO)
+    open_contracts: int = visible(T.CONTRACTS, "Contracts open across every account of the group (gross).", 0)
+    trades: int = visible(T.INT, "Fills of the trading day, over every account of the group.", 0)
+    accounts: tuple[GroupAccount, ...] = ()  # typed below: `group.accounts`, each `a`
+
+
 # Fields of `event` by kind. Each field is declared once in EVENT_FIELDS and listed per kind.
 EVENT_FIELDS: dict[str, Member] = {
     "kind": Member(T.EnumT(EVENT_KINDS), "What happened: fill, order, position, account, quote, clock or reconnect."),
@@ -348,12 +386,14 @@ ENGINE_FUNCTIONS: dict[str, FuncT] = {
 }
 
 
-def _event_schema() -> dict[str, dict[str, Member]]:
+def _event_schema(leave_out: tuple[str, ...] = ()) -> dict[str, dict[str, Member]]:
     common = ("kind", "time")
     schema = {}
     for kind, names in EVENT_KIND_FIELDS.items():
         fields = {}
         for name in common + names:
+            if name in leave_out:
+                continue
             if name in EVENT_METHODS:
                 fields[name] = Member(EVENT_METHODS[name], EVENT_METHODS[name].doc)
             else:
@@ -399,9 +439,62 @@ class Snapshot:
         return self.instruments.points_to_money(symbol, points)
 
 
+GROUP_ACCOUNT_T = T.obj("account", _members(GroupAccount))
+GROUP_T = T.obj(
+    "group",
+    {
+        **_members(Group),
+        "accounts": Member(
+            T.ListT(GROUP_ACCOUNT_T),
+            "The accounts of the group, in the order `groups:` lists them; each `a` has the account's fields "
+            "and its day's P&L (`sum(a.net_pnl for a in group.accounts)`).",
+        ),
+    },
+)
+
+
+@dataclass(slots=True)
+class GroupSnapshot:
+    """What a group policy sees (`scope group`): the group and the clock, not one account's book.
+    Its actions act on every account of the group (engine/enforce/group.py)."""
+
+    group: Group = field(
+        default_factory=Group, metadata={"type": GROUP_T, "doc": "The accounts guarded together, summed."}
+    )
+    session: Session = field(
+        default_factory=Session, metadata={"type": SESSION_T, "doc": "The clock in the group policy's timezone."}
+    )
+    next_trading_day: dt.datetime | None = visible(T.TIME, "The next trading-day start, DST-correct.")
+    next_trading_week: dt.datetime | None = visible(
+        T.TIME, "The next trading week's start: Sunday's session open (later after a Monday holiday)."
+    )
+    event: Event = field(default_factory=Event)  # the event one of the accounts just saw
+    calendar: Any = None  # engine.core.calendar.TradingCalendar: `lockout until CLOCK` skips closed days
+
+
+_ACCOUNT_ROOTS = ("account", "day", "week", "positions", "orders", "trades")
+_GROUP_ONLY = (
+    "`group` is seen by group policies only: a policy with `scope group` in its header, listed under `groups:`"
+)
+_ACCOUNT_ONLY = (
+    "a group policy sees `group`, not one account's `{}`: each account is `a` in `group.accounts` "
+    "(e.g. `sum(a.net_pnl for a in group.accounts)`)"
+)
+
+GROUP_SCHEMA = Schema(
+    roots=frozen_map({k: m for k, m in _members(GroupSnapshot).items()}),
+    binders=frozen_map({}),
+    # The event one of the accounts saw; not the order record nor a position's tests (no binder).
+    events=frozen_map(_event_schema(leave_out=("order", "adds_to", "reduces"))),
+    functions=LANGUAGE_FUNCTIONS,
+    unseen=frozen_map({name: _ACCOUNT_ONLY.format(name) for name in _ACCOUNT_ROOTS}),
+)
+
 SCHEMA = Schema(
     roots=frozen_map(_members(Snapshot)),
     binders=frozen_map({"position": POSITION_T, "order": ORDER_T}),
     events=frozen_map(_event_schema()),
     functions=frozen_map({**LANGUAGE_FUNCTIONS, **ENGINE_FUNCTIONS}),
+    unseen=frozen_map({"group": _GROUP_ONLY}),
+    group=GROUP_SCHEMA,
 )

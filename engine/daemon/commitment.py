@@ -10,6 +10,10 @@ active, so the edit cannot change between being checked and being applied.
 Restarting riskc does not skip the wait: at start the committed set comes from the state file,
 and files that differ from it are staged (keeping the time of an edit staged before). An admin
 can apply a staged edit at once with `riskc reload --now` (passphrase, audited).
+
+An account's policies are kept under its label (`COPY-A (1001)`), a group's under its own
+(`group copiers`, with ``scope="group"``): the same wait, the same restart rules, the same
+`riskc reload --now`.
 """
 
 from __future__ import annotations
@@ -24,28 +28,34 @@ from riskc.engine.store import policy_sets
 from riskc.engine.store.codec import parse_time
 
 if TYPE_CHECKING:
-    from riskc.engine.daemon.config import AccountConfig
+    from riskc.engine.daemon.config import AccountConfig, GroupConfig
     from riskc.engine.daemon.daemon import Daemon
 
 
 class Commitment:
-    """One account's committed policy set and its staged edit, if any."""
+    """One account's (or group's) committed policy set and its staged edit, if any."""
 
-    def __init__(self, daemon: Daemon, key: str, calendar: TradingCalendar) -> None:
+    def __init__(self, daemon: Daemon, key: str, calendar: TradingCalendar, scope: str = "account") -> None:
         self.daemon = daemon
         self.key = key
         self.calendar = calendar
+        self.scope = scope  # the sets are compiled as an account's or a group's (`scope group`)
         self.staged = policy_sets.get(daemon.store, key, "staged")
 
     # -- at start ---------------------------------------------------------------------------
 
     @classmethod
     def at_start(
-        cls, daemon: Daemon, account: AccountConfig, on_disk: PolicySet, sources: tuple[tuple[str, str], ...]
+        cls,
+        daemon: Daemon,
+        entry: AccountConfig | GroupConfig,
+        on_disk: PolicySet,
+        sources: tuple[tuple[str, str], ...],
+        scope: str = "account",
     ) -> tuple[PolicySet, Commitment]:
         """The set to run now: the committed one from the state file, else the files (which
         then become the committed set). Files that differ from the committed set are staged."""
-        store, key = daemon.store, account.label
+        store, key = daemon.store, entry.label
         now = dt.datetime.now(dt.UTC)
         active_row = policy_sets.get(store, key, "active")
         zone, day_starts = on_disk.clock
@@ -54,29 +64,31 @@ class Commitment:
             policy_sets.put(store, key, "active", on_disk.digest, sources, now)
             if policy_sets.get(store, key, "staged") is not None:
                 policy_sets.drop_staged(store, key)  # the edit was undone while riskc was down
-            return on_disk, cls(daemon, key, calendar)
-        committed, diagnostics, _ = PolicySet.from_sources(list(active_row.sources))
+            return on_disk, cls(daemon, key, calendar, scope)
+        committed, diagnostics, _ = PolicySet.from_sources(list(active_row.sources), scope)
         if committed is None or committed.clock != on_disk.clock:
             # The committed set no longer compiles (a riskc upgrade changed the language), or the
             # files move the trading clock: run the files, say so loudly.
             daemon.alerts.alert("high", f"the committed policy set of {key} cannot run any more; using the files")
             policy_sets.put(store, key, "active", on_disk.digest, sources, now)
-            return on_disk, cls(daemon, key, calendar)
-        commitment = cls(daemon, key, calendar)
+            return on_disk, cls(daemon, key, calendar, scope)
+        commitment = cls(daemon, key, calendar, scope)
         if commitment.staged is None or commitment.staged.digest != on_disk.digest:
             commitment._stage(on_disk.digest, sources, now, now)
         return committed, commitment
 
     @classmethod
-    def committed_only(cls, daemon: Daemon, account: AccountConfig) -> tuple[PolicySet, Commitment] | None:
+    def committed_only(
+        cls, daemon: Daemon, entry: AccountConfig | GroupConfig, scope: str = "account"
+    ) -> tuple[PolicySet, Commitment] | None:
         """The committed set alone, for a start whose policy files do not check; None if there
         is none (a first start) or it no longer compiles."""
-        row = policy_sets.get(daemon.store, account.label, "active")
-        committed = PolicySet.from_sources(list(row.sources))[0] if row is not None else None
+        row = policy_sets.get(daemon.store, entry.label, "active")
+        committed = PolicySet.from_sources(list(row.sources), scope)[0] if row is not None else None
         if committed is None:
             return None
         zone, day_starts = committed.clock
-        return committed, cls(daemon, account.label, TradingCalendar(zone, day_starts))
+        return committed, cls(daemon, entry.label, TradingCalendar(zone, day_starts), scope)
 
     # -- while running ----------------------------------------------------------------------
 
@@ -121,7 +133,7 @@ class Commitment:
         if not (row[2] or engine_now >= parse_time(row[1])):
             return None
         staged = self.staged
-        policies, _, _ = PolicySet.from_sources(list(staged.sources))
+        policies, _, _ = PolicySet.from_sources(list(staged.sources), self.scope)
         policy_sets.activate(self.daemon.store, self.key, dt.datetime.now(dt.UTC))
         self.staged = None
         if policies is None:  # checked when staged, so only a riskc upgrade in between gets here

@@ -221,6 +221,25 @@ class AccountConfig(_Model):
         return self.name or (str(self.id) if self.id is not None else "the default account")
 
 
+class GroupConfig(_Model):
+    """Accounts guarded together (PRODUCT.md §9): the group's policies (`scope group`) see
+    `group.*` over ``accounts`` (names or ids of entries under `accounts:`), and their flatten
+    and lockouts act on every one of them (engine/enforce/group.py)."""
+
+    name: str = Field(min_length=1)
+    accounts: list[int | str] = Field(min_length=1)
+    policies: list[ConfigPath] = Field(min_length=1)
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def label(self) -> str:
+        return f"group {self.name}"
+
+
 class WebhookConfig(_Model):
     url: str
     format: Literal["discord", "json"] = "json"
@@ -320,6 +339,7 @@ class Config(_Model):
     # PROJECT_X_USERNAME / PROJECT_X_API_KEY are the one login.
     logins: list[LoginConfig] = []
     accounts: list[AccountConfig] = Field(min_length=1)
+    groups: list[GroupConfig] = []
     alerts: AlertsConfig = AlertsConfig()
     web: WebConfig = WebConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
@@ -405,6 +425,13 @@ class Config(_Model):
             if account.name == key or (account.id is not None and str(account.id) == str(key)):
                 return account
         return None
+
+    def group(self, name: str) -> GroupConfig | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+    def members(self, group: GroupConfig) -> list[AccountConfig]:
+        """The account entries of ``group``, in its order (load_config has checked each exists)."""
+        return [a for a in (self.account(key) for key in group.accounts) if a is not None]
 
 
 # -- credentials ----------------------------------------------------------------------------
@@ -501,7 +528,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.en
         raise ConfigError([_issue(tree, shown, e) for e in error.errors()]) from None
     config = config.model_copy(update={"source": path})
     issues = _repeated_accounts(config, tree, shown) + _login_issues(config, tree, shown)
-    issues += _missing_files(config, tree, shown)
+    issues += _missing_files(config, tree, shown) + _group_issues(config, tree, shown)
     if issues:
         raise ConfigError(issues)
     return config
@@ -691,7 +718,39 @@ def _missing_files(config: Config, tree: CommentedMap, shown: str) -> list[Confi
     return issues
 
 
-def policy_files(account: AccountConfig) -> list[Path]:
+def _group_issues(config: Config, tree: CommentedMap, shown: str) -> list[ConfigIssue]:
+    """Each group named once; each of its accounts an entry under `accounts:` (by name or id),
+    listed once in it; its policy files there."""
+    issues, names = [], set()
+
+    def at(*loc: Any) -> tuple[int, int]:
+        line, col, _ = _locate(tree, ("groups", *loc), at_key=False)
+        return line, col
+
+    for i, group in enumerate(config.groups):
+        if group.name in names:
+            issues.append(ConfigIssue(shown, *at(i, "name"), f"group {group.name} is listed twice"))
+        names.add(group.name)
+        seen: set[int] = set()
+        for j, key in enumerate(group.accounts):
+            account = config.account(key)
+            if account is None:
+                known = [str(a.name or a.id) for a in config.accounts if a.name or a.id is not None]
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"; did you mean `{close[0]}`?" if close else f" (accounts: {', '.join(known) or 'none named'})"
+                message = f"group {group.name}: no account `{key}` under `accounts:`{hint}"
+                issues.append(ConfigIssue(shown, *at(i, "accounts", j), message))
+            elif id(account) in seen:
+                issues.append(ConfigIssue(shown, *at(i, "accounts", j), f"group {group.name} lists `{key}` twice"))
+            else:
+                seen.add(id(account))
+        for j, policy in enumerate(group.policies):
+            if not policy.exists():
+                issues.append(ConfigIssue(shown, *at(i, "policies", j), f"no such policy file or directory: {policy}"))
+    return issues
+
+
+def policy_files(account: AccountConfig | GroupConfig) -> list[Path]:
     """The account's policy files, directories searched recursively for ``*.risk``, in order."""
     found: list[Path] = []
     for path in account.policies:

@@ -39,6 +39,7 @@ from riskc.engine.adapters.port import BrokerCall
 from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
 from riskc.engine.adapters.projectx.intake import Malformed, Message, read_recording
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
+from riskc.engine.core.snapshot import Event
 from riskc.engine.core.timefmt import human_time
 from riskc.engine.daemon.alerts import Alerts
 from riskc.engine.daemon.board.history import recent_actions
@@ -46,6 +47,7 @@ from riskc.engine.daemon.board.series import PnlSeries
 from riskc.engine.daemon.config import Config
 from riskc.engine.daemon.items import Learned, Reconcile, Swap, Tick
 from riskc.engine.enforce.enforcer import Effects
+from riskc.engine.enforce.group import GroupGuard, group_event, moves_group
 from riskc.engine.runner import Engine, PolicySet
 from riskc.engine.store import LeaseLost, StateFileError, Store, StoreError
 from riskc.engine.store.desk import Desk, FencedStore
@@ -140,6 +142,7 @@ class AccountLoop:
         self.specs: Any = None  # live: the broker's instrument specs (daemon.instrument_source)
         self.stop_moves = StopMoves()
         self.on_take: Callable[[], Any] | None = None  # live: reconcile the account once taken (live.py)
+        self.groups: list[GroupGuard] = []  # the groups this account is in (`groups:`), set by build_loops
 
     # -- the one consumer -------------------------------------------------------------------
 
@@ -161,9 +164,12 @@ class AccountLoop:
         reconciliation), and its calls carry ``epoch``."""
         assert self.fenced is not None
         self.fenced.epoch = epoch
+        old = self.engine
         self.engine = Engine(
             self.policies, self.fenced, account_id=self.account_id, persist_book=True, instruments=self.instruments
         )
+        for guard in self.groups:
+            guard.replace(old, self.engine)
         self.active = True
         if self.on_take is not None:
             self.on_take()
@@ -202,12 +208,17 @@ class AccountLoop:
                 return
             for update in updates:
                 self._handle(engine.on_event(update))
+            if self.groups:
+                self._group_updates(updates)
         elif type(item) is Tick:
             self.daemon.maintain_store(item.now)
             if self.commitment is not None and (due := self.commitment.due(item.now)) is not None:
                 self._apply(Swap(*due))  # before the tick: the new day is evaluated by the new set
             self._handle(engine.on_tick(item.now))
             self._sample_pnl()
+            for guard in self.groups:
+                self._group_due(guard, item.now)
+                self._run_group(guard, Event(kind="clock", time=item.now))
         elif type(item) is Reconcile:
             self.activity.last_reconcile = item.now
             drift, effects = engine.reconcile(item.state, item.now, gone=item.gone)
@@ -216,6 +227,8 @@ class AccountLoop:
                     "medium", "reconciliation corrected the book: " + "; ".join(drift), account=engine.book.account.id
                 )
             self._handle(effects)
+            for guard in self.groups:  # the corrected book counts for its groups at once, not at the next tick
+                self._run_group(guard, Event(kind="clock", time=item.now))
         elif type(item) is Learned:
             engine.book.instruments_changed()
         elif type(item) is Swap:
@@ -226,6 +239,37 @@ class AccountLoop:
         elif type(item) is Malformed:
             engine.malformed += 1
             log.warning("malformed message skipped: %s", item.describe())
+
+    # -- account groups (engine/enforce/group.py) --------------------------------------------
+
+    def _group_updates(self, updates) -> None:
+        """After this account applied a message: its groups' policies, over every member's book."""
+        for guard in self.groups:
+            for update in updates:
+                event = group_event(update)
+                if event is not None and moves_group(guard, update):
+                    self._run_group(guard, event)
+
+    def _group_due(self, guard: GroupGuard, now: dt.datetime) -> None:
+        """A group edit staged by `edits: next_trading_day` becomes active at the boundary (or at
+        `riskc reload --now`), before the tick is evaluated: whichever member ticks first."""
+        if guard.commitment is None or (due := guard.commitment.due(now)) is None:
+            return
+        policies, _ = due
+        guard.swap(policies)
+        for path, digest in policies.hashes:
+            self.daemon.store.record_policy(path, digest, now)
+
+    def _run_group(self, guard: GroupGuard, event: Event) -> None:
+        """Each member's effects go to that member's loop: its store batch is done, its calls go
+        out through its own port and executor (idempotency keys `<account>:<target>`). On a desk
+        the group is evaluated only while this worker holds every member (docs/config.md)."""
+        loops = {id(lp.engine): lp for lp in self.daemon.loops}
+        members = [loops.get(id(engine)) for engine in guard.members]
+        if not all(lp is not None and lp.active for lp in members):
+            return
+        for engine, effects in guard.evaluate(event):
+            loops[id(engine)]._handle(effects)
 
     def _sample_pnl(self) -> None:
         """The board's chart: the day's net P&L, once a tick (the day's trades seed a new day).
@@ -248,7 +292,7 @@ class AccountLoop:
         for record in effects.records:
             self.activity.actions.appendleft(record)
             self.daemon.log_record({"kind": "action", "account": account} | record)
-            self.daemon.print_action(record, self.engine.zone)
+            self.daemon.print_action(record, self.engine.zone, account)
         for severity, record in _one_per_firing(effects.alerts):
             when = dt.datetime.fromisoformat(record["ts"]) if record.get("ts") else None
             self.daemon.alerts.alert(
@@ -397,7 +441,7 @@ class Daemon:
         if self._log_sink is not None:
             self._log_sink.write(record)
 
-    def print_action(self, record: dict[str, Any], zone: dt.tzinfo | None = None) -> None:
+    def print_action(self, record: dict[str, Any], zone: dt.tzinfo | None = None, account: Any = None) -> None:
         """Without the live view, one line per action (the view shows them otherwise). It is the
         only console line of an action: the alert the action raises goes to the log and the
         webhooks, not to this console."""
@@ -408,6 +452,8 @@ class Daemon:
         target = record.get("symbol") or record.get("contract_id") or ""
         when = human_time(dt.datetime.fromisoformat(record["ts"]), zone) if record.get("ts") else ""
         line = Text(f"{when}  ", style="dim")
+        if account and len(self.loops) > 1:  # several accounts: say which
+            line.append(f"{account}  ")
         line.append(f"{record['action']:<13}", style="bold")
         line.append(f" {target:<6} ")
         line.append(record["reason"])
@@ -655,6 +701,10 @@ def recording_feed(path: Path, speed: float) -> Callable:
                 await lp.queue.put(Tick(tick))
             await _pace(previous, item.ts, speed)
             previous = item.ts
+            if lp.account_id is not None and item.hub == "user":
+                item = _for_account(item, lp.account_id)  # a recording of several accounts: this one's part
+                if item is None:
+                    continue
             try:
                 decode(item)  # the simulated broker must not see what the book cannot use
                 triggered = sim.observe(item)
@@ -668,6 +718,18 @@ def recording_feed(path: Path, speed: float) -> Callable:
         lp.activity.finished = True
 
     return feed
+
+
+def _for_account(message: Message, account_id: int) -> Message | None:
+    """The part of a user-hub message about ``account_id`` (entities naming no account kept),
+    None when it is about other accounts only."""
+    from riskc.engine.sim.group_replay import split_by_account
+
+    parts = [part for owner, _, part in split_by_account(message) if owner is None or str(owner) == str(account_id)]
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    entities = [e for part in parts for arg in part.args for e in (arg if isinstance(arg, list) else [arg])]
+    return Message(message.ts, message.hub, message.target, [entities], message.line)
 
 
 async def _pace(previous: dt.datetime | None, target: dt.datetime, speed: float) -> None:

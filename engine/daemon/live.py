@@ -75,6 +75,7 @@ async def login_loops(
         lp = _account_loop(daemon, connection, account_id, policies, paths)
         lp.commitment = commitment
         lp.discover = discover
+        lp.entry = entry  # the config entry it guards (groups name entries)
         loops.append(lp)
     return loops
 

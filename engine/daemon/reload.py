@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
@@ -37,27 +38,27 @@ class Candidate:
     seconds: float
 
 
-def validate(paths: list[Path]) -> Candidate:
+def validate(paths: list[Path], scope: str = "account") -> Candidate:
     """Parse → check → compile → fixtures, in that order; stops at the first stage that fails.
     Never raises: an internal error (a bug, a RecursionError, a MemoryError) rejects the edit
     like a diagnostic does, so the last good set stays and the next edit is read again."""
     started = time.perf_counter()
     try:
-        return _validate(paths, started)
+        return _validate(paths, started, scope)
     except Exception as error:
         log.exception("internal error while validating the policies")
         problem = f"internal error while checking the edited policies ({type(error).__name__}: {error})"
         return Candidate(None, (), (problem[:2000],), time.perf_counter() - started)
 
 
-def _validate(paths: list[Path], started: float) -> Candidate:
+def _validate(paths: list[Path], started: float, scope: str = "account") -> Candidate:
     try:
         sources = tuple(_read(paths))
     except OSError as error:
         return Candidate(None, (), (f"cannot read the policies: {error}",), time.perf_counter() - started)
     except UnicodeDecodeError as error:
         return Candidate(None, (), (f"the policies are not UTF-8 text: {error}",), time.perf_counter() - started)
-    policies, diagnostics, result = PolicySet.from_sources(list(sources))
+    policies, diagnostics, result = PolicySet.from_sources(list(sources), scope)
     if policies is None:
         problems = tuple(d.render(result.sources.get(d.span.file)) for d in diagnostics if d.is_error)
         return Candidate(None, sources, problems or ("no policy among the files",), time.perf_counter() - started)
@@ -113,7 +114,8 @@ def _files(paths: list[Path]) -> list[Path]:
 async def watch_and_reload(daemon: Daemon) -> None:
     from watchfiles import awatch
 
-    watched = _watched(daemon.loops)
+    guards = _guards(daemon)
+    watched = _watched([*daemon.loops, *guards])
     if not watched:
         return
     async for changes in awatch(*watched, stop_event=daemon._stop, debounce=50, step=10, recursive=True):
@@ -127,6 +129,40 @@ async def watch_and_reload(daemon: Daemon) -> None:
                     daemon.alerts.alert(
                         "critical", f"policy reload failed, the last good policies stay active: {error}"
                     )
+        for guard in guards:
+            if _concerns(guard, changed):
+                await reload_group(daemon, guard)
+
+
+def _guards(daemon: Daemon) -> list:
+    """The account groups of the daemon's loops (engine/enforce/group.py), each once."""
+    found = {id(guard): guard for lp in daemon.loops for guard in getattr(lp, "groups", ())}
+    return list(found.values())
+
+
+async def reload_group(daemon: Daemon, guard) -> Candidate:
+    """A group policy edit: checked as an account's is (with `scope group`), then swapped in
+    between two evaluations; under `edits: next_trading_day` staged as an account's edit is."""
+    candidate = await asyncio.to_thread(validate, guard.paths, "group")
+    if candidate.policies is None:
+        text = f"group {guard.name}: policy edit rejected, the last good policies stay active:\n" + "\n".join(
+            candidate.problems
+        )
+        daemon.alerts.alert("high", text)
+        daemon.log_record({"kind": "reload", "group": guard.name, "outcome": "rejected"})
+        return candidate
+    now = max((m.book.now for m in guard.members if m.book.day is not None), default=None)
+    if guard.commitment is not None:  # `edits: next_trading_day`: staged, not swapped (daemon/commitment.py)
+        guard.commitment.stage(candidate.policies, candidate.sources, now)
+        return candidate
+    guard.swap(candidate.policies)
+    for path, digest in candidate.policies.hashes:
+        daemon.store.record_policy(path, digest, now or dt.datetime.now(dt.UTC))
+    daemon.alerts.alert("info", f"group {guard.name}: policies reloaded ({candidate.policies.digest})")
+    daemon.log_record(
+        {"kind": "reload", "group": guard.name, "outcome": "swapped", "digest": candidate.policies.digest}
+    )
+    return candidate
 
 
 async def reload_loop(daemon: Daemon, lp: AccountLoop) -> Candidate:

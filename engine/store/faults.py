@@ -17,7 +17,9 @@ into the engine, where it would drop the event's effect:
 - ``retry`` (each clock tick) replays the backlog with a short busy timeout; once it is empty
   the hold lifts and the stored state is read again;
 - ``on_change`` is told when the fault starts, when the hold starts and when the store recovers,
-  so the daemon alerts on every sink that still works.
+  so the daemon alerts on every sink that still works; and when the store, writable again,
+  refuses a buffered critical write (``unreplayed``): a refused lockout stays in force from
+  memory until a restart, and the recovery's audit record lists what was not replayed.
 
 A while-lockout whose release cannot be written stays in force (fail closed): the release is
 asked again once the store is read back.
@@ -33,7 +35,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from riskc.engine.store.models import ActionRecord, Lockout, StoreError
+from riskc.engine.store.models import ActionRecord, LeaseLost, Lockout, StoreError
 from riskc.engine.store.store import Store
 
 log = logging.getLogger("riskc.store")
@@ -88,6 +90,10 @@ class FailSafeStore:
         self.replayed = 0
         self._actions: dict[str, ActionRecord] = {}
         self._lockouts: list[Lockout] = []
+        # Lockouts buffered during a fault whose replay the store refused: kept in force from
+        # memory (fail closed) until a restart, and alerted; they never just vanish.
+        self._kept: list[Lockout] = []
+        self.unreplayed: list[dict[str, str]] = []  # this episode's refused replays, for the audit
         self._last_lockouts: dict[int | None, list[Lockout]] = {}
         self._next_id = -1
         self._since: datetime | None = None
@@ -155,7 +161,7 @@ class FailSafeStore:
                     if is_fault(error):
                         self.fault = describe(error)
                         return False
-                    log.warning("buffered %s not replayed: %s", name, error)  # e.g. a state it already has
+                    self._refused(name, args, error, critical)
                 self.backlog.popleft()
                 self.replayed += 1
                 if critical:
@@ -166,6 +172,43 @@ class FailSafeStore:
         self._recovered()
         return True
 
+    def _refused(self, name: str, args: tuple, error: Exception, critical: bool) -> None:
+        """The store took the connection back but refused a buffered write (not a storage fault).
+        A lease that moved on is expected on a desk: the new holder recovers the account. Any
+        other refusal of a write that gates an effect is alerted at once, and a refused lockout
+        stays in force from memory: what the rules decided is never silently undone."""
+        if isinstance(error, LeaseLost):
+            log.info("buffered %s not replayed: %s (nothing was sent; the new holder recovers it)", name, error)
+            return
+        if not critical:
+            log.warning("buffered %s not replayed: %s", name, error)  # e.g. a state it already has
+            return
+        self.unreplayed.append({"write": name, "error": describe(error)})
+        text = f"a buffered {name} could not be written to {self.store.path} ({describe(error)})"
+        if name == "add_lockout":
+            kept = self._buffered_lockout(args)
+            if kept is not None:
+                self._kept.append(kept)
+            text += (
+                ": the lockout stays in force from memory until riskc restarts; make it durable by hand "
+                "(`riskc lock`) or check `riskc status`"
+            )
+        else:
+            text += ": the broker call it records is verified against the broker at the next reconciliation"
+        log.error("%s", text)
+        self.on_change("unreplayed", text)
+
+    def _buffered_lockout(self, args: tuple) -> Lockout | None:
+        account_id, rule, reason, created = args[:4]
+        return next(
+            (
+                lo
+                for lo in self._lockouts
+                if (lo.account_id, lo.rule, lo.reason, lo.since) == (account_id, rule, reason, created)
+            ),
+            None,
+        )
+
     def _recovered(self) -> None:
         text = f"the state file {self.store.path} is writable again: {self.replayed} buffered write(s) replayed"
         if self.dropped:
@@ -173,12 +216,18 @@ class FailSafeStore:
         try:
             self.store.append_audit(
                 "error",
-                {"event": "state_store_fault", "error": self.fault, "replayed": self.replayed, "dropped": self.dropped},
+                {
+                    "event": "state_store_fault",
+                    "error": self.fault,
+                    "replayed": self.replayed,
+                    "dropped": self.dropped,
+                    **({"not_replayed": self.unreplayed} if self.unreplayed else {}),
+                },
                 self._since or datetime.now(UTC),
             )
         except Exception as error:  # it failed again at once: the next retry starts a new episode
             log.error("cannot audit the storage fault: %s", error)
-        self.fault, self.replayed, self.dropped = None, 0, 0
+        self.fault, self.replayed, self.dropped, self.unreplayed = None, 0, 0, []
         self._actions.clear()
         self._lockouts.clear()
         self._generation += 1
@@ -345,7 +394,7 @@ class FailSafeStore:
         return next((lo for lo in cached if lo.id == lockout_id), None)
 
     def _memory_lockout(self, lockout_id: int) -> Lockout | None:
-        return next((lo for lo in self._lockouts if lo.id == lockout_id), None)
+        return next((lo for lo in self._lockouts + self._kept if lo.id == lockout_id), None)
 
     def active_lockouts(self, account_id: int | None, now: datetime) -> list[Lockout]:
         try:
@@ -355,7 +404,7 @@ class FailSafeStore:
             if not is_fault(error):
                 raise
             stored = self._last_lockouts.get(account_id, [])
-        extra = [lo for lo in self._lockouts if lo.is_active(now) and account_id in (None, lo.account_id)]
+        extra = [lo for lo in self._lockouts + self._kept if lo.is_active(now) and account_id in (None, lo.account_id)]
         if self.holding and account_id is not None:
             extra.append(self._hold(account_id))
         return stored + extra

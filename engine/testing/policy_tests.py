@@ -457,6 +457,11 @@ def _compile(fixture: Fixture) -> tuple[Program | None, str]:
         return None, f"{fixture.path}: the policy under test does not check:\n" + "\n".join(rendered)
     if len(loaded.programs) != 1:
         return None, f"{fixture.path}: the policy under test defines rules but switches none on (add `use` lines)"
+    if loaded.programs[0].policy.settings.scope == "group":
+        return None, (
+            f"{fixture.path}: the policy under test is a group policy (`scope group`); policy tests give one "
+            "account's snapshot or events: test a group with `riskc replay RECORDING --config riskc.yaml`"
+        )
     return loaded.programs[0], ""
 
 

@@ -106,6 +106,52 @@ def test_the_hold_flattens_an_account_whose_lockout_could_not_be_written(safe) -
     assert "hold" in alerts.kinds
 
 
+def test_a_buffered_lockout_the_store_refuses_stays_in_force_and_is_alerted(safe, monkeypatch) -> None:
+    """Writable again, the store refuses the buffered lockout for a reason that is not a storage
+    fault: the lockout must not vanish with the backlog (fail closed), and the refusal is alerted
+    and listed in the recovery's audit record."""
+    store, alerts = safe
+    h = Harness(store, policy("use daily_loss(limit: $100)"))
+    h.feed(f.account(0, 50000))
+    refuse_writes(store, True)
+    h.feed(LOSS)  # the lockout exists only in memory
+    refuse_writes(store, False)
+
+    def refuse(*args, **kwargs):
+        raise ValueError("a lockout needs a reason")
+
+    monkeypatch.setattr(store.store, "add_lockout", refuse)
+    assert store.retry() and not store.holding
+    assert "unreplayed" in alerts.kinds
+    text = dict(alerts.events)["unreplayed"]
+    assert "add_lockout" in text and "stays in force" in text
+    assert store.store.active_lockouts(ACCOUNT, f.at(41)) == []  # nothing durable ...
+    assert [lo.rule for lo in store.active_lockouts(ACCOUNT, f.at(41))] == ["daily_loss"]  # ... yet enforced
+    calls = h.feed(f.position(50, MNQ, 1, 21000))
+    calls += h.tick(f.at(51))
+    assert ("close", MNQ, None, None) in summary(calls)
+    [fault] = [r for r in store.store.audit_records() if r.kind == "error" and "state_store_fault" in r.payload]
+    assert "not_replayed" in fault.payload and "add_lockout" in fault.payload
+
+
+def test_a_buffered_call_the_store_refuses_is_alerted(safe, monkeypatch) -> None:
+    store, alerts = safe
+    h = Harness(store, policy("use daily_loss(limit: $100)"))
+    h.feed(f.account(0, 50000), f.position(1, MNQ, 2, 21000))
+    refuse_writes(store, True)
+    h.feed(LOSS)  # the flatten's plan is buffered
+    refuse_writes(store, False)
+    real = store.store.plan_action
+
+    def refuse(*args, **kwargs):
+        raise ValueError("a plan without a rule")
+
+    monkeypatch.setattr(store.store, "plan_action", refuse)
+    assert store.retry()
+    monkeypatch.setattr(store.store, "plan_action", real)
+    assert any(kind == "unreplayed" and "plan_action" in text for kind, text in alerts.events)
+
+
 def test_a_lock_held_by_another_process_costs_one_busy_timeout_not_one_per_event(safe, tmp_path) -> None:
     store, alerts = safe
     h = Harness(store, policy("use daily_loss(limit: $1000)"))
