@@ -414,3 +414,55 @@ async def test_after_the_hubs_drop_both_accounts_are_subscribed_again_and_reconc
         assert len(gw.requests_to("/Auth/loginKey")) == 1
     finally:
         await stop(daemon, task)
+
+
+GROUP_POLICY = """\
+policy "desk"
+  scope group
+  timezone America/Chicago
+
+rule group_size
+  "No more than 3 contracts across the group."
+  when group.open_contracts > 3
+  then flatten
+"""
+
+
+@bounded(60)
+async def test_a_group_of_two_accounts_on_one_login_is_flattened_together(
+    gw: FakeGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups over live accounts served by one connection: neither account breaches alone (2 of
+    its limit of 2), the group does (4 > 3): both are closed, each under its own account id. An
+    account of another login listed between them reorders the loops (one connection per login):
+    the group still finds its members by their entries."""
+    gw.add_account(B, "50KTC-V2-7654321")
+    gw.add_login("second-user", SECOND_KEY)
+    gw.add_account(C, "50KTC-V2-OTHER", login="second-user")
+    gw.set_price(MNQ, 26250.0)
+    for name, value in (("PX_MAIN_USER", gw.username), ("PX_MAIN_KEY", gw.api_key)):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PX_SECOND_USER", "second-user")
+    monkeypatch.setenv("PX_SECOND_KEY", SECOND_KEY)
+    (tmp_path / "desk.risk").write_text(GROUP_POLICY)
+    names = "50KTC-V2-1234567", "50KTC-V2-7654321"  # by name: the loops are found by their entries
+    groups = f"groups:\n  - {{name: desk, accounts: [{', '.join(names)}], policies: [{tmp_path / 'desk.risk'}]}}\n"
+    accounts = "accounts:\n" + f"  - {{name: {names[0]}, login: main, policies: [POLICY]}}\n"
+    accounts += "  - {name: 50KTC-V2-OTHER, login: second, policies: [POLICY]}\n"
+    accounts += f"  - {{name: {names[1]}, login: main, policies: [POLICY]}}\n"
+    daemon, task = start(write_config(tmp_path, gw, accounts + groups, logins=TWO_LOGINS), None)
+    try:
+        await until(lambda: len(daemon.loops) == 3 and all(lp.activity.last_reconcile for lp in daemon.loops))
+        assert {lp.account_id: len(lp.groups) for lp in daemon.loops} == {A: 1, B: 1, C: 0}
+        gw.set_position(MNQ, 2, 26246.0, account_id=A)
+        await gw.push_user("GatewayUserPosition", gw.position(MNQ, A))
+        await asyncio.sleep(0.5)
+        assert gw.requests_to("/Position/closeContract") == []  # 2 in the group: nothing yet
+        gw.set_position(MNQ, 2, 26246.0, account_id=B)
+        await gw.push_user("GatewayUserPosition", gw.position(MNQ, B))
+        await until(lambda: gw.signed_size(MNQ, A) == 0 and gw.signed_size(MNQ, B) == 0, timeout=20)
+        closed = sorted(r.json["accountId"] for r in gw.requests_to("/Position/closeContract"))
+        assert closed == [A, B]
+        assert len(gw.requests_to("/Auth/loginKey")) == 2 and len(gw.connections("user")) == 2
+    finally:
+        await stop(daemon, task)
