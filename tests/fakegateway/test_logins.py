@@ -466,3 +466,42 @@ async def test_a_group_of_two_accounts_on_one_login_is_flattened_together(
         assert len(gw.requests_to("/Auth/loginKey")) == 2 and len(gw.connections("user")) == 2
     finally:
         await stop(daemon, task)
+
+
+@bounded(30)
+async def test_a_rejected_token_makes_every_account_reconcile_a_planned_refresh_does_not(gw: FakeGateway) -> None:
+    from riskc.engine.adapters.projectx.sdk import (
+        AccountsWanted,
+        AccountWanted,
+        ConnectionEvent,
+        ConnectOptions,
+        connect_login,
+    )
+
+    from .test_projectx_e2e import credentials, urls
+
+    gw.add_account(B, "50KTC-V2-7654321")
+    always = ConnectOptions(refresh_before=gw.token_ttl_seconds + 60)  # every ensure() refreshes
+    wanted = AccountsWanted((AccountWanted(id=A), AccountWanted(id=B)))
+    connection = await connect_login(credentials(gw), urls(gw), wanted, options=always)
+    inboxes = {account_id: asyncio.Queue() for account_id in (A, B)}
+    for account_id, inbox in inboxes.items():
+        connection.attach(account_id, inbox)
+
+    def renewed() -> dict[int, int]:
+        return {
+            a: sum(1 for i in list(q._queue) if isinstance(i, ConnectionEvent) and i.state == "renewed")  # type: ignore[attr-defined]
+            for a, q in inboxes.items()
+        }
+
+    try:
+        await connection.brokers[A].state(A)  # a planned refresh: a new login, nothing missed
+        await asyncio.sleep(0.2)
+        assert len(gw.requests_to("/Auth/loginKey")) >= 2 and renewed() == {A: 0, B: 0}
+        gw.revoke_tokens()  # the Gateway rejects the token: the next read logs in again
+        connection.session.refresh_before = 0.0
+        await connection.brokers[B].state(B)
+        await asyncio.sleep(0.2)
+        assert renewed() == {A: 1, B: 1}
+    finally:
+        await connection.close()

@@ -323,6 +323,7 @@ class Session:
         self._accounts_read: tuple[float, str | None, asyncio.Future] | None = None
         self.listeners: list[Callable[[str], None]] = []  # told each new token (the hubs)
         self.source = "PROJECT_X_USERNAME and PROJECT_X_API_KEY"  # where the credentials came from
+        self.refreshing = False  # the login under way replaces a token that was not rejected
         self._lock = asyncio.Lock()
 
     @property
@@ -335,18 +336,23 @@ class Session:
         async with self._lock:
             await self._login()
 
-    async def renew(self, rejected: str | None) -> bool:
+    async def renew(self, rejected: str | None, *, planned: bool = False) -> bool:
         """Log in again because the Gateway rejected token ``rejected`` (a 401, a
-        ``GatewayLogout``), unless another task already did. Never raises: False when it failed."""
+        ``GatewayLogout``), unless another task already did. Never raises: False when it failed.
+        ``planned``: a refresh before expiry (``ensure``), not a rejection (``refreshing`` is true
+        while the listeners hear of it)."""
         async with self._lock:
             if rejected is not None and self.token != rejected:
                 return True
+            self.refreshing = planned
             try:
                 await self._login()
             except Exception as error:
                 _reraise_cancellation()
                 log.warning("logging in again failed: %s", _why(error))
                 return False
+            finally:
+                self.refreshing = False
             return True
 
     async def ensure(self) -> None:
@@ -357,7 +363,7 @@ class Session:
         )
         if self.token and fresh:
             return
-        await self.renew(self.token)
+        await self.renew(self.token, planned=self.token is not None)
 
     async def _login(self) -> None:
         client = self.client
@@ -1250,12 +1256,13 @@ class ProjectXConnection:
         self._wake.set()
 
     def _new_token(self, token: str) -> None:
-        """A fresh login (a 401, a refresh, a logout): the hubs reconnect with the new token, and
-        every account reconciles (``renewed``): whatever the rejected session kept from the
-        stream is read from REST before rules act on it again. A rebuild reports its own."""
+        """A fresh login (a 401, a refresh, a logout): the hubs reconnect with the new token. After
+        a rejected token every account reconciles (``renewed``): whatever the rejected session
+        kept from the stream is read from REST before rules act on it again. A refresh before
+        expiry replaced a valid token (nothing was missed); a rebuild reports its own."""
         if self._rt is not None:
             self._rt.jwt_token = token
-        if self._watchdog is not None and not self._reviving and not self._closing:
+        if self._watchdog is not None and not self._reviving and not self._closing and not self.session.refreshing:
             log.info("logged in again: every account of the login reconciles")
             self._broadcast(ConnectionEvent(dt.datetime.now(dt.UTC), "user", "renewed", "logged in again"))
 
