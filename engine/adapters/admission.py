@@ -61,6 +61,12 @@ class Admission:
             if urgent:
                 self._urgent -= 1
 
+    def refund(self, cost: int = 1) -> None:
+        """``cost`` requests counted by the last ``acquire`` were not sent after all (a read
+        shared with another account's)."""
+        for _ in range(min(cost, len(self._sent))):
+            self._sent.pop()
+
     def retry_after(self, seconds: float) -> None:
         """The Gateway answered ``429``: nothing goes out for ``seconds``."""
         self.blocked_until = max(self.blocked_until, self.clock() + max(0.0, seconds))

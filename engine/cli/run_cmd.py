@@ -48,12 +48,22 @@ def command(
     no_web: bool,
 ) -> None:
     """Follow the account(s), evaluate every policy on every event and each second, enforce."""
-    from riskc.engine.daemon.config import ConfigError, CredentialsError, credentials_from_env, find_config, load_config
+    from riskc.engine.daemon.config import (
+        ConfigError,
+        CredentialsError,
+        credentials_from_env,
+        find_config,
+        load_config,
+        login_credentials,
+    )
 
     try:
         found = find_config(config_path)
-        credentials = credentials_from_env()
         config = load_config(found) if found is not None else None
+        if config is not None and config.logins and config.broker.needs_credentials:
+            credentials = login_credentials(config)  # every login's, from the variables it names
+        else:
+            credentials = credentials_from_env()
     except (ConfigError, CredentialsError) as error:
         echo_err(f"error: {error}")
         raise SystemExit(EXIT_USAGE) from None

@@ -136,11 +136,13 @@ def pick_account(known_ids: list[int], config: Config, wanted: str | None) -> in
 
 
 def account_entry(config: Config, account_id: int) -> AccountConfig | None:
-    """The config entry that guards ``account_id``: by id, else the only entry there is."""
+    """The config entry that guards ``account_id``: by id, else the only entry there is, else the
+    only ``all: true`` entry (an account a login listed)."""
     by_id = config.account(account_id)
     if by_id is not None:
         return by_id
-    return config.accounts[0] if len(config.accounts) == 1 else None
+    every = [a for a in config.accounts if a.all]
+    return config.accounts[0] if len(config.accounts) == 1 else every[0] if len(every) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,12 +170,35 @@ class BrokerConfig(_Model):
         return self.kind != "sim"
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class LoginConfig(_Model):
+    """A broker login (``logins:``): the environment variables its credentials come from. The
+    file names the variables, never the values, so it can still be shared."""
+
+    name: str = Field(min_length=1)
+    username_env: str
+    api_key_env: str
+
+    @field_validator("username_env", "api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        if not re.match(_ENV_NAME, value):
+            raise ValueError(f"{value!r} is not an environment variable name (letters, digits, _)")
+        return value
+
+
 class AccountConfig(_Model):
     """One account and its policies. With neither ``name`` nor ``id`` the entry means the account
-    the credentials select (``PROJECT_X_ACCOUNT_NAME``, or the only one there is)."""
+    the credentials select (``PROJECT_X_ACCOUNT_NAME``, or the only one there is). ``all: true``
+    means every account its login can see (docs/config.md, "Logins and `accounts: all`");
+    ``login`` names the entry of ``logins:`` whose credentials reach the account."""
 
     name: str | None = None
     id: int | None = None
+    all: bool = False
+    login: str | None = None
     policies: list[ConfigPath] = Field(min_length=1)
 
     @field_validator("policies", mode="before")
@@ -183,8 +206,16 @@ class AccountConfig(_Model):
     def _one_or_more(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value  # `policies: policies/` is one entry
 
+    @model_validator(mode="after")
+    def _all_alone(self) -> Self:
+        if self.all and (self.name is not None or self.id is not None):
+            raise ValueError("`all: true` means every account of the login: leave out `name` and `id`")
+        return self
+
     @property
     def label(self) -> str:
+        if self.all:
+            return f"every account of login {self.login}" if self.login else "every account"
         if self.id is not None and self.name:
             return f"{self.name} ({self.id})"
         return self.name or (str(self.id) if self.id is not None else "the default account")
@@ -304,6 +335,9 @@ class Config(_Model):
     log: ConfigPath | None = Field(default_factory=lambda: default_state_dir() / "riskc.log.jsonl")
     broker: BrokerConfig = BrokerConfig()
     reconcile_every: Duration = dt.timedelta(seconds=30)
+    # Broker logins, each naming the environment variables of its credentials; none: the SDK's
+    # PROJECT_X_USERNAME / PROJECT_X_API_KEY are the one login.
+    logins: list[LoginConfig] = []
     accounts: list[AccountConfig] = Field(min_length=1)
     groups: list[GroupConfig] = []
     alerts: AlertsConfig = AlertsConfig()
@@ -317,6 +351,28 @@ class Config(_Model):
     stale_after: Duration = dt.timedelta(seconds=10)
     # Where the config was read from (None for the built-in demo); not a key of the file.
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _all_shorthand(cls, value: Any) -> Any:
+        """``accounts: {all: true, policies: [...]}`` is short for a list of that one entry."""
+        if isinstance(value, dict) and "all" in value:
+            return [value]
+        if value == "all":
+            raise ValueError("write `accounts: {all: true, policies: [...]}` (every account the logins can see)")
+        return value
+
+    @property
+    def lists_all(self) -> bool:
+        """Some entry is ``all: true``: the accounts are known only after logging in."""
+        return any(a.all for a in self.accounts)
+
+    def login_of(self, account: AccountConfig) -> str | None:
+        """The login serving ``account``: its ``login:``, else the only one of ``logins:``, else
+        None (the SDK's PROJECT_X_USERNAME / PROJECT_X_API_KEY)."""
+        if account.login is not None:
+            return account.login
+        return self.logins[0].name if len(self.logins) == 1 else None
 
     @field_validator("web", mode="before")
     @classmethod
@@ -390,11 +446,32 @@ class Credentials:
     username: str
     api_key: str = field(repr=False)
     account_name: str | None = None
+    source: str = "PROJECT_X_USERNAME and PROJECT_X_API_KEY"  # the variables they came from
 
     def __repr__(self) -> str:
         return f"Credentials(username={self.username!r}, api_key='***', account_name={self.account_name!r})"
 
     __str__ = __repr__
+
+
+def login_credentials(config: Config, environ: Mapping[str, str] = os.environ) -> dict[str, Credentials]:
+    """The credentials of every entry of ``logins:``, by login name, from the variables each one
+    names. Raises ``CredentialsError`` naming every variable that is unset or empty (never a
+    value)."""
+    found, missing = {}, []
+    for i, login in enumerate(config.logins):
+        username = environ.get(login.username_env, "").strip()
+        api_key = environ.get(login.api_key_env, "").strip()
+        for variable, value, key in (
+            (login.username_env, username, "username_env"),
+            (login.api_key_env, api_key, "api_key_env"),
+        ):
+            if not value:
+                missing.append(f"{variable} (logins[{i}].{key}, login `{login.name}`)")
+        found[login.name] = Credentials(username, api_key, None, f"{login.username_env} and {login.api_key_env}")
+    if missing:
+        raise CredentialsError(f"no broker credentials: set {' and '.join(missing)} in the environment")
+    return found
 
 
 def credentials_from_env(environ: Mapping[str, str] = os.environ) -> Credentials | None:
@@ -450,8 +527,8 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.en
     except ValidationError as error:
         raise ConfigError([_issue(tree, shown, e) for e in error.errors()]) from None
     config = config.model_copy(update={"source": path})
-    issues = _repeated_accounts(config, tree, shown) + _missing_files(config, tree, shown)
-    issues += _group_issues(config, tree, shown)
+    issues = _repeated_accounts(config, tree, shown) + _login_issues(config, tree, shown)
+    issues += _missing_files(config, tree, shown) + _group_issues(config, tree, shown)
     if issues:
         raise ConfigError(issues)
     return config
@@ -572,6 +649,8 @@ def _repeated_accounts(config: Config, tree: CommentedMap, shown: str) -> list[C
     the second entry."""
     issues, seen = [], set()
     for i, account in enumerate(config.accounts):
+        if account.all:
+            continue  # _login_issues: one `all` entry per login
         keys = [("id", account.id)] if account.id is not None else []
         keys += [("name", account.name)] if account.name else []
         for what, value in keys or [("", None)]:
@@ -584,6 +663,44 @@ def _repeated_accounts(config: Config, tree: CommentedMap, shown: str) -> list[C
                 )
                 issues.append(ConfigIssue(shown, line, col, message))
             seen.add((what, value))
+    return issues
+
+
+def _login_issues(config: Config, tree: CommentedMap, shown: str) -> list[ConfigIssue]:
+    """``logins:`` and the accounts' ``login:`` and ``all:``, located: a login named twice, an
+    account naming a login that is not listed (or any, with no ``logins:``), an account that
+    must say which of several logins serves it, two ``all`` entries for one login, ``all`` on
+    the simulated broker (which has no login to list accounts from)."""
+    issues: list[ConfigIssue] = []
+
+    def issue(loc: tuple[Any, ...], message: str) -> None:
+        line, col, _ = _locate(tree, loc, at_key=False)
+        issues.append(ConfigIssue(shown, line, col, message))
+
+    names = [login.name for login in config.logins]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            issue(("logins", i, "name"), f"login `{name}` is listed twice")
+    every: set[str | None] = set()
+    for i, account in enumerate(config.accounts):
+        if account.login is not None and not names:
+            issue(("accounts", i, "login"), f"login `{account.login}` is not defined: there is no `logins:` list")
+        elif account.login is not None and account.login not in names:
+            issue(
+                ("accounts", i, "login"),
+                f"no login `{account.login}` in `logins:` (known: {', '.join(dict.fromkeys(names))})",
+            )
+        elif account.login is None and len(names) > 1:
+            issue(("accounts", i), f"name the account's `login:` (one of: {', '.join(dict.fromkeys(names))})")
+        if account.all:
+            login = config.login_of(account)
+            if login in every:
+                issue(("accounts", i, "all"), f"`all: true` is given twice for {account.label}")
+            every.add(login)
+            if config.broker.kind == "sim":
+                issue(
+                    ("accounts", i, "all"), "`all: true` needs a live broker (projectx, dry-run) to list the accounts"
+                )
     return issues
 
 

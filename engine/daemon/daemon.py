@@ -137,10 +137,11 @@ class AccountLoop:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.activity = Activity()
         self.commitment = None  # `edits: next_trading_day` (daemon/commitment.py), set by build_loops
-        self.connection = None  # the live ProjectX connection (hub health for the board), set by live_loop
+        self.connection = None  # the live ProjectX connection (hub health for the board), set by live.py
         self._calls: set[asyncio.Task] = set()
         self.specs: Any = None  # live: the broker's instrument specs (daemon.instrument_source)
         self.stop_moves = StopMoves()
+        self.on_take: Callable[[], Any] | None = None  # live: reconcile the account once taken (live.py)
         self.groups: list[GroupGuard] = []  # the groups this account is in (`groups:`), set by build_loops
 
     # -- the one consumer -------------------------------------------------------------------
@@ -170,6 +171,8 @@ class AccountLoop:
         for guard in self.groups:
             guard.replace(old, self.engine)
         self.active = True
+        if self.on_take is not None:
+            self.on_take()
 
     def lose(self, why: str) -> None:
         if self.fenced is not None:
@@ -362,7 +365,7 @@ class AccountLoop:
 
 async def _lease_service(daemon: Daemon) -> None:
     while True:
-        daemon.lease_cycle()
+        await daemon.lease_cycle()
         await asyncio.sleep(daemon.desk.poll_s if daemon.desk is not None else 1.0)
 
 
@@ -423,6 +426,8 @@ class Daemon:
         if repaired:
             self._state_edited(repaired)
         self.loops: list[AccountLoop] = []
+        self._lease_thread: Any = None  # the one thread that uses the desk's lease session
+        self._added: list[asyncio.Task] = []  # the tasks of loops added while running (add_loop)
         self.board = None  # the status board, while the `serve_board` service runs (engine/daemon/board)
         self._stop = asyncio.Event()
         self._log_sink = next((s for s in self.alerts.sinks if hasattr(s, "write")), None)
@@ -515,6 +520,8 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stop)
         self.loops = await build_loops(self)
         if self.desk is not None:
+            # `accounts: all`: the ids the logins listed; else those of the config (the same).
+            self.desk.accounts = sorted({lp.account_id for lp in self.loops if lp.account_id is not None})
             services = (*services, _lease_service)
         if self.loops:  # alert lines in the account's timezone, like every other time shown
             for sink in self.alerts.sinks:
@@ -529,40 +536,66 @@ class Daemon:
         try:
             await self._wait_for_stop()
         finally:
-            await self._shutdown(tasks, running)
+            await self._shutdown(tasks + self._added, running)
         return 0
 
     def _open_desk(self) -> Desk:
         import psycopg
 
         ids = [a.id for a in self.config.accounts if a.id is not None]
-        if len(ids) != len(self.config.accounts):
-            raise StateFileError("on a PostgreSQL desk every account in the config needs its `id:` (leases are by id)")
+        if any(a.id is None and not a.all for a in self.config.accounts):
+            raise StateFileError(
+                "on a PostgreSQL desk every account in the config needs its `id:` (leases are by id), "
+                "or `all: true` (the ids the login lists)"
+            )
         try:
             return Desk(str(self.config.state), ids)
         except psycopg.Error as error:
             raise StoreError(f"cannot open the desk's lease session: {error}") from None
 
-    def lease_cycle(self) -> None:
-        """Renew, take, let go (desk.py); called every ``desk.poll_s`` by the lease service."""
+    async def lease_cycle(self) -> None:
+        """Renew, take, let go (desk.py); called every ``desk.poll_s`` by the lease service. The
+        lease session's queries run on the one lease thread, off the event loop (a slow server
+        never stalls enforcement); accounts shed beyond the fair share are stopped here before
+        their locks go. Fencing does not depend on this timing: every planned call is checked
+        against the account's epoch in the database."""
         assert self.desk is not None
+        desk = self.desk
         by_id = {lp.account_id: lp for lp in self.loops}
         try:
-            gained, lost = self.desk.poll()
+            gained, lost = await self._on_lease_thread(partial(desk.poll, let_go=False))
         except Exception as error:  # the server is gone or restarting: hold nothing meanwhile
             log.error("desk: cannot renew the leases: %s", error)
             gained, lost = [], [lp.account_id for lp in self.loops if lp.active]
-            self.desk.held.clear()
-            self.desk.reconnect()
+            desk.held.clear()
+            desk.shedding.clear()
+            await self._on_lease_thread(desk.reconnect)
         for account_id in lost:
             if account_id in by_id:
                 by_id[account_id].lose("lease lost")
+        if desk.shedding:
+            await self._on_lease_thread(partial(desk.let_go_of, sorted(desk.shedding)))
         for account_id in gained:
             if account_id in by_id:
                 by_id[account_id].take(self.desk.held[account_id])
                 self.alerts.alert("info", f"account {account_id}: held by worker {self.desk.worker}")
         if gained or lost:
             self.log_record({"kind": "desk", "held": sorted(self.desk.held), "gained": gained, "lost": lost})
+
+    def add_loop(self, lp: AccountLoop) -> None:
+        """An account found while running (``accounts: all``, a new account of a login): its loop
+        runs from now on, and on a desk its lease is taken like the others'."""
+        self.loops.append(lp)
+        if self.desk is not None and lp.account_id is not None:
+            self.desk.accounts = sorted({*self.desk.accounts, lp.account_id})
+        self._added += [asyncio.create_task(lp.consume()), asyncio.create_task(lp.feed(lp))]
+
+    async def _on_lease_thread(self, call: Callable[[], Any]) -> Any:
+        if self._lease_thread is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._lease_thread = ThreadPoolExecutor(1, thread_name_prefix="riskc-lease")
+        return await asyncio.get_running_loop().run_in_executor(self._lease_thread, call)
 
     async def _wait_for_stop(self) -> None:
         waits = [asyncio.create_task(self._stop.wait())]
@@ -601,7 +634,8 @@ class Daemon:
         await asyncio.gather(*services, return_exceptions=True)
         if self.desk is not None:
             with contextlib.suppress(Exception):
-                self.desk.close()  # the others take the accounts at their next poll
+                await self._on_lease_thread(self.desk.close)  # the others take the accounts at their next poll
+            self._lease_thread.shutdown(wait=False)
         self.log_record({"kind": "daemon", "event": "stopped"})
         if not self.store.retry():
             self.alerts.alert(

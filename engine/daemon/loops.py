@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS
-from riskc.engine.daemon.config import policy_files
+from riskc.engine.daemon.config import login_credentials, policy_files
 from riskc.engine.daemon.daemon import AccountLoop, recording_feed
 from riskc.engine.runner import PolicySet
 from riskc.engine.sim.broker import SimBroker
 
 if TYPE_CHECKING:
-    from riskc.engine.daemon.config import AccountConfig, Credentials, GroupConfig
+    from riskc.engine.daemon.config import AccountConfig, Config, Credentials, GroupConfig
     from riskc.engine.daemon.daemon import Daemon
 
 
@@ -31,31 +33,50 @@ def load_policies(account: AccountConfig | GroupConfig, scope: str = "account") 
     return policies, list(account.policies)
 
 
-async def build_loops(daemon: Daemon, credentials: Credentials | None) -> list[AccountLoop]:
+async def build_loops(daemon: Daemon, credentials: Credentials | Mapping[str, Credentials] | None) -> list[AccountLoop]:
+    """A loop per account. Live, one connection per login serves all its accounts (``logins:``
+    gives each login's credentials, by name; without it ``credentials`` is the one login)."""
     config = daemon.config
-    loops = []
-    for account in config.accounts:
-        commitment = None
-        if config.edits == "next_trading_day":
-            policies, paths, commitment = _committed(daemon, account)
-        else:
-            policies, paths = load_policies(account)
-        if config.broker.kind == "sim":
+    loops: list[AccountLoop] = []
+    if config.broker.kind == "sim":
+        for account in config.accounts:
+            policies, paths, commitment = _policies(daemon, account)
             overrides = config.instrument_overrides()
             instruments = (
                 DEFAULT_INSTRUMENTS.with_overrides(overrides, pinned=True) if overrides else DEFAULT_INSTRUMENTS
             )
             port, feed = SimBroker(instruments), recording_feed(config.broker.recording, config.broker.speed)
             loops.append(AccountLoop(daemon, policies, paths, port, feed, account.id, instruments=instruments))
-        else:
-            from riskc.engine.daemon.live import live_loop
+            loops[-1].commitment = commitment
+            loops[-1].entry = account
+    else:
+        from riskc.engine.daemon.live import login_loops
 
-            loops.append(await live_loop(daemon, account, policies, paths, credentials))
-        loops[-1].commitment = commitment
-        for path, digest in policies.hashes:
+        if config.logins and not isinstance(credentials, Mapping):
+            credentials = login_credentials(config)
+        for login, entries in _by_login(config).items():
+            found = credentials.get(login) if isinstance(credentials, Mapping) else credentials
+            loops += await login_loops(daemon, entries, found, partial(_policies, daemon))
+    for lp in loops:
+        for path, digest in lp.policies.hashes:
             daemon.store.record_policy(path, digest, _now())
     _build_groups(daemon, loops)
     return loops
+
+
+def _by_login(config: Config) -> dict[str | None, list[AccountConfig]]:
+    grouped: dict[str | None, list[AccountConfig]] = {}
+    for account in config.accounts:
+        grouped.setdefault(config.login_of(account), []).append(account)
+    return grouped
+
+
+def _policies(daemon: Daemon, account: AccountConfig) -> tuple[PolicySet, list[Path], Any]:
+    """The account's policies, their paths, and its commitment (``edits: next_trading_day``)."""
+    if daemon.config.edits == "next_trading_day":
+        return _committed(daemon, account)
+    policies, paths = load_policies(account)
+    return policies, paths, None
 
 
 def _build_groups(daemon: Daemon, loops: list[AccountLoop]) -> None:
@@ -81,7 +102,11 @@ def _build_groups(daemon: Daemon, loops: list[AccountLoop]) -> None:
 
 
 def _loop_of(account: AccountConfig, config, loops: list[AccountLoop]) -> AccountLoop | None:
-    """The loop of a config entry: by its id, else by its place (one loop per entry)."""
+    """The loop of a config entry: the loop built for it, else by its id, else by its place (one
+    loop per entry)."""
+    built = next((lp for lp in loops if getattr(lp, "entry", None) is account), None)
+    if built is not None:
+        return built
     if account.id is not None:
         found = next((lp for lp in loops if lp.account_id == account.id), None)
         if found is not None:

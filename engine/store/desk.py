@@ -61,8 +61,9 @@ class LeaseRow:
 
 
 class Desk:
-    """One worker's leases. Use from one thread (the daemon's event loop calls it between
-    items); ``poll()`` once per ``poll_s`` renews what is held and takes what is free."""
+    """One worker's leases. Use from one thread at a time (the daemon calls it from its one
+    lease thread, off the event loop); ``poll()`` once per ``poll_s`` renews what is held and
+    takes what is free."""
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class Desk:
         self.ttl_s = ttl_s
         self.poll_s = poll_s
         self.held: dict[int, int] = {}  # account -> epoch
+        self.shedding: set[int] = set()  # shed but still locked (poll(let_go=False))
         self.db = self._connect()
 
     def _connect(self) -> PgDatabase:
@@ -92,14 +94,17 @@ class Desk:
 
     # -- the cycle ------------------------------------------------------------------------------
 
-    def poll(self) -> tuple[list[int], list[int]]:
+    def poll(self, *, let_go: bool = True) -> tuple[list[int], list[int]]:
         """Renew the leases held, take free (or expired) accounts up to the fair share. Returns
         (gained, lost): the caller starts enforcing the gained accounts (recovering them from the
-        store, as after a restart) and stops the lost ones at once."""
+        store, as after a restart) and stops the lost ones at once. ``let_go=False``: accounts
+        shed beyond the fair share stay locked (in ``shedding``) until ``let_go_of`` is called,
+        so a caller that polls while its accounts run stops them before another worker can take
+        them."""
         lost = self.renew()
         gained: list[int] = []
         share = self.fair_share()
-        lost += self._shed(len(self.held) - share)
+        lost += self._shed(len(self.held) - share, unlock=let_go)
         for account_id in self._candidates():
             if len(self.held) >= share:
                 break
@@ -108,17 +113,28 @@ class Desk:
                 gained.append(account_id)
         return gained, lost
 
-    def _shed(self, surplus: int) -> list[int]:
+    def _shed(self, surplus: int, *, unlock: bool = True) -> list[int]:
         """More than the fair share (this worker started first, or another one joined): let the
-        surplus go, highest ids first, for the newcomers to take at their next poll. The caller
-        polls between items, so nothing of these accounts is in flight."""
+        surplus go, highest ids first, for the newcomers to take at their next poll. Unlocked
+        here when the caller polls between items (nothing of these accounts is in flight), else
+        by ``let_go_of`` once the caller has stopped them."""
         if surplus <= 0:
             return []
         shed = sorted(self.held, reverse=True)[:surplus]
         for account_id in shed:
             del self.held[account_id]
-            self._unlock(account_id)
+            if unlock:
+                self._unlock(account_id)
+            else:
+                self.shedding.add(account_id)
         return shed
+
+    def let_go_of(self, accounts: list[int]) -> None:
+        """Unlock accounts ``poll(let_go=False)`` shed, now that they are stopped."""
+        for account_id in accounts:
+            if account_id in self.shedding and account_id not in self.held:
+                self.shedding.discard(account_id)
+                self._unlock(account_id)
 
     def renew(self) -> list[int]:
         """Move ``renewed_at`` on; any account whose row names another owner or epoch, or every
@@ -233,9 +249,10 @@ class Desk:
 
     def release_all(self) -> None:
         """A clean stop: the locks go at once, so the others take the accounts at their next poll."""
-        for account_id in list(self.held):
+        for account_id in [*self.held, *self.shedding]:
             self._unlock(account_id)
         self.held.clear()
+        self.shedding.clear()
 
     def close(self) -> None:
         import psycopg

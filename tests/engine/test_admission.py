@@ -59,3 +59,28 @@ async def test_a_429_holds_everything_for_its_retry_after() -> None:
 def test_one_admission_per_login() -> None:
     a = for_login("https://gw/api", "alice")
     assert for_login("https://gw/api", "alice") is a and for_login("https://gw/api", "bob") is not a
+
+
+async def test_a_refund_gives_back_what_was_not_sent() -> None:
+    clock = Clock()
+    admission = Admission(10, 0, clock=clock, sleep=clock.sleep)
+    await admission.acquire(5)
+    admission.refund(1)  # one of the five was a read shared with another account's
+    assert admission.used() == 4
+    admission.refund(10)
+    assert admission.used() == 0
+
+
+def test_a_logins_accounts_reconcile_within_its_read_budget() -> None:
+    from types import SimpleNamespace
+
+    from riskc.engine.daemon.live import reconcile_period
+
+    options = SimpleNamespace(requests_per_minute=180, read_reserve=30)  # 150 reads a minute
+
+    def period(accounts: int, every: float = 30.0) -> float:
+        return reconcile_period(every, SimpleNamespace(options=options, accounts=dict.fromkeys(range(accounts))))
+
+    assert [period(n) for n in (1, 15, 16, 40)] == [30.0, 30.0, 32.0, 80.0]
+    assert period(40, every=120.0) == 120.0  # never more often than asked
+    assert reconcile_period(30.0, object()) == 30.0  # not a ProjectX connection (sim)

@@ -15,7 +15,12 @@ It speaks exactly what project-x-py 4.4.1 sends (see docs/sdk-notes.md):
   ``{"type":1,"target":...,"arguments":[...]}`` and close messages (type 7).
 
 State is in memory (accounts, positions, open orders, order history, trades, contracts,
-last prices). Broker mutations (close, partial close, market order, cancel, ...) change the
+last prices). Several logins (:meth:`FakeGateway.add_login`) with several accounts each
+(:meth:`FakeGateway.add_account`), kept apart as the real Gateway keeps them: a login's token
+lists, reads and trades only its own accounts, and a user-hub connection hears an account's
+orders, positions and trades only once it subscribed that account's id (``SubscribeOrders(id)``,
+...), and only if the account is its login's; ``SubscribeAccounts`` brings the login's accounts.
+Broker mutations (close, partial close, market order, cancel, ...) change the
 state and, like the real Gateway, push ``GatewayUserOrder`` / ``GatewayUserTrade`` /
 ``GatewayUserPosition`` / ``GatewayUserAccount`` to subscribed user-hub connections
 (``emit_events=True``).
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import itertools
 import json
 import time
@@ -45,6 +51,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 RS = "\x1e"  # SignalR record separator
+DEFAULT_LOGIN = ""  # the owner of the accounts of the constructor's login (``username``/``api_key``)
+_USER: contextvars.ContextVar[str] = contextvars.ContextVar("fake_gateway_user", default=DEFAULT_LOGIN)
 
 # SignalR message types
 INVOCATION = 1
@@ -203,6 +211,7 @@ class HubConnection:
     subscriptions: set[tuple[str, Any]] = field(default_factory=set)
     handshaken: bool = False
     silent: bool = False  # sends nothing any more (pings, pushes): a half-open socket
+    user: str = DEFAULT_LOGIN  # the login whose token opened it: it hears only that login's accounts
 
 
 class FakeGateway:
@@ -248,6 +257,11 @@ class FakeGateway:
                 "simulated": True,
             },
         ]
+        # Several logins, several accounts each, as the real Gateway has them: a login sees (in
+        # /Account/search), trades and hears (on the user hub) only its own accounts.
+        self.logins: dict[str, str] = {}  # user name -> API key, beyond the constructor's login
+        self.owner: dict[int, str] = {account_id: DEFAULT_LOGIN}  # account id -> user name
+        self.token_user: dict[str, str] = {}
         self.contracts: dict[str, dict[str, Any]] = {
             c["id"]: dict(c) for c in (contracts if contracts is not None else DEFAULT_CONTRACTS)
         }
@@ -325,6 +339,32 @@ class FakeGateway:
     def set_contract(self, **contract: Any) -> dict[str, Any]:
         self.contracts[contract["id"]] = contract
         return contract
+
+    def add_login(self, username: str, api_key: str) -> None:
+        """Another login (user name and API key) of this Gateway; it owns no account yet."""
+        self.logins[username] = api_key
+
+    def add_account(
+        self,
+        account_id: int,
+        name: str,
+        *,
+        balance: float = 50000.0,
+        can_trade: bool = True,
+        login: str | None = None,
+    ) -> dict[str, Any]:
+        """An account of ``login`` (a user name given to ``add_login``; None: the constructor's)."""
+        account = {
+            "id": account_id,
+            "name": name,
+            "balance": balance,
+            "canTrade": can_trade,
+            "isVisible": True,
+            "simulated": True,
+        }
+        self.accounts.append(account)
+        self.owner[account_id] = DEFAULT_LOGIN if login is None else login
+        return account
 
     def set_price(self, contract_id: str, price: float) -> None:
         """Price used to fill market orders / closes for ``contract_id``."""
@@ -543,11 +583,13 @@ class FakeGateway:
             method = _USER_TARGET_SUBSCRIPTION.get(target)
             if method is None:
                 return True  # e.g. GatewayLogout
-            if method == "SubscribeAccounts":
-                return (method, None) in conn.subscriptions
             data = args[0].get("data", args[0]) if args and isinstance(args[0], dict) else {}
+            if method == "SubscribeAccounts":  # every account of the connection's login
+                acct = data.get("id") if isinstance(data, dict) else None
+                return (method, None) in conn.subscriptions and self._hears(conn, acct)
             acct = data.get("accountId") if isinstance(data, dict) else None
-            return (method, acct) in conn.subscriptions or (
+            # Per account, as subscribed (SubscribeOrders(accountId), ...), and only the login's own.
+            return ((method, acct) in conn.subscriptions and self._hears(conn, acct)) or (
                 acct is None and any(m == method for m, _ in conn.subscriptions)
             )
         method = _MARKET_TARGET_SUBSCRIPTION.get(target)
@@ -555,6 +597,16 @@ class FakeGateway:
             return True
         cid = args[0] if args else None
         return (method, cid) in conn.subscriptions
+
+    def _hears(self, conn: HubConnection, account_id: Any) -> bool:
+        return account_id is None or self.owner.get(account_id, DEFAULT_LOGIN) == conn.user
+
+    def subscribed_accounts(self, conn: HubConnection) -> set[Any]:
+        """The account ids a user-hub connection subscribed (orders, positions and trades each)."""
+        methods = ("SubscribeOrders", "SubscribePositions", "SubscribeTrades")
+        return {
+            acct for acct in {a for m, a in conn.subscriptions} if all((m, acct) in conn.subscriptions for m in methods)
+        }
 
     async def drop_connections(self, hub: str | None = None, *, mode: str = "close") -> int:
         """Server-side disconnect of every hub socket (``hub`` = "user", "market" or both).
@@ -616,6 +668,10 @@ class FakeGateway:
             self._changed.notify_all()
 
     # ------------------------------------------------------------------ REST
+    def _request_user(self, request: web.Request) -> str:
+        auth = request.headers.get("Authorization", "")
+        return self.token_user.get(auth[7:] if auth.startswith("Bearer ") else "", DEFAULT_LOGIN)
+
     def _token_ok(self, request: web.Request) -> bool:
         """A token the fake issued, not revoked and not expired (the real Gateway answers 401)."""
         auth = request.headers.get("Authorization", "")
@@ -639,6 +695,7 @@ class FakeGateway:
         if q:
             fault = q.popleft()
             if fault.detached and path != "/Auth/loginKey" and self._token_ok(request):
+                _USER.set(self._request_user(request))
                 handler = self._routes().get(path)
                 if handler is not None:
                     late = asyncio.ensure_future(self._after(fault.delay, handler, body or {}))
@@ -658,6 +715,7 @@ class FakeGateway:
         elif not self._token_ok(request):
             result = (401, None)
         else:
+            _USER.set(self._request_user(request))
             handler = self._routes().get(path)
             result = (404, None) if handler is None else await handler(body or {})
         status, payload = result
@@ -704,13 +762,19 @@ class FakeGateway:
             "/Contract/available": self._contract_available,
         }
 
-    def _issue_token(self) -> str:
-        token = make_jwt(self.username or "trader", self.token_ttl_seconds)
+    def _issue_token(self, user: str = DEFAULT_LOGIN) -> str:
+        token = make_jwt(user or self.username or "trader", self.token_ttl_seconds)
         self.tokens.add(token)
+        self.token_user[token] = user
         self.token_expiry[token] = time.time() + self.token_ttl_seconds
         return token
 
     def _login(self, body: dict[str, Any]) -> tuple[int, Any]:
+        user = body.get("userName")
+        if isinstance(user, str) and user in self.logins:
+            if body.get("apiKey") != self.logins[user]:
+                return 200, fail(3, "Invalid credentials", token=None)
+            return 200, ok(token=self._issue_token(user))
         if (self.username is not None and body.get("userName") != self.username) or (
             self.api_key is not None and body.get("apiKey") != self.api_key
         ):
@@ -718,19 +782,24 @@ class FakeGateway:
         return 200, ok(token=self._issue_token())
 
     async def _validate(self, body: dict[str, Any]) -> tuple[int, Any]:
-        return 200, ok(newToken=self._issue_token())
+        return 200, ok(newToken=self._issue_token(_USER.get()))
 
     async def _logout(self, body: dict[str, Any]) -> tuple[int, Any]:
         return 200, ok()
 
     async def _account_search(self, body: dict[str, Any]) -> tuple[int, Any]:
-        accounts = self.accounts
+        accounts = [a for a in self.accounts if self.owner.get(a["id"], DEFAULT_LOGIN) == _USER.get()]
         if body.get("onlyActiveAccounts"):
             accounts = [a for a in accounts if a.get("canTrade", True)]
         return 200, ok(accounts=[dict(a) for a in accounts])
 
     def _account_ok(self, body: dict[str, Any]) -> bool:
-        return any(a["id"] == body.get("accountId") for a in self.accounts)
+        """The account exists and belongs to the login whose token made the request."""
+        account_id = body.get("accountId")
+        return (
+            any(a["id"] == account_id for a in self.accounts)
+            and self.owner.get(account_id, DEFAULT_LOGIN) == _USER.get()
+        )
 
     async def _position_search_open(self, body: dict[str, Any]) -> tuple[int, Any]:
         if not self._account_ok(body):
@@ -790,7 +859,12 @@ class FakeGateway:
 
     def _find_open_order(self, body: dict[str, Any]) -> dict[str, Any] | None:
         order = self.orders.get(body.get("orderId"))  # type: ignore[arg-type]
-        if order is None or order["accountId"] != body.get("accountId") or order["status"] not in (ST_OPEN, ST_PENDING):
+        if (
+            order is None
+            or not self._account_ok(body)
+            or order["accountId"] != body.get("accountId")
+            or order["status"] not in (ST_OPEN, ST_PENDING)
+        ):
             return None
         return order
 
@@ -850,7 +924,7 @@ class FakeGateway:
 
     async def _order_search_by_id(self, body: dict[str, Any]) -> tuple[int, Any]:
         order = self.orders.get(body.get("orderId"))  # type: ignore[arg-type]
-        if order is None or order["accountId"] != body.get("accountId"):
+        if order is None or order["accountId"] != body.get("accountId") or not self._account_ok(body):
             return 200, fail(2, "Order not found", order=None)
         return 200, ok(order=dict(order))
 
@@ -1000,7 +1074,7 @@ class FakeGateway:
 
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        conn = HubConnection(hub, cid, ws, request)
+        conn = HubConnection(hub, cid, ws, request, user=self.token_user.get(token, DEFAULT_LOGIN))
         self._connections[hub].append(conn)
         await self._notify()
         pinging = asyncio.ensure_future(self._keepalive(conn)) if self.keepalive_interval else None

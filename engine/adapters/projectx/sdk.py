@@ -4,12 +4,17 @@ Nothing here imports the SDK at module level: ``riskc check/fmt/test/eval/replay
 module's names without paying for (or being able to break on) the SDK. ``_sdk()`` imports it on
 first use and silences its stdout logging.
 
-- ``connect(credentials, urls, account_name, sink=...)`` logs in, picks the account, opens both
-  hubs, subscribes the account's updates and market data, and delivers every hub payload as an
-  ``engine.intake.Message`` (the same shape as a recording line) to ``sink``, in arrival order,
-  interleaved with ``ConnectionEvent``s (``disconnected`` / ``reconnected`` per hub) so the
-  engine can reconcile from REST after every reconnect. The SDK has no disconnect event: a
-  watchdog reads the hubs' state, and rebuilds both hubs (with a fresh token) when one is dead.
+- ``connect_login(credentials, urls, AccountsWanted(...))`` logs in once, picks the login's
+  accounts riskc guards, opens both hubs once and subscribes every account's updates and the
+  union of their market data: one login, one token, one user hub, one market hub, one rate
+  limit, however many accounts (PRODUCT.md §8). Each account's payloads (routed by the
+  Gateway's account id; a quote to every account that holds or watches its contract) reach the
+  sink ``attach``ed for it as ``engine.intake.Message``s (the same shape as a recording line),
+  in arrival order, interleaved with ``ConnectionEvent``s (``disconnected`` / ``reconnected``
+  per hub, ``renewed`` after a fresh login) so each account reconciles from REST after every
+  reconnect. ``connect(credentials, urls, account_name, sink=...)`` is the one-account form.
+  The SDK has no disconnect event: a watchdog reads the hubs' state, and rebuilds both hubs
+  (with a fresh token) when one is dead.
 - ``ProjectXBroker`` is the ``BrokerPort``: ``send`` makes one attempt and raises ``BrokerError``
   when the call failed or its outcome is unknown; ``state`` reads the account from REST in the
   Gateway's JSON shape. Retries and verification are the executor's (``engine.broker.executor``).
@@ -23,6 +28,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import inspect
 import logging
 import os
 import re
@@ -73,6 +79,7 @@ class Credentials:
     username: str = field(repr=False)
     api_key: str = field(repr=False)
     account_name: str | None = None
+    source: str = "PROJECT_X_USERNAME and PROJECT_X_API_KEY"  # what to check when the login is refused
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
@@ -125,7 +132,7 @@ class ConnectionEvent:
 
     ts: dt.datetime
     hub: Literal["user", "market"]
-    state: Literal["disconnected", "reconnected"]
+    state: Literal["disconnected", "reconnected", "renewed"]  # renewed: logged in again, hubs up
     detail: str = ""
 
 
@@ -225,6 +232,7 @@ def _sdk() -> Any:
         import project_x_py as pxp
         from project_x_py import exceptions
         from project_x_py.realtime import ProjectXRealtimeClient
+        from project_x_py.realtime.async_hub import invoke_maybe
 
         quiet_sdk_logging()
         from project_x_py.models import Account
@@ -236,9 +244,16 @@ def _sdk() -> Any:
             EventBus=pxp.EventBus,
             OrderManager=pxp.OrderManager,
             ProjectXRealtimeClient=ProjectXRealtimeClient,
+            invoke_maybe=invoke_maybe,
             errors=exceptions,
         )
     return _SDK
+
+
+def register_secrets(*secrets: str) -> None:
+    """Never show these (a login's user name and API key) in a log line or an error message:
+    every login's credentials are registered before it is used (``make_client`` does)."""
+    _secrets.update(s for s in secrets if len(s) >= 3)
 
 
 def make_client(
@@ -250,7 +265,7 @@ def make_client(
     """An unauthenticated ``ProjectX`` for ``urls`` (``TradingSuite.create`` cannot be pointed at
     another host, §1). Enter it with ``async with`` before use."""
     sdk = _sdk()
-    _secrets.update(s for s in (credentials.api_key, credentials.username) if len(s) >= 3)
+    register_secrets(credentials.api_key, credentials.username)
     config = sdk.ProjectXConfig(
         api_url=urls.api_url,
         realtime_url=urls.user_hub_url,
@@ -304,7 +319,11 @@ class Session:
         self.account_id = account_id  # pinned after the first login: a re-login keeps the account
         self.refresh_before = refresh_before
         self.logins = 0
+        self.found: list[dict[str, Any]] = []  # every account the last login listed (the Gateway's JSON)
+        self._accounts_read: tuple[float, str | None, asyncio.Future] | None = None
         self.listeners: list[Callable[[str], None]] = []  # told each new token (the hubs)
+        self.source = "PROJECT_X_USERNAME and PROJECT_X_API_KEY"  # where the credentials came from
+        self.refreshing = False  # the login under way replaces a token that was not rejected
         self._lock = asyncio.Lock()
 
     @property
@@ -317,18 +336,23 @@ class Session:
         async with self._lock:
             await self._login()
 
-    async def renew(self, rejected: str | None) -> bool:
+    async def renew(self, rejected: str | None, *, planned: bool = False) -> bool:
         """Log in again because the Gateway rejected token ``rejected`` (a 401, a
-        ``GatewayLogout``), unless another task already did. Never raises: False when it failed."""
+        ``GatewayLogout``), unless another task already did. Never raises: False when it failed.
+        ``planned``: a refresh before expiry (``ensure``), not a rejection (``refreshing`` is true
+        while the listeners hear of it)."""
         async with self._lock:
             if rejected is not None and self.token != rejected:
                 return True
+            self.refreshing = planned
             try:
                 await self._login()
             except Exception as error:
                 _reraise_cancellation()
                 log.warning("logging in again failed: %s", _why(error))
                 return False
+            finally:
+                self.refreshing = False
             return True
 
     async def ensure(self) -> None:
@@ -339,7 +363,7 @@ class Session:
         )
         if self.token and fresh:
             return
-        await self.renew(self.token)
+        await self.renew(self.token, planned=self.token is not None)
 
     async def _login(self) -> None:
         client = self.client
@@ -347,16 +371,15 @@ class Session:
         reply = await client._make_request("POST", "/Auth/loginKey", data=body)
         token = reply.get("token") if isinstance(reply, dict) else None
         if not isinstance(reply, dict) or reply.get("success") is not True or not isinstance(token, str) or not token:
-            raise LoginRefused(
-                f"the Gateway refused the login ({_rejection(reply)}): check PROJECT_X_USERNAME and PROJECT_X_API_KEY"
-            )
+            raise LoginRefused(f"the Gateway refused the login ({_rejection(reply)}): check {self.source}")
         client.session_token = token
         client.headers["Authorization"] = f"Bearer {token}"
         client.token_expiry = _token_expiry(token)
         accounts = await client._make_request("POST", "/Account/search", data={"onlyActiveAccounts": False})
         if not isinstance(accounts, dict) or accounts.get("success") is not True:
             raise ConnectError(f"listing the login's accounts failed: {_rejection(accounts)}")
-        chosen = self._choose([a for a in accounts.get("accounts") or [] if isinstance(a, dict)])
+        self.found = [a for a in accounts.get("accounts") or [] if isinstance(a, dict)]
+        chosen = self._choose(self.found)
         client.account_info = _sdk().Account.from_api(chosen)
         client._authenticated = True
         self.account_id = chosen.get("id")
@@ -368,19 +391,89 @@ class Session:
                 log.exception("a token listener failed")
 
     def _choose(self, accounts: list[dict[str, Any]]) -> dict[str, Any]:
-        if self.account_id is not None:
-            found = [a for a in accounts if a.get("id") == self.account_id]
-            wanted = f"account {self.account_id}"
-        elif self.account_name:
-            found = [a for a in accounts if str(a.get("name", "")).upper() == self.account_name.upper()]
-            wanted = f"account {self.account_name!r}"
-        else:  # the first that can trade, else the first: the SDK's choice, without hiding the others
-            found = sorted(accounts, key=lambda a: a.get("canTrade") is False)
-            wanted = "an account"
-        if not found:
-            names = ", ".join(str(a.get("name")) for a in accounts) or "none"
-            raise ConnectError(f"the login has no {wanted} (its accounts: {names})", permanent=True)
-        return found[0]
+        return _find(accounts, AccountWanted(self.account_id, self.account_name))
+
+    def recent_accounts(self, within: float = 0.5) -> asyncio.Future | None:
+        """The login's account list being read, or read less than ``within`` seconds ago, under
+        the current token, for another account's reconciliation to share: the accounts of one
+        login reconcile together, and each would read the same list (one request each, against
+        the login's one rate limit). Kept short: a reconciliation applies the balance it read as
+        current, so a list older than the stream's last account update would set it back."""
+        if self._accounts_read is None:
+            return None
+        at, token, read = self._accounts_read
+        failed = read.done() and (read.cancelled() or read.exception() is not None)
+        if failed or token != self.token or time.monotonic() - at > within:
+            return None
+        return read
+
+    def share_accounts(self, read: asyncio.Future) -> None:
+        self._accounts_read = (time.monotonic(), self.token, read)
+
+    def listed(self, read: asyncio.Future) -> None:
+        """A reconciliation read the login's accounts: ``found`` is that list (new accounts too)."""
+        if not read.cancelled() and read.exception() is None and isinstance(read.result(), list):
+            self.found = [a for a in read.result() if isinstance(a, dict)]
+
+    def pin(self, account: dict[str, Any]) -> None:
+        """The client's account (the SDK's lookups, the realtime client) is ``account``, one of
+        those the login listed; a re-login keeps it."""
+        if account.get("id") != self.account_id:
+            self.client.account_info = _sdk().Account.from_api(account)
+            self.account_id = account.get("id")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountWanted:
+    """One account riskc.yaml names: by ``id``, by ``name`` (as the platform shows it, in any
+    case), or neither: the first that can trade, else the first (the SDK's choice)."""
+
+    id: int | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsWanted:
+    """The accounts a login serves: those ``listed``, and with ``every`` each other account the
+    login lists that can trade (``canTrade`` not false when it is listed; ``accounts: all``)."""
+
+    listed: tuple[AccountWanted, ...] = ()
+    every: bool = False
+
+
+def _find(accounts: list[dict[str, Any]], wanted: AccountWanted) -> dict[str, Any]:
+    if wanted.id is not None:
+        found = [a for a in accounts if a.get("id") == wanted.id]
+        what = f"account {wanted.id}"
+    elif wanted.name:
+        found = [a for a in accounts if str(a.get("name", "")).upper() == wanted.name.upper()]
+        what = f"account {wanted.name!r}"
+    else:  # the first that can trade, else the first: the SDK's choice, without hiding the others
+        found = sorted(accounts, key=lambda a: a.get("canTrade") is False)
+        what = "an account"
+    if not found:
+        names = ", ".join(str(a.get("name")) for a in accounts) or "none"
+        raise ConnectError(f"the login has no {what} (its accounts: {names})", permanent=True)
+    return found[0]
+
+
+def select_accounts(found: list[dict[str, Any]], wanted: AccountsWanted) -> list[dict[str, Any]]:
+    """The login's accounts riskc guards, in order (the listed ones first). Raises a permanent
+    ``ConnectError`` for a listed account the login does not have, or when there is none."""
+    chosen: dict[Any, dict[str, Any]] = {}
+    for want in wanted.listed:
+        account = _find(found, want)
+        if account.get("id") in chosen:
+            raise ConnectError(f"account {account.get('name')} is listed twice (by name and by id?)", permanent=True)
+        chosen[account.get("id")] = account
+    if wanted.every:
+        for account in found:
+            if account.get("canTrade") is not False and isinstance(account.get("id"), int):
+                chosen.setdefault(account["id"], account)
+    if not chosen:
+        names = ", ".join(str(a.get("name")) for a in found) or "none"
+        raise ConnectError(f"the login has no account that can trade (its accounts: {names})", permanent=True)
+    return list(chosen.values())
 
 
 def _token_expiry(token: str) -> dt.datetime:
@@ -440,6 +533,31 @@ def _unauthorized(error: BaseException) -> bool:
 # --------------------------------------------------------------------------- the broker port
 
 
+class _AccountView:
+    """The shared client as the SDK's ``OrderManager`` sees it for one of the login's accounts:
+    that account's ``account_info``, everything else the client's. ``place_order`` refuses an
+    account other than ``client.account_info``'s, and ``modify_order`` sends that account's id
+    whatever the order's (order_manager/core.py:589-601, 1387-1390), so with one client per login
+    the second account's stops would be refused or sent for the first."""
+
+    def __init__(self, client: Any, account_id: int) -> None:
+        self.__dict__["_client"] = client
+        self.__dict__["_account_id"] = account_id
+
+    @property
+    def account_info(self) -> Any:
+        info = self._client.account_info
+        if info is None or info.id == self._account_id:
+            return info
+        return dataclasses.replace(info, id=self._account_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_client"], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._client, name, value)
+
+
 class ProjectXBroker:
     """``BrokerPort`` over an authenticated ``ProjectX`` client, for one account.
 
@@ -476,7 +594,7 @@ class ProjectXBroker:
         self.read_timeout = read_timeout
         self.include_suspended = include_suspended
         self._errors = sdk.errors
-        self._orders = sdk.OrderManager(client, sdk.EventBus())
+        self._orders = sdk.OrderManager(_AccountView(client, account_id), sdk.EventBus())
 
     @property
     def settle_window(self) -> float:
@@ -641,28 +759,37 @@ class ProjectXBroker:
         return _state(account_id, results)
 
     async def _read(self, account_id: int, trades_since: dt.datetime | None) -> dict[str, Any]:
-        """Every read at once; a failed one is its exception in the result."""
+        """Every read at once; a failed one is its exception in the result. The wait for the
+        login's rate limit comes first and is not bounded by ``read_timeout``: a reconciliation
+        (``trades_since``) waits its turn behind the other accounts' reads, however long, rather
+        than fail and leave its account paused; a verification (a broker call's outcome) goes
+        before any reconciliation, as enforcement goes first."""
+        reconciling = trades_since is not None
+        reads = {
+            "positions": self._search("/Position/searchOpen", {"accountId": account_id}, "positions"),
+            "orders": self._search("/Order/searchOpen", {"accountId": account_id}, "orders"),
+        }
+        if reconciling:  # a verification needs neither
+            reads["trades"] = self._search(
+                "/Trade/search", {"accountId": account_id, "startTimestamp": trades_since.isoformat()}, "trades"
+            )
+        if self.include_suspended:
+            reads["suspended"] = self._suspended(account_id)
+        try:
+            await self.admission.acquire(len(reads) + reconciling, urgent=not reconciling)
+        except BaseException:
+            for read in reads.values():
+                read.close()
+            raise
+        if reconciling:
+            shared = self.session.recent_accounts()
+            if shared is not None:
+                self.admission.refund(1)
+            reads["accounts"] = asyncio.shield(shared) if shared is not None else self._list_accounts()
         try:
             async with asyncio.timeout(self.read_timeout):
                 await self.session.ensure()
                 self._read_token = self.session.token
-                reads = {
-                    "positions": self._search("/Position/searchOpen", {"accountId": account_id}, "positions"),
-                    "orders": self._search("/Order/searchOpen", {"accountId": account_id}, "orders"),
-                }
-                if trades_since is not None:  # a reconciliation; a verification needs neither
-                    reads["accounts"] = self._search("/Account/search", {"onlyActiveAccounts": False}, "accounts")
-                    reads["trades"] = self._search(
-                        "/Trade/search", {"accountId": account_id, "startTimestamp": trades_since.isoformat()}, "trades"
-                    )
-                if self.include_suspended:
-                    reads["suspended"] = self._suspended(account_id)
-                try:
-                    await self.admission.acquire(len(reads))
-                except BaseException:
-                    for read in reads.values():
-                        read.close()
-                    raise
                 values = await asyncio.gather(*reads.values(), return_exceptions=True)
                 return dict(zip(reads, values, strict=True))
         except TimeoutError:
@@ -670,6 +797,18 @@ class ProjectXBroker:
         except Exception as error:
             _reraise_cancellation()
             raise BrokerError(f"reading the account state: {_why(error)}") from None
+        finally:
+            for read in reads.values():  # never started (ensure() failed): no "never awaited" warning
+                if inspect.iscoroutine(read) and inspect.getcoroutinestate(read) == inspect.CORO_CREATED:
+                    read.close()
+
+    def _list_accounts(self) -> asyncio.Future:
+        """The login's accounts (each one's balance), read once for every account of the login
+        that reconciles within a moment of another (``Session.recent_accounts``)."""
+        read = asyncio.ensure_future(self._search("/Account/search", {"onlyActiveAccounts": False}, "accounts"))
+        self.session.share_accounts(read)
+        read.add_done_callback(self.session.listed)
+        return read
 
     async def _search(self, path: str, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
         try:
@@ -778,37 +917,70 @@ class _Hub:
         self.wake.set()
 
 
-class ProjectXConnection:
-    """A live, supervised connection to one account. Built by ``connect``; use ``async with`` or
-    ``await close()``."""
+@dataclass
+class _Outlet:
+    """One account's share of the connection: its payloads and the connection's events, in
+    arrival order, wait in ``queue`` until its consumer is attached (so nothing that arrives while
+    the daemon builds its loops is lost); ``contracts`` is the market data it holds or watches."""
 
-    def __init__(self, client: Any, sink: Sink, options: ConnectOptions, session: Session | None = None) -> None:
+    account_id: int
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    contracts: set[str] = field(default_factory=set)
+    task: asyncio.Task | None = None
+    released: bool = False
+
+
+class ProjectXConnection:
+    """A live, supervised connection of one login, serving every account it was built for (one
+    token, one user hub, one market hub, one rate limit). Built by ``connect_login`` or
+    ``connect``; use ``async with`` or ``await close()``. ``account_id``/``account``/``broker``
+    are the first account's (the one the SDK's client and realtime client are bound to);
+    ``brokers`` has one ``BrokerPort`` per account, all through the one session."""
+
+    def __init__(
+        self,
+        client: Any,
+        sink: Sink | None,
+        options: ConnectOptions,
+        session: Session | None = None,
+        accounts: Iterable[dict[str, Any]] = (),
+    ) -> None:
         self.client = client
         self.options = options
         self.account: dict[str, Any] = exact_numbers(dataclasses.asdict(client.account_info))
         self.account_id: int = client.account_info.id
+        self.accounts: dict[int, dict[str, Any]] = {self.account_id: self.account}
+        for found in accounts:
+            if isinstance(found.get("id"), int) and found["id"] != self.account_id:
+                self.accounts[found["id"]] = exact_numbers(found)
         self.session = session if session is not None else Session(client, account_id=self.account_id)
         self.session.listeners.append(self._new_token)
-        self.broker = ProjectXBroker(
-            client,
-            self.account_id,
-            call_timeout=options.call_timeout,
-            read_timeout=options.read_timeout,
-            include_suspended=options.include_suspended,
-            session=self.session,
-            admission=for_login(
-                str(getattr(client.config, "api_url", "")),
-                str(getattr(client, "username", "")),
-                options.requests_per_minute,
-                options.read_reserve,
-            ),
+        admission = for_login(
+            str(getattr(client.config, "api_url", "")),
+            str(getattr(client, "username", "")),
+            options.requests_per_minute,
+            options.read_reserve,
         )
+        self.brokers = {
+            account_id: ProjectXBroker(
+                client,
+                account_id,
+                call_timeout=options.call_timeout,
+                read_timeout=options.read_timeout,
+                include_suspended=options.include_suspended,
+                session=self.session,
+                admission=admission,
+            )
+            for account_id in self.accounts
+        }
+        self.broker = self.brokers[self.account_id]
         self.logouts = 0  # GatewayLogout invocations received
         self.received = 0  # hub payloads delivered
         self.unreadable = 0  # payloads from_callback could not wrap (logged, skipped)
+        self.foreign = 0  # user-hub payloads of an account this connection does not serve (dropped)
         self.revivals = 0  # full hub rebuilds by the watchdog
-        self._sink = sink
-        self._queue: asyncio.Queue[Item | None] = asyncio.Queue()
+        self.ignored: set[int] = set()  # accounts of the login the caller chose not to serve (unguarded)
+        self._outlets = {account_id: _Outlet(account_id) for account_id in self.accounts}
         self._wake = asyncio.Event()
         self._hubs = {name: _Hub(name, self._wake) for name in ("user", "market")}
         self._hooked: dict[str, Any] = {}
@@ -818,18 +990,20 @@ class ProjectXConnection:
         self._follow = True
         self._rt: Any = None
         self._watchdog: asyncio.Task | None = None
-        self._pumping: asyncio.Task | None = None
         self._next_revival = 0.0
         self._revival_backoff = 1.0
         self._last_auth_check = time.monotonic()
         self._closing = False
+        self._reviving = False
         self._logged_out = False  # a GatewayLogout arrived: log in again and rebuild the hubs
+        if sink is not None:
+            self.attach(self.account_id, sink)
 
     # -- public -----------------------------------------------------------------------------
 
     @property
     def contracts(self) -> frozenset[str]:
-        """Contracts whose market data is (to be) subscribed."""
+        """Contracts whose market data is (to be) subscribed: the union of the accounts'."""
         return frozenset(self._contracts)
 
     def health(self) -> dict[str, bool]:
@@ -840,15 +1014,83 @@ class ProjectXConnection:
     def connected(self) -> bool:
         return all(self.health().values())
 
-    async def subscribe(self, contract_ids: Iterable[str]) -> None:
-        """Add market data (quotes, trades) for ``contract_ids``; kept across reconnects. If the
-        market hub is down now, the watchdog subscribes when it is back."""
-        new = [c for c in dict.fromkeys(contract_ids) if c and c not in self._contracts]
+    def attach(self, account_id: int, sink: Sink) -> None:
+        """Deliver ``account_id``'s items to ``sink`` from now on, those queued so far first."""
+        outlet = self._outlets[account_id]
+        if outlet.task is None:
+            outlet.task = asyncio.create_task(self._pump(outlet, sink), name=f"riskc:projectx-pump-{account_id}")
+
+    async def subscribe(self, contract_ids: Iterable[str], account_id: int | None = None) -> None:
+        """Add market data (quotes, trades) for ``contract_ids``, delivered to ``account_id`` (None:
+        every account); kept across reconnects. If the market hub is down now, the watchdog
+        subscribes when it is back."""
+        wanted = [c for c in dict.fromkeys(contract_ids) if c]
+        for outlet in self._outlets.values() if account_id is None else [self._outlets[account_id]]:
+            outlet.contracts.update(wanted)
+        new = [c for c in wanted if c not in self._contracts]
         if not new:
             return
         self._contracts.update(new)
         if not await self._rt.subscribe_market_data(new):
             self._unsubscribed.update(new)
+
+    def follow(self, account_id: int, contract_ids: Iterable[str]) -> None:
+        """``account_id`` holds or watches these contracts (its reconciliation said so): their
+        market data goes to it, subscribed by the watchdog at once if no account had them."""
+        outlet = self._outlets.get(account_id)
+        if outlet is None:
+            return
+        for contract in contract_ids:
+            if not contract:
+                continue
+            outlet.contracts.add(contract)
+            if contract not in self._contracts:
+                self._contracts.add(contract)
+                self._unsubscribed.add(contract)
+                self._wake.set()
+
+    def unguarded(self) -> list[dict[str, Any]]:
+        """Accounts the login listed last (at login or a reconciliation) that can trade and that
+        this connection does not serve yet: a new account (a new Combine) since it started."""
+        return [
+            a
+            for a in self.session.found
+            if isinstance(a.get("id"), int)
+            and a["id"] not in self.accounts
+            and a["id"] not in self.ignored
+            and a.get("canTrade") is not False
+        ]
+
+    def add_account(self, found: dict[str, Any]) -> int:
+        """Serve one more account of the login: its broker port (the same session and rate limit),
+        its outlet (``attach`` it), and its updates subscribed on the user hub by the watchdog,
+        at once. Returns its id."""
+        account_id = int(found["id"])
+        if account_id in self.accounts:
+            return account_id
+        self.accounts[account_id] = exact_numbers(found)
+        self.brokers[account_id] = ProjectXBroker(
+            self.client,
+            account_id,
+            call_timeout=self.options.call_timeout,
+            read_timeout=self.options.read_timeout,
+            include_suspended=self.options.include_suspended,
+            session=self.session,
+            admission=self.broker.admission,
+        )
+        self._outlets[account_id] = _Outlet(account_id)
+        self._user_subscribed = False  # _resubscribe sends every account's subscriptions again
+        self._wake.set()
+        return account_id
+
+    async def release(self, account_id: int) -> None:
+        """``account_id``'s consumer is done (the daemon stops it): the connection closes when the
+        last of its accounts is released, so one account's shutdown never cuts another's calls."""
+        outlet = self._outlets.get(account_id)
+        if outlet is not None:
+            outlet.released = True
+        if all(o.released for o in self._outlets.values()):
+            await self.close()
 
     async def close(self) -> None:
         """Stop the watchdog, close the hubs, deliver what was received, close the HTTP client."""
@@ -864,13 +1106,15 @@ class ProjectXConnection:
                     await self._rt.cleanup()
             except Exception as error:  # closing must finish: the hubs are going away anyway
                 log.warning("closing the hubs: %s", redact(error))
-        if self._pumping is not None:
-            self._queue.put_nowait(None)
+        for outlet in self._outlets.values():
+            if outlet.task is None:
+                continue
+            outlet.queue.put_nowait(None)
             try:
                 async with asyncio.timeout(5):
-                    await self._pumping
+                    await outlet.task
             except Exception:
-                self._pumping.cancel()
+                outlet.task.cancel()
         await self.client.__aexit__(None, None, None)
 
     async def __aenter__(self) -> ProjectXConnection:
@@ -881,7 +1125,7 @@ class ProjectXConnection:
 
     # -- start ------------------------------------------------------------------------------
 
-    async def _start(self, contracts: Iterable[str], follow_contracts: bool) -> None:
+    async def _start(self, contracts: Iterable[str], follow_contracts: bool, read_contracts: bool = True) -> None:
         sdk = _sdk()
         self._follow = follow_contracts
         self._rt = rt = sdk.ProjectXRealtimeClient(
@@ -890,23 +1134,41 @@ class ProjectXConnection:
         rt.stale_feed_seconds = float("inf")  # its reconnect loop on a quiet market hub never settles (§5.5)
         for name in CALLBACK_TARGETS:
             await rt.add_callback(name, self._callback(name))
-        self._pumping = asyncio.create_task(self._pump(), name="riskc:projectx-pump")
         await rt.setup_connections()
         self._install_hooks()
         if not await rt.connect():
             raise ConnectError(f"the Gateway's hubs ({rt.user_hub_url}, {rt.market_hub_url}) did not come up in time")
-        if not await rt.subscribe_user_updates():
-            raise ConnectError("subscribing to the account's updates failed")
+        if not await self._subscribe_accounts():
+            raise ConnectError("subscribing to the accounts' updates failed")
         self._user_subscribed = True
         for hub in self._hubs.values():
             hub.live, hub.seen_opens, hub.seen_closes = True, hub.opens, hub.closes
-        wanted = list(contracts)
-        if follow_contracts:
-            state = await self.broker.state(self.account_id)
-            wanted += [item.contract_id for item in (*state.positions, *state.orders)]
-        await self.subscribe(wanted)
+        await self.subscribe(contracts)
+        if follow_contracts and read_contracts:
+            for account_id, broker in self.brokers.items():
+                state = await broker.state(account_id)
+                await self.subscribe([item.contract_id for item in (*state.positions, *state.orders)], account_id)
         quiet_sdk_logging()  # objects built since the import may have made new loggers
         self._watchdog = asyncio.create_task(self._watch(), name="riskc:projectx-watchdog")
+
+    async def _subscribe_accounts(self) -> bool:
+        """Every account's updates on the one user hub. The SDK's ``subscribe_user_updates`` sends
+        ``SubscribeAccounts`` and the first account's ``SubscribeOrders/Positions/Trades``
+        (realtime/subscriptions.py:170-180); the Gateway takes the account id as the argument of
+        each, so the other accounts' three are sent here the same way, on the same connection."""
+        rt = self._rt
+        if not await rt.subscribe_user_updates():
+            return False
+        others = [account_id for account_id in self.accounts if account_id != self.account_id]
+        try:
+            for account_id in others:
+                for method in ("SubscribeOrders", "SubscribePositions", "SubscribeTrades"):
+                    await _sdk().invoke_maybe(rt.user_connection.send, method, [account_id])
+        except Exception as error:
+            _reraise_cancellation()
+            log.warning("subscribing the other accounts' updates failed: %s", _why(error))
+            return False
+        return True
 
     def _callback(self, name: str) -> Callable[[Any], Awaitable[None]]:
         # A plain ``async def``: the SDK awaits only what ``iscoroutinefunction`` says it should (§5.3).
@@ -916,7 +1178,8 @@ class ProjectXConnection:
         return callback
 
     def _receive(self, name: str, payload: Any) -> None:
-        """Wrap and queue; never await here, so messages keep their arrival order."""
+        """Wrap, route to the accounts it concerns, and queue; never await here, so messages keep
+        their arrival order."""
         try:
             message = from_callback(name, payload, dt.datetime.now(dt.UTC))
         except Exception as error:
@@ -924,11 +1187,26 @@ class ProjectXConnection:
             log.warning("skipped a %s payload riskc cannot read (%s): %s", name, error, redact(payload)[:500])
             return
         self.received += 1
-        self._queue.put_nowait(message)
-        if self._follow and message.hub == "user":
-            self._follow_contract(message)
+        if message.hub == "market":
+            contract = message.args[0] if message.args and isinstance(message.args[0], str) else None
+            for outlet in self._outlets.values():
+                if contract is None or contract in outlet.contracts:
+                    outlet.queue.put_nowait(message)
+            return
+        for account_id, part in _by_account(message):
+            if account_id is None and len(self._outlets) > 1:
+                self.unreadable += 1  # whose it is cannot be told: never apply it to every account
+                log.warning("skipped a %s payload with no account id: %s", message.target, redact(part.args)[:500])
+                continue
+            outlet = self._outlets.get(self.account_id if account_id is None else account_id)
+            if outlet is None:
+                self.foreign += 1  # SubscribeAccounts reports every account of the login
+                continue
+            outlet.queue.put_nowait(part)
+            if self._follow:
+                self._follow_contract(outlet, part)
 
-    def _follow_contract(self, message: Message) -> None:
+    def _follow_contract(self, outlet: _Outlet, message: Message) -> None:
         """Subscribe the market data of every contract the account's positions and orders name,
         whatever the payload's shape (wrapped, bare, a list)."""
         if message.target not in ("GatewayUserPosition", "GatewayUserOrder"):
@@ -937,26 +1215,27 @@ class ProjectXConnection:
             contracts = [event.contract_id for event in decode.decode(message)]
         except decode.DECODE_ERRORS:
             return  # the consumer reports it as malformed
-        for contract in contracts:
-            if contract not in self._contracts:
-                self._contracts.add(contract)
-                self._unsubscribed.add(contract)
-                self._wake.set()
+        self.follow(outlet.account_id, contracts)
 
-    async def _pump(self) -> None:
-        """Hand queued items to the sink one at a time, in order; a failing sink loses nothing else."""
-        while (item := await self._queue.get()) is not None:
+    async def _pump(self, outlet: _Outlet, sink: Sink) -> None:
+        """Hand an account's queued items to its sink one at a time, in order; a failing sink loses
+        nothing else."""
+        while (item := await outlet.queue.get()) is not None:
             try:
-                if isinstance(self._sink, asyncio.Queue):
-                    await self._sink.put(item)
+                if isinstance(sink, asyncio.Queue):
+                    await sink.put(item)
                 else:
-                    await self._sink(item)
+                    await sink(item)
             except Exception:
                 log.exception("the message consumer failed on %s", getattr(item, "target", item))
 
     def _emit(self, hub: _Hub, state: Literal["disconnected", "reconnected"], detail: str) -> None:
         log.info("%s hub %s%s", hub.name, state, f": {detail}" if detail else "")
-        self._queue.put_nowait(ConnectionEvent(dt.datetime.now(dt.UTC), hub.name, state, detail))
+        self._broadcast(ConnectionEvent(dt.datetime.now(dt.UTC), hub.name, state, detail))
+
+    def _broadcast(self, event: ConnectionEvent) -> None:
+        for outlet in self._outlets.values():
+            outlet.queue.put_nowait(event)
 
     # -- watchdog ---------------------------------------------------------------------------
 
@@ -977,9 +1256,15 @@ class ProjectXConnection:
         self._wake.set()
 
     def _new_token(self, token: str) -> None:
-        """A fresh login (a 401, a refresh, a logout): the hubs reconnect with the new token."""
+        """A fresh login (a 401, a refresh, a logout): the hubs reconnect with the new token. After
+        a rejected token every account reconciles (``renewed``): whatever the rejected session
+        kept from the stream is read from REST before rules act on it again. A refresh before
+        expiry replaced a valid token (nothing was missed); a rebuild reports its own."""
         if self._rt is not None:
             self._rt.jwt_token = token
+        if self._watchdog is not None and not self._reviving and not self._closing and not self.session.refreshing:
+            log.info("logged in again: every account of the login reconciles")
+            self._broadcast(ConnectionEvent(dt.datetime.now(dt.UTC), "user", "renewed", "logged in again"))
 
     def _live(self, name: str) -> bool:
         return self._rt is not None and bool(self._rt._hub_is_live(name))
@@ -1055,7 +1340,7 @@ class ProjectXConnection:
         flight (connection_management.py:413-456), so when both hubs come back together one can be
         left unsubscribed. Send them again: the SDK itself sends them twice in that case (§5.5)."""
         if name == "user":
-            self._user_subscribed = bool(await self._rt.subscribe_user_updates())
+            self._user_subscribed = await self._subscribe_accounts()
         elif self._contracts and not await self._rt.subscribe_market_data(sorted(self._contracts)):
             self._unsubscribed.update(self._contracts)
 
@@ -1070,6 +1355,7 @@ class ProjectXConnection:
                 hub.live, hub.down_since = False, time.monotonic()
                 self._emit(hub, "disconnected", "rebuilding the hub connections")
         rt = self._rt
+        self._reviving = True
         try:
             async with asyncio.timeout(self.options.connect_timeout):
                 await rt.disconnect()
@@ -1084,12 +1370,14 @@ class ProjectXConnection:
         except Exception as error:
             _reraise_cancellation()
             log.warning("rebuilding the hub connections failed: %s", _why(error))
+        finally:
+            self._reviving = False
         for hub in self._hubs.values():
             hub.down_since = time.monotonic()
 
     async def _resubscribe(self) -> None:
         if not self._user_subscribed and self._live("user"):
-            self._user_subscribed = bool(await self._rt.subscribe_user_updates())
+            self._user_subscribed = await self._subscribe_accounts()
         if self._unsubscribed and self._live("market"):
             pending = sorted(self._unsubscribed)
             self._unsubscribed.clear()
@@ -1132,36 +1420,61 @@ def _listen(connection: Any, heard: Callable[[Any], None]) -> None:
     transport._on_raw_message = on_raw_message
 
 
-async def connect(
+def _by_account(message: Message) -> list[tuple[int | None, Message]]:
+    """A user-hub message split by the account each entity belongs to (``accountId``; an
+    account update's own ``id``), in order; the message itself when it is one account's (the
+    usual case). None: an entity that does not say."""
+    payload = message.args[0] if message.args else None
+    items = payload if type(payload) is list else [payload]
+    key = "id" if message.target == "GatewayUserAccount" else "accountId"
+    groups: dict[int | None, list[Any]] = {}
+    for item in items:
+        data = item.get("data", item) if type(item) is dict else None
+        account = data.get(key) if type(data) is dict else None
+        try:
+            account = None if account is None or isinstance(account, bool) else int(account)
+        except (TypeError, ValueError, ArithmeticError):
+            account = None
+        groups.setdefault(account, []).append(item)
+    if len(groups) == 1:
+        return [(next(iter(groups)), message)]
+    return [(account, Message(message.ts, message.hub, message.target, [part])) for account, part in groups.items()]
+
+
+async def connect_login(
     credentials: Credentials,
     urls: GatewayUrls = GatewayUrls(),
-    account_name: str | None = None,
+    wanted: AccountsWanted = AccountsWanted((AccountWanted(),)),
     *,
-    sink: Sink,
     contracts: Iterable[str] = (),
     follow_contracts: bool = True,
+    read_contracts: bool = True,
     options: ConnectOptions = ConnectOptions(),
     client: Any = None,
 ) -> ProjectXConnection:
-    """Log in, pick the account (``account_name``, else the credentials', else the first active
-    one), open both hubs and subscribe: the account's updates, and market data for ``contracts``
-    plus (``follow_contracts``) every contract with an open position or working order now or
-    later. Every hub payload reaches ``sink`` as a ``Message``, interleaved in order with
-    ``ConnectionEvent``s. ``client`` replaces the SDK client (tests). Raises ``ConnectError``."""
-    px = client if client is not None else make_client(credentials, urls, account_name, options)
+    """Log in once, select the login's accounts (``wanted``), open both hubs once and subscribe
+    every account's updates, market data for ``contracts`` and (``follow_contracts``) every
+    contract an account holds or has a working order in, now (``read_contracts``: read from REST
+    here; else the caller's ``follow``) or later. ``attach`` a sink per account to receive its
+    items. ``client`` replaces the SDK client (tests). Raises ``ConnectError``."""
+    px = client if client is not None else make_client(credentials, urls, None, options)
     errors = _sdk().errors
     await px.__aenter__()
     connection: ProjectXConnection | None = None
-    session = Session(px, account_name or credentials.account_name, refresh_before=options.refresh_before)
+    first = wanted.listed[0] if wanted.listed else AccountWanted()
+    session = Session(px, first.name, account_id=first.id, refresh_before=options.refresh_before)
+    session.source = credentials.source
     try:
         try:
             async with asyncio.timeout(options.connect_timeout):
                 await session.login()
+                chosen = select_accounts(session.found, wanted)
+                session.pin(chosen[0])  # `accounts: all` alone: the first found that can trade
         except ConnectError as error:
             raise ConnectError(f"logging in at {urls.api_url}: {error}", permanent=error.permanent) from None
         except errors.ProjectXAuthenticationError:
             raise ConnectError(
-                f"the Gateway at {urls.api_url} refused the login: check PROJECT_X_USERNAME and PROJECT_X_API_KEY",
+                f"the Gateway at {urls.api_url} refused the login: check {credentials.source}",
                 permanent=True,
             ) from None
         except (TimeoutError, errors.ProjectXError, OSError) as error:
@@ -1169,9 +1482,9 @@ async def connect(
                 f"cannot log in at {urls.api_url}: {_why(error)}; check the network and broker.api_url"
             ) from None
         px.account_name = px.account_info.name  # the SDK's own lookups see the same account
-        connection = ProjectXConnection(px, sink, options, session)
+        connection = ProjectXConnection(px, None, options, session, chosen)
         async with asyncio.timeout(options.connect_timeout):
-            await connection._start(contracts, follow_contracts)
+            await connection._start(contracts, follow_contracts, read_contracts)
         return connection
     except BaseException as error:
         if connection is not None:
@@ -1183,3 +1496,30 @@ async def connect(
         if isinstance(error, BrokerError):
             raise ConnectError(str(error)) from None
         raise
+
+
+async def connect(
+    credentials: Credentials,
+    urls: GatewayUrls = GatewayUrls(),
+    account_name: str | None = None,
+    *,
+    sink: Sink,
+    contracts: Iterable[str] = (),
+    follow_contracts: bool = True,
+    options: ConnectOptions = ConnectOptions(),
+    client: Any = None,
+) -> ProjectXConnection:
+    """One account: ``account_name``, else the credentials', else the first active one, its
+    items to ``sink`` (``connect_login`` with one account). Raises ``ConnectError``."""
+    wanted = AccountsWanted((AccountWanted(name=account_name or credentials.account_name),))
+    connection = await connect_login(
+        credentials,
+        urls,
+        wanted,
+        contracts=contracts,
+        follow_contracts=follow_contracts,
+        options=options,
+        client=client,
+    )
+    connection.attach(connection.account_id, sink)
+    return connection
