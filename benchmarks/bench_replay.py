@@ -32,7 +32,7 @@ from pathlib import Path
 
 import orjson
 
-from riskc.engine.adapters.projectx.intake import read_recording
+from riskc.engine.adapters.projectx.intake import read_feed
 from riskc.engine.runner import PolicySet
 from riskc.engine.sim.replay import Replay
 from riskc.engine.store import Store
@@ -156,7 +156,7 @@ def _replay(path: Path) -> tuple[Replay, float, float, list[float], list[float]]
     ):
         replay = Replay(_policies(), store)
         began, cpu = time.perf_counter(), time.process_time()
-        replay.run(sampled(read_recording(str(path))))
+        replay.run(sampled(read_feed(str(path))))
         return replay, time.perf_counter() - began, time.process_time() - cpu, rss, rates
 
 
@@ -193,7 +193,7 @@ def _latencies(path: Path, synchronous: str) -> tuple[list[float], list[float], 
             return submit(call, now)
 
         engine.on_event, engine.on_tick, sim.submit = timed_message, timed_tick, timed_submit
-        replay.run(read_recording(str(path)))
+        replay.run(read_feed(str(path)))
     return by_message, by_tick, cpu
 
 

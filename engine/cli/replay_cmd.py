@@ -53,7 +53,7 @@ def command(recording: str, policy: tuple[str, ...], as_json: bool, state: str |
 
 
 def _run(path: Path, policies, store_path: Path, as_json: bool, *, scratch_store: bool, show_progress: bool):
-    from riskc.engine.adapters.projectx.intake import read_recording
+    from riskc.engine.adapters.projectx.intake import read_feed
     from riskc.engine.sim.replay import Replay
     from riskc.engine.store import Store
 
@@ -66,7 +66,7 @@ def _run(path: Path, policies, store_path: Path, as_json: bool, *, scratch_store
         out = _Timeline(policies.programs[0].timezone) if not as_json else None
         emit = out.emit if out else (lambda record: click.echo(json.dumps(record, ensure_ascii=False)))
         replay = Replay(policies, store, emit=emit)
-        items = read_recording(str(path))
+        items = read_feed(str(path))
         if show_progress:
             return _with_progress(replay, items, path)
         return replay.run(items)
