@@ -181,6 +181,9 @@ class Program:
         # none does, a quote changes what the rules see only through the marks and the clock.
         self.sees_quotes = any(_admits(i.rule, "quote") and _reads_event(i.rule) for i in self.rules)
         self._like_quote: dict[str, bool] = {}
+        # For each field of TIME_FIELDS, the durations the conditions compare it with (None: read
+        # otherwise too; empty: not read). Set by compile_policy.
+        self.time_thresholds: dict[str, frozenset | None] = {name: None for name in TIME_FIELDS}
 
     def like_quote(self, kind: str) -> bool:
         """Whether an event of ``kind`` runs exactly the rules a quote runs (the `on` filters)."""
@@ -362,7 +365,41 @@ def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
     filename = f"<policy {policy.path}>"
     exec(compile(source, filename, "exec"), namespace)
     origin = Origin(filename, marks, tuple(unit.spans))
-    return Program(policy, source, namespace, origin, tracer=lambda: _compile_clause_tests(rules, unit, policy))
+    program = Program(policy, source, namespace, origin, tracer=lambda: _compile_clause_tests(rules, unit, policy))
+    program.time_thresholds = {name: _thresholds(name, rules, unit, namespace) for name in TIME_FIELDS}
+    return program
+
+
+# Fields of the snapshot that move with time inside a second (engine/core/snapshot.py): a
+# position's `uncovered_for` and `age`, an order's `age` (`day.fills_within` is a method).
+TIME_FIELDS = ("uncovered_for", "age")
+
+
+def _thresholds(name: str, rules: list[_RuleCode], unit: _Unit, namespace: dict[str, Any]) -> frozenset | None:
+    """The durations the rules compare the field ``name`` with, when that is all they do with
+    it (``p.uncovered_for >= grace``, with a constant side): its truth then changes only when
+    the field crosses one of them, so the engine knows when time alone can change a decision.
+    Empty when no rule reads the field; None when one reads it in any other way (an action, a
+    sum, a comparison with data), or a threshold is not a constant duration."""
+    found: set[dt.timedelta] = set()
+    for r in rules:
+        compared: set[int] = set()
+        for node in walk(r.instance.rule.when):
+            if not isinstance(node, ast.Compare) or node.op not in ("<", "<=", ">", ">=", "==", "!="):
+                continue
+            for side, other in ((node.left, node.right), (node.right, node.left)):
+                if isinstance(side, ast.Field) and side.name == name and _is_constant(other, r):
+                    try:
+                        value = eval(_unmark(_expr(other, r, unit))[0], {**namespace, **unit.constants})
+                    except Exception:
+                        return None
+                    if type(value) is not dt.timedelta:
+                        return None
+                    found.add(value)
+                    compared.add(id(side))
+        if any(isinstance(n, ast.Field) and n.name == name and id(n) not in compared for n in walk(r.instance.rule)):
+            return None
+    return frozenset(found)
 
 
 def _compile_clause_tests(rules: list[_RuleCode], unit: _Unit, policy: CheckedPolicy) -> list[tuple[Callable, ...]]:

@@ -131,6 +131,7 @@ class Engine:
         self.stale_after = dt.timedelta(seconds=10)
         self._settled: tuple | None = None  # see _settle
         self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
+        self._thresholds = _time_thresholds(policies)
         self.watch_store = True  # look for another process's writes on every tick (replay has none: False)
         self.persist_book = persist_book
         self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
@@ -219,6 +220,7 @@ class Engine:
         self._price_rules = [price_rules(program) for program in policies.programs]
         self._settled = None
         self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
+        self._thresholds = _time_thresholds(policies)
 
     def finished(
         self,
@@ -302,18 +304,21 @@ class Engine:
         those): note what it depends on. That holds when no rule that runs on a quote reads the
         event, the event ran the rules a quote runs, and nothing the rules read moves with time
         inside a second (an uncovered position's grace, ages, a fill window; the session is one
-        per second)."""
+        per second). A grace or an age compared only with constant durations (``Program.time_thresholds``)
+        can: the settled state then lasts until the first moment one crosses a threshold."""
         if not self._quote_blind or event.kind not in self._like_quote:
             return
         book = self.book
-        reads = self._time_reads
-        if (
-            ("uncovered_for" in reads and any(p.uncovered_since is not None for p in book.positions.values()))
-            or (self._ages and (book.positions or book.orders))
-            or ("fills_within" in reads and book.day is not None and book.day.fill_times)
-        ):
-            return
         end = book.second_end
+        if end is None or ("fills_within" in self._time_reads and book.day is not None and book.day.fill_times):
+            return
+        thresholds = self._thresholds
+        uncovered = [p.uncovered_since for p in book.positions.values() if p.uncovered_since is not None]
+        if uncovered and thresholds["uncovered_for"] != frozenset():
+            end = _crossing(end, book.now, uncovered, thresholds["uncovered_for"])
+        if self._ages and (book.positions or book.orders):
+            opened = [p.opened_at for p in book.positions.values()] + [o.placed_at for o in book.orders.values()]
+            end = _crossing(end, book.now, opened, thresholds["age"])
         if end is not None:
             self._settled = (end, book.version, self.enforcer.version, self.trading.version)
 
@@ -599,6 +604,36 @@ class Engine:
                 self.store.mark_confirmed(record.key, now, {"recovered": "effect found in broker state"})
             else:
                 self.store.mark_failed(record.key, now, "not found in broker state after restart", retryable=True)
+
+
+def _crossing(
+    end: dt.datetime | None, now: dt.datetime, starts: list[dt.datetime], thresholds: frozenset | None
+) -> dt.datetime | None:
+    """The earliest moment in (now, end) at which a duration measured from one of ``starts``
+    (``now - start``) reaches a threshold or passes it (the moment after: ``>`` flips then), or
+    ``end``; None when the thresholds are unknown (the durations are read otherwise)."""
+    if thresholds is None or end is None:
+        return None
+    for start in starts:
+        for threshold in thresholds:
+            at = start + threshold
+            for moment in (at, at + _MICROSECOND):
+                if now < moment < end:
+                    end = moment
+    return end
+
+
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _time_thresholds(policies: PolicySet) -> dict[str, frozenset | None]:
+    """``Program.time_thresholds`` of all the policies together (None for a field any reads otherwise)."""
+    merged: dict[str, frozenset | None] = {}
+    for program in policies.programs:
+        for name, found in program.time_thresholds.items():
+            known = merged.get(name, frozenset())
+            merged[name] = None if found is None or known is None else known | found
+    return merged
 
 
 def _quote_blindness(policies: PolicySet) -> tuple[bool, frozenset[str], frozenset[str]]:

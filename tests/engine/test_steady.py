@@ -132,6 +132,29 @@ TIMED = (
 )
 
 
+# Time thresholds the engine must see crossed between two ticks (``Program.time_thresholds``):
+# strict and not strict, a position's and an order's age, a grace read by two rules.
+AGED = (
+    TIGHT
+    + """rule strict_grace
+  for position p
+  when p.stop_coverage < p.qty and p.uncovered_for > 2s
+  then alert "uncovered"
+  severity low
+rule old_position
+  for position p
+  when p.age >= 7s
+  then alert "old"
+  severity low
+rule old_order
+  for order o
+  when o.age > 3s
+  then cancel o
+  severity low
+"""
+)
+
+
 def _feed_run(messages, skip: bool, tick_every: int = 1, policy: str = TIGHT) -> tuple[list, list]:
     import tempfile
 
@@ -175,7 +198,7 @@ def _random_message():
     st.lists(st.tuples(st.deferred(lambda: _random_message()), st.integers(0, 999)), max_size=30),
     st.lists(st.tuples(st.sampled_from([0, 1]), st.integers(20990, 21010), st.integers(0, 60_999)), max_size=40),
     st.sampled_from([1, 3, 1000]),
-    st.sampled_from([TIGHT, TIMED]),
+    st.sampled_from([TIGHT, TIMED, AGED]),
 )
 def test_quotes_skipped_inside_a_second_change_nothing(messages, quotes, tick_every, policy):
     """The quote fast path (``Engine._on_quote``): quotes between the ticks, many in one second,
@@ -217,3 +240,65 @@ def test_a_quote_in_a_new_second_is_evaluated_before_its_tick():
     skipping = _feed_run(feed, skip=True, tick_every=1000, policy=TIMED)
     assert sum(r["action"] == "lockout" for r in skipping[0]) > 1, skipping[0]
     assert skipping == _feed_run(feed, skip=False, tick_every=1000, policy=TIMED)
+
+
+def test_the_time_thresholds_are_what_the_rules_compare_with():
+    """``Program.time_thresholds``: the durations a grace or an age is compared with, and None
+    when a rule reads one otherwise (then the engine evaluates every quote while it matters)."""
+    import datetime as dt
+
+    from riskc.dsl.compiler import TIME_FIELDS
+
+    def thresholds(text: str) -> dict:
+        policies, diagnostics, _ = PolicySet.from_sources([("t.risk", text)])
+        assert policies is not None, diagnostics
+        return policies.programs[0].time_thresholds
+
+    assert set(TIME_FIELDS) == {"uncovered_for", "age"}
+    got = thresholds(AGED)
+    assert got["uncovered_for"] == {dt.timedelta(seconds=5), dt.timedelta(seconds=2)}
+    assert got["age"] == {dt.timedelta(seconds=7), dt.timedelta(seconds=3)}
+    assert thresholds(TIMED)["age"] == frozenset()
+    read_otherwise = """policy "p"
+rule grace_in_message
+  for position p
+  when p.qty > 0 and p.age > p.uncovered_for
+  then alert "x"
+  severity low
+"""
+    assert thresholds(read_otherwise) == {"uncovered_for": None, "age": None}
+
+
+def test_a_grace_that_ends_inside_a_second_acts_at_the_first_quote_after_it():
+    """With ticks far apart, the close of an uncovered position is made by the first quote at
+    or after the end of its grace, as when every quote is evaluated; and quotes before it were
+    skipped (else this compares a thing with itself)."""
+    import dataclasses
+    import datetime as dt
+
+    from test_book import ES, MNQ, f
+
+    opened = f.position(0, ES, 1, 21000)
+    feed = [dataclasses.replace(opened, ts=opened.ts + dt.timedelta(milliseconds=300))]
+    for n in range(40):  # quotes of another contract, five a second, over the 5 s grace
+        quote = f.quote(0, MNQ, 21000, stamp=0)
+        at = f.start + dt.timedelta(milliseconds=100 + 200 * n)
+        feed.append(
+            dataclasses.replace(quote, ts=at, args=[quote.args[0], quote.args[1] | {"timestamp": at.isoformat()}])
+        )
+    evaluated: list[str] = []
+    original = Engine._evaluate
+
+    def counting(self, event):
+        evaluated.append(event.kind)
+        return original(self, event)
+
+    Engine._evaluate = counting
+    try:
+        skipping = _feed_run(feed, skip=True, tick_every=1000)
+    finally:
+        Engine._evaluate = original
+    closes = [r for r in skipping[0] if r["rule"] == "stop_required"]
+    assert closes and closes[0]["ts"] == (f.start + dt.timedelta(milliseconds=5300)).isoformat(), skipping[0]
+    assert evaluated.count("quote") < 20
+    assert skipping == _feed_run(feed, skip=False, tick_every=1000)
