@@ -23,7 +23,7 @@ from typing import Any
 from riskc.dsl import ast, runtime
 from riskc.dsl import types as T
 from riskc.dsl.checker import CheckedPolicy, CheckResult, RuleInstance
-from riskc.dsl.decision import Action, Decision, Firing, plan
+from riskc.dsl.decision import Action, Built, Decision, Firing, plan
 from riskc.dsl.errors import Span
 from riskc.dsl.format import format_action, format_expr
 from riskc.dsl.types import Type
@@ -166,6 +166,7 @@ class Program:
         self.origin = origin
         self._evaluate: Callable = namespace["evaluate"]
         self._actions: list[Callable] = namespace["ACTIONS"]
+        self._action_values: list[Callable] = namespace["VALUES"]
         self._explain: list[Callable] = namespace["EXPLAIN"]
         self._whiles: dict[str, Callable] = namespace["WHILES"]
         self._make_tracer = tracer
@@ -199,7 +200,7 @@ class Program:
         hits = self._evaluate(snapshot)
         if not hits:
             return _NOTHING
-        return Decision(hits, lambda: self._decide(snapshot, hits), lambda: self._values(snapshot, hits))
+        return _Evaluated(hits, self, snapshot)
 
     def trace(self, snapshot) -> tuple[RuleTrace, ...]:
         """Which rules ``snapshot`` reached and what each clause of their `when` came to (see
@@ -229,11 +230,15 @@ class Program:
     def _values(self, snapshot, hits: list[tuple[int, Any]]) -> tuple[Action, ...]:
         """The actions of the rules that hold as values: not planned, without reasons (a reason
         quotes prices that move). A rule that raised is left out."""
-        actions: list[Action] = []
+        make = self._action_values
+        if len(hits) == 1:
+            index, target = hits[0]
+            return make[index](snapshot, target) if index >= 0 else ()
+        actions: tuple[Action, ...] = ()
         for index, target in hits:
             if index >= 0:
-                actions += self._actions[index](snapshot, target, "")
-        return tuple(actions)
+                actions += make[index](snapshot, target)
+        return actions
 
     def _decide(
         self, s, fired: list[tuple[int, Any]]
@@ -247,20 +252,17 @@ class Program:
                 actions.extend(self._on_error(-index - 1, target, s))
                 continue
             instance = self.rules[index]
-            why = self._reason(index, s, target)
-            firings.append(Firing(instance.id, instance.severity, why, target_id(target)))
+            try:  # the reason's values: its text is made when read (runtime.Reason)
+                why = self._explain[index](s, target)
+            except Exception as error:
+                why = f"(could not explain: {error})"
+            firings.append(_new(Firing, (instance.id, instance.severity, why, target_id(target))))
             try:
-                actions.extend(self._actions[index](s, target, why))
+                actions += self._actions[index](s, target, why)
             except Exception as error:
                 errors.append(self._error_firing(index, error))
                 actions.extend(self._on_error(index, error, s))
         return plan(actions), tuple(firings), tuple(errors)
-
-    def _reason(self, index: int, s, target) -> str:
-        try:
-            return self._explain[index](s, target)
-        except Exception as error:
-            return f"(could not explain: {error})"
 
     def _failure(self, index: int, error: Exception) -> str:
         """`file.risk:3:8: rule could not be evaluated (ZeroDivisionError: ...)`."""
@@ -282,6 +284,28 @@ class Program:
 
 
 _NOTHING = Decision.of((), ())
+
+
+class _Evaluated(Decision):
+    """``Program.evaluate``'s decision: its actions and reasons are built from the snapshot when
+    first read (``Program._decide``), its values each time they are asked for."""
+
+    __slots__ = ("_program", "_snapshot")
+
+    def __init__(self, hits: list[tuple[int, Any]], program: Program, snapshot) -> None:
+        self.hits, self._program, self._snapshot, self._built = hits, program, snapshot, None
+
+    def _made(self) -> Built:
+        built = self._built
+        if built is None:
+            built = self._built = self._program._decide(self._snapshot, self.hits)
+        return built
+
+    def values(self) -> tuple[Action, ...]:
+        return self._program._values(self._snapshot, self.hits)
+
+
+_new = tuple.__new__
 
 
 def _admits(rule: ast.Rule, kind: str) -> bool:
@@ -351,12 +375,14 @@ def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
             *_while_functions(rules, unit),
             f"ACTIONS = [{', '.join(f'_actions_{r.index}' for r in rules)}]",
             f"EXPLAIN = [{', '.join(f'_explain_{r.index}' for r in rules)}]",
+            f"VALUES = [{', '.join(f'_values_{r.index}' for r in rules)}]",
         ]
     )
     source, marks = _unmark(source)
     namespace: dict[str, Any] = {
         "_rt": runtime,
         "_Action": Action,
+        "_Reason": runtime.Reason,
         "_new": tuple.__new__,
         "_Decimal": Decimal,
         "_dt": dt,
@@ -652,12 +678,28 @@ def _arith(e: ast.Arith, r: _RuleCode, unit: _Unit) -> str:
 
 def _action_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[str]:
     instance = r.instance
-    head = {"rule": repr(instance.id), "severity": repr(instance.severity), "reason": "why"}
-    lines = [f"def _actions_{r.index}(s, {_BINDER}, why):", "    out = []"]
-    for action in instance.rule.actions:
-        lines.append("    out.append(" + _action_call(action, r, unit, policy, head) + ")")
-    lines.append("    return out")
+    head = {"rule": repr(instance.id), "severity": repr(instance.severity), "why": "why"}
+    lines = [f"def _actions_{r.index}(s, {_BINDER}, why):", "    return ["]
+    calls = [_action_call(action, r, unit, policy, head) for action in instance.rule.actions]
+    lines += [f"        {call}," for call in calls]
+    lines.append("    ]")
+    # The same as values, without a reason (what the engine compares while a breach holds): an
+    # action made of constants alone is built once.
+    lines += [f"def _values_{r.index}(s, {_BINDER}):", "    return ("]
+    for call in calls:
+        call = call.replace(", why, ", ", '', ", 1)
+        fields = call.removeprefix("_new(_Action, (").removesuffix(",))").split(", ")
+        constant = all(_CONSTANT_CODE.fullmatch(f) for f in fields)
+        lines.append(
+            f"        {unit.const(eval(call, {'_new': tuple.__new__, '_Action': Action}))},"
+            if constant
+            else f"        {call},"
+        )
+    lines.append("    )")
     return lines
+
+
+_CONSTANT_CODE = re.compile(r"None|'[^'\\]*'|-?\d+")  # a field's code that is a literal
 
 
 def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy, head: dict[str, str]) -> str:
@@ -727,15 +769,21 @@ def _until(v: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
 
 
 def _explain_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[str]:
-    """``rule: fact; fact → actions``. The condition becomes a tree of tests (see ``_facts``);
-    each atom that made it hold is shown with its values: `day.realized_pnl = -$1,020.00 <= -$1,000.00`."""
+    """``rule: fact; fact → actions``. The condition becomes a tree of tests (see ``_rt.capture``);
+    each atom that made it hold is shown with its values: `day.realized_pnl = -$1,020.00 <= -$1,000.00`.
+    ``_explain_N`` captures the values the text shows (a tuple: cheap, and never read from a later
+    snapshot); ``_render_N`` makes the text of them when a record, an alert or a view reads it."""
     zone = repr(policy.settings.timezone)
-    texts = _action_texts(r, unit, zone)
+    values, texts = _action_texts(r, unit, zone)
+    subject = f"{_BINDER}.symbol" if r.instance.rule.binder is not None else "None"
+    shown = f"{r.instance.id!r} + ' [' + v[0] + ']'" if r.instance.rule.binder is not None else repr(r.instance.id)
     return [
         f"_TREE_{r.index} = {_explain_node(r.instance.rule.when, r, unit, zone)}",
         f"def _explain_{r.index}(s, {_BINDER}):",
-        f"    facts = _rt.facts(_TREE_{r.index}, s, {_BINDER})",
-        f"    return {r.instance.id!r}{_subject(r)} + ': ' + '; '.join(facts) + ' → ' + ', '.join([{texts}])",
+        f"    return _Reason(_render_{r.index}, ({subject}, _rt.capture(_TREE_{r.index}, s, {_BINDER}), ({values})))",
+        f"def _render_{r.index}(v):",
+        "    a = v[2]",
+        f"    return {shown} + ': ' + '; '.join([render(x) for render, x in v[1]]) + ' → ' + ', '.join([{texts}])",
     ]
 
 
@@ -753,29 +801,30 @@ def _explain_node(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
         return f"({e.op!r}, {test}, {left}, {right})"
     if isinstance(e, ast.Not):
         return f"('not', {test}, {_explain_node(e.operand, r, unit, zone)})"
-    return f"('atom', {test}, lambda s, {_BINDER}: {_fact_text(e, r, unit, zone)})"
+    values, text = _fact_parts(e, r, unit, zone)
+    return f"('atom', {test}, lambda s, {_BINDER}: ({values},), lambda v: {text})"
 
 
-def _fact_text(atom: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
+def _fact_parts(atom: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> tuple[str, str]:
+    """(code of the values an atom's fact shows, code of its text made of them: ``v[0]``, ...)."""
     if isinstance(atom, ast.Compare):
-        left, right = _shown(atom.left, r, unit, zone), _shown(atom.right, r, unit, zone)
-        return f"{left} + ' {atom.op} ' + {right}"
-    return f"{format_expr(atom)!r} + ' = ' + _rt.show({_expr(atom, r, unit)}, {zone})"
+        left, right = _shown(atom.left, "v[0]", r, unit, zone), _shown(atom.right, "v[1]", r, unit, zone)
+        return f"{_expr(atom.left, r, unit)}, {_expr(atom.right, r, unit)}", f"{left} + ' {atom.op} ' + {right}"
+    return _expr(atom, r, unit), f"{format_expr(atom)!r} + ' = ' + _rt.show(v[0], {zone})"
 
 
-def _shown(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
+def _shown(e: ast.Expr, value: str, r: _RuleCode, unit: _Unit, zone: str) -> str:
     """`name = value` for what depends on the snapshot, the value alone for a constant."""
-    value = _show_value(e, r, unit, zone)
+    text = _show_value(e, value, unit, zone)
     if _is_constant(e, r):
-        return value
-    return f"{format_expr(e)!r} + ' = ' + {value}"
+        return text
+    return f"{format_expr(e)!r} + ' = ' + {text}"
 
 
-def _show_value(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
-    code = _expr(e, r, unit)
+def _show_value(e: ast.Expr, value: str, unit: _Unit, zone: str) -> str:
     if T.strip_optional(unit.types.get(id(e))) == T.MONEY:
-        return f"_rt.show_money({code})"
-    return f"_rt.show({code}, {zone})"
+        return f"_rt.show_money({value})"
+    return f"_rt.show({value}, {zone})"
 
 
 def _is_constant(e: ast.Expr, r: _RuleCode) -> bool:
@@ -792,38 +841,55 @@ def _is_variable(code: str | None) -> bool:
     return code == _BINDER or (code is not None and code.startswith("_a"))
 
 
-def _action_texts(r: _RuleCode, unit: _Unit, zone: str) -> str:
-    return ", ".join(_action_text(a, r, unit, zone) for a in r.instance.rule.actions)
+def _action_texts(r: _RuleCode, unit: _Unit, zone: str) -> tuple[str, str]:
+    """(code of the values the actions' texts show, code of the texts made of them: ``a[0]``, ...)."""
+    values: list[str] = []
+    texts = []
+    for action in r.instance.rule.actions:
+        parts, text = _action_text(action, r, unit, zone)
+        names = {f"_{n}": f"a[{len(values) + n}]" for n in range(len(parts))}
+        values += parts
+        texts.append(text.format(**names))
+    return "".join(f"{v}, " for v in values), ", ".join(texts)
 
 
-def _action_text(a: ast.Action, r: _RuleCode, unit: _Unit, zone: str = "None") -> str:
-    """Code for the action as the reason shows it, with values: `lockout until 2026-03-10 17:00 CT`."""
+def _action_text(a: ast.Action, r: _RuleCode, unit: _Unit, zone: str = "None") -> tuple[list[str], str]:
+    """The action as the reason shows it, with values (`lockout until 2026-03-10 17:00 CT`): the
+    code of the values it shows, and the code of its text with ``{_0}``, ``{_1}`` for them."""
     words = format_action(a)
     match a:
         case ast.Lockout(mode="for", value=v):
-            return f"'lockout until ' + _rt.show(s.session.now + {_expr(v, r, unit)}, {zone})"
+            return [f"s.session.now + {_expr(v, r, unit)}"], f"'lockout until ' + _rt.show({{_0}}, {zone})"
         case ast.Lockout(mode="until", value=v):
-            return f"'lockout until ' + _rt.show({_until(v, r, unit, zone)}, {zone})"
+            return [_until(v, r, unit, zone)], f"'lockout until ' + _rt.show({{_0}}, {zone})"
         case ast.Reduce(target=t, to=to):
-            return f"'reduce ' + {_expr(t, r, unit)}.symbol + ' to ' + str({_expr(to, r, unit)})"
+            return [f"{_expr(t, r, unit)}.symbol", _expr(to, r, unit)], "'reduce ' + {_0} + ' to ' + str({_1})"
         case ast.ReduceTotal(to=to):
-            counted = _counts_net(a.counting, r, unit)
-            counting = f" + ' counting ' + str({_expr(a.counting, r, unit)})" if counted else ""
-            return f"'reduce_total to ' + str({_expr(to, r, unit)}){counting}"
+            if _counts_net(a.counting, r, unit):
+                return [_expr(to, r, unit), _expr(a.counting, r, unit)], (
+                    "'reduce_total to ' + str({_0}) + ' counting ' + str({_1})"
+                )
+            return [_expr(to, r, unit)], "'reduce_total to ' + str({_0})"
         case ast.Close(target=t):
-            return f"'close ' + {_expr(t, r, unit)}.symbol"
+            return [f"{_expr(t, r, unit)}.symbol"], "'close ' + {_0}"
         case ast.Cancel(target=t):
-            return f"'cancel order ' + str({_expr(t, r, unit)}.id)"
+            return [f"{_expr(t, r, unit)}.id"], "'cancel order ' + str({_0})"
         case ast.Block(symbol=symbol):
-            return f"'block ' + str({_expr(symbol, r, unit)})"
+            return [_expr(symbol, r, unit)], "'block ' + str({_0})"
         case ast.CancelOrders(symbol=symbol) if symbol is not None:
-            return f"'cancel_orders for ' + str({_expr(symbol, r, unit)})"
+            return [_expr(symbol, r, unit)], "'cancel_orders for ' + str({_0})"
         case ast.PlaceTarget(target=t, price=price):
-            return f"'place_target ' + {_expr(t, r, unit)}.symbol + ' at ' + _rt.show({_expr(price, r, unit)})"
+            return [
+                f"{_expr(t, r, unit)}.symbol",
+                _expr(price, r, unit),
+            ], "'place_target ' + {_0} + ' at ' + _rt.show({_1})"
         case ast.MoveStop(target=t, price=price) | ast.PlaceStop(target=t, price=price):
             verb = "move_stop" if isinstance(a, ast.MoveStop) else "place_stop"
-            return f"'{verb} ' + {_expr(t, r, unit)}.symbol + ' to ' + _rt.show({_expr(price, r, unit)})"
-    return repr(words)
+            return [
+                f"{_expr(t, r, unit)}.symbol",
+                _expr(price, r, unit),
+            ], f"'{verb} ' + {{_0}} + ' to ' + _rt.show({{_1}})"
+    return [], repr(words).replace("{", "{{").replace("}", "}}")
 
 
 def _while_functions(rules: list[_RuleCode], unit: _Unit) -> list[str]:
