@@ -345,16 +345,29 @@ class Book:
     def _on_quote(self, quote: Quote) -> Event | None:
         return self.quote_event(quote) if self._take_quote(quote) else None
 
-    def apply_quote(self, quote: Quote) -> bool:
+    def apply_quote(self, quote: Quote) -> int:
         """``apply`` for a quote without building its ``Event`` (the engine's quote fast path
-        asks for it with ``quote_event`` only when it evaluates): whether it was applied."""
+        asks for it with ``quote_event`` only when it evaluates): 0 when it is older than the
+        contract's last (not applied), 2 when it moved the mark of a position, else 1."""
         ts = quote.time
         if ts > self.now:
             self.now = ts
         day = self.day
         if day is None or self.now >= day.end:
             self._roll(self.now)
-        return self._take_quote(quote)
+        contract_id = quote.contract_id
+        if quote.stamped and contract_id not in self._receive_clock:  # _newer's usual case, inlined
+            at, times = quote.stamp, self.quote_times
+            if at < times.get(contract_id, NEVER):
+                return 0
+            times[contract_id] = at
+        elif not self._newer(contract_id, ts, quote.stamp, quote.stamped):
+            return 0
+        last = quote.last
+        if last is not None and self.marks.get(contract_id) != last:
+            self._mark(contract_id, last)
+            return 2 if contract_id in self.positions else 1
+        return 1
 
     def _take_quote(self, quote: Quote) -> bool:
         """The hot path: most messages are quotes. False for one older than the contract's last."""
@@ -378,11 +391,32 @@ class Book:
             ask if ask is not None else mark,
         )
 
+    def apply_trade_print(self, trade: MarketTrade) -> int:
+        """``apply_quote`` for the last trade printed on a contract (``trade_event`` is its event)."""
+        ts = trade.time
+        if ts > self.now:
+            self.now = ts
+        day = self.day
+        if day is None or self.now >= day.end:
+            self._roll(self.now)
+        contract_id, price = trade.contract_id, trade.price
+        if not self._newer(contract_id, ts, trade.stamp, trade.stamped):
+            return 0
+        if self.marks.get(contract_id) != price:
+            self._mark(contract_id, price)
+            return 2 if contract_id in self.positions else 1
+        return 1
+
     def _on_market_trade(self, trade: MarketTrade) -> Event | None:
         contract_id, price = trade.contract_id, trade.price
         if not self._newer(contract_id, trade.time, trade.stamp, trade.stamped):
             return None
         self._mark(contract_id, price)
+        return self.trade_event(trade)
+
+    def trade_event(self, trade: MarketTrade) -> Event:
+        """The event rules see for a trade print just applied: a quote at its price."""
+        contract_id, price = trade.contract_id, trade.price
         return Event(
             kind="quote",
             time=trade.time,

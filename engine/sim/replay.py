@@ -145,7 +145,7 @@ class Replay:
         if ts < engine.book.now:  # read_feed sends a quote behind a line read before as a Message, with its line
             summary.backwards.append(Backwards(0, ts, engine.book.now))
         triggered = self.sim.observe_quote(quote)
-        effects = engine.on_event(quote)
+        effects = engine.on_quote(quote)
         if effects is not NO_EFFECTS:
             self._handle(effects)
         if triggered:

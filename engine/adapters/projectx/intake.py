@@ -145,14 +145,16 @@ def _quote_of(raw: dict[str, Any]) -> Quote | None:
     three prices are JSON numbers with a fraction and whose ``timestamp`` is a string), its
     instant parsed once when the payload's ``timestamp`` is the line's ``ts`` (as a recording
     writes it); None for any other shape (the general path decodes it, or says why not)."""
-    args, ts_text = raw.get("args"), raw.get("ts")
-    if type(args) is not list or len(args) != 2 or type(ts_text) is not str or raw.get("hub", "market") != "market":
-        return None
-    contract_id, data = args
-    if type(contract_id) is not str or not contract_id or type(data) is not dict:
-        return None
-    get = data.get
-    last, bid, ask, stamp_text = get("lastPrice"), get("bestBid"), get("bestAsk"), get("timestamp")
+    try:  # subscripts, not get(): a fifth of the cost, on every quote
+        args, ts_text, hub = raw["args"], raw["ts"], raw["hub"]
+        if type(args) is not list or len(args) != 2 or type(ts_text) is not str or hub != "market":
+            return None
+        contract_id, data = args
+        if type(contract_id) is not str or not contract_id or type(data) is not dict:
+            return None
+        last, bid, ask, stamp_text = data["lastPrice"], data["bestBid"], data["bestAsk"], data["timestamp"]
+    except KeyError:
+        return None  # (a line without `hub` is a market one all the same: the general path reads it)
     if type(last) is not float or type(bid) is not float or type(ask) is not float or type(stamp_text) is not str:
         return None
     total = last + bid + ask
