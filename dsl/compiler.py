@@ -185,6 +185,9 @@ class Program:
         # For each field of TIME_FIELDS, the durations the conditions compare it with (None: read
         # otherwise too; empty: not read). Set by compile_policy.
         self.time_thresholds: dict[str, frozenset | None] = {name: None for name in TIME_FIELDS}
+        # How a price can change what the rules a quote runs decide (see _pnl_atoms; None: in
+        # any way). Set by compile_policy.
+        self.pnl_atoms: tuple | None = None
 
     def like_quote(self, kind: str) -> bool:
         """Whether an event of ``kind`` runs exactly the rules a quote runs (the `on` filters)."""
@@ -393,7 +396,92 @@ def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
     origin = Origin(filename, marks, tuple(unit.spans))
     program = Program(policy, source, namespace, origin, tracer=lambda: _compile_clause_tests(rules, unit, policy))
     program.time_thresholds = {name: _thresholds(name, rules, unit, namespace) for name in TIME_FIELDS}
+    program.pnl_atoms = _pnl_atoms(rules, unit, namespace)
     return program
+
+
+# Fields of the snapshot that move with a price (engine/core/snapshot.py): what a quote changes.
+PRICE_FIELDS = frozenset(
+    {"mark", "unrealized_pnl", "net_pnl", "high_balance", "high_water_balance", "max_favorable", "max_adverse"}
+)
+# Of them, those that move one for one with the account's open P&L (the sum of the positions').
+OPEN_PNL_FIELDS = frozenset({"unrealized_pnl", "net_pnl"})  # of `day`
+
+
+def _pnl_atoms(rules: list[_RuleCode], unit: _Unit, namespace: dict[str, Any]) -> tuple | None:
+    """How a price can change what the rules a quote runs decide: each atom of their conditions
+    that reads a price, as ``(sign, left, right)`` (``left(s) OP right(s)`` is the atom, and
+    ``left - right`` moves by ``sign`` times the change of the account's open P&L, as
+    ``account.balance + day.unrealized_pnl <= ...`` does). Between two quotes that change
+    nothing else, an atom can change only where ``left - right`` crosses zero: the engine skips
+    a quote whose open P&L is on the same side of every crossing. None when a rule a quote runs
+    reads a price in any other way (a position's P&L or mark, a high-water mark, ``min`` of a
+    P&L, a rule with a binder): every quote that moves a position's price is evaluated."""
+    atoms = []
+    for r in rules:
+        rule = r.instance.rule
+        if rule.on and not any(k.text == "quote" for k in rule.on):
+            continue
+        found = _price_atoms(rule.when, r, unit)
+        if found is None or (found and rule.binder is not None):
+            return None
+        for node, sign in found:
+            codes = [_unmark(_expr(side, r, unit))[0] for side in (node.left, node.right)]
+            scope = {**namespace, **unit.constants}  # after _expr: it may name new constants
+            left, right = (eval(f"lambda s: {code}", scope) for code in codes)
+            atoms.append((sign, left, right))
+    return tuple(atoms)
+
+
+def _reads_price(e: ast.Expr) -> bool:
+    return any(isinstance(n, ast.Field) and n.name in PRICE_FIELDS for n in walk(e))
+
+
+def _price_atoms(e: ast.Expr, r: _RuleCode, unit: _Unit) -> list[tuple[ast.Compare, int]] | None:
+    """The atoms of a condition that read a price, with their sign (see ``_pnl_atoms``), as the
+    compiled code has it (a clause folded to a constant is left out); None if a price is read
+    otherwise."""
+    if not _reads_price(e) or _expr(e, r, unit) in ("True", "False"):
+        return []
+    if isinstance(e, ast.BoolOp):
+        found: list[tuple[ast.Compare, int]] = []
+        for side in (e.left, e.right):
+            if _expr(side, r, unit) in ("True", "False"):
+                continue  # folded away (`mode == intraday and ...`)
+            more = _price_atoms(side, r, unit)
+            if more is None:
+                return None
+            found += more
+        return found
+    if isinstance(e, ast.Not):
+        return _price_atoms(e.operand, r, unit)
+    if isinstance(e, ast.Compare) and e.op in ("<", "<=", ">", ">="):
+        left, right = _open_pnl_sign(e.left, r), _open_pnl_sign(e.right, r)
+        if left is None or right is None or left - right not in (1, -1):
+            return None
+        return [(e, left - right)]
+    return None
+
+
+def _open_pnl_sign(e: ast.Expr, r: _RuleCode) -> int | None:
+    """How many times the account's open P&L ``e`` counts (a sum or difference of terms, one
+    `day.unrealized_pnl` or `day.net_pnl` each); None if it reads a price otherwise."""
+    if not _reads_price(e):
+        return 0
+    if isinstance(e, ast.Field) and e.name in OPEN_PNL_FIELDS:
+        day = e.obj
+        return (
+            1 if isinstance(day, ast.Name) and day.id == "day" and day.id in r.roots and day.id not in r.names else None
+        )
+    if isinstance(e, ast.Arith) and e.op in ("+", "-"):
+        left, right = _open_pnl_sign(e.left, r), _open_pnl_sign(e.right, r)
+        if left is None or right is None:
+            return None
+        return left + right if e.op == "+" else left - right
+    if isinstance(e, ast.Neg):
+        inner = _open_pnl_sign(e.operand, r)
+        return None if inner is None else -inner
+    return None
 
 
 # Fields of the snapshot that move with time inside a second (engine/core/snapshot.py): a

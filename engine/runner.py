@@ -132,6 +132,7 @@ class Engine:
         self._settled: tuple | None = None  # see _settle
         self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
         self._thresholds = _time_thresholds(policies)
+        self._pnl_atoms = _pnl_atoms(policies)
         self.watch_store = True  # look for another process's writes on every tick (replay has none: False)
         self.persist_book = persist_book
         self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
@@ -190,14 +191,21 @@ class Engine:
         self.events += 1
         trading = self.trading
         if (
-            applied == 2
-            or book.now >= settled[0]
+            book.now >= settled[0]
             or settled[1] != book.version
             or settled[2] != self.enforcer.version
             or settled[3] != trading.version
             or not trading.fresh(book.now)
         ):
             return self._evaluate(event_of(quote))
+        if applied == 2:  # the price of a position moved: evaluated unless its open P&L stays in the band
+            band = settled[4]
+            if band is None:
+                return self._evaluate(event_of(quote))
+            low, high = band
+            pnl = book.open_pnl()
+            if (low is not None and pnl <= low) or (high is not None and pnl >= high):
+                return self._evaluate(event_of(quote))
         return NO_EFFECTS
 
     def on_events(self, updates: Iterable[BrokerEvent]) -> Effects:
@@ -232,6 +240,7 @@ class Engine:
         self._settled = None
         self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
         self._thresholds = _time_thresholds(policies)
+        self._pnl_atoms = _pnl_atoms(policies)
 
     def finished(
         self,
@@ -282,7 +291,7 @@ class Engine:
         if not hit and not unpriced and not enforcer.firing and not exposed and not enforcer.orphans:
             self._steady = None
             if change is None:
-                self._settle(event)
+                self._settle(event, snapshot)  # quiet: nothing fired
                 return NO_EFFECTS
             effects = Effects(records=[change])
             self._audit_decision(event, effects)
@@ -309,14 +318,18 @@ class Engine:
         self._steady = None if effects else self._steady_key(decisions, exposed, unpriced)
         return effects
 
-    def _settle(self, event: Event) -> None:
+    def _settle(self, event: Event, quiet: Any = None) -> None:
         """This evaluation did nothing, and one on a quote later in the same second would do
         nothing too unless a price of a position or the state changed (``_on_quote`` checks
         those): note what it depends on. That holds when no rule that runs on a quote reads the
         event, the event ran the rules a quote runs, and nothing the rules read moves with time
         inside a second (an uncovered position's grace, ages, a fill window; the session is one
         per second). A grace or an age compared only with constant durations (``Program.time_thresholds``)
-        can: the settled state then lasts until the first moment one crosses a threshold."""
+        can: the settled state then lasts until the first moment one crosses a threshold.
+
+        After a quiet evaluation (``quiet`` is its snapshot: no rule fired), a quote that moves
+        the price of a position is not evaluated either while the account's open P&L stays
+        inside the band where no condition that reads a price can change (``_pnl_band``)."""
         if not self._quote_blind or event.kind not in self._like_quote:
             return
         book = self.book
@@ -331,7 +344,28 @@ class Engine:
             opened = [p.opened_at for p in book.positions.values()] + [o.placed_at for o in book.orders.values()]
             end = _crossing(end, book.now, opened, thresholds["age"])
         if end is not None:
-            self._settled = (end, book.version, self.enforcer.version, self.trading.version)
+            band = self._pnl_band(quiet) if quiet is not None and self._pnl_atoms is not None else None
+            self._settled = (end, book.version, self.enforcer.version, self.trading.version, band)
+
+    def _pnl_band(self, snapshot) -> tuple | None:
+        """(low, high): the open P&L values strictly between which no atom that reads a price
+        (``Program.pnl_atoms``) comes out otherwise than on ``snapshot`` (None: unbounded);
+        None when one is at its crossing or cannot be read."""
+        low = high = None
+        try:
+            now = snapshot.day.unrealized_pnl
+            for sign, left, right in self._pnl_atoms:
+                gap = left(snapshot) - right(snapshot)  # moves by sign × the change of the open P&L
+                if not gap:
+                    return None
+                crossing = now - gap * sign
+                if (gap < 0) == (sign > 0):  # on its side while the open P&L stays below the crossing
+                    high = crossing if high is None or crossing < high else high
+                else:
+                    low = crossing if low is None or crossing > low else low
+        except Exception:
+            return None
+        return low, high
 
     def _enforce(
         self, decisions: Sequence[Decision], lockouts: list[Lockout], exposed: bool, unpriced: tuple[str, ...]
@@ -635,6 +669,16 @@ def _crossing(
 
 
 _MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _pnl_atoms(policies: PolicySet) -> tuple | None:
+    """``Program.pnl_atoms`` of all the policies together (None if any is None)."""
+    atoms: tuple = ()
+    for program in policies.programs:
+        if program.pnl_atoms is None:
+            return None
+        atoms += program.pnl_atoms
+    return atoms
 
 
 def _time_thresholds(policies: PolicySet) -> dict[str, frozenset | None]:

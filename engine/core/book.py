@@ -543,6 +543,21 @@ class Book:
         rolled, self.rolled = self.rolled, []
         return rolled
 
+    def open_pnl(self) -> Decimal:
+        """The account's open P&L now (`day.unrealized_pnl`), for a quote the engine does not
+        evaluate: the day's high balance and the all-time high-water mark follow it as a
+        snapshot's would (see ``_day``)."""
+        unrealized = ZERO
+        for p in self.position_views():
+            unrealized += p.unrealized_pnl
+        account, state = self.account, self.day
+        equity = account.balance + unrealized
+        if state.high_balance is None or equity > state.high_balance:
+            state.high_balance = equity
+        if equity > account.high_water_balance:
+            account.high_water_balance = equity
+        return unrealized
+
     def unrealized(self) -> Decimal:
         return sum((p.unrealized_pnl for p in self.position_views()), ZERO)
 

@@ -69,3 +69,33 @@ def test_the_listing_sees_every_known_one():
     """Control: each field the engine accounts for does move here (else the test above proves nothing)."""
     names = {path.rsplit(".", 1)[-1].removesuffix("()") for path in _moving()}
     assert names >= HANDLED, HANDLED - names
+
+
+def test_only_the_known_fields_move_with_a_price():
+    """The same for a price: the fields that change when a quote moves the mark of a position
+    are in ``dsl.compiler.PRICE_FIELDS`` (what ``Program.pnl_atoms`` looks for), and `day.unrealized_pnl`
+    and `day.net_pnl` (``OPEN_PNL_FIELDS``) move one for one with the account's open P&L (the
+    sum of the positions'), as the engine's open P&L band assumes."""
+    from riskc.dsl.compiler import OPEN_PNL_FIELDS, PRICE_FIELDS
+    from riskc.engine.enforce.stale_prices import PRICE_FIELDS as STALE
+
+    book = new_book()
+    apply(book, f.account(0, 50_000))
+    apply(book, f.position(3, ES, 1, 21000))
+    apply(book, f.position(3, MNQ, -2, 21000))
+    apply(book, f.order(4, 7, MNQ, side=0, stop=21100))
+    apply(book, f.quote(5, ES, 21001))
+    first: dict = {}
+    _values(snap(book, f.at(10.3)), "s", first)
+    apply(book, f.quote(10.5, ES, 21000.25))
+    apply(book, f.quote(10.5, MNQ, 21003))
+    second: dict = {}
+    _values(snap(book, f.at(10.7)), "s", second)
+    moved = {path for path in first if first[path] != second[path] and not path.startswith("s.event.")}
+    names = {path.rsplit(".", 1)[-1] for path in moved} - HANDLED - {"now"}
+    assert names <= PRICE_FIELDS, names - PRICE_FIELDS
+    assert {"mark", "unrealized_pnl", "net_pnl"} <= names  # control: the quotes did move them
+    assert STALE <= PRICE_FIELDS
+    change = sum(second[f"s.positions[{n}].unrealized_pnl"] - first[f"s.positions[{n}].unrealized_pnl"] for n in (0, 1))
+    for name in OPEN_PNL_FIELDS:
+        assert second[f"s.day.{name}"] - first[f"s.day.{name}"] == change
