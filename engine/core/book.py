@@ -65,6 +65,7 @@ log = logging.getLogger("riskc.book")
 NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 _NO_TIME = dt.timedelta(0)
 _SECOND = dt.timedelta(seconds=1)
+_MINUTE = dt.timedelta(minutes=1)
 
 
 @dataclass(slots=True)
@@ -146,6 +147,10 @@ class Book:
         self._pnl_changes = 0  # open P&L updates in place (see _mark), for _day's memo
         self._day_key: tuple[int, int] | None = None
         self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
+        self._minute: tuple | None = None  # (from, to, local clock, weekday, zone) of the local minute
+        self._open_state: tuple[bool, dt.datetime, dt.datetime] | None = None  # (open, from, to)
+        self._following_key: tuple | None = None  # (trading day, begun) of _following
+        self._following: dt.datetime | None = None  # next_trading_day_start
         self._day_view = Day()
         self._week_view = Week()
         self._week_basis: tuple = (None, None, None)  # (day, its trades, the days before) of _week_view
@@ -699,21 +704,30 @@ class Book:
         if cached is not None and cached[3] <= now < cached[4]:  # the same whole second
             return cached[1], cached[2]
         second = int(now.timestamp())
-        local = now.astimezone(zone)
-        session = Session(
-            now,
-            local.time().replace(second=0, microsecond=0),
-            WEEKDAYS[local.weekday()],
-            self.day.trading_day,
-            self.calendar.is_session_open(now),
-        )
+        # Once a second (a tick): the parts that change less often are kept while they hold.
+        minute = self._minute
+        if minute is None or not minute[0] <= now < minute[1] or minute[4] is not zone:  # the local minute
+            local = now.astimezone(zone)
+            start_of_minute = now - dt.timedelta(seconds=local.second, microseconds=local.microsecond)
+            clock = local.time().replace(second=0, microsecond=0)
+            minute = self._minute = (start_of_minute, start_of_minute + _MINUTE, clock, WEEKDAYS[local.weekday()], zone)
+        open_state = self._open_state
+        if open_state is None or not open_state[1] <= now < open_state[2]:  # the exchange open or closed
+            is_open, until = self.calendar.session_state(now)
+            open_state = self._open_state = (is_open, now, until)
+        day = self.day
+        session = Session(now, minute[2], minute[3], day.trading_day, open_state[0])
         start = now.replace(microsecond=0)
         # `next_trading_day` is the next trading-day *start*: on a Friday, Sunday 17:00, not the
-        # end of Friday's day; before a holiday, the day after it.
-        following = self.calendar.next_trading_day_start(now)
-        result = (second, session, following, start, start + _SECOND)
+        # end of Friday's day; before a holiday, the day after it. The same for the whole of a
+        # trading day once it has begun (and for the gap before it).
+        key = (day.trading_day, now >= day.start)
+        if key != self._following_key:
+            self._following_key = key
+            self._following = self.calendar.next_trading_day_start(now)
+        result = (second, session, self._following, start, start + _SECOND)
         self._session_cache = result
-        return session, following
+        return session, self._following
 
 
 def _same_order(a: Order, b: Order) -> bool:
