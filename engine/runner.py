@@ -165,13 +165,28 @@ class Engine:
         return self._evaluate(event)
 
     def on_quote(self, quote: Quote) -> Effects:
-        """``on_event`` for a quote (most events): the same, one call shorter."""
+        """``on_event`` for a quote (most events): the same, with ``_on_quote``'s usual case
+        (a quote of a contract without a position, in a settled second) inlined."""
         if self._unaudited:
             self.flush_audit()
         settled = self._settled
         if settled is None:
             return self.on_event(quote)
-        return self._on_quote(quote, settled)
+        book = self.book
+        applied = book.apply_quote(quote)
+        if applied != 1 or book.rolled or book.coverage_changes:
+            return self._after_quote(quote, applied, book.quote_event, settled)
+        self.events += 1
+        trading = self.trading
+        if (
+            book.now >= settled[0]
+            or settled[1] != book.version
+            or settled[2] != self.enforcer.version
+            or settled[3] != trading.version
+            or not trading.fresh(book.now)
+        ):
+            return self._evaluate(book.quote_event(quote))
+        return NO_EFFECTS
 
     def _on_quote(self, quote: Quote | MarketTrade, settled: tuple) -> Effects:
         """The quote fast path (a trade print, the rules' `quote` too, alike): the mark moves,
@@ -184,6 +199,10 @@ class Engine:
             applied, event_of = book.apply_quote(quote), book.quote_event  # 2: it moved the price of a position
         else:
             applied, event_of = book.apply_trade_print(quote), book.trade_event
+        return self._after_quote(quote, applied, event_of, settled)
+
+    def _after_quote(self, quote: Quote | MarketTrade, applied: int, event_of, settled: tuple) -> Effects:
+        book = self.book
         if book.rolled or book.coverage_changes:
             self._after_apply(quote, event_of(quote) if applied else None)
         if not applied:

@@ -368,10 +368,13 @@ class Book:
             times[contract_id] = at
         elif not self._newer(contract_id, ts, quote.stamp, quote.stamped):
             return 0
-        last = quote.last
-        if last is not None and self.marks.get(contract_id) != last:
+        last, marks = quote.last, self.marks
+        if last is not None and marks.get(contract_id) != last:
+            if contract_id not in self.positions:
+                marks[contract_id] = last  # _mark, for a contract without a position
+                return 1
             self._mark(contract_id, last)
-            return 2 if contract_id in self.positions else 1
+            return 2
         return 1
 
     def _take_quote(self, quote: Quote) -> bool:
