@@ -186,6 +186,7 @@ class Engine:
             or not trading.fresh(book.now)
         ):
             return self._evaluate(book.quote_event(quote))
+        book.keep_session(self.zone)
         return NO_EFFECTS
 
     def _on_quote(self, quote: Quote | MarketTrade, settled: tuple) -> Effects:
@@ -225,6 +226,7 @@ class Engine:
             pnl = book.open_pnl()
             if (low is not None and pnl <= low) or (high is not None and pnl >= high):
                 return self._evaluate(event_of(quote))
+        book.keep_session(self.zone)
         return NO_EFFECTS
 
     def on_events(self, updates: Iterable[BrokerEvent]) -> Effects:
@@ -248,7 +250,19 @@ class Engine:
             if version != self._data_version:  # another process (riskc lock / unlock) changed the store
                 self._data_version = version
                 self.trading.invalidate()
-        return self._evaluate(Event(kind="clock", time=self.book.now))
+        settled, book, trading = self._settled, self.book, self.trading
+        if (  # nothing the rules read has changed since a quiet evaluation (see _settle)
+            settled is not None
+            and settled[5]
+            and book.now < settled[0]
+            and settled[1] == book.version
+            and settled[2] == self.enforcer.version
+            and settled[3] == trading.version
+            and trading.fresh(book.now)
+        ):
+            book.keep_session(self.zone)
+            return NO_EFFECTS
+        return self._evaluate(Event(kind="clock", time=book.now))
 
     def swap(self, policies: PolicySet) -> None:
         """Atomically replace the policies (between two events). The trading-day settings of
@@ -348,13 +362,17 @@ class Engine:
 
         After a quiet evaluation (``quiet`` is its snapshot: no rule fired), a quote that moves
         the price of a position is not evaluated either while the account's open P&L stays
-        inside the band where no condition that reads a price can change (``_pnl_band``)."""
+        inside the band where no condition that reads a price can change (``_pnl_band``), and
+        the settled state lasts beyond the second, with the clock's ticks skipped too, until
+        what the conditions read of the session can change (``_session_deadline``)."""
         if not self._quote_blind or event.kind not in self._like_quote:
             return
         book = self.book
         end = book.second_end
         if end is None or ("fills_within" in self._time_reads and book.day is not None and book.day.fill_times):
             return
+        if quiet is not None and "clock" in self._like_quote:
+            end = self._session_deadline(end)
         thresholds = self._thresholds
         uncovered = [p.uncovered_since for p in book.positions.values() if p.uncovered_since is not None]
         if uncovered and thresholds["uncovered_for"] != frozenset():
@@ -364,7 +382,24 @@ class Engine:
             end = _crossing(end, book.now, opened, thresholds["age"])
         if end is not None:
             band = self._pnl_band(quiet) if quiet is not None and self._pnl_atoms is not None else None
-            self._settled = (end, book.version, self.enforcer.version, self.trading.version, band)
+            ticks = quiet is not None and "clock" in self._like_quote  # a tick would do nothing either
+            self._settled = (end, book.version, self.enforcer.version, self.trading.version, band, ticks)
+
+    def _session_deadline(self, second_end: dt.datetime) -> dt.datetime:
+        """After a quiet evaluation: the first moment what the conditions read of the session
+        (``Program.condition_reads``) can change — the local minute for `session.clock` and
+        `weekday`, the exchange's next open or close for `is_open`, the trading day's end for
+        the rest — or the end of the second when they read `session.now`, the next trading
+        day or week, or the prices are down (their staleness grows by the second)."""
+        reads, book = self._time_reads, self.book
+        if self.prices_down_at is not None or reads & _PER_SECOND or book.day is None:
+            return second_end
+        end = book.day.end
+        if reads & _PER_MINUTE:
+            end = min(end, book.minute_end)
+        if "is_open" in reads:
+            end = min(end, book.open_until)
+        return max(end, second_end)
 
     def _pnl_band(self, snapshot) -> tuple | None:
         """(low, high): the open P&L values strictly between which no atom that reads a price
@@ -688,6 +723,10 @@ def _crossing(
 
 
 _MICROSECOND = dt.timedelta(microseconds=1)
+# What conditions may read that changes every second (the session's instant, and what is computed
+# from it in ways not followed here), and what changes with the local minute.
+_PER_SECOND = frozenset({"now", "next_trading_day", "next_trading_week"})
+_PER_MINUTE = frozenset({"clock", "weekday"})
 
 
 def _pnl_atoms(policies: PolicySet) -> tuple | None:

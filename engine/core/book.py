@@ -696,6 +696,24 @@ class Book:
             self._week_view = self._week(view)
         return view
 
+    def keep_session(self, zone: Any) -> None:
+        """The session of the second ``now`` is in, when no snapshot is taken in it (the engine
+        skipped its evaluations): a snapshot later in the second sees the session as if every
+        event had been evaluated, `session.now` the first instant of the second it saw."""
+        cached = self._session_cache
+        if cached is None or not cached[3] <= self.now < cached[4]:
+            self._session(self.now, zone)
+
+    @property
+    def minute_end(self) -> dt.datetime:
+        """The end of the local minute of the last snapshot's session (its `clock`, `weekday`)."""
+        return self._minute[1]
+
+    @property
+    def open_until(self) -> dt.datetime:
+        """Until when the last snapshot's session's `is_open` holds (the exchange's next open or close)."""
+        return self._open_state[2]
+
     @property
     def second_end(self) -> dt.datetime | None:
         """The end of the whole second the last snapshot's session is for (None before one)."""

@@ -173,6 +173,20 @@ rule equity_floor
 """
 
 
+# Rules that read the session's clock (a minute) and whether the exchange is open: the settled
+# state lasts beyond the second, and the clock's ticks are skipped, until the minute ends (10:01 CT
+# is one minute after the feeds' start).
+CLOCKED = (
+    TIGHT
+    + """use trading_hours(start: 17:00, end: 10:01)
+rule late_and_open
+  when session.clock >= 10:01 and session.is_open and account.open_contracts > 0
+  then alert "late"
+  severity low
+"""
+)
+
+
 def _feed_run(messages, skip: bool, tick_every: int = 1, policy: str = TIGHT) -> tuple[list, list]:
     import tempfile
 
@@ -216,7 +230,7 @@ def _random_message():
     st.lists(st.tuples(st.deferred(lambda: _random_message()), st.integers(0, 999)), max_size=30),
     st.lists(st.tuples(st.sampled_from([0, 1]), st.integers(20990, 21010), st.integers(0, 60_999)), max_size=40),
     st.sampled_from([1, 3, 1000]),
-    st.sampled_from([TIGHT, TIMED, AGED, BANDED]),
+    st.sampled_from([TIGHT, TIMED, AGED, BANDED, CLOCKED]),
 )
 def test_quotes_skipped_inside_a_second_change_nothing(messages, quotes, tick_every, policy):
     """The quote fast path (``Engine._on_quote``): quotes between the ticks, many in one second,
@@ -381,3 +395,34 @@ def test_a_quote_that_moves_the_open_pnl_across_a_threshold_is_evaluated():
     assert [r for r in skipping[0] if r["rule"] == "trailing_drawdown"], skipping[0]
     assert evaluated.count("quote") < 15, evaluated
     assert skipping == _feed_run(feed, skip=False, tick_every=1000, policy=BANDED)
+
+
+def test_ticks_are_skipped_until_the_minute_a_rule_reads_ends():
+    """After a quiet evaluation, neither ticks nor quotes are evaluated until what the rules read
+    of the session can change (the local minute of `session.clock`): trading_hours ends at
+    10:01 CT and acts at that tick, as when everything is evaluated."""
+    import dataclasses
+    import datetime as dt
+
+    from test_book import ES, f
+
+    account, opened, stop = f.account(0, 50_000), f.position(0, ES, 1, 21000), f.order(0, 9, ES, stop=20000)
+    feed = [dataclasses.replace(m, ts=m.ts + dt.timedelta(milliseconds=40_100)) for m in (account, opened, stop)]
+    feed.append(f.quote(65, ES, 21000, stamp=65))
+    evaluated: list[dt.datetime] = []
+    original = Engine._evaluate
+
+    def counting(self, event):
+        if event.kind == "clock":
+            evaluated.append(event.time)
+        return original(self, event)
+
+    Engine._evaluate = counting
+    try:
+        skipping = _feed_run(feed, skip=True, tick_every=1, policy=CLOCKED)
+    finally:
+        Engine._evaluate = original
+    closing = [r for r in skipping[0] if r["rule"] == "trading_hours"]
+    assert closing and closing[0]["ts"] == f.at(60).isoformat(), skipping[0]
+    assert len([t for t in evaluated if f.at(41) <= t < f.at(60)]) < 3, evaluated  # the ticks of 41-59 s
+    assert skipping == _feed_run(feed, skip=False, tick_every=1, policy=CLOCKED)
