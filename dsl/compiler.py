@@ -249,19 +249,22 @@ class Program:
         actions: list[Action] = []
         firings: list[Firing] = []
         errors: list[Firing] = []
+        rules, explain, make = self.rules, self._explain, self._actions
         for index, target in fired:
             if index < 0:
                 errors.append(self._error_firing(-index - 1, target))
                 actions.extend(self._on_error(-index - 1, target, s))
                 continue
-            instance = self.rules[index]
+            instance = rules[index]
             try:  # the reason's values: its text is made when read (runtime.Reason)
-                why = self._explain[index](s, target)
+                why = explain[index](s, target)
             except Exception as error:
                 why = f"(could not explain: {error})"
-            firings.append(_new(Firing, (instance.id, instance.severity, why, target_id(target))))
+            firings.append(
+                _new(Firing, (instance.id, instance.severity, why, None if target is None else target_id(target)))
+            )
             try:
-                actions += self._actions[index](s, target, why)
+                actions += make[index](s, target, why)
             except Exception as error:
                 errors.append(self._error_firing(index, error))
                 actions.extend(self._on_error(index, error, s))
@@ -857,7 +860,7 @@ def _until(v: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
 
 
 def _explain_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[str]:
-    """``rule: fact; fact → actions``. The condition becomes a tree of tests (see ``_rt.capture``);
+    """``rule: fact; fact → actions``. The condition becomes code that collects its facts (see ``_capture``);
     each atom that made it hold is shown with its values: `day.realized_pnl = -$1,020.00 <= -$1,000.00`.
     ``_explain_N`` captures the values the text shows (a tuple: cheap, and never read from a later
     snapshot); ``_render_N`` makes the text of them when a record, an alert or a view reads it."""
@@ -865,10 +868,12 @@ def _explain_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[
     values, texts = _action_texts(r, unit, zone)
     subject = f"{_BINDER}.symbol" if r.instance.rule.binder is not None else "None"
     shown = f"{r.instance.id!r} + ' [' + v[0] + ']'" if r.instance.rule.binder is not None else repr(r.instance.id)
+    facts: list[str] = []
+    captured = _capture(r.instance.rule.when, r, unit, zone, True, facts)
     return [
-        f"_TREE_{r.index} = {_explain_node(r.instance.rule.when, r, unit, zone)}",
+        *facts,
         f"def _explain_{r.index}(s, {_BINDER}):",
-        f"    return _Reason(_render_{r.index}, ({subject}, _rt.capture(_TREE_{r.index}, s, {_BINDER}), ({values})))",
+        f"    return _Reason(_render_{r.index}, ({subject}, {captured}, ({values})))",
         f"def _render_{r.index}(v):",
         "    a = v[2]",
         f"    return {shown} + ': ' + '; '.join([render(x) for render, x in v[1]]) + ' → ' + ', '.join([{texts}])",
@@ -880,17 +885,25 @@ def _subject(r: _RuleCode) -> str:
     return f" + ' [' + {_BINDER}.symbol + ']'" if r.instance.rule.binder is not None else ""
 
 
-def _explain_node(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
-    test = f"lambda s, {_BINDER}: {_expr(e, r, unit)}"
+def _capture(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str, want: bool, facts: list[str]) -> str:
+    """Code for the list of the facts of ``e`` that made it come out ``want``, each as (its text
+    function, the values it shows): every conjunct of an `and`, the first disjunct that holds of
+    an `or` (De Morgan under `not`); constants are left out, they are the policy's settings, not
+    facts about the account. The text functions go to ``facts`` (definitions)."""
     if _is_constant(e, r):
-        return f"('const', {test})"
+        return "[]"
     if isinstance(e, ast.BoolOp):
-        left, right = _explain_node(e.left, r, unit, zone), _explain_node(e.right, r, unit, zone)
-        return f"({e.op!r}, {test}, {left}, {right})"
+        left = _capture(e.left, r, unit, zone, want, facts)
+        right = _capture(e.right, r, unit, zone, want, facts)
+        if (e.op == "and") == want:
+            return f"({left} + {right})"
+        return f"({left} if bool({_expr(e.left, r, unit)}) == {want} else {right})"
     if isinstance(e, ast.Not):
-        return f"('not', {test}, {_explain_node(e.operand, r, unit, zone)})"
+        return _capture(e.operand, r, unit, zone, not want, facts)
     values, text = _fact_parts(e, r, unit, zone)
-    return f"('atom', {test}, lambda s, {_BINDER}: ({values},), lambda v: {text})"
+    name = f"_fact_{r.index}_{len(facts)}"
+    facts.append(f"{name} = lambda v: {text}")
+    return f"([({name}, ({values},))] if bool({_expr(e, r, unit)}) == {want} else [])"
 
 
 def _fact_parts(atom: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> tuple[str, str]:

@@ -106,45 +106,6 @@ def lockout_until(s, clock: dt.time, zone: str) -> dt.datetime:
     return next_clock(s.session.now, clock, zone)
 
 
-def facts(node: tuple, s, target, want: bool = True) -> list[str]:
-    """The atoms of a condition tree that made it come out ``want``: every conjunct of an `and`,
-    the first disjunct that holds of an `or` (De Morgan under `not`); constants are left out,
-    they are the policy's settings, not facts about the account."""
-    kind = node[0]
-    if kind == "const":
-        return []
-    if kind == "atom":
-        return [node[2](s, target)] if bool(node[1](s, target)) == want else []
-    if kind == "not":
-        return facts(node[2], s, target, not want)
-    left, right = node[2], node[3]
-    every = (kind == "and") == want
-    if every:
-        return facts(left, s, target, want) + facts(right, s, target, want)
-    if bool(left[1](s, target)) == want:
-        return facts(left, s, target, want)
-    return facts(right, s, target, want)
-
-
-def capture(node: tuple, s, target, want: bool = True) -> list[tuple]:
-    """``facts``, with each fact as (its text function, the values it shows), the text not made
-    yet (see ``Reason``)."""
-    kind = node[0]
-    if kind == "const":
-        return []
-    if kind == "atom":
-        return [(node[3], node[2](s, target))] if bool(node[1](s, target)) == want else []
-    if kind == "not":
-        return capture(node[2], s, target, not want)
-    left, right = node[2], node[3]
-    every = (kind == "and") == want
-    if every:
-        return capture(left, s, target, want) + capture(right, s, target, want)
-    if bool(left[1](s, target)) == want:
-        return capture(left, s, target, want)
-    return capture(right, s, target, want)
-
-
 class Reason:
     """Why a rule fired, as the values it shows (captured from the snapshot when the rule fired)
     and the function that makes its text of them: the text, most of the cost of a reason, is
