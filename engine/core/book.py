@@ -696,6 +696,21 @@ class Book:
             self._week_view = self._week(view)
         return view
 
+    def keep_times(self, ages: bool) -> None:
+        """What a snapshot sets of the time on the views (a position's `uncovered_for` and, when
+        ``ages``, the ages), for an event the engine does not evaluate: the live view and the
+        status board read the views, and see what they would after an evaluation."""
+        now = self.now
+        for p in self.positions.values():
+            view = p.view
+            if view is not None:
+                if ages:
+                    view.age = now - p.opened_at
+                view.uncovered_for = now - p.uncovered_since if p.uncovered_since is not None else _NO_TIME
+        if ages:
+            for entry in self.orders.values():
+                entry.order.age = now - entry.placed_at
+
     def keep_session(self, zone: Any) -> None:
         """The session of the second ``now`` is in, when no snapshot is taken in it (the engine
         skipped its evaluations): a snapshot later in the second sees the session as if every
