@@ -338,7 +338,14 @@ class Book:
 
     def _count(self, fill: Fill, sign: int) -> None:
         day, at = self.day, fill.at
-        day.trade_views = None
+        views = day.trade_views
+        if sign > 0 and views is not None and (not views or at >= views[-1].time):
+            # In time order (the usual case): `trades` grows by one, as the rebuild would sort it
+            # (stably, by time: the new fill is the last of the day's), and so do its tallies.
+            trade = _trade_view(fill)
+            day.trade_views, day.tallies = (*views, trade), _tally(day.tallies, trade)
+        else:
+            day.trade_views = None  # rebuilt when read (trade_views)
         day.realized += sign * ((fill.pnl or ZERO) - fill.fees)
         day.fees += sign * fill.fees
         day.trades += sign
@@ -799,6 +806,18 @@ def _excursion(position: OpenPosition, view: Position) -> None:
     if position.worst is None or pnl < position.worst:
         position.worst = pnl
     view.max_favorable, view.max_adverse = position.best, position.worst
+
+
+def _tally(tallies: tuple[int, int, int], trade: Trade) -> tuple[int, int, int]:
+    """``trade_tallies`` of the trades so far and one more."""
+    losing, winning, streak = tallies
+    if trade.pnl is None:
+        return tallies
+    if trade.pnl < 0:
+        return losing + 1, winning, streak + 1
+    if trade.pnl > 0:
+        return losing, winning + 1, 0
+    return tallies
 
 
 def _trade_view(fill: Fill) -> Trade:
