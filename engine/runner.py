@@ -186,7 +186,7 @@ class Engine:
             or not trading.fresh(book.now)
         ):
             return self._evaluate(book.quote_event(quote))
-        self._skipped(book)
+        book.not_evaluated(self.zone, self._ages)
         return NO_EFFECTS
 
     def _on_quote(self, quote: Quote | MarketTrade, settled: tuple) -> Effects:
@@ -226,15 +226,8 @@ class Engine:
             pnl = book.open_pnl()
             if (low is not None and pnl <= low) or (high is not None and pnl >= high):
                 return self._evaluate(event_of(quote))
-        self._skipped(book)
+        book.not_evaluated(self.zone, self._ages)
         return NO_EFFECTS
-
-    def _skipped(self, book: Book) -> None:
-        """An event not evaluated leaves the book as an evaluation would have (see ``_settle``):
-        the session of its second computed, the views' times current."""
-        book.keep_session(self.zone)
-        if book.positions or (self._ages and book.orders):
-            book.keep_times(self._ages)
 
     def on_events(self, updates: Iterable[BrokerEvent]) -> Effects:
         """``on_event`` for each, in order (the events of one message), their effects together."""
@@ -267,7 +260,7 @@ class Engine:
             and settled[3] == trading.version
             and trading.fresh(book.now)
         ):
-            self._skipped(book)
+            book.not_evaluated(self.zone, self._ages)
             return NO_EFFECTS
         return self._evaluate(Event(kind="clock", time=book.now))
 

@@ -703,10 +703,21 @@ class Book:
             self._week_view = self._week(view)
         return view
 
+    def not_evaluated(self, zone: Any, ages: bool) -> None:
+        """An event the engine does not evaluate leaves the book as a snapshot would have: the
+        session of its second computed (a snapshot later in the second sees the session as if
+        every event had been evaluated: `session.now` the first instant of the second the engine
+        saw), the views' times current (the live
+        view and the status board read the views, and see what they would after an evaluation:
+        a position's `uncovered_for` and, when ``ages``, the ages)."""
+        cached = self._session_cache
+        if cached is None or not cached[3] <= self.now < cached[4]:
+            self._session(self.now, zone)
+        if self.positions or (ages and self.orders):
+            self.keep_times(ages)
+
     def keep_times(self, ages: bool) -> None:
-        """What a snapshot sets of the time on the views (a position's `uncovered_for` and, when
-        ``ages``, the ages), for an event the engine does not evaluate: the live view and the
-        status board read the views, and see what they would after an evaluation."""
+        """What a snapshot sets of the time on the views (see ``not_evaluated``)."""
         now = self.now
         for p in self.positions.values():
             view = p.view
@@ -717,14 +728,6 @@ class Book:
         if ages:
             for entry in self.orders.values():
                 entry.order.age = now - entry.placed_at
-
-    def keep_session(self, zone: Any) -> None:
-        """The session of the second ``now`` is in, when no snapshot is taken in it (the engine
-        skipped its evaluations): a snapshot later in the second sees the session as if every
-        event had been evaluated, `session.now` the first instant of the second it saw."""
-        cached = self._session_cache
-        if cached is None or not cached[3] <= self.now < cached[4]:
-            self._session(self.now, zone)
 
     @property
     def minute_end(self) -> dt.datetime:
