@@ -11,6 +11,7 @@ during an evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -31,7 +32,7 @@ from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.core.events import MARKET_EVENTS, BrokerEvent, Fill, MarketTrade, OrderUpdate, PositionUpdate, Quote
 from riskc.engine.core.history import store_history
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
-from riskc.engine.core.snapshot import EVENT_KINDS, Event
+from riskc.engine.core.snapshot import EVENT_KINDS, Event, Session
 from riskc.engine.enforce.enforcer import Effects, Enforcer
 from riskc.engine.enforce.executor import took_effect
 from riskc.engine.enforce.stale_prices import price_rules, without_prices
@@ -369,7 +370,11 @@ class Engine:
             return
         book = self.book
         end = book.second_end
-        if end is None or ("fills_within" in self._time_reads and book.day is not None and book.day.fill_times):
+        if end is None or (
+            "fills_within" in self._time_reads
+            and book.day is not None
+            and (book.day.fill_times or book.earlier().fill_times)  # fills of the days before age too
+        ):
             return
         if quiet is not None and "clock" in self._like_quote:
             end = self._session_deadline(end)
@@ -392,7 +397,12 @@ class Engine:
         the rest — or the end of the second when they read `session.now`, the next trading
         day or week, or the prices are down (their staleness grows by the second)."""
         reads, book = self._time_reads, self.book
-        if self.prices_down_at is not None or reads & _PER_SECOND or book.day is None:
+        if (
+            self.prices_down_at is not None
+            or reads & _PER_SECOND
+            or (reads & SESSION_FIELDS) - _SLOW_SESSION  # a session field not followed here
+            or book.day is None
+        ):
             return second_end
         end = book.day.end
         if reads & _PER_MINUTE:
@@ -727,6 +737,8 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 # from it in ways not followed here), and what changes with the local minute.
 _PER_SECOND = frozenset({"now", "next_trading_day", "next_trading_week"})
 _PER_MINUTE = frozenset({"clock", "weekday"})
+_SLOW_SESSION = frozenset({*_PER_MINUTE, "is_open", "trading_day"})  # followed by _session_deadline
+SESSION_FIELDS = frozenset(f.name for f in dataclasses.fields(Session))
 
 
 def _pnl_atoms(policies: PolicySet) -> tuple | None:

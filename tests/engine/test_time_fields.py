@@ -99,3 +99,16 @@ def test_only_the_known_fields_move_with_a_price():
     change = sum(second[f"s.positions[{n}].unrealized_pnl"] - first[f"s.positions[{n}].unrealized_pnl"] for n in (0, 1))
     for name in OPEN_PNL_FIELDS:
         assert second[f"s.day.{name}"] - first[f"s.day.{name}"] == change
+
+
+def test_every_session_field_is_known_to_the_tick_skip():
+    """After a quiet evaluation the engine skips ticks until what the conditions read of the
+    session can change (``Engine._session_deadline``): each field of the session is either
+    followed there (its minute, the exchange's next open or close, the day) or makes it
+    evaluate every second. A new one fails here until it is classified."""
+    from riskc.engine.core.snapshot import Session
+    from riskc.engine.runner import _PER_SECOND, _SLOW_SESSION, SESSION_FIELDS
+
+    assert {f.name for f in dataclasses.fields(Session)} == SESSION_FIELDS
+    assert SESSION_FIELDS <= _PER_SECOND | _SLOW_SESSION
+    assert {"next_trading_day", "next_trading_week"} <= _PER_SECOND  # the snapshot's time-based roots
