@@ -2,7 +2,8 @@
 floor), the reference interpreter, and the same rules in CEL, Cedar and Rego (the optional
 ``bench`` extra: ``pip install -e '.[bench]'``; a peer that is not installed is left out, and
 said so). It also shows what the engine pays per event on a breach that holds (evaluate and the
-actions as values, no reasons) and once per change of the decision (planned actions, reasons).
+actions as values, no reasons) and once per change of the decision (planned actions, their
+reasons' values captured; and with the reasons made text, as a record reads them).
 
 The policy is the 12 most common standard rules; the snapshot has 4 positions and 6 working
 orders, once with nothing breached and once with a daily loss and an uncovered position. The peers
@@ -428,6 +429,8 @@ def run() -> list[tuple[str, str]]:
         # The decision read as the engine reads a breach it has not acted on: its planned actions
         # (with their reasons). Program.evaluate alone builds them only when read.
         "compiled Program.evaluate + actions": lambda s: program.evaluate(s).actions,
+        # ... and the reasons made text (what a record, an alert or a view reads, once per change)
+        "compiled Program.evaluate + actions + reason text": lambda s: [a.reason for a in program.evaluate(s).actions],
         "compiled Program.evaluate (hits; actions when read)": program.evaluate,
         "compiled hot path (fired only)": program._evaluate,
         "engine per event: evaluate + values() (a breach that holds)": engine_steady(program),
@@ -469,11 +472,12 @@ def run() -> list[tuple[str, str]]:
                 text += f"  {ns / pair[0]:.2f}x quiet"
             rows.append((f"{state}: {label}", text))
         compiled = measured["compiled Program.evaluate + actions"][index]
+        rendered = measured["compiled Program.evaluate + actions + reason text"][index]
         for label in peers:
             rows.append(
                 (
-                    f"{state}: {label.split()[0]} / compiled Program.evaluate + actions",
-                    f"{measured[label][index] / compiled:,.0f}x",
+                    f"{state}: {label.split()[0]} / compiled Program.evaluate + actions (+ reason text)",
+                    f"{measured[label][index] / compiled:,.1f}x ({measured[label][index] / rendered:,.1f}x)",
                 )
             )
     rows.append(("compile stdlib + topstep-50k (parse+check+compile)", f"{compile_ms():.1f} ms"))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import orjson
 
-from riskc.engine.adapters.projectx.intake import read_recording
+from riskc.engine.adapters.projectx.intake import read_feed
 from riskc.engine.runner import PolicySet
 from riskc.engine.sim.replay import Replay
 from riskc.engine.store import Store
@@ -58,6 +58,7 @@ CONTRACTS = (
 def run() -> list[tuple[str, str]]:
     path = recording()
     lines = sum(1 for _ in path.open("rb"))
+    quotes = sum(1 for line in path.open("rb") if b'"GatewayQuote"' in line)
     bare, bare_decimal, bare_orjson = _bare_rates(path)
     floor_cpu = _floor_cpu(path)
     replay, elapsed, cpu, rss, rates = _replay(path)
@@ -98,6 +99,11 @@ def run() -> list[tuple[str, str]]:
         (
             "  its CPU time, breach → adapter call: p50 / p99 (µs)",
             f"{_pct(durable[2], 50):,.0f} / {_pct(durable[2], 99):,.0f}",
+        ),
+        (
+            "evaluations: quotes (of all quote lines), clock (of all ticks), other events",
+            f"{EVALUATED.get('quote', 0):,} of {quotes:,}; {EVALUATED.get('clock', 0):,} of {EVALUATED['ticks']:,}; "
+            f"{sum(n for k, n in EVALUATED.items() if k not in ('quote', 'clock', 'ticks')):,}",
         ),
         ("RSS every 100,000 messages (MB)", " ".join(f"{r:.0f}" for r in rss)),
         ("peak RSS of this process (MB)", f"{peak:,.0f}"),
@@ -156,7 +162,7 @@ def _replay(path: Path) -> tuple[Replay, float, float, list[float], list[float]]
     ):
         replay = Replay(_policies(), store)
         began, cpu = time.perf_counter(), time.process_time()
-        replay.run(sampled(read_recording(str(path))))
+        replay.run(sampled(read_feed(str(path))))
         return replay, time.perf_counter() - began, time.process_time() - cpu, rss, rates
 
 
@@ -175,11 +181,15 @@ def _latencies(path: Path, synchronous: str) -> tuple[list[float], list[float], 
     ):
         replay = Replay(_policies(), store)
         engine, sim = replay.engine, replay.sim
-        on_event, on_tick, submit = engine.on_event, engine.on_tick, sim.submit
+        on_event, on_quote, on_tick, submit = engine.on_event, engine.on_quote, engine.on_tick, sim.submit
 
         def timed_message(update):
             started[0], started[1], started[2] = time.perf_counter(), by_message, time.thread_time()
             return on_event(update)
+
+        def timed_quote(update):
+            started[0], started[1], started[2] = time.perf_counter(), by_message, time.thread_time()
+            return on_quote(update)
 
         def timed_tick(now):
             started[0], started[1], started[2] = time.perf_counter(), by_tick, time.thread_time()
@@ -192,9 +202,26 @@ def _latencies(path: Path, synchronous: str) -> tuple[list[float], list[float], 
                 started[0] = None
             return submit(call, now)
 
-        engine.on_event, engine.on_tick, sim.submit = timed_message, timed_tick, timed_submit
-        replay.run(read_recording(str(path)))
+        engine.on_event, engine.on_quote, engine.on_tick, sim.submit = (
+            timed_message,
+            timed_quote,
+            timed_tick,
+            timed_submit,
+        )
+        evaluate = engine._evaluate
+
+        def counted(event):
+            EVALUATED[event.kind] = EVALUATED.get(event.kind, 0) + 1
+            return evaluate(event)
+
+        engine._evaluate = counted
+        EVALUATED.clear()
+        replay.run(read_feed(str(path)))
+        EVALUATED["ticks"] = replay.summary.ticks
     return by_message, by_tick, cpu
+
+
+EVALUATED: dict[str, int] = {}  # evaluations by event kind in the last _latencies run, and its ticks
 
 
 def _rss_mb() -> float:

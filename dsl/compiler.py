@@ -23,7 +23,7 @@ from typing import Any
 from riskc.dsl import ast, runtime
 from riskc.dsl import types as T
 from riskc.dsl.checker import CheckedPolicy, CheckResult, RuleInstance
-from riskc.dsl.decision import Action, Decision, Firing, plan
+from riskc.dsl.decision import Action, Built, Decision, Firing, plan
 from riskc.dsl.errors import Span
 from riskc.dsl.format import format_action, format_expr
 from riskc.dsl.types import Type
@@ -166,6 +166,7 @@ class Program:
         self.origin = origin
         self._evaluate: Callable = namespace["evaluate"]
         self._actions: list[Callable] = namespace["ACTIONS"]
+        self._action_values: list[Callable] = namespace["VALUES"]
         self._explain: list[Callable] = namespace["EXPLAIN"]
         self._whiles: dict[str, Callable] = namespace["WHILES"]
         self._make_tracer = tracer
@@ -181,6 +182,12 @@ class Program:
         # none does, a quote changes what the rules see only through the marks and the clock.
         self.sees_quotes = any(_admits(i.rule, "quote") and _reads_event(i.rule) for i in self.rules)
         self._like_quote: dict[str, bool] = {}
+        # For each field of TIME_FIELDS, the durations the conditions compare it with (None: read
+        # otherwise too; empty: not read). Set by compile_policy.
+        self.time_thresholds: dict[str, frozenset | None] = {name: None for name in TIME_FIELDS}
+        # How a price can change what the rules a quote runs decide (see _pnl_atoms; None: in
+        # any way). Set by compile_policy.
+        self.pnl_atoms: tuple | None = None
 
     def like_quote(self, kind: str) -> bool:
         """Whether an event of ``kind`` runs exactly the rules a quote runs (the `on` filters)."""
@@ -196,7 +203,7 @@ class Program:
         hits = self._evaluate(snapshot)
         if not hits:
             return _NOTHING
-        return Decision(hits, lambda: self._decide(snapshot, hits), lambda: self._values(snapshot, hits))
+        return _Evaluated(hits, self, snapshot)
 
     def trace(self, snapshot) -> tuple[RuleTrace, ...]:
         """Which rules ``snapshot`` reached and what each clause of their `when` came to (see
@@ -226,11 +233,15 @@ class Program:
     def _values(self, snapshot, hits: list[tuple[int, Any]]) -> tuple[Action, ...]:
         """The actions of the rules that hold as values: not planned, without reasons (a reason
         quotes prices that move). A rule that raised is left out."""
-        actions: list[Action] = []
+        make = self._action_values
+        if len(hits) == 1:
+            index, target = hits[0]
+            return make[index](snapshot, target) if index >= 0 else ()
+        actions: tuple[Action, ...] = ()
         for index, target in hits:
             if index >= 0:
-                actions += self._actions[index](snapshot, target, "")
-        return tuple(actions)
+                actions += make[index](snapshot, target)
+        return actions
 
     def _decide(
         self, s, fired: list[tuple[int, Any]]
@@ -238,26 +249,26 @@ class Program:
         actions: list[Action] = []
         firings: list[Firing] = []
         errors: list[Firing] = []
+        rules, explain, make = self.rules, self._explain, self._actions
         for index, target in fired:
             if index < 0:
                 errors.append(self._error_firing(-index - 1, target))
                 actions.extend(self._on_error(-index - 1, target, s))
                 continue
-            instance = self.rules[index]
-            why = self._reason(index, s, target)
-            firings.append(Firing(instance.id, instance.severity, why, target_id(target)))
+            instance = rules[index]
+            try:  # the reason's values: its text is made when read (runtime.Reason)
+                why = explain[index](s, target)
+            except Exception as error:
+                why = f"(could not explain: {error})"
+            firings.append(
+                _new(Firing, (instance.id, instance.severity, why, None if target is None else target_id(target)))
+            )
             try:
-                actions.extend(self._actions[index](s, target, why))
+                actions += make[index](s, target, why)
             except Exception as error:
                 errors.append(self._error_firing(index, error))
                 actions.extend(self._on_error(index, error, s))
         return plan(actions), tuple(firings), tuple(errors)
-
-    def _reason(self, index: int, s, target) -> str:
-        try:
-            return self._explain[index](s, target)
-        except Exception as error:
-            return f"(could not explain: {error})"
 
     def _failure(self, index: int, error: Exception) -> str:
         """`file.risk:3:8: rule could not be evaluated (ZeroDivisionError: ...)`."""
@@ -279,6 +290,28 @@ class Program:
 
 
 _NOTHING = Decision.of((), ())
+
+
+class _Evaluated(Decision):
+    """``Program.evaluate``'s decision: its actions and reasons are built from the snapshot when
+    first read (``Program._decide``), its values each time they are asked for."""
+
+    __slots__ = ("_program", "_snapshot")
+
+    def __init__(self, hits: list[tuple[int, Any]], program: Program, snapshot) -> None:
+        self.hits, self._program, self._snapshot, self._built = hits, program, snapshot, None
+
+    def _made(self) -> Built:
+        built = self._built
+        if built is None:
+            built = self._built = self._program._decide(self._snapshot, self.hits)
+        return built
+
+    def values(self) -> tuple[Action, ...]:
+        return self._program._values(self._snapshot, self.hits)
+
+
+_new = tuple.__new__
 
 
 def _admits(rule: ast.Rule, kind: str) -> bool:
@@ -348,12 +381,14 @@ def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
             *_while_functions(rules, unit),
             f"ACTIONS = [{', '.join(f'_actions_{r.index}' for r in rules)}]",
             f"EXPLAIN = [{', '.join(f'_explain_{r.index}' for r in rules)}]",
+            f"VALUES = [{', '.join(f'_values_{r.index}' for r in rules)}]",
         ]
     )
     source, marks = _unmark(source)
     namespace: dict[str, Any] = {
         "_rt": runtime,
         "_Action": Action,
+        "_Reason": runtime.Reason,
         "_new": tuple.__new__,
         "_Decimal": Decimal,
         "_dt": dt,
@@ -362,7 +397,126 @@ def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
     filename = f"<policy {policy.path}>"
     exec(compile(source, filename, "exec"), namespace)
     origin = Origin(filename, marks, tuple(unit.spans))
-    return Program(policy, source, namespace, origin, tracer=lambda: _compile_clause_tests(rules, unit, policy))
+    program = Program(policy, source, namespace, origin, tracer=lambda: _compile_clause_tests(rules, unit, policy))
+    program.time_thresholds = {name: _thresholds(name, rules, unit, namespace) for name in TIME_FIELDS}
+    program.pnl_atoms = _pnl_atoms(rules, unit, namespace)
+    return program
+
+
+# Fields of the snapshot that move with a price (engine/core/snapshot.py): what a quote changes.
+PRICE_FIELDS = frozenset(
+    {"mark", "unrealized_pnl", "net_pnl", "high_balance", "high_water_balance", "max_favorable", "max_adverse"}
+)
+# Of them, those that move one for one with the account's open P&L (the sum of the positions').
+OPEN_PNL_FIELDS = frozenset({"unrealized_pnl", "net_pnl"})  # of `day`
+
+
+def _pnl_atoms(rules: list[_RuleCode], unit: _Unit, namespace: dict[str, Any]) -> tuple | None:
+    """How a price can change what the rules a quote runs decide: each atom of their conditions
+    that reads a price, as ``(sign, left, right)`` (``left(s) OP right(s)`` is the atom, and
+    ``left - right`` moves by ``sign`` times the change of the account's open P&L, as
+    ``account.balance + day.unrealized_pnl <= ...`` does). Between two quotes that change
+    nothing else, an atom can change only where ``left - right`` crosses zero: the engine skips
+    a quote whose open P&L is on the same side of every crossing. None when a rule a quote runs
+    reads a price in any other way (a position's P&L or mark, a high-water mark, ``min`` of a
+    P&L, a rule with a binder): every quote that moves a position's price is evaluated."""
+    atoms = []
+    for r in rules:
+        rule = r.instance.rule
+        if rule.on and not any(k.text == "quote" for k in rule.on):
+            continue
+        found = _price_atoms(rule.when, r, unit)
+        if found is None or (found and rule.binder is not None):
+            return None
+        for node, sign in found:
+            codes = [_unmark(_expr(side, r, unit))[0] for side in (node.left, node.right)]
+            scope = {**namespace, **unit.constants}  # after _expr: it may name new constants
+            left, right = (eval(f"lambda s: {code}", scope) for code in codes)
+            atoms.append((sign, left, right))
+    return tuple(atoms)
+
+
+def _reads_price(e: ast.Expr) -> bool:
+    return any(isinstance(n, ast.Field) and n.name in PRICE_FIELDS for n in walk(e))
+
+
+def _price_atoms(e: ast.Expr, r: _RuleCode, unit: _Unit) -> list[tuple[ast.Compare, int]] | None:
+    """The atoms of a condition that read a price, with their sign (see ``_pnl_atoms``), as the
+    compiled code has it (a clause folded to a constant is left out); None if a price is read
+    otherwise."""
+    if not _reads_price(e) or _expr(e, r, unit) in ("True", "False"):
+        return []
+    if isinstance(e, ast.BoolOp):
+        found: list[tuple[ast.Compare, int]] = []
+        for side in (e.left, e.right):
+            if _expr(side, r, unit) in ("True", "False"):
+                continue  # folded away (`mode == intraday and ...`)
+            more = _price_atoms(side, r, unit)
+            if more is None:
+                return None
+            found += more
+        return found
+    if isinstance(e, ast.Not):
+        return _price_atoms(e.operand, r, unit)
+    if isinstance(e, ast.Compare) and e.op in ("<", "<=", ">", ">="):
+        left, right = _open_pnl_sign(e.left, r), _open_pnl_sign(e.right, r)
+        if left is None or right is None or left - right not in (1, -1):
+            return None
+        return [(e, left - right)]
+    return None
+
+
+def _open_pnl_sign(e: ast.Expr, r: _RuleCode) -> int | None:
+    """How many times the account's open P&L ``e`` counts (a sum or difference of terms, one
+    `day.unrealized_pnl` or `day.net_pnl` each); None if it reads a price otherwise."""
+    if not _reads_price(e):
+        return 0
+    if isinstance(e, ast.Field) and e.name in OPEN_PNL_FIELDS:
+        day = e.obj
+        return (
+            1 if isinstance(day, ast.Name) and day.id == "day" and day.id in r.roots and day.id not in r.names else None
+        )
+    if isinstance(e, ast.Arith) and e.op in ("+", "-"):
+        left, right = _open_pnl_sign(e.left, r), _open_pnl_sign(e.right, r)
+        if left is None or right is None:
+            return None
+        return left + right if e.op == "+" else left - right
+    if isinstance(e, ast.Neg):
+        inner = _open_pnl_sign(e.operand, r)
+        return None if inner is None else -inner
+    return None
+
+
+# Fields of the snapshot that move with time inside a second (engine/core/snapshot.py): a
+# position's `uncovered_for` and `age`, an order's `age` (`day.fills_within` is a method).
+TIME_FIELDS = ("uncovered_for", "age")
+
+
+def _thresholds(name: str, rules: list[_RuleCode], unit: _Unit, namespace: dict[str, Any]) -> frozenset | None:
+    """The durations the rules compare the field ``name`` with, when that is all they do with
+    it (``p.uncovered_for >= grace``, with a constant side): its truth then changes only when
+    the field crosses one of them, so the engine knows when time alone can change a decision.
+    Empty when no rule reads the field; None when one reads it in any other way (an action, a
+    sum, a comparison with data), or a threshold is not a constant duration."""
+    found: set[dt.timedelta] = set()
+    for r in rules:
+        compared: set[int] = set()
+        for node in walk(r.instance.rule.when):
+            if not isinstance(node, ast.Compare) or node.op not in ("<", "<=", ">", ">=", "==", "!="):
+                continue
+            for side, other in ((node.left, node.right), (node.right, node.left)):
+                if isinstance(side, ast.Field) and side.name == name and _is_constant(other, r):
+                    try:
+                        value = eval(_unmark(_expr(other, r, unit))[0], {**namespace, **unit.constants})
+                    except Exception:
+                        return None
+                    if type(value) is not dt.timedelta:
+                        return None
+                    found.add(value)
+                    compared.add(id(side))
+        if any(isinstance(n, ast.Field) and n.name == name and id(n) not in compared for n in walk(r.instance.rule)):
+            return None
+    return frozenset(found)
 
 
 def _compile_clause_tests(rules: list[_RuleCode], unit: _Unit, policy: CheckedPolicy) -> list[tuple[Callable, ...]]:
@@ -615,12 +769,28 @@ def _arith(e: ast.Arith, r: _RuleCode, unit: _Unit) -> str:
 
 def _action_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[str]:
     instance = r.instance
-    head = {"rule": repr(instance.id), "severity": repr(instance.severity), "reason": "why"}
-    lines = [f"def _actions_{r.index}(s, {_BINDER}, why):", "    out = []"]
-    for action in instance.rule.actions:
-        lines.append("    out.append(" + _action_call(action, r, unit, policy, head) + ")")
-    lines.append("    return out")
+    head = {"rule": repr(instance.id), "severity": repr(instance.severity), "why": "why"}
+    lines = [f"def _actions_{r.index}(s, {_BINDER}, why):", "    return ["]
+    calls = [_action_call(action, r, unit, policy, head) for action in instance.rule.actions]
+    lines += [f"        {call}," for call in calls]
+    lines.append("    ]")
+    # The same as values, without a reason (what the engine compares while a breach holds): an
+    # action made of constants alone is built once.
+    lines += [f"def _values_{r.index}(s, {_BINDER}):", "    return ("]
+    for call in calls:
+        call = call.replace(", why, ", ", '', ", 1)
+        fields = call.removeprefix("_new(_Action, (").removesuffix(",))").split(", ")
+        constant = all(_CONSTANT_CODE.fullmatch(f) for f in fields)
+        lines.append(
+            f"        {unit.const(eval(call, {'_new': tuple.__new__, '_Action': Action}))},"
+            if constant
+            else f"        {call},"
+        )
+    lines.append("    )")
     return lines
+
+
+_CONSTANT_CODE = re.compile(r"None|'[^'\\]*'|-?\d+")  # a field's code that is a literal
 
 
 def _action_call(a: ast.Action, r: _RuleCode, unit: _Unit, policy: CheckedPolicy, head: dict[str, str]) -> str:
@@ -690,15 +860,23 @@ def _until(v: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
 
 
 def _explain_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[str]:
-    """``rule: fact; fact → actions``. The condition becomes a tree of tests (see ``_facts``);
-    each atom that made it hold is shown with its values: `day.realized_pnl = -$1,020.00 <= -$1,000.00`."""
+    """``rule: fact; fact → actions``. The condition becomes code that collects its facts (see ``_capture``);
+    each atom that made it hold is shown with its values: `day.realized_pnl = -$1,020.00 <= -$1,000.00`.
+    ``_explain_N`` captures the values the text shows (a tuple: cheap, and never read from a later
+    snapshot); ``_render_N`` makes the text of them when a record, an alert or a view reads it."""
     zone = repr(policy.settings.timezone)
-    texts = _action_texts(r, unit, zone)
+    values, texts = _action_texts(r, unit, zone)
+    subject = f"{_BINDER}.symbol" if r.instance.rule.binder is not None else "None"
+    shown = f"{r.instance.id!r} + ' [' + v[0] + ']'" if r.instance.rule.binder is not None else repr(r.instance.id)
+    facts: list[str] = []
+    captured = _capture(r.instance.rule.when, r, unit, zone, True, facts)
     return [
-        f"_TREE_{r.index} = {_explain_node(r.instance.rule.when, r, unit, zone)}",
+        *facts,
         f"def _explain_{r.index}(s, {_BINDER}):",
-        f"    facts = _rt.facts(_TREE_{r.index}, s, {_BINDER})",
-        f"    return {r.instance.id!r}{_subject(r)} + ': ' + '; '.join(facts) + ' → ' + ', '.join([{texts}])",
+        f"    return _Reason(_render_{r.index}, ({subject}, {captured}, ({values})))",
+        f"def _render_{r.index}(v):",
+        "    a = v[2]",
+        f"    return {shown} + ': ' + '; '.join([render(x) for render, x in v[1]]) + ' → ' + ', '.join([{texts}])",
     ]
 
 
@@ -707,38 +885,47 @@ def _subject(r: _RuleCode) -> str:
     return f" + ' [' + {_BINDER}.symbol + ']'" if r.instance.rule.binder is not None else ""
 
 
-def _explain_node(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
-    test = f"lambda s, {_BINDER}: {_expr(e, r, unit)}"
+def _capture(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str, want: bool, facts: list[str]) -> str:
+    """Code for the list of the facts of ``e`` that made it come out ``want``, each as (its text
+    function, the values it shows): every conjunct of an `and`, the first disjunct that holds of
+    an `or` (De Morgan under `not`); constants are left out, they are the policy's settings, not
+    facts about the account. The text functions go to ``facts`` (definitions)."""
     if _is_constant(e, r):
-        return f"('const', {test})"
+        return "[]"
     if isinstance(e, ast.BoolOp):
-        left, right = _explain_node(e.left, r, unit, zone), _explain_node(e.right, r, unit, zone)
-        return f"({e.op!r}, {test}, {left}, {right})"
+        left = _capture(e.left, r, unit, zone, want, facts)
+        right = _capture(e.right, r, unit, zone, want, facts)
+        if (e.op == "and") == want:
+            return f"({left} + {right})"
+        return f"({left} if bool({_expr(e.left, r, unit)}) == {want} else {right})"
     if isinstance(e, ast.Not):
-        return f"('not', {test}, {_explain_node(e.operand, r, unit, zone)})"
-    return f"('atom', {test}, lambda s, {_BINDER}: {_fact_text(e, r, unit, zone)})"
+        return _capture(e.operand, r, unit, zone, not want, facts)
+    values, text = _fact_parts(e, r, unit, zone)
+    name = f"_fact_{r.index}_{len(facts)}"
+    facts.append(f"{name} = lambda v: {text}")
+    return f"([({name}, ({values},))] if bool({_expr(e, r, unit)}) == {want} else [])"
 
 
-def _fact_text(atom: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
+def _fact_parts(atom: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> tuple[str, str]:
+    """(code of the values an atom's fact shows, code of its text made of them: ``v[0]``, ...)."""
     if isinstance(atom, ast.Compare):
-        left, right = _shown(atom.left, r, unit, zone), _shown(atom.right, r, unit, zone)
-        return f"{left} + ' {atom.op} ' + {right}"
-    return f"{format_expr(atom)!r} + ' = ' + _rt.show({_expr(atom, r, unit)}, {zone})"
+        left, right = _shown(atom.left, "v[0]", r, unit, zone), _shown(atom.right, "v[1]", r, unit, zone)
+        return f"{_expr(atom.left, r, unit)}, {_expr(atom.right, r, unit)}", f"{left} + ' {atom.op} ' + {right}"
+    return _expr(atom, r, unit), f"{format_expr(atom)!r} + ' = ' + _rt.show(v[0], {zone})"
 
 
-def _shown(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
+def _shown(e: ast.Expr, value: str, r: _RuleCode, unit: _Unit, zone: str) -> str:
     """`name = value` for what depends on the snapshot, the value alone for a constant."""
-    value = _show_value(e, r, unit, zone)
+    text = _show_value(e, value, unit, zone)
     if _is_constant(e, r):
-        return value
-    return f"{format_expr(e)!r} + ' = ' + {value}"
+        return text
+    return f"{format_expr(e)!r} + ' = ' + {text}"
 
 
-def _show_value(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> str:
-    code = _expr(e, r, unit)
+def _show_value(e: ast.Expr, value: str, unit: _Unit, zone: str) -> str:
     if T.strip_optional(unit.types.get(id(e))) == T.MONEY:
-        return f"_rt.show_money({code})"
-    return f"_rt.show({code}, {zone})"
+        return f"_rt.show_money({value})"
+    return f"_rt.show({value}, {zone})"
 
 
 def _is_constant(e: ast.Expr, r: _RuleCode) -> bool:
@@ -755,38 +942,55 @@ def _is_variable(code: str | None) -> bool:
     return code == _BINDER or (code is not None and code.startswith("_a"))
 
 
-def _action_texts(r: _RuleCode, unit: _Unit, zone: str) -> str:
-    return ", ".join(_action_text(a, r, unit, zone) for a in r.instance.rule.actions)
+def _action_texts(r: _RuleCode, unit: _Unit, zone: str) -> tuple[str, str]:
+    """(code of the values the actions' texts show, code of the texts made of them: ``a[0]``, ...)."""
+    values: list[str] = []
+    texts = []
+    for action in r.instance.rule.actions:
+        parts, text = _action_text(action, r, unit, zone)
+        names = {f"_{n}": f"a[{len(values) + n}]" for n in range(len(parts))}
+        values += parts
+        texts.append(text.format(**names))
+    return "".join(f"{v}, " for v in values), ", ".join(texts)
 
 
-def _action_text(a: ast.Action, r: _RuleCode, unit: _Unit, zone: str = "None") -> str:
-    """Code for the action as the reason shows it, with values: `lockout until 2026-03-10 17:00 CT`."""
+def _action_text(a: ast.Action, r: _RuleCode, unit: _Unit, zone: str = "None") -> tuple[list[str], str]:
+    """The action as the reason shows it, with values (`lockout until 2026-03-10 17:00 CT`): the
+    code of the values it shows, and the code of its text with ``{_0}``, ``{_1}`` for them."""
     words = format_action(a)
     match a:
         case ast.Lockout(mode="for", value=v):
-            return f"'lockout until ' + _rt.show(s.session.now + {_expr(v, r, unit)}, {zone})"
+            return [f"s.session.now + {_expr(v, r, unit)}"], f"'lockout until ' + _rt.show({{_0}}, {zone})"
         case ast.Lockout(mode="until", value=v):
-            return f"'lockout until ' + _rt.show({_until(v, r, unit, zone)}, {zone})"
+            return [_until(v, r, unit, zone)], f"'lockout until ' + _rt.show({{_0}}, {zone})"
         case ast.Reduce(target=t, to=to):
-            return f"'reduce ' + {_expr(t, r, unit)}.symbol + ' to ' + str({_expr(to, r, unit)})"
+            return [f"{_expr(t, r, unit)}.symbol", _expr(to, r, unit)], "'reduce ' + {_0} + ' to ' + str({_1})"
         case ast.ReduceTotal(to=to):
-            counted = _counts_net(a.counting, r, unit)
-            counting = f" + ' counting ' + str({_expr(a.counting, r, unit)})" if counted else ""
-            return f"'reduce_total to ' + str({_expr(to, r, unit)}){counting}"
+            if _counts_net(a.counting, r, unit):
+                return [_expr(to, r, unit), _expr(a.counting, r, unit)], (
+                    "'reduce_total to ' + str({_0}) + ' counting ' + str({_1})"
+                )
+            return [_expr(to, r, unit)], "'reduce_total to ' + str({_0})"
         case ast.Close(target=t):
-            return f"'close ' + {_expr(t, r, unit)}.symbol"
+            return [f"{_expr(t, r, unit)}.symbol"], "'close ' + {_0}"
         case ast.Cancel(target=t):
-            return f"'cancel order ' + str({_expr(t, r, unit)}.id)"
+            return [f"{_expr(t, r, unit)}.id"], "'cancel order ' + str({_0})"
         case ast.Block(symbol=symbol):
-            return f"'block ' + str({_expr(symbol, r, unit)})"
+            return [_expr(symbol, r, unit)], "'block ' + str({_0})"
         case ast.CancelOrders(symbol=symbol) if symbol is not None:
-            return f"'cancel_orders for ' + str({_expr(symbol, r, unit)})"
+            return [_expr(symbol, r, unit)], "'cancel_orders for ' + str({_0})"
         case ast.PlaceTarget(target=t, price=price):
-            return f"'place_target ' + {_expr(t, r, unit)}.symbol + ' at ' + _rt.show({_expr(price, r, unit)})"
+            return [
+                f"{_expr(t, r, unit)}.symbol",
+                _expr(price, r, unit),
+            ], "'place_target ' + {_0} + ' at ' + _rt.show({_1})"
         case ast.MoveStop(target=t, price=price) | ast.PlaceStop(target=t, price=price):
             verb = "move_stop" if isinstance(a, ast.MoveStop) else "place_stop"
-            return f"'{verb} ' + {_expr(t, r, unit)}.symbol + ' to ' + _rt.show({_expr(price, r, unit)})"
-    return repr(words)
+            return [
+                f"{_expr(t, r, unit)}.symbol",
+                _expr(price, r, unit),
+            ], f"'{verb} ' + {{_0}} + ' to ' + _rt.show({{_1}})"
+    return [], repr(words).replace("{", "{{").replace("}", "}}")
 
 
 def _while_functions(rules: list[_RuleCode], unit: _Unit) -> list[str]:

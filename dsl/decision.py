@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
+
+from riskc.dsl.runtime import Reason
 
 SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 KIND_ORDER = (
@@ -39,7 +40,7 @@ class Action(NamedTuple):
     kind: str
     rule: str
     severity: str
-    reason: str
+    why: str | Reason  # the reason: its text is made when ``reason`` is first read (see runtime.Reason)
     symbol: str | None = None
     contract_id: str | None = None
     order_id: int | None = None
@@ -49,6 +50,12 @@ class Action(NamedTuple):
     price: Decimal | None = None
     side: str | None = None  # long/short, for stop actions: which way is "tighter"
     message: str | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why the rule asked for it (PRODUCT.md §3.5), as text."""
+        why = self.why
+        return why if type(why) is str else str(why)
 
     def to_record(self, ts: dt.datetime | None) -> dict[str, object]:
         """The action record of PRODUCT.md §6.2 (`replay --json`, the audit log)."""
@@ -73,14 +80,19 @@ class Action(NamedTuple):
         return record
 
 
-@dataclass(frozen=True, slots=True)
-class Firing:
-    """One rule whose condition held, with the values that made it hold."""
+class Firing(NamedTuple):
+    """One rule whose condition held, with the values that made it hold. (A named tuple: built
+    for every rule that fires, each time a decision is explained.)"""
 
     rule: str
     severity: str
-    reason: str
+    why: str | Reason  # the reason: made text when ``reason`` is first read
     target: str | None = None  # contract or order the rule fired for
+
+    @property
+    def reason(self) -> str:
+        why = self.why
+        return why if type(why) is str else str(why)
 
 
 Built = tuple[tuple[Action, ...], tuple[Firing, ...], tuple[Firing, ...]]
@@ -153,7 +165,27 @@ class Decision:
 
 
 def plan(actions: list[Action]) -> tuple[Action, ...]:
-    """Deduplicate and escalate the actions of one evaluation (see module docstring)."""
+    """Deduplicate and escalate the actions of one evaluation (see module docstring). Which of
+    them are kept, and in which order, depends on their values alone (not on the reasons) and
+    on their order: it is remembered for the same values, which a breach repeats."""
+    key = tuple([a[:3] + a[4:] for a in actions])
+    try:
+        chosen = _PLANS.get(key)
+    except TypeError:  # a value that cannot be hashed (a signaling NaN): planned, not remembered
+        return _plan(actions)
+    if chosen is None:
+        position = {id(a): n for n, a in enumerate(actions)}
+        chosen = tuple([position[id(a)] for a in _plan(actions)])
+        if len(_PLANS) >= 1024:
+            _PLANS.clear()
+        _PLANS[key] = chosen
+    return tuple([actions[n] for n in chosen])
+
+
+_PLANS: dict[tuple, tuple[int, ...]] = {}  # the actions' values (no reasons) -> the positions plan keeps
+
+
+def _plan(actions: list[Action]) -> tuple[Action, ...]:
     flatten = _strongest([a for a in actions if a.kind == "flatten"])
     kept: list[Action] = [flatten] if flatten else []
     if flatten is None:
@@ -252,6 +284,6 @@ def _tighter(a: Action, b: Action) -> bool:
 def _unique(actions: list[Action]) -> list[Action]:
     seen: dict[tuple, Action] = {}
     for a in actions:
-        key = a._replace(rule="", severity="", reason="")
+        key = a._replace(rule="", severity="", why="")
         seen.setdefault(key, a)
     return list(seen.values())

@@ -106,24 +106,37 @@ def lockout_until(s, clock: dt.time, zone: str) -> dt.datetime:
     return next_clock(s.session.now, clock, zone)
 
 
-def facts(node: tuple, s, target, want: bool = True) -> list[str]:
-    """The atoms of a condition tree that made it come out ``want``: every conjunct of an `and`,
-    the first disjunct that holds of an `or` (De Morgan under `not`); constants are left out,
-    they are the policy's settings, not facts about the account."""
-    kind = node[0]
-    if kind == "const":
-        return []
-    if kind == "atom":
-        return [node[2](s, target)] if bool(node[1](s, target)) == want else []
-    if kind == "not":
-        return facts(node[2], s, target, not want)
-    left, right = node[2], node[3]
-    every = (kind == "and") == want
-    if every:
-        return facts(left, s, target, want) + facts(right, s, target, want)
-    if bool(left[1](s, target)) == want:
-        return facts(left, s, target, want)
-    return facts(right, s, target, want)
+class Reason:
+    """Why a rule fired, as the values it shows (captured from the snapshot when the rule fired)
+    and the function that makes its text of them: the text, most of the cost of a reason, is
+    made the first time it is read (``str``; ``Action.reason``), by a record, an alert or a
+    view, and is the same whenever that is. Equal to a ``str`` or a ``Reason`` of the same text."""
+
+    __slots__ = ("_render", "_values", "_text")
+
+    def __init__(self, render, values) -> None:
+        self._render, self._values, self._text = render, values, None
+
+    def __str__(self) -> str:
+        text = self._text
+        if text is None:
+            try:
+                text = self._render(self._values)
+            except Exception as error:
+                text = f"(could not explain: {error})"
+            self._text, self._render, self._values = text, None, None
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Reason | str):
+            return str(self) == str(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def __repr__(self) -> str:
+        return repr(str(self))
 
 
 # ---- showing values in reasons -------------------------------------------------------------------

@@ -11,6 +11,7 @@ during an evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -28,10 +29,10 @@ from riskc.dsl.errors import BAD_SETTING, SCOPE_ERROR, Diagnostic, Span
 from riskc.engine.adapters.port import BrokerCall, BrokerState
 from riskc.engine.core.book import Book
 from riskc.engine.core.calendar import TradingCalendar
-from riskc.engine.core.events import MARKET_EVENTS, BrokerEvent, Fill, OrderUpdate, PositionUpdate, Quote
+from riskc.engine.core.events import MARKET_EVENTS, BrokerEvent, Fill, MarketTrade, OrderUpdate, PositionUpdate, Quote
 from riskc.engine.core.history import store_history
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
-from riskc.engine.core.snapshot import EVENT_KINDS, Event
+from riskc.engine.core.snapshot import EVENT_KINDS, Event, Session
 from riskc.engine.enforce.enforcer import Effects, Enforcer
 from riskc.engine.enforce.executor import took_effect
 from riskc.engine.enforce.stale_prices import price_rules, without_prices
@@ -151,6 +152,8 @@ class Engine:
         self.stale_after = dt.timedelta(seconds=10)
         self._settled: tuple | None = None  # see _settle
         self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
+        self._thresholds = _time_thresholds(policies)
+        self._pnl_atoms = _pnl_atoms(policies)
         self.watch_store = True  # look for another process's writes on every tick (replay has none: False)
         self.persist_book = persist_book
         self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
@@ -169,7 +172,7 @@ class Engine:
         """Apply one broker event and evaluate the policies on what it means."""
         if self._unaudited:
             self.flush_audit()
-        if self._settled is not None and type(update) is Quote:
+        if self._settled is not None and (type(update) is Quote or type(update) is MarketTrade):
             return self._on_quote(update, self._settled)
         book = self.book
         event = book.apply(update)
@@ -182,30 +185,69 @@ class Engine:
         self.events += 1
         return self._evaluate(event)
 
-    def _on_quote(self, quote: Quote, settled: tuple) -> Effects:
-        """The quote fast path: the mark moves, and the policies are evaluated only when a rule
-        could see a difference from the last evaluation, which did nothing (see ``_settle``): the
-        quote moved the price of a position (marks, P&L), the second ended (the clock: time
-        thresholds fire on time), or anything else changed (the book, the enforcer, the lockouts)."""
+    def on_quote(self, quote: Quote) -> Effects:
+        """``on_event`` for a quote (most events): the same, with ``_on_quote``'s usual case
+        (a quote of a contract without a position, in a settled second) inlined."""
+        if self._unaudited:
+            self.flush_audit()
+        settled = self._settled
+        if settled is None:
+            return self.on_event(quote)
         book = self.book
-        contract_id = quote.contract_id
-        held = contract_id in book.positions
-        mark = book.marks.get(contract_id) if held else None
         applied = book.apply_quote(quote)
+        if applied != 1 or book.rolled or book.coverage_changes:
+            return self._after_quote(quote, applied, book.quote_event, settled)
+        self.events += 1
+        trading = self.trading
+        if (
+            book.now >= settled[0]
+            or settled[1] != book.version
+            or settled[2] != self.enforcer.version
+            or settled[3] != trading.version
+            or not trading.fresh(book.now)
+        ):
+            return self._evaluate(book.quote_event(quote))
+        book.not_evaluated(self.zone, self._ages)
+        return NO_EFFECTS
+
+    def _on_quote(self, quote: Quote | MarketTrade, settled: tuple) -> Effects:
+        """The quote fast path (a trade print, the rules' `quote` too, alike): the mark moves,
+        and the policies are evaluated only when a rule could see a difference from the last
+        evaluation, which did nothing (see ``_settle``): the quote moved the price of a position
+        (marks, P&L), the second ended (the clock: time thresholds fire on time), or anything
+        else changed (the book, the enforcer, the lockouts)."""
+        book = self.book
+        if type(quote) is Quote:
+            applied, event_of = book.apply_quote(quote), book.quote_event  # 2: it moved the price of a position
+        else:
+            applied, event_of = book.apply_trade_print(quote), book.trade_event
+        return self._after_quote(quote, applied, event_of, settled)
+
+    def _after_quote(self, quote: Quote | MarketTrade, applied: int, event_of, settled: tuple) -> Effects:
+        book = self.book
         if book.rolled or book.coverage_changes:
-            self._after_apply(quote, book.quote_event(quote) if applied else None)
+            self._after_apply(quote, event_of(quote) if applied else None)
         if not applied:
             return NO_EFFECTS
         self.events += 1
+        trading = self.trading
         if (
-            (held and book.marks.get(contract_id) != mark)
-            or book.now >= settled[0]
+            book.now >= settled[0]
             or settled[1] != book.version
             or settled[2] != self.enforcer.version
-            or settled[3] != self.trading.version
-            or not self.trading.fresh(book.now)
+            or settled[3] != trading.version
+            or not trading.fresh(book.now)
         ):
-            return self._evaluate(book.quote_event(quote))
+            return self._evaluate(event_of(quote))
+        if applied == 2:  # the price of a position moved: evaluated unless its open P&L stays in the band
+            band = settled[4]
+            if band is None:
+                return self._evaluate(event_of(quote))
+            low, high = band
+            pnl = book.open_pnl()
+            if (low is not None and pnl <= low) or (high is not None and pnl >= high):
+                return self._evaluate(event_of(quote))
+        book.not_evaluated(self.zone, self._ages)
         return NO_EFFECTS
 
     def on_events(self, updates: Iterable[BrokerEvent]) -> Effects:
@@ -229,7 +271,19 @@ class Engine:
             if version != self._data_version:  # another process (riskc lock / unlock) changed the store
                 self._data_version = version
                 self.trading.invalidate()
-        return self._evaluate(Event(kind="clock", time=self.book.now))
+        settled, book, trading = self._settled, self.book, self.trading
+        if (  # nothing the rules read has changed since a quiet evaluation (see _settle)
+            settled is not None
+            and settled[5]
+            and book.now < settled[0]
+            and settled[1] == book.version
+            and settled[2] == self.enforcer.version
+            and settled[3] == trading.version
+            and trading.fresh(book.now)
+        ):
+            book.not_evaluated(self.zone, self._ages)
+            return NO_EFFECTS
+        return self._evaluate(Event(kind="clock", time=book.now))
 
     def swap(self, policies: PolicySet) -> None:
         """Atomically replace the policies (between two events). The trading-day settings of
@@ -239,6 +293,8 @@ class Engine:
         self._price_rules = [price_rules(program) for program in policies.programs]
         self._settled = None
         self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
+        self._thresholds = _time_thresholds(policies)
+        self._pnl_atoms = _pnl_atoms(policies)
 
     def finished(
         self,
@@ -289,7 +345,7 @@ class Engine:
         if not hit and not unpriced and not enforcer.firing and not exposed and not enforcer.orphans:
             self._steady = None
             if change is None:
-                self._settle(event)
+                self._settle(event, snapshot)  # quiet: nothing fired
                 return NO_EFFECTS
             effects = Effects(records=[change])
             self._audit_decision(event, effects)
@@ -357,26 +413,84 @@ class Engine:
                 self.flush_audit()
         return effects
 
-    def _settle(self, event: Event) -> None:
+    def _settle(self, event: Event, quiet: Any = None) -> None:
         """This evaluation did nothing, and one on a quote later in the same second would do
         nothing too unless a price of a position or the state changed (``_on_quote`` checks
         those): note what it depends on. That holds when no rule that runs on a quote reads the
         event, the event ran the rules a quote runs, and nothing the rules read moves with time
         inside a second (an uncovered position's grace, ages, a fill window; the session is one
-        per second)."""
+        per second). A grace or an age compared only with constant durations (``Program.time_thresholds``)
+        can: the settled state then lasts until the first moment one crosses a threshold.
+
+        After a quiet evaluation (``quiet`` is its snapshot: no rule fired), a quote that moves
+        the price of a position is not evaluated either while the account's open P&L stays
+        inside the band where no condition that reads a price can change (``_pnl_band``), and
+        the settled state lasts beyond the second, with the clock's ticks skipped too, until
+        what the conditions read of the session can change (``_session_deadline``)."""
         if not self._quote_blind or event.kind not in self._like_quote:
             return
         book = self.book
-        reads = self._time_reads
-        if (
-            ("uncovered_for" in reads and any(p.uncovered_since is not None for p in book.positions.values()))
-            or (self._ages and (book.positions or book.orders))
-            or ("fills_within" in reads and book.day is not None and book.day.fill_times)
+        end = book.second_end
+        if end is None or (
+            "fills_within" in self._time_reads
+            and book.day is not None
+            and (book.day.fill_times or book.earlier().fill_times)  # fills of the days before age too
         ):
             return
-        end = book.second_end
+        if quiet is not None and "clock" in self._like_quote:
+            end = self._session_deadline(end)
+        thresholds = self._thresholds
+        uncovered = [p.uncovered_since for p in book.positions.values() if p.uncovered_since is not None]
+        if uncovered and thresholds["uncovered_for"] != frozenset():
+            end = _crossing(end, book.now, uncovered, thresholds["uncovered_for"])
+        if self._ages and (book.positions or book.orders):
+            opened = [p.opened_at for p in book.positions.values()] + [o.placed_at for o in book.orders.values()]
+            end = _crossing(end, book.now, opened, thresholds["age"])
         if end is not None:
-            self._settled = (end, book.version, self.enforcer.version, self.trading.version)
+            band = self._pnl_band(quiet) if quiet is not None and self._pnl_atoms is not None else None
+            ticks = quiet is not None and "clock" in self._like_quote  # a tick would do nothing either
+            self._settled = (end, book.version, self.enforcer.version, self.trading.version, band, ticks)
+
+    def _session_deadline(self, second_end: dt.datetime) -> dt.datetime:
+        """After a quiet evaluation: the first moment what the conditions read of the session
+        (``Program.condition_reads``) can change — the local minute for `session.clock` and
+        `weekday`, the exchange's next open or close for `is_open`, the trading day's end for
+        the rest — or the end of the second when they read `session.now`, the next trading
+        day or week, or the prices are down (their staleness grows by the second)."""
+        reads, book = self._time_reads, self.book
+        if (
+            self.prices_down_at is not None
+            or reads & _PER_SECOND
+            or (reads & SESSION_FIELDS) - _SLOW_SESSION  # a session field not followed here
+            or book.day is None
+        ):
+            return second_end
+        end = book.day.end
+        if reads & _PER_MINUTE:
+            end = min(end, book.minute_end)
+        if "is_open" in reads:
+            end = min(end, book.open_until)
+        return max(end, second_end)
+
+    def _pnl_band(self, snapshot) -> tuple | None:
+        """(low, high): the open P&L values strictly between which no atom that reads a price
+        (``Program.pnl_atoms``) comes out otherwise than on ``snapshot`` (None: unbounded);
+        None when one is at its crossing or cannot be read."""
+        low = high = None
+        try:
+            now = snapshot.day.unrealized_pnl
+            for sign, left, right in self._pnl_atoms:
+                gap = left(snapshot) - right(snapshot)  # moves by sign × the change of the open P&L
+                if not gap:
+                    return None
+                crossing = now - gap * sign
+                if (gap < 0) == (sign > 0):  # on its side while the open P&L stays below the crossing
+                    high = crossing if high is None or crossing < high else high
+                else:
+                    low = crossing if low is None or crossing > low else low
+        except Exception:
+            return None
+        return low, high
 
     def _enforce(
         self, decisions: Sequence[Decision], lockouts: list[Lockout], exposed: bool, unpriced: tuple[str, ...]
@@ -660,6 +774,52 @@ class Engine:
                 self.store.mark_confirmed(record.key, now, {"recovered": "effect found in broker state"})
             else:
                 self.store.mark_failed(record.key, now, "not found in broker state after restart", retryable=True)
+
+
+def _crossing(
+    end: dt.datetime | None, now: dt.datetime, starts: list[dt.datetime], thresholds: frozenset | None
+) -> dt.datetime | None:
+    """The earliest moment in (now, end) at which a duration measured from one of ``starts``
+    (``now - start``) reaches a threshold or passes it (the moment after: ``>`` flips then), or
+    ``end``; None when the thresholds are unknown (the durations are read otherwise)."""
+    if thresholds is None or end is None:
+        return None
+    for start in starts:
+        for threshold in thresholds:
+            at = start + threshold
+            for moment in (at, at + _MICROSECOND):
+                if now < moment < end:
+                    end = moment
+    return end
+
+
+_MICROSECOND = dt.timedelta(microseconds=1)
+# What conditions may read that changes every second (the session's instant, and what is computed
+# from it in ways not followed here), and what changes with the local minute.
+_PER_SECOND = frozenset({"now", "next_trading_day", "next_trading_week"})
+_PER_MINUTE = frozenset({"clock", "weekday"})
+_SLOW_SESSION = frozenset({*_PER_MINUTE, "is_open", "trading_day"})  # followed by _session_deadline
+SESSION_FIELDS = frozenset(f.name for f in dataclasses.fields(Session))
+
+
+def _pnl_atoms(policies: PolicySet) -> tuple | None:
+    """``Program.pnl_atoms`` of all the policies together (None if any is None)."""
+    atoms: tuple = ()
+    for program in policies.programs:
+        if program.pnl_atoms is None:
+            return None
+        atoms += program.pnl_atoms
+    return atoms
+
+
+def _time_thresholds(policies: PolicySet) -> dict[str, frozenset | None]:
+    """``Program.time_thresholds`` of all the policies together (None for a field any reads otherwise)."""
+    merged: dict[str, frozenset | None] = {}
+    for program in policies.programs:
+        for name, found in program.time_thresholds.items():
+            known = merged.get(name, frozenset())
+            merged[name] = None if found is None or known is None else known | found
+    return merged
 
 
 def _quote_blindness(policies: PolicySet) -> tuple[bool, frozenset[str], frozenset[str]]:

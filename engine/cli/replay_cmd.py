@@ -81,7 +81,7 @@ def _run(
     path: Path, policies, store_path: Path, as_json: bool, *, scratch_store: bool, show_progress: bool, groups=None
 ):
     """``policies``: one account's PolicySet, or (with ``groups``, from --config) the members."""
-    from riskc.engine.adapters.projectx.intake import read_recording
+    from riskc.engine.adapters.projectx.intake import read_feed, read_recording
     from riskc.engine.sim.replay import Replay
     from riskc.engine.store import Store
 
@@ -96,11 +96,12 @@ def _run(
         emit = out.emit if out else (lambda record: click.echo(json.dumps(record, ensure_ascii=False)))
         if groups is None:
             replay = Replay(policies, store, emit=emit)
+            items = read_feed(str(path))  # a quote line as its Quote alone (the fast path)
         else:  # each account sees its own messages only; one account's records as --policy prints them
             from riskc.engine.sim.group_replay import GroupReplay
 
             replay = GroupReplay(policies, groups, store, emit=emit, label=len(policies) > 1)
-        items = read_recording(str(path))
+            items = read_recording(str(path))  # messages, split by the account they name
         if show_progress:
             return _with_progress(replay, items, path)
         return replay.run(items)

@@ -65,6 +65,7 @@ log = logging.getLogger("riskc.book")
 NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
 _NO_TIME = dt.timedelta(0)
 _SECOND = dt.timedelta(seconds=1)
+_MINUTE = dt.timedelta(minutes=1)
 
 
 @dataclass(slots=True)
@@ -146,6 +147,10 @@ class Book:
         self._pnl_changes = 0  # open P&L updates in place (see _mark), for _day's memo
         self._day_key: tuple[int, int] | None = None
         self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
+        self._minute: tuple | None = None  # (from, to, local clock, weekday, zone) of the local minute
+        self._open_state: tuple[bool, dt.datetime, dt.datetime] | None = None  # (open, from, to)
+        self._following_key: tuple | None = None  # (trading day, begun) of _following
+        self._following: dt.datetime | None = None  # next_trading_day_start
         self._day_view = Day()
         self._week_view = Week()
         self._week_basis: tuple = (None, None, None)  # (day, its trades, the days before) of _week_view
@@ -333,7 +338,14 @@ class Book:
 
     def _count(self, fill: Fill, sign: int) -> None:
         day, at = self.day, fill.at
-        day.trade_views = None
+        views = day.trade_views
+        if sign > 0 and views is not None and (not views or at >= views[-1].time):
+            # In time order (the usual case): `trades` grows by one, as the rebuild would sort it
+            # (stably, by time: the new fill is the last of the day's), and so do its tallies.
+            trade = _trade_view(fill)
+            day.trade_views, day.tallies = (*views, trade), _tally(day.tallies, trade)
+        else:
+            day.trade_views = None  # rebuilt when read (trade_views)
         day.realized += sign * ((fill.pnl or ZERO) - fill.fees)
         day.fees += sign * fill.fees
         day.trades += sign
@@ -345,16 +357,32 @@ class Book:
     def _on_quote(self, quote: Quote) -> Event | None:
         return self.quote_event(quote) if self._take_quote(quote) else None
 
-    def apply_quote(self, quote: Quote) -> bool:
+    def apply_quote(self, quote: Quote) -> int:
         """``apply`` for a quote without building its ``Event`` (the engine's quote fast path
-        asks for it with ``quote_event`` only when it evaluates): whether it was applied."""
+        asks for it with ``quote_event`` only when it evaluates): 0 when it is older than the
+        contract's last (not applied), 2 when it moved the mark of a position, else 1."""
         ts = quote.time
         if ts > self.now:
             self.now = ts
         day = self.day
         if day is None or self.now >= day.end:
             self._roll(self.now)
-        return self._take_quote(quote)
+        contract_id = quote.contract_id
+        if quote.stamped and contract_id not in self._receive_clock:  # _newer's usual case, inlined
+            at, times = quote.stamp, self.quote_times
+            if at < times.get(contract_id, NEVER):
+                return 0
+            times[contract_id] = at
+        elif not self._newer(contract_id, ts, quote.stamp, quote.stamped):
+            return 0
+        last, marks = quote.last, self.marks
+        if last is not None and marks.get(contract_id) != last:
+            if contract_id not in self.positions:
+                marks[contract_id] = last  # _mark, for a contract without a position
+                return 1
+            self._mark(contract_id, last)
+            return 2
+        return 1
 
     def _take_quote(self, quote: Quote) -> bool:
         """The hot path: most messages are quotes. False for one older than the contract's last."""
@@ -378,11 +406,32 @@ class Book:
             ask if ask is not None else mark,
         )
 
+    def apply_trade_print(self, trade: MarketTrade) -> int:
+        """``apply_quote`` for the last trade printed on a contract (``trade_event`` is its event)."""
+        ts = trade.time
+        if ts > self.now:
+            self.now = ts
+        day = self.day
+        if day is None or self.now >= day.end:
+            self._roll(self.now)
+        contract_id, price = trade.contract_id, trade.price
+        if not self._newer(contract_id, ts, trade.stamp, trade.stamped):
+            return 0
+        if self.marks.get(contract_id) != price:
+            self._mark(contract_id, price)
+            return 2 if contract_id in self.positions else 1
+        return 1
+
     def _on_market_trade(self, trade: MarketTrade) -> Event | None:
         contract_id, price = trade.contract_id, trade.price
         if not self._newer(contract_id, trade.time, trade.stamp, trade.stamped):
             return None
         self._mark(contract_id, price)
+        return self.trade_event(trade)
+
+    def trade_event(self, trade: MarketTrade) -> Event:
+        """The event rules see for a trade print just applied: a quote at its price."""
+        contract_id, price = trade.contract_id, trade.price
         return Event(
             kind="quote",
             time=trade.time,
@@ -508,6 +557,21 @@ class Book:
     def take_rolled(self) -> list[DayState]:
         rolled, self.rolled = self.rolled, []
         return rolled
+
+    def open_pnl(self) -> Decimal:
+        """The account's open P&L now (`day.unrealized_pnl`), for a quote the engine does not
+        evaluate: the day's high balance and the all-time high-water mark follow it as a
+        snapshot's would (see ``_day``)."""
+        unrealized = ZERO
+        for p in self.position_views():
+            unrealized += p.unrealized_pnl
+        account, state = self.account, self.day
+        equity = account.balance + unrealized
+        if state.high_balance is None or equity > state.high_balance:
+            state.high_balance = equity
+        if equity > account.high_water_balance:
+            account.high_water_balance = equity
+        return unrealized
 
     def unrealized(self) -> Decimal:
         return sum((p.unrealized_pnl for p in self.position_views()), ZERO)
@@ -639,6 +703,42 @@ class Book:
             self._week_view = self._week(view)
         return view
 
+    def not_evaluated(self, zone: Any, ages: bool) -> None:
+        """An event the engine does not evaluate leaves the book as a snapshot would have: the
+        session of its second computed (a snapshot later in the second sees the session as if
+        every event had been evaluated: `session.now` the first instant of the second the engine
+        saw), the views' times current (the live
+        view and the status board read the views, and see what they would after an evaluation:
+        a position's `uncovered_for` and, when ``ages``, the ages)."""
+        cached = self._session_cache
+        if cached is None or not cached[3] <= self.now < cached[4]:
+            self._session(self.now, zone)
+        if self.positions or (ages and self.orders):
+            self.keep_times(ages)
+
+    def keep_times(self, ages: bool) -> None:
+        """What a snapshot sets of the time on the views (see ``not_evaluated``)."""
+        now = self.now
+        for p in self.positions.values():
+            view = p.view
+            if view is not None:
+                if ages:
+                    view.age = now - p.opened_at
+                view.uncovered_for = now - p.uncovered_since if p.uncovered_since is not None else _NO_TIME
+        if ages:
+            for entry in self.orders.values():
+                entry.order.age = now - entry.placed_at
+
+    @property
+    def minute_end(self) -> dt.datetime:
+        """The end of the local minute of the last snapshot's session (its `clock`, `weekday`)."""
+        return self._minute[1]
+
+    @property
+    def open_until(self) -> dt.datetime:
+        """Until when the last snapshot's session's `is_open` holds (the exchange's next open or close)."""
+        return self._open_state[2]
+
     @property
     def second_end(self) -> dt.datetime | None:
         """The end of the whole second the last snapshot's session is for (None before one)."""
@@ -650,21 +750,30 @@ class Book:
         if cached is not None and cached[3] <= now < cached[4]:  # the same whole second
             return cached[1], cached[2]
         second = int(now.timestamp())
-        local = now.astimezone(zone)
-        session = Session(
-            now,
-            local.time().replace(second=0, microsecond=0),
-            WEEKDAYS[local.weekday()],
-            self.day.trading_day,
-            self.calendar.is_session_open(now),
-        )
+        # Once a second (a tick): the parts that change less often are kept while they hold.
+        minute = self._minute
+        if minute is None or not minute[0] <= now < minute[1] or minute[4] is not zone:  # the local minute
+            local = now.astimezone(zone)
+            start_of_minute = now - dt.timedelta(seconds=local.second, microseconds=local.microsecond)
+            clock = local.time().replace(second=0, microsecond=0)
+            minute = self._minute = (start_of_minute, start_of_minute + _MINUTE, clock, WEEKDAYS[local.weekday()], zone)
+        open_state = self._open_state
+        if open_state is None or not open_state[1] <= now < open_state[2]:  # the exchange open or closed
+            is_open, until = self.calendar.session_state(now)
+            open_state = self._open_state = (is_open, now, until)
+        day = self.day
+        session = Session(now, minute[2], minute[3], day.trading_day, open_state[0])
         start = now.replace(microsecond=0)
         # `next_trading_day` is the next trading-day *start*: on a Friday, Sunday 17:00, not the
-        # end of Friday's day; before a holiday, the day after it.
-        following = self.calendar.next_trading_day_start(now)
-        result = (second, session, following, start, start + _SECOND)
+        # end of Friday's day; before a holiday, the day after it. The same for the whole of a
+        # trading day once it has begun (and for the gap before it).
+        key = (day.trading_day, now >= day.start)
+        if key != self._following_key:
+            self._following_key = key
+            self._following = self.calendar.next_trading_day_start(now)
+        result = (second, session, self._following, start, start + _SECOND)
         self._session_cache = result
-        return session, following
+        return session, self._following
 
 
 def _same_order(a: Order, b: Order) -> bool:
@@ -700,6 +809,18 @@ def _excursion(position: OpenPosition, view: Position) -> None:
     if position.worst is None or pnl < position.worst:
         position.worst = pnl
     view.max_favorable, view.max_adverse = position.best, position.worst
+
+
+def _tally(tallies: tuple[int, int, int], trade: Trade) -> tuple[int, int, int]:
+    """``trade_tallies`` of the trades so far and one more."""
+    losing, winning, streak = tallies
+    if trade.pnl is None:
+        return tallies
+    if trade.pnl < 0:
+        return losing + 1, winning, streak + 1
+    if trade.pnl > 0:
+        return losing, winning + 1, 0
+    return tallies
 
 
 def _trade_view(fill: Fill) -> Trade:

@@ -201,6 +201,18 @@ class TradingCalendar:
                 return True
         return False
 
+    def session_state(self, instant: datetime) -> tuple[bool, datetime]:
+        """(``is_session_open(instant)``, the first moment after ``instant`` it may be otherwise:
+        the close of the open session, else the next open; a day later when none is near)."""
+        is_open = self.is_session_open(instant)
+        exchange_date = instant.astimezone(self._exchange_zone()).date()
+        changes = []
+        for offset in range(-1, 9):
+            session = self._year((exchange_date + offset * ONE_DAY).year).sessions.get(exchange_date + offset * ONE_DAY)
+            if session is not None:
+                changes += [moment for moment in (session.open, session.close) if moment > instant]
+        return is_open, min(changes, default=instant + ONE_DAY)
+
     def session(self, trading_day: date) -> Session:
         self._require_trading_day(trading_day)
         return self._year(trading_day.year).sessions[trading_day]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from riskc.dsl.decision import Action, plan
+from riskc.dsl.runtime import Reason
 from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.core.events import AccountUpdate, Fill, OrderUpdate, PositionUpdate, Quote
 from riskc.engine.core.instruments import symbol_of
@@ -110,7 +111,8 @@ class GroupGuard:
     def _named(self, action: Action) -> Action:
         """The group's action as each member records it: the rule as `<group>.<rule>` (a lockout
         is stored under it, and the account's trading state names it), the reason naming the group."""
-        return action._replace(rule=f"{self.name}.{action.rule}", reason=f"group {self.name}: {action.reason}")
+        prefix = f"group {self.name}: "
+        return action._replace(rule=f"{self.name}.{action.rule}", why=Reason(lambda why: prefix + str(why), action.why))
 
     def _steady_key(self, decisions) -> tuple | None:
         try:

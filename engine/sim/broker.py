@@ -23,6 +23,7 @@ from typing import Any
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
 from riskc.engine.adapters.projectx import decode
 from riskc.engine.adapters.projectx.intake import Message
+from riskc.engine.core.events import Quote
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, UnknownInstrument, symbol_of
 from riskc.engine.sim import gateway
 
@@ -95,6 +96,21 @@ class SimBroker:
         elif target == "GatewayUserTrade":
             self._note_trade(data)
         return []
+
+    def observe_quote(self, quote: Quote) -> list[Message]:
+        """``observe`` for a quote decoded without its message (``intake.read_feed``): fills of the
+        market orders waiting for this contract's next price, at its last price."""
+        ts = quote.time
+        if ts > self.now:
+            self.now = ts
+        contract_id = quote.contract_id
+        if contract_id not in self._pending or quote.last is None:
+            return []
+        pending = self._pending.pop(contract_id)
+        out: list[Message] = []
+        while pending:
+            out += self._fill(pending.popleft(), quote.last, ts)
+        return out
 
     def _note_trade(self, data: dict[str, Any]) -> None:
         """Keep the trades a Gateway's trade search would still return for the current trading

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from riskc.engine.adapters.projectx.intake import read_recording
+from riskc.engine.adapters.projectx.intake import read_feed
 from riskc.engine.runner import PolicySet
 from riskc.engine.sim.replay import Replay, ReplaySummary
 from riskc.engine.store import Store
@@ -76,7 +76,7 @@ def replay_outcome(policies: PolicySet, recording: Path) -> Outcome:
         store = Store.open(Path(scratch) / "state.db", synchronous="OFF")
         try:
             replay = Replay(policies, store, emit=records.append)
-            summary = replay.run(read_recording(str(recording)))
+            summary = replay.run(read_feed(str(recording)))
             account = replay.engine.book.account.id
             days = sorted(_trading_days(replay, summary))
             realized = tuple((day, store.day_totals(account, day).realized_pnl) for day in days)

@@ -283,7 +283,7 @@ def _target_id(target) -> str | None:
 def comparable(actions) -> list[Action]:
     """Actions without their reason (the compiler's job); an on_error alert's message is its
     reason, so it goes too."""
-    return [a._replace(reason="", message=None if a.message == a.reason else a.message) for a in actions]
+    return [a._replace(why="", message=None if a.message == a.reason else a.message) for a in actions]
 
 
 def interpret(policy: CheckedPolicy, result: CheckResult, snapshot) -> list[Action]:

@@ -10,8 +10,11 @@ interpreter, and the cases together must cover every action kind and every snaps
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import io
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -139,3 +142,38 @@ def _schema_paths() -> set[str]:
         paths |= {f"{kind}.{m}" for m in SCHEMA.binders[kind].members}
     paths |= {f"event.{f}" for fields in EVENT_KIND_FIELDS.values() for f in fields if f != "order"}
     return paths | {"event.kind", "event.time", "event.order"}
+
+
+def _scramble(obj, seen: set) -> None:
+    """Every number, duration, instant and clock reachable from ``obj`` changed in place."""
+    if id(obj) in seen or not dataclasses.is_dataclass(obj):
+        return
+    seen.add(id(obj))
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if type(value) is Decimal:
+            setattr(obj, field.name, value - Decimal("987.65"))
+        elif type(value) is int:
+            setattr(obj, field.name, value + 41)
+        elif isinstance(value, dt.datetime):
+            setattr(obj, field.name, value + dt.timedelta(days=100, minutes=7))
+        elif isinstance(value, dt.timedelta):
+            setattr(obj, field.name, value + dt.timedelta(hours=5))
+        elif isinstance(value, tuple):
+            for item in value:
+                _scramble(item, seen)
+        else:
+            _scramble(value, seen)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_reason_is_the_text_of_the_snapshot_its_rule_fired_on(name):
+    """Reasons are made text when read (``runtime.Reason``) from the values captured when the
+    rule fired: a snapshot changed after the decision (the engine's is, by the next event) does
+    not change them, and the text is the golden one."""
+    _, _, snapshot, decision = evaluate(name)
+    at = snapshot.event.time or snapshot.session.now
+    assert decision.actions is not None  # built (values captured), not yet rendered
+    _scramble(snapshot, set())
+    records = {"fired": outcome(decision, snapshot)["fired"], "actions": decision.records(at)}
+    assert dump(records) == (CASES_DIR / f"{name}.expected.yaml").read_text(encoding="utf-8")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -92,6 +93,11 @@ def parse_line(text: str | bytes, line: int) -> Message | Malformed | None:
         raw = orjson.loads(text)  # floats, made exact decimals below as the live path does
     except ValueError as error:
         return Malformed(line, f"not JSON ({error})", _content(text))
+    return _parsed(raw, text, line)
+
+
+def _parsed(raw: Any, text: str | bytes, line: int) -> Message | Malformed:
+    """``parse_line`` after the JSON parse."""
     if type(raw) is not dict:
         return Malformed(line, "not a JSON object", _content(text))
     if raw.get("target") == "GatewayQuote":  # most lines: decoded here at once, or by the general path below
@@ -118,19 +124,37 @@ def parse_line(text: str | bytes, line: int) -> Message | Malformed | None:
 
 
 def _quote_line(raw: dict[str, Any], line: int) -> Message | None:
-    """The quote fast path: a ``GatewayQuote`` line in its usual shape (a contract id, a dict
-    whose three prices are JSON numbers with a fraction and whose ``timestamp`` is a string)
-    becomes a ``Message`` that carries its ``Quote`` already, its instant parsed once when the
-    payload's ``timestamp`` is the line's ``ts`` (as a recording writes it). Any other shape
-    returns None and takes the general path, which decodes it (or says why it cannot): the
-    event is the one ``decode`` would make of the same line."""
-    args, ts_text, hub = raw.get("args"), raw.get("ts"), raw.get("hub", "market")
-    if type(args) is not list or len(args) != 2 or type(ts_text) is not str or hub != "market":
+    """The quote fast path of ``parse_line``: a ``GatewayQuote`` line in its usual shape (see
+    ``_quote_of``) becomes a ``Message`` that carries its ``Quote`` already, its prices made
+    decimals in place as the general path makes them. Any other shape returns None and takes the
+    general path, which decodes it (or says why it cannot): the event is the one ``decode``
+    would make of the same line."""
+    quote = _quote_of(raw)
+    if quote is None:
         return None
-    contract_id, data = args
-    if type(contract_id) is not str or not contract_id or type(data) is not dict:
-        return None
-    last, bid, ask, stamp_text = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk"), data.get("timestamp")
+    args = raw["args"]
+    data = args[1]
+    data["lastPrice"], data["bestBid"], data["bestAsk"] = quote.last, quote.bid, quote.ask
+    if len(data) > 5:  # more than symbol, the prices and the timestamp: the rest as the general path has them
+        _floats_in_place(data)
+    return Message(quote.time, "market", "GatewayQuote", args, line, quote)
+
+
+def _quote_of(raw: dict[str, Any]) -> Quote | None:
+    """The ``Quote`` of a ``GatewayQuote`` line in its usual shape (a contract id, a dict whose
+    three prices are JSON numbers with a fraction and whose ``timestamp`` is a string), its
+    instant parsed once when the payload's ``timestamp`` is the line's ``ts`` (as a recording
+    writes it); None for any other shape (the general path decodes it, or says why not)."""
+    try:  # subscripts, not get(): a fifth of the cost, on every quote
+        args, ts_text, hub = raw["args"], raw["ts"], raw["hub"]
+        if type(args) is not list or len(args) != 2 or type(ts_text) is not str or hub != "market":
+            return None
+        contract_id, data = args
+        if type(contract_id) is not str or not contract_id or type(data) is not dict:
+            return None
+        last, bid, ask, stamp_text = data["lastPrice"], data["bestBid"], data["bestAsk"], data["timestamp"]
+    except KeyError:
+        return None  # (a line without `hub` is a market one all the same: the general path reads it)
     if type(last) is not float or type(bid) is not float or type(ask) is not float or type(stamp_text) is not str:
         return None
     total = last + bid + ask
@@ -144,13 +168,19 @@ def _quote_line(raw: dict[str, Any], line: int) -> Message | None:
     except (TypeError, ValueError):
         return None  # the general path reports it
     cached = _cached
-    last, bid, ask = cached(last) or _decimal(last), cached(bid) or _decimal(bid), cached(ask) or _decimal(ask)
-    data["lastPrice"], data["bestBid"], data["bestAsk"] = last, bid, ask
-    if len(data) > 5:  # more than symbol, the prices and the timestamp: the rest as the general path has them
-        _floats_in_place(data)
     # tuple.__new__: a named tuple's own constructor costs three times as much, on every quote
-    quote = _new_tuple(Quote, (ts, contract_id, last, bid, ask, stamp, True))  # stamped: by the broker
-    return Message(ts, "market", "GatewayQuote", args, line, quote)
+    return _new_tuple(
+        Quote,
+        (
+            ts,
+            contract_id,
+            cached(last) or _decimal(last),
+            cached(bid) or _decimal(bid),
+            cached(ask) or _decimal(ask),
+            stamp,
+            True,
+        ),
+    )  # stamped: by the broker
 
 
 _fromisoformat = dt.datetime.fromisoformat
@@ -232,18 +262,47 @@ def _decimal(value: float) -> Decimal:
     return exact
 
 
-def read_recording(path: str):
+def read_recording(path: str) -> Iterator[Message | Malformed]:
     """Messages and malformed lines of a recording file, in file order. A line that is not UTF-8
     (what a recorder killed in the middle of a character leaves) is a malformed line like any
     other, not the end of the file."""
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                content = raw.decode("utf-8", "replace").rstrip("\n")
-                yield Malformed(number, f"not UTF-8 text (byte {error.start + 1}: {error.reason})", content)
-                continue
-            item = parse_line(text, number)
+            item = _read_line(raw, number)
             if item is not None:
+                yield item
+
+
+def _read_line(raw: bytes, number: int) -> Message | Malformed | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        content = raw.decode("utf-8", "replace").rstrip("\n")
+        return Malformed(number, f"not UTF-8 text (byte {error.start + 1}: {error.reason})", content)
+    return parse_line(text, number)
+
+
+def read_feed(path: str) -> Iterator[Quote | Message | Malformed]:
+    """``read_recording`` for `riskc replay`: the same items, except that a quote line in its
+    usual shape comes as its ``Quote`` alone (no ``Message``: most lines are quotes). A quote
+    stamped before a line read earlier still comes as a ``Message``, whose line number the
+    replay reports (a message behind the clock); the clock is never ahead of the lines read."""
+    loads, quote_of, read_line = orjson.loads, _quote_of, _read_line
+    latest = None  # the latest `ts` of the lines yielded
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                raw = loads(line)  # bytes: orjson checks the UTF-8 itself
+            except ValueError:
+                raw = None  # not JSON, not UTF-8 or blank: read_recording's way says which
+            if type(raw) is dict and raw.get("target") == "GatewayQuote":
+                quote = quote_of(raw)
+                if quote is not None and (latest is None or quote.time >= latest):
+                    latest = quote.time
+                    yield quote
+                    continue
+            item = read_line(line, number) if raw is None else _parsed(raw, line, number)
+            if item is not None:
+                if type(item) is Message and (latest is None or item.ts > latest):
+                    latest = item.ts
                 yield item
