@@ -225,15 +225,17 @@ class Desk:
         return math.ceil(len(self.accounts) / max(1, live))
 
     def _candidates(self, units: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
-        """Units none of whose accounts this worker holds: those with an unleased or long-unrenewed
-        account first, then the rest."""
+        """Units none of whose accounts this worker holds or is still letting go of (its session's
+        lock would be taken twice), nor one it let go of as split at this poll: those with an
+        unleased or long-unrenewed account first, then the rest."""
         rows = self.db.execute(
             "SELECT account_id, EXTRACT(EPOCH FROM clock_timestamp() - renewed_at::timestamptz)"
             " FROM leases WHERE account_id = ANY(%s)",
             [self.accounts],
         ).fetchall()
         age = {account_id: float(seconds) for account_id, seconds in rows}
-        free = [unit for unit in units if not any(a in self.held for a in unit)]
+        busy = {*self.held, *self.shedding, *(a for unit in self.split for a in unit)}
+        free = [unit for unit in units if not busy.intersection(unit)]
         return sorted(free, key=lambda unit: -max(age.get(a, math.inf) for a in unit))
 
     def try_acquire(self, account_id: int) -> int | None:
