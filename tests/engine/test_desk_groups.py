@@ -176,3 +176,47 @@ def test_no_worker_ever_holds_part_of_a_unit(pg_server, workers: int, groups, st
     finally:
         for desk in live:
             desk.close()
+
+
+def test_the_daemon_leases_its_configs_groups_and_alerts_a_split_unit(pg_url: str, tmp_path) -> None:
+    """`riskc run` on a desk: the groups of the config are the units; when one account of a held
+    group is taken by another worker, the rest is stopped and let go, and that is alerted."""
+    import asyncio
+    import shutil
+    from pathlib import Path
+
+    from riskc.engine.daemon.config import load_config
+    from riskc.engine.daemon.daemon import Daemon
+    from riskc.engine.daemon.loops import build_loops
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "groups"
+    for name in ("copy-account.risk", "copy-desk.risk"):
+        shutil.copy(examples / name, tmp_path / name)
+    (tmp_path / "rec.jsonl").write_text("")
+    config = tmp_path / "riskc.yaml"
+    config.write_text(
+        f"state: {pg_url}\nbroker: {{kind: sim, recording: rec.jsonl, speed: 0}}\n"
+        "accounts:\n  - {id: 1001, policies: copy-account.risk}\n  - {id: 1002, policies: copy-account.risk}\n"
+        "  - {id: 1003, policies: copy-account.risk}\n"
+        "groups:\n  - {name: copiers, accounts: [1001, 1002], policies: copy-desk.risk}\n"
+        "alerts: {console: false}\nweb: false\n"
+    )
+    daemon = Daemon(load_config(config), live_view=False)
+    alerts: list[tuple[str, str]] = []
+    daemon.alerts.alert = lambda severity, text, **_: alerts.append((severity, text))  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        daemon.loops = await build_loops(daemon, None)
+        assert daemon.desk is not None and daemon.desk.units() == [(1001, 1002), (1003,)]
+        await daemon.lease_cycle()
+        assert all(lp.active for lp in daemon.loops)
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # another worker took 1002's lease
+            admin.execute("UPDATE leases SET worker = 'other', epoch = epoch + 1 WHERE account_id = 1002")
+        await daemon.lease_cycle()
+        active = {lp.account_id: lp.active for lp in daemon.loops}
+        assert active == {1001: False, 1002: False, 1003: True} and sorted(daemon.desk.held) == [1003]
+        assert not daemon.desk.shedding  # stopped, then let go
+        assert any(severity == "high" and "1001, 1002" in text for severity, text in alerts), alerts
+        await daemon._shutdown([], [])
+
+    asyncio.run(scenario())
