@@ -263,7 +263,8 @@ class AccountLoop:
     def _run_group(self, guard: GroupGuard, event: Event) -> None:
         """Each member's effects go to that member's loop: its store batch is done, its calls go
         out through its own port and executor (idempotency keys `<account>:<target>`). On a desk
-        the group is evaluated only while this worker holds every member (docs/config.md)."""
+        the group's accounts are leased together (desk.py units); it is evaluated only while this
+        worker holds every member (never in the moment a unit is taken or let go)."""
         loops = {id(lp.engine): lp for lp in self.daemon.loops}
         members = [loops.get(id(engine)) for engine in guard.members]
         if not all(lp is not None and lp.active for lp in members):
@@ -548,8 +549,10 @@ class Daemon:
                 "on a PostgreSQL desk every account in the config needs its `id:` (leases are by id), "
                 "or `all: true` (the ids the login lists)"
             )
+        # A group's accounts are leased together (one unit): one worker holds all or none of them.
+        groups = [[a.id for a in self.config.members(group) if a.id is not None] for group in self.config.groups]
         try:
-            return Desk(str(self.config.state), ids)
+            return Desk(str(self.config.state), ids, groups=groups)
         except psycopg.Error as error:
             raise StoreError(f"cannot open the desk's lease session: {error}") from None
 
@@ -569,7 +572,14 @@ class Daemon:
             gained, lost = [], [lp.account_id for lp in self.loops if lp.active]
             desk.held.clear()
             desk.shedding.clear()
+            desk.split = []
             await self._on_lease_thread(desk.reconnect)
+        for unit in desk.split:
+            self.alerts.alert(
+                "high",
+                f"accounts {', '.join(map(str, unit))}: a group's account was taken by another worker; "
+                "this worker lets go of the rest, so that one worker takes the group whole",
+            )
         for account_id in lost:
             if account_id in by_id:
                 by_id[account_id].lose("lease lost")

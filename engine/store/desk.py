@@ -20,6 +20,14 @@ Several workers share one desk; each account is owned by exactly one of them at 
   counting the live lease sessions, and lets go of what it holds beyond it (the first worker to
   start holds everything until the others appear); so 3 workers on 30 accounts hold 10 each, and
   when one dies the other two's share becomes 15 and they take its 10 at their next poll.
+- **Units.** The accounts of a group (and of groups that share an account) are one *unit*: a
+  worker takes all of a unit or none (each lock is tried; if one is refused, those got in that
+  attempt are given back), sheds whole units, and a unit larger than the share still goes to one
+  worker (the share counts accounts, units are handed out whole: a unit is taken while the worker
+  holds less than its share, shed only while it would still hold its share without it). A worker
+  that loses one account of a unit (another took it after expiry) lets go of the rest at once, so
+  one worker can take the unit whole (``split`` names it for the caller to alert). An account in
+  no group is a unit of one: it behaves exactly as before.
 
 Each change of owner is audited (an ``event`` record ``lease_acquired`` with the worker and
 epoch), in the same transaction that bumps the epoch.
@@ -32,6 +40,7 @@ import math
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -70,17 +79,20 @@ class Desk:
         url: str,
         accounts: list[int],
         *,
+        groups: Iterable[Iterable[int]] = (),
         worker: str | None = None,
         ttl_s: float = DEFAULT_TTL_S,
         poll_s: float = DEFAULT_POLL_S,
     ) -> None:
         self.url = url
         self.accounts = sorted(set(accounts))
+        self.groups = [frozenset(group) for group in groups]  # the config's groups, as member ids
         self.worker = worker or worker_name()
         self.ttl_s = ttl_s
         self.poll_s = poll_s
         self.held: dict[int, int] = {}  # account -> epoch
         self.shedding: set[int] = set()  # shed but still locked (poll(let_go=False))
+        self.split: list[tuple[int, ...]] = []  # units partly lost at the last poll, the rest let go
         self.db = self._connect()
 
     def _connect(self) -> PgDatabase:
@@ -95,39 +107,75 @@ class Desk:
     # -- the cycle ------------------------------------------------------------------------------
 
     def poll(self, *, let_go: bool = True) -> tuple[list[int], list[int]]:
-        """Renew the leases held, take free (or expired) accounts up to the fair share. Returns
+        """Renew the leases held, take free (or expired) units up to the fair share. Returns
         (gained, lost): the caller starts enforcing the gained accounts (recovering them from the
         store, as after a restart) and stops the lost ones at once. ``let_go=False``: accounts
-        shed beyond the fair share stay locked (in ``shedding``) until ``let_go_of`` is called,
-        so a caller that polls while its accounts run stops them before another worker can take
-        them."""
+        shed beyond the fair share, or the rest of a unit partly lost, stay locked (in
+        ``shedding``) until ``let_go_of`` is called, so a caller that polls while its accounts run
+        stops them before another worker can take them."""
         lost = self.renew()
+        units = self.units()
+        lost += self._let_go_of_split(units, unlock=let_go)
         gained: list[int] = []
         share = self.fair_share()
-        lost += self._shed(len(self.held) - share, unlock=let_go)
-        for account_id in self._candidates():
+        lost += self._shed(units, share, unlock=let_go)
+        for unit in self._candidates(units):
             if len(self.held) >= share:
                 break
-            epoch = self.try_acquire(account_id)
-            if epoch is not None:
-                gained.append(account_id)
+            epochs = self.try_acquire_unit(unit)
+            if epochs is not None:
+                gained += epochs
         return gained, lost
 
-    def _shed(self, surplus: int, *, unlock: bool = True) -> list[int]:
-        """More than the fair share (this worker started first, or another one joined): let the
-        surplus go, highest ids first, for the newcomers to take at their next poll. Unlocked
-        here when the caller polls between items (nothing of these accounts is in flight), else
-        by ``let_go_of`` once the caller has stopped them."""
-        if surplus <= 0:
-            return []
-        shed = sorted(self.held, reverse=True)[:surplus]
-        for account_id in shed:
+    def units(self) -> list[tuple[int, ...]]:
+        """The desk's accounts in lease units: the connected groups' members together (only those
+        on this desk), every other account alone; sorted."""
+        parent = {account_id: account_id for account_id in self.accounts}
+
+        def root(account_id: int) -> int:
+            while parent[account_id] != account_id:
+                parent[account_id] = parent[parent[account_id]]
+                account_id = parent[account_id]
+            return account_id
+
+        for group in self.groups:
+            members = sorted(a for a in group if a in parent)
+            for other in members[1:]:
+                parent[root(other)] = root(members[0])
+        together: dict[int, list[int]] = {}
+        for account_id in self.accounts:
+            together.setdefault(root(account_id), []).append(account_id)
+        return sorted(tuple(members) for members in together.values())
+
+    def _let_go_of_split(self, units: list[tuple[int, ...]], *, unlock: bool) -> list[int]:
+        """A unit of which this worker holds only part (one member lost at renewal: another worker
+        took it after expiry) is let go whole, so that one worker can take it whole."""
+        self.split = [unit for unit in units if 0 < sum(a in self.held for a in unit) < len(unit)]
+        rest: list[int] = []
+        for unit in self.split:
+            rest += self._release([a for a in unit if a in self.held], unlock=unlock)
+        return rest
+
+    def _shed(self, units: list[tuple[int, ...]], share: int, *, unlock: bool = True) -> list[int]:
+        """More than the fair share (this worker started first, or another one joined): let whole
+        units go, highest ids first, while what is left is still the share (so a unit given up is
+        never taken back by the same worker, nor a lone big unit passed around), for the newcomers
+        to take at their next poll. Unlocked here when the caller polls between items (nothing of
+        these accounts is in flight), else by ``let_go_of`` once the caller has stopped them."""
+        shed: list[int] = []
+        for unit in sorted((u for u in units if u[0] in self.held), key=lambda u: u[-1], reverse=True):
+            if len(self.held) - len(unit) >= share:
+                shed += self._release(list(unit), unlock=unlock)
+        return shed
+
+    def _release(self, accounts: list[int], *, unlock: bool) -> list[int]:
+        for account_id in accounts:
             del self.held[account_id]
             if unlock:
                 self._unlock(account_id)
             else:
                 self.shedding.add(account_id)
-        return shed
+        return accounts
 
     def let_go_of(self, accounts: list[int]) -> None:
         """Unlock accounts ``poll(let_go=False)`` shed, now that they are stopped."""
@@ -176,28 +224,55 @@ class Desk:
         ).fetchone()[0]
         return math.ceil(len(self.accounts) / max(1, live))
 
-    def _candidates(self) -> list[int]:
-        """Accounts not held by this worker: unleased or long-unrenewed first, then the rest."""
+    def _candidates(self, units: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+        """Units none of whose accounts this worker holds or is still letting go of (its session's
+        lock would be taken twice), nor one it let go of as split at this poll: those with an
+        unleased or long-unrenewed account first, then the rest."""
         rows = self.db.execute(
             "SELECT account_id, EXTRACT(EPOCH FROM clock_timestamp() - renewed_at::timestamptz)"
             " FROM leases WHERE account_id = ANY(%s)",
             [self.accounts],
         ).fetchall()
         age = {account_id: float(seconds) for account_id, seconds in rows}
-        free = [a for a in self.accounts if a not in self.held]
-        return sorted(free, key=lambda a: -age.get(a, math.inf))
+        busy = {*self.held, *self.shedding, *(a for unit in self.split for a in unit)}
+        free = [unit for unit in units if not busy.intersection(unit)]
+        return sorted(free, key=lambda unit: -max(age.get(a, math.inf) for a in unit))
 
     def try_acquire(self, account_id: int) -> int | None:
         """Take the account if nobody holds it, or if its holder stopped renewing ``ttl`` ago
         (its lease session is ended first). Returns the new epoch, or None."""
+        epochs = self.try_acquire_unit((account_id,))
+        return None if epochs is None else epochs[account_id]
+
+    def try_acquire_unit(self, unit: Iterable[int]) -> dict[int, int] | None:
+        """Take every account of ``unit`` or none: each lock is tried (an expired holder's session
+        ended first); if one is refused, the locks got in this attempt are given back before any
+        epoch moves. Returns the new epochs, or None."""
+        got: list[int] = []
+        for account_id in unit:
+            if not self._lock(account_id):
+                for taken in got:
+                    self._unlock(taken)
+                return None
+            got.append(account_id)
+        epochs: dict[int, int] = {}
+        for account_id in got:
+            try:
+                epochs[account_id] = self.held[account_id] = self._bump(account_id)
+            except BaseException:
+                for rest in got[len(epochs) + 1 :]:  # _bump unlocked its own
+                    self._unlock(rest)
+                for taken in epochs:  # none kept: the unit is held whole or not at all
+                    del self.held[taken]
+                    self._unlock(taken)
+                raise
+        return epochs
+
+    def _lock(self, account_id: int) -> bool:
         got = self.db.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [self._key(account_id)]).fetchone()[0]
         if not got and self._end_expired_holder(account_id):
             got = self._wait_for_lock(account_id)
-        if not got:
-            return None
-        epoch = self._bump(account_id)
-        self.held[account_id] = epoch
-        return epoch
+        return bool(got)
 
     def _end_expired_holder(self, account_id: int) -> bool:
         row = self.db.execute(

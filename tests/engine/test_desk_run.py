@@ -115,3 +115,58 @@ def test_an_unreachable_desk_is_one_line_and_exit_2(tmp_path: Path) -> None:
     config = _config(tmp_path, "postgresql://nobody@127.0.0.1:1/none", f"id: {ACCOUNT}\n    ")
     result = CliRunner().invoke(main, ["run", "--config", str(config), "--plain", "--max-time", "1"])
     assert result.exit_code == 2 and "cannot connect to postgresql://nobody@127.0.0.1:1/none" in result.output
+
+
+def test_two_workers_hold_a_group_on_one_of_them_and_its_breach_is_enforced_once(pg_url: str, tmp_path: Path) -> None:
+    """Leases by group: two `riskc run` workers start together on the two-account group example;
+    one holds both accounts (per-account leases would give each worker one, and then neither would
+    guard the group), and the group's daily-loss breach flattens and locks both, once each."""
+    import shutil
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "groups"
+    for name in ("copy-account.risk", "copy-desk.risk", "two-accounts.jsonl"):
+        shutil.copy(examples / name, tmp_path / name)
+    text = (examples / "riskc.yaml").read_text(encoding="utf-8").replace("speed: 10", "speed: 5")
+    config = tmp_path / "riskc.yaml"
+    config.write_text(f"{text}state: {pg_url}\nalerts: {{console: false}}\nweb: false\n", encoding="utf-8")
+    Store.open(pg_url).close()  # the desk exists before either starts: they race for the leases only
+    env = dict(os.environ, PROJECT_X_USERNAME="", PROJECT_X_API_KEY="")
+    command = [sys.executable, "-c", "from riskc.engine.cli.main import main; main()", "run", "--config", str(config)]
+    command += ["--plain", "--max-time", "30"]
+    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    group_rule, accounts, after = (
+        "copiers.group_daily_loss",
+        (1001, 1002),
+        dt.datetime(2026, 1, 14, 14, 35, tzinfo=dt.UTC),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            stopped = [w.communicate() for w in workers if w.poll() is not None]
+            assert not stopped, f"a worker stopped before the group's breach was enforced: {stopped}"
+            assert time.monotonic() < deadline, "the group's breach was never enforced"
+            with Store.open_readonly(pg_url) as store:
+                if all(store.active_lockouts(a, after) for a in accounts):
+                    break
+            time.sleep(0.2)
+        holders = held(pg_url)
+        assert sorted(holders) == list(accounts) and len(set(holders.values())) == 1, holders
+        assert any(holders[1001].endswith(f":{w.pid}") for w in workers)
+        time.sleep(2.0)  # both workers go on: nothing more is planned
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    with Store.open_readonly(pg_url) as store:
+        assert store.verify_audit().ok
+        for account in accounts:
+            assert [lo.rule for lo in store.active_lockouts(account, after)] == [group_rule]
+            closes = [a for a in store.recent_actions(account) if a.action.get("call") == "close"]
+            assert [c.state for c in closes] == ["confirmed"], closes
+        taken = [r for r in store.audit_records() if r.kind == "event" and '"lease_acquired"' in r.payload]
+        assert len(taken) == 2  # each account taken once, by the one worker
