@@ -272,6 +272,14 @@ async def test_sim_daemon_with_two_accounts_enforces_the_group(tmp_path: Path) -
     for lp in daemon.loops:
         assert not lp.engine.book.positions  # the sim's fills of the closes reached each book
         assert str(lp.engine.trading.state) == "halted"
+    from riskc.engine.daemon.board.status import status_json
+
+    status = status_json(daemon)  # the board and /api/status show the group as its policies see it
+    [group] = status["groups"]
+    realized = sum(Decimal(a["day"]["realized_pnl"]) for a in status["accounts"])
+    assert group["name"] == "copiers" and Decimal(group["realized_pnl"]) == realized <= Decimal(-1500)
+    assert [(a["id"], a["trading_state"]) for a in group["accounts"]] == [(A, "halted"), (B, "halted")]
+    assert group["open_contracts"] == 0 and group["policy"]["hash"] == daemon.loops[0].groups[0].policies.digest
 
 
 async def test_a_group_policy_edit_is_hot_reloaded(tmp_path: Path) -> None:

@@ -173,11 +173,32 @@ function accountCard(account) {
     meta(account));
 }
 
+function groupCard(group) {
+  const members = el("ul", { class: "list members" }, ...group.accounts.map((a) =>
+    el("li", {}, el("span", { class: "name" }, a.name), " ",
+      el("span", { class: `state ${a.trading_state}` }, a.trading_state), " ",
+      el("span", { class: signClass(a.net_pnl) }, money(a.net_pnl)))));
+  const pending = group.policy.pending;
+  return el("section", { class: "account group", "data-group": group.name },
+    el("h2", {}, el("span", { class: "name" }, `group ${group.name}`),
+      el("span", { class: "muted" }, `${group.accounts.length} accounts`)),
+    el("div", { class: "figures" },
+      figure("group P&L", money(group.net_pnl), signClass(group.net_pnl)),
+      figure("realized", money(group.realized_pnl), signClass(group.realized_pnl)),
+      figure("unrealized", money(group.unrealized_pnl), signClass(group.unrealized_pnl)),
+      figure("open contracts", String(group.open_contracts)),
+      figure("fills", String(group.trades))),
+    members,
+    el("div", { class: "meta muted" }, `group policy ${group.policy.hash.slice(0, 16)}…` +
+      (pending ? ` · pending ${pending.hash.slice(0, 16)}… active from ${pending.activates_local || pending.activates_at}` : "")));
+}
+
 function render(status) {
   document.getElementById("broker").textContent = `${status.demo ? "demo · " : ""}${status.broker}` +
     (status.edits === "next_trading_day" ? " · edits take effect next trading day" : "");
   const main = document.getElementById("accounts");
-  main.replaceChildren(...(status.accounts.length ? status.accounts.map(accountCard) : [el("p", { class: "muted" }, "no account yet")]));
+  const cards = [...(status.groups || []).map(groupCard), ...status.accounts.map(accountCard)];
+  main.replaceChildren(...(status.accounts.length ? cards : [el("p", { class: "muted" }, "no account yet")]));
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
 }
 
