@@ -154,6 +154,7 @@ def _document(
     store: Any, path: Path, config: Any, ids: list[int], now: dt.datetime, day: dt.date | None, action_limit: int
 ) -> dict[str, Any]:
     head = store.audit_head()
+    accounts = [_account(store, config, account_id, now, day, action_limit) for account_id in ids]
     return {
         "state": str(path),
         "now": now,
@@ -163,8 +164,29 @@ def _document(
             {"path": p.path, "hash": p.content_hash, "loaded_at": p.loaded_at} for p in store.current_policies()
         ],
         "audit_head": {"seq": head[0], "hash": head[1]} if head else None,
-        "accounts": [_account(store, config, account_id, now, day, action_limit) for account_id in ids],
+        "accounts": accounts,
+        "groups": _groups(config, accounts),
     }
+
+
+def _groups(config: Any, accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each account group of the config (`groups:`) from its members' documents: the day's
+    realized P&L summed (what `group.realized_pnl` counts; open P&L is only known live, on the
+    board) and each member's trading state."""
+    if config is None:
+        return []
+    by_id = {account["id"]: account for account in accounts}
+    groups = []
+    for group in config.groups:
+        members = [by_id[a.id] for a in config.members(group) if a.id in by_id]
+        groups.append(
+            {
+                "name": group.name,
+                "realized_pnl": sum((m["day"]["realized_pnl"] for m in members), Decimal(0)),
+                "accounts": [{"id": m["id"], "trading_state": m["trading_state"]["state"]} for m in members],
+            }
+        )
+    return groups
 
 
 def _account(
@@ -431,6 +453,12 @@ def _print(document: dict[str, Any], now: dt.datetime) -> None:
         _print_book(console, account["book"], zone, now)
         _print_timers(console, account["timers"], now)
         _print_actions(console, account["recent_actions"], zone)
+    for group in document.get("groups", []):
+        states = ", ".join(f"{a['id']} {a['trading_state']}" for a in group["accounts"])
+        console.print(
+            f"\n[bold]Group {escape(group['name'])}[/bold]  realized today {_money(group['realized_pnl'])}"
+            f"  [dim]({escape(states)})[/dim]"
+        )
     if document["audit_head"]:
         head = document["audit_head"]
         console.print(f"\n[dim]audit log: {head['seq']} records, head {head['hash'][:16]}…[/dim]")

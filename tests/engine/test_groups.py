@@ -280,6 +280,15 @@ async def test_sim_daemon_with_two_accounts_enforces_the_group(tmp_path: Path) -
     assert group["name"] == "copiers" and Decimal(group["realized_pnl"]) == realized <= Decimal(-1500)
     assert [(a["id"], a["trading_state"]) for a in group["accounts"]] == [(A, "halted"), (B, "halted")]
     assert group["open_contracts"] == 0 and group["policy"]["hash"] == daemon.loops[0].groups[0].policies.digest
+    shown = CliRunner().invoke(main, ["status", "--config", str(config), "--json"])  # from the state file
+    assert shown.exit_code == 0, shown.output
+    document = json.loads(shown.output)
+    [stored] = document["groups"]
+    assert stored["name"] == "copiers" and Decimal(stored["realized_pnl"]) == realized
+    states = [(a["id"], a["trading_state"]["state"]) for a in document["accounts"]]  # now: the 17:00 lockout is over
+    assert [(a["id"], a["trading_state"]) for a in stored["accounts"]] == states and len(states) == 2
+    text = CliRunner().invoke(main, ["status", "--config", str(config)]).output
+    assert f"Group copiers  realized today -${-realized:,.2f}" in text
 
 
 async def test_a_group_policy_edit_is_hot_reloaded(tmp_path: Path) -> None:
