@@ -178,7 +178,7 @@ def test_status_json(config: Path, store: Store) -> None:
     result = riskc(config, "status", "--json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert set(document) == {"state", "now", "daemon", "pending", "policies", "audit_head", "accounts"}
+    assert set(document) == {"state", "now", "daemon", "pending", "policies", "audit_head", "accounts", "groups"}
     assert document["daemon"]["alive"] is False and document["daemon"]["text"].startswith("no daemon has run")
     assert document["audit_head"]["seq"] == len(store.audit_records())
     [account] = document["accounts"]
