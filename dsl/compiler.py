@@ -10,6 +10,7 @@ an instrument without a spec) yields the policy's ``on_error`` action and the ot
 
 from __future__ import annotations
 
+import ast as pyast
 import dataclasses
 import datetime as dt
 import decimal
@@ -23,7 +24,7 @@ from typing import Any
 from riskc.dsl import ast, runtime
 from riskc.dsl import types as T
 from riskc.dsl.checker import CheckedPolicy, CheckResult, RuleInstance
-from riskc.dsl.decision import Action, Built, Decision, Firing, plan
+from riskc.dsl.decision import Action, Built, Decision, Firing, plan, plan_keyed
 from riskc.dsl.errors import Span
 from riskc.dsl.format import format_action, format_expr
 from riskc.dsl.types import Type
@@ -168,10 +169,13 @@ class Program:
         self._actions: list[Callable] = namespace["ACTIONS"]
         self._action_values: list[Callable] = namespace["VALUES"]
         self._explain: list[Callable] = namespace["EXPLAIN"]
+        self._keys: list[Callable | None] = namespace["KEYS"]
+        self._plans: dict[tuple, tuple[int, ...]] = {}  # plan's memo for this program (see _decide)
         self._whiles: dict[str, Callable] = namespace["WHILES"]
         self._make_tracer = tracer
         self._clause_tests: list[tuple[Callable, ...]] | None = None
         self.rules = policy.instances
+        self._heads = [(i.id, i.severity) for i in self.rules]  # a firing's rule and severity
         self.timezone = policy.settings.timezone
         # Every attribute name the generated code reads (a superset of the snapshot fields its
         # rules use): the engine leaves fields no rule reads, like ages, out of the snapshot.
@@ -249,26 +253,38 @@ class Program:
         actions: list[Action] = []
         firings: list[Firing] = []
         errors: list[Firing] = []
-        rules, explain, make = self.rules, self._explain, self._actions
+        explain, make, heads, keys = self._explain, self._actions, self._heads, self._keys
+        # plan's memo key (plan_keyed): each rule that held, then what is not a literal in its
+        # actions (``_key_N``); the rule's index fixes the number of its actions and their
+        # literals. None when a rule raised: its actions are planned by their values (plan).
+        key: list | None = []
         for index, target in fired:
             if index < 0:
+                key = None
                 errors.append(self._error_firing(-index - 1, target))
                 actions.extend(self._on_error(-index - 1, target, s))
                 continue
-            instance = rules[index]
             try:  # the reason's values: its text is made when read (runtime.Reason)
                 why = explain[index](s, target)
             except Exception as error:
                 why = f"(could not explain: {error})"
-            firings.append(
-                _new(Firing, (instance.id, instance.severity, why, None if target is None else target_id(target)))
-            )
+            rule, severity = heads[index]
+            firings.append(_new(Firing, (rule, severity, why, None if target is None else target_id(target))))
             try:
-                actions += make[index](s, target, why)
+                made = make[index](s, target, why)
             except Exception as error:
+                key = None
                 errors.append(self._error_firing(index, error))
                 actions.extend(self._on_error(index, error, s))
-        return plan(actions), tuple(firings), tuple(errors)
+                continue
+            actions += made
+            if key is not None:
+                key.append(index)
+                varying = keys[index]
+                if varying is not None:
+                    key.append(varying(made))
+        planned = plan(actions) if key is None else plan_keyed(actions, tuple(key), self._plans)
+        return planned, tuple(firings), tuple(errors)
 
     def _failure(self, index: int, error: Exception) -> str:
         """`file.risk:3:8: rule could not be evaluated (ZeroDivisionError: ...)`."""
@@ -382,6 +398,7 @@ def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:
             f"ACTIONS = [{', '.join(f'_actions_{r.index}' for r in rules)}]",
             f"EXPLAIN = [{', '.join(f'_explain_{r.index}' for r in rules)}]",
             f"VALUES = [{', '.join(f'_values_{r.index}' for r in rules)}]",
+            f"KEYS = [{', '.join(f'_key_{r.index}' for r in rules)}]",
         ]
     )
     source, marks = _unmark(source)
@@ -787,7 +804,19 @@ def _action_function(r: _RuleCode, unit: _Unit, policy: CheckedPolicy) -> list[s
             else f"        {call},"
         )
     lines.append("    )")
+    # What plan's memo key needs of the list ``_actions_N`` returns (see Program._decide): the
+    # fields of each action that are not literals (the reason left out). None: all literals.
+    varying = [f"m[{n}][{f}]" for n, call in enumerate(calls) for f in _varying_fields(call)]
+    lines.append(f"_key_{r.index} = lambda m: ({', '.join(varying)},)" if varying else f"_key_{r.index} = None")
     return lines
+
+
+def _varying_fields(call: str) -> list[int]:
+    """The positions of the fields of an action's code (``_new(_Action, (...))``) that are not
+    literals, the reason's (`why`) left out."""
+    fields = pyast.parse(_unmark(call)[0], mode="eval").body.args[1].elts
+    assert len(fields) == len(Action._fields), call
+    return [n for n, code in enumerate(fields) if n != 3 and not isinstance(code, pyast.Constant)]
 
 
 _CONSTANT_CODE = re.compile(r"None|'[^'\\]*'|-?\d+")  # a field's code that is a literal

@@ -185,6 +185,23 @@ def plan(actions: list[Action]) -> tuple[Action, ...]:
 _PLANS: dict[tuple, tuple[int, ...]] = {}  # the actions' values (no reasons) -> the positions plan keeps
 
 
+def plan_keyed(actions: list[Action], key: tuple, memo: dict[tuple, tuple[int, ...]]) -> tuple[Action, ...]:
+    """``plan`` remembered in ``memo`` by ``key``, which the caller makes and which must tell
+    apart any two lists of actions whose values (all but the reasons) differ (a compiled
+    program's: the rules that held and what is not a literal in their actions)."""
+    try:
+        chosen = memo.get(key)
+    except TypeError:  # a value that cannot be hashed (a signaling NaN): planned, not remembered
+        return _plan(actions)
+    if chosen is None:
+        position = {id(a): n for n, a in enumerate(actions)}
+        chosen = tuple([position[id(a)] for a in _plan(actions)])
+        if len(memo) >= 1024:
+            memo.clear()
+        memo[key] = chosen
+    return tuple([actions[n] for n in chosen])
+
+
 def _plan(actions: list[Action]) -> tuple[Action, ...]:
     flatten = _strongest([a for a in actions if a.kind == "flatten"])
     kept: list[Action] = [flatten] if flatten else []
