@@ -168,18 +168,7 @@ def plan(actions: list[Action]) -> tuple[Action, ...]:
     """Deduplicate and escalate the actions of one evaluation (see module docstring). Which of
     them are kept, and in which order, depends on their values alone (not on the reasons) and
     on their order: it is remembered for the same values, which a breach repeats."""
-    key = tuple([a[:3] + a[4:] for a in actions])
-    try:
-        chosen = _PLANS.get(key)
-    except TypeError:  # a value that cannot be hashed (a signaling NaN): planned, not remembered
-        return _plan(actions)
-    if chosen is None:
-        position = {id(a): n for n, a in enumerate(actions)}
-        chosen = tuple([position[id(a)] for a in _plan(actions)])
-        if len(_PLANS) >= 1024:
-            _PLANS.clear()
-        _PLANS[key] = chosen
-    return tuple([actions[n] for n in chosen])
+    return plan_keyed(actions, tuple([a[:3] + a[4:] for a in actions]), _PLANS)  # every value but the reason
 
 
 _PLANS: dict[tuple, tuple[int, ...]] = {}  # the actions' values (no reasons) -> the positions plan keeps
