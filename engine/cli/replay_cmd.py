@@ -254,6 +254,13 @@ def _print_summary(summary, as_json: bool) -> None:
         console.print(f"[yellow]malformed[/yellow] {bad.describe()}")
     for back in summary.backwards[:20]:
         console.print(f"[yellow]time goes back[/yellow] {back.describe()}")
+    others = getattr(summary, "other_accounts", None)
+    if others:
+        skipped = ", ".join(f"{account} ({count:,} messages)" for account, count in sorted(others.items()))
+        console.print(
+            f"[yellow]other accounts[/yellow] skipped: {skipped}; this replay follows the first account of the"
+            " recording. Replay several accounts together with --config (docs/cli.md)"
+        )
     data = summary.to_json()
     extra = f", {data['backwards']:,} back in time" if data["backwards"] else ""
     if data["jumped_seconds"]:

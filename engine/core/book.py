@@ -471,6 +471,11 @@ class Book:
                 )
                 _excursion(position, view)
 
+    def follows(self, account_id: Any) -> bool:
+        """Whether an update of ``account_id`` is this book's: yes for one naming no account, and
+        for any before the book knows its account (the first named is then its own)."""
+        return account_id is None or not self._account_known or int(account_id) == self.account.id
+
     def _mine(self, account_id: Any) -> bool:
         """Messages of other accounts on the same login are not this book's."""
         if account_id is None:

@@ -65,9 +65,11 @@ class ReplaySummary:
     actions: Counter = field(default_factory=Counter)  # (rule, action) -> count
     first: dt.datetime | None = None
     last: dt.datetime | None = None
+    other_accounts: Counter = field(default_factory=Counter)  # account id -> its user messages skipped
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        others = {"other_accounts": {str(a): n for a, n in sorted(self.other_accounts.items())}}
+        return ({} if not self.other_accounts else others) | {
             "messages": self.messages,
             "events": self.events,
             "ticks": self.ticks,
@@ -180,6 +182,8 @@ class Replay:
                 updates: tuple | list = (event,)
             else:
                 updates = (quote(item.args, ts),) if item.target == "GatewayQuote" else decode(item)
+            if item.hub == "user" and self._foreign(updates):
+                return  # another account's: neither this book's nor this simulated broker's
             triggered = self.sim.observe(item)
         except DECODE_ERRORS as error:
             engine.malformed += 1
@@ -194,6 +198,18 @@ class Replay:
             for message in triggered:
                 self._apply(message)
         summary.events = engine.events
+
+    def _foreign(self, updates) -> bool:
+        """A user message only of accounts other than the one replayed (a recording of several
+        accounts replayed with one policy): counted and skipped, so the simulated broker does not
+        mix another account's orders and positions into this one's (`--config` replays them all)."""
+        book = self.engine.book
+        ids = {u.account_id for u in updates if getattr(u, "account_id", None) is not None}
+        if not ids or any(book.follows(account_id) for account_id in ids):
+            return False
+        for account_id in ids:
+            self.summary.other_accounts[account_id] += 1
+        return True
 
     def tick_until(self, ts: dt.datetime) -> None:
         """The 1-second ticks up to ``ts``. A silence longer than ``IDLE_GAP`` while the account

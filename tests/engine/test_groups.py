@@ -443,3 +443,15 @@ async def test_a_reconciliation_is_evaluated_by_the_groups_at_once(tmp_path: Pat
         for account in (A, B):
             assert [lo.rule for lo in store.active_lockouts(account, at)] == [GROUP_RULE]
     daemon.store.close()
+
+
+def test_one_policy_over_a_recording_of_several_accounts_follows_the_first_and_says_so() -> None:
+    """`--policy` replays one account: the other account's messages are skipped (the simulated
+    broker must not mix its orders and positions into the first's) and counted, and the summary
+    says how to replay them together."""
+    result = replay(str(FIXTURE), "--policy", str(GROUPS / "account.risk"), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stderr.splitlines()[-1])["summary"]
+    assert summary["other_accounts"] == {str(B): 10} and summary["broker_calls"] == 0
+    text = replay(str(FIXTURE), "--policy", str(GROUPS / "account.risk"))
+    assert "other accounts skipped: 1002 (10 messages)" in text.output and "--config" in text.output
