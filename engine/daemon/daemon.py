@@ -438,6 +438,11 @@ class Daemon:
         """Set by SIGTERM/SIGINT or ``stop()``."""
         return self._stop
 
+    def guards(self) -> list[GroupGuard]:
+        """The account groups of the loops (`groups:`, engine/enforce/group.py), each once, in order."""
+        found = {id(guard): guard for lp in self.loops for guard in lp.groups}
+        return list(found.values())
+
     def log_record(self, record: dict[str, Any]) -> None:
         if self._log_sink is not None:
             self._log_sink.write(record)

@@ -114,7 +114,7 @@ def _files(paths: list[Path]) -> list[Path]:
 async def watch_and_reload(daemon: Daemon) -> None:
     from watchfiles import awatch
 
-    guards = _guards(daemon)
+    guards = daemon.guards()
     watched = _watched([*daemon.loops, *guards])
     if not watched:
         return
@@ -132,12 +132,6 @@ async def watch_and_reload(daemon: Daemon) -> None:
         for guard in guards:
             if _concerns(guard, changed):
                 await reload_group(daemon, guard)
-
-
-def _guards(daemon: Daemon) -> list:
-    """The account groups of the daemon's loops (engine/enforce/group.py), each once."""
-    found = {id(guard): guard for lp in daemon.loops for guard in getattr(lp, "groups", ())}
-    return list(found.values())
 
 
 async def reload_group(daemon: Daemon, guard) -> Candidate:

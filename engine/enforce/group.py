@@ -129,9 +129,10 @@ class GroupGuard:
 
     # -- the snapshot --------------------------------------------------------------------------
 
-    def snapshot(self, event: Event, now: dt.datetime) -> GroupSnapshot:
+    def group(self) -> Group:
+        """`group` as the group's policies see it now: its members summed, exactly, and each one."""
         accounts = tuple(member_view(m) for m in self.members)
-        group = Group(
+        return Group(
             self.name,
             sum((a.realized_pnl for a in accounts), ZERO),
             sum((a.unrealized_pnl for a in accounts), ZERO),
@@ -140,6 +141,9 @@ class GroupGuard:
             sum(a.trades for a in accounts),
             accounts,
         )
+
+    def snapshot(self, event: Event, now: dt.datetime) -> GroupSnapshot:
+        group = self.group()
         session, following, week = self._clock(now)
         if event.time is None:
             event = Event(kind=event.kind, time=now)

@@ -36,32 +36,22 @@ def status_json(daemon: Daemon) -> dict[str, Any]:
         "demo": bool(getattr(daemon, "demo", False)),
         "edits": daemon.config.edits,
         "accounts": [account_json(daemon, lp) for lp in daemon.loops],
-        "groups": [group_json(guard) for guard in _guards(daemon)],
+        "groups": [group_json(guard) for guard in daemon.guards()],
     }
 
 
-def _guards(daemon: Daemon) -> list[Any]:
-    """The account groups of the daemon's loops (`groups:`), each once, in config order."""
-    found = {id(guard): guard for lp in daemon.loops for guard in getattr(lp, "groups", ())}
-    return list(found.values())
-
-
 def group_json(guard: Any) -> dict[str, Any]:
-    """A group as its policies see it (`group.*`, engine/enforce/group.py): the members summed,
-    exactly, and each member's trading state, with the group's pending policy edit if any."""
-    from riskc.engine.enforce.group import member_view
-
-    accounts = [member_view(engine) for engine in guard.members]
-    realized = sum((a.realized_pnl for a in accounts), Decimal(0))
-    unrealized = sum((a.unrealized_pnl for a in accounts), Decimal(0))
-    commitment = getattr(guard, "commitment", None)
+    """A group as its policies see it (`group.*`, engine/enforce/group.py) with each member's
+    trading state, and the group's pending policy edit if any."""
+    group = guard.group()
+    commitment = guard.commitment
     return {
-        "name": guard.name,
-        "realized_pnl": _money(realized),
-        "unrealized_pnl": _money(unrealized),
-        "net_pnl": _money(realized + unrealized),
-        "open_contracts": sum(a.open_contracts for a in accounts),
-        "trades": sum(a.trades for a in accounts),
+        "name": group.name,
+        "realized_pnl": _money(group.realized_pnl),
+        "unrealized_pnl": _money(group.unrealized_pnl),
+        "net_pnl": _money(group.net_pnl),
+        "open_contracts": group.open_contracts,
+        "trades": group.trades,
         "accounts": [
             {
                 "id": a.id,
@@ -69,7 +59,7 @@ def group_json(guard: Any) -> dict[str, Any]:
                 "net_pnl": _money(a.net_pnl),
                 "trading_state": a.trading_state,
             }
-            for a in accounts
+            for a in group.accounts
         ],
         "policy": {
             "hash": guard.policies.digest,
