@@ -258,8 +258,8 @@ def _print_summary(summary, as_json: bool) -> None:
     if others:
         skipped = ", ".join(f"{account} ({count:,} messages)" for account, count in sorted(others.items()))
         console.print(
-            f"[yellow]other accounts[/yellow] skipped: {skipped}; this replay follows the first account of the"
-            " recording. Replay several accounts together with --config (docs/cli.md)"
+            f"[yellow]other accounts[/yellow] skipped: {skipped} (`--policy` replays the first account of the"
+            " recording, `--config` the accounts it names; docs/cli.md)"
         )
     data = summary.to_json()
     extra = f", {data['backwards']:,} back in time" if data["backwards"] else ""

@@ -97,7 +97,6 @@ class GroupReplay:
         self.guards = [GroupGuard(g.name, g.policies, [self.replays[i].engine for i in g.accounts]) for g in groups]
         self._replay_of = {id(r.engine): r for r in self.replays}
         self.summary = ReplaySummary()
-        self.other_accounts = 0  # user messages of accounts not replayed: skipped
 
     def run(self, items: Iterable[Message | Malformed]) -> ReplaySummary:
         for item in items:
@@ -122,8 +121,8 @@ class GroupReplay:
                 market.append(part)
                 continue
             index = self._member(account_id, name)
-            if index is None:
-                self.other_accounts += 1
+            if index is None:  # an account the config does not name: counted in the summary, skipped
+                self.summary.other_accounts[account_id if account_id is not None else name] += 1
                 continue
             replay = self.replays[index]
             replay.feed(part)

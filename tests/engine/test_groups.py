@@ -455,3 +455,13 @@ def test_one_policy_over_a_recording_of_several_accounts_follows_the_first_and_s
     assert summary["other_accounts"] == {str(B): 10} and summary["broker_calls"] == 0
     text = replay(str(FIXTURE), "--policy", str(GROUPS / "account.risk"))
     assert "other accounts skipped: 1002 (10 messages)" in text.output and "--config" in text.output
+
+
+def test_a_config_replay_counts_the_accounts_it_does_not_name(tmp_path: Path) -> None:
+    config = _write_config(tmp_path, "  []\n")
+    text = config.read_text(encoding="utf-8").replace("  - {name: COPY-B, id: 1002, policies: account.risk}\n", "")
+    config.write_text(text.replace("groups:\n  []\n", ""), encoding="utf-8")
+    result = replay(str(tmp_path / "two-accounts.jsonl"), "--config", str(config), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stderr.splitlines()[-1])["summary"]
+    assert summary["other_accounts"] == {str(B): 10}
