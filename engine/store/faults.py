@@ -180,10 +180,10 @@ class FailSafeStore:
         if isinstance(error, LeaseLost):
             log.info("buffered %s not replayed: %s (nothing was sent; the new holder recovers it)", name, error)
             return
+        self.unreplayed.append({"write": name, "error": describe(error)})  # listed in the recovery's audit record
         if not critical:
             log.warning("buffered %s not replayed: %s", name, error)  # e.g. a state it already has
             return
-        self.unreplayed.append({"write": name, "error": describe(error)})
         text = f"a buffered {name} could not be written to {self.store.path} ({describe(error)})"
         if name == "add_lockout":
             kept = self._buffered_lockout(args)

@@ -419,3 +419,23 @@ def test_a_lockout_inserted_outside_riskc_is_adopted_not_removed(tmp_path) -> No
         assert any("inserted outside riskc" in p for p in problems)
         assert {lo.rule for lo in store.active_lockouts(ACCOUNT, T0 + dt.timedelta(hours=1))} == {"daily_loss", "desk"}
         assert store.state_problems() == [] and store.verify_audit().ok
+
+
+def test_a_buffered_trade_the_store_refuses_is_listed_not_alerted(safe, monkeypatch) -> None:
+    """A refused ledger write (e.g. a trade it already has) does not hold anything: no alert of
+    its own, but the recovery's audit record lists it, so nothing leaves without a trace."""
+    store, alerts = safe
+    h = Harness(store, policy("use daily_loss(limit: $1,000)"))
+    h.feed(f.account(0, 50000))
+    refuse_writes(store, True)
+    h.feed(*trades(1))
+    refuse_writes(store, False)
+
+    def refuse(*args, **kwargs):
+        raise ValueError("already recorded")
+
+    monkeypatch.setattr(store.store, "record_trade", refuse)
+    assert store.retry()
+    assert "unreplayed" not in alerts.kinds
+    [fault] = [r for r in store.store.audit_records() if r.kind == "error" and "state_store_fault" in r.payload]
+    assert "record_trade" in fault.payload and "already recorded" in fault.payload
