@@ -32,7 +32,7 @@ from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.core.events import MARKET_EVENTS, BrokerEvent, Fill, MarketTrade, OrderUpdate, PositionUpdate, Quote
 from riskc.engine.core.history import store_history
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, symbol_of
-from riskc.engine.core.snapshot import EVENT_KINDS, Event, Session
+from riskc.engine.core.snapshot import EVENT_KINDS, Event, Position, Session
 from riskc.engine.enforce.enforcer import Effects, Enforcer
 from riskc.engine.enforce.executor import took_effect
 from riskc.engine.enforce.stale_prices import price_rules, without_prices
@@ -207,7 +207,7 @@ class Engine:
             or not trading.fresh(book.now)
         ):
             return self._evaluate(book.quote_event(quote))
-        book.not_evaluated(self.zone, self._ages)
+        book.not_evaluated(self.zone)
         return NO_EFFECTS
 
     def _on_quote(self, quote: Quote | MarketTrade, settled: tuple) -> Effects:
@@ -247,7 +247,7 @@ class Engine:
             pnl = book.open_pnl()
             if (low is not None and pnl <= low) or (high is not None and pnl >= high):
                 return self._evaluate(event_of(quote))
-        book.not_evaluated(self.zone, self._ages)
+        book.not_evaluated(self.zone)
         return NO_EFFECTS
 
     def on_events(self, updates: Iterable[BrokerEvent]) -> Effects:
@@ -281,7 +281,7 @@ class Engine:
             and settled[3] == trading.version
             and trading.fresh(book.now)
         ):
-            book.not_evaluated(self.zone, self._ages)
+            book.not_evaluated(self.zone)
             return NO_EFFECTS
         return self._evaluate(Event(kind="clock", time=book.now))
 
@@ -572,6 +572,15 @@ class Engine:
     def _state_change(self, lockouts: list[Lockout]) -> dict[str, Any] | None:
         self._state_seen = self.trading.version
         return self.trading.transition(lockouts, self.book.now)
+
+    def position_views(self) -> tuple[Position, ...]:
+        """The positions as a snapshot at the book's time would show them, their `uncovered_for`
+        (and ages, when a rule reads them) current: for a reader between evaluations (the live
+        view), since an event the engine does not evaluate leaves the views' times as they were."""
+        book = self.book
+        views = book.position_views()
+        book.keep_times(self._ages)
+        return views
 
     def lockouts_at(self, now: dt.datetime) -> list[Lockout]:
         """The lockouts in force as the engine last read them (for the live view: no store I/O)."""

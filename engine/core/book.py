@@ -708,21 +708,19 @@ class Book:
             self._week_view = self._week(view)
         return view
 
-    def not_evaluated(self, zone: Any, ages: bool) -> None:
+    def not_evaluated(self, zone: Any) -> None:
         """An event the engine does not evaluate leaves the book as a snapshot would have: the
         session of its second computed (a snapshot later in the second sees the session as if
         every event had been evaluated: `session.now` the first instant of the second the engine
-        saw), the views' times current (the live
-        view and the status board read the views, and see what they would after an evaluation:
-        a position's `uncovered_for` and, when ``ages``, the ages)."""
+        saw). The views' times (a position's `uncovered_for`, the ages) are not kept here, on
+        every quote: a snapshot sets them, and a reader between evaluations (the live view)
+        asks for them current with ``keep_times``."""
         cached = self._session_cache
         if cached is None or not cached[3] <= self.now < cached[4]:
             self._session(self.now, zone)
-        if self.positions or (ages and self.orders):
-            self.keep_times(ages)
 
     def keep_times(self, ages: bool) -> None:
-        """What a snapshot sets of the time on the views (see ``not_evaluated``)."""
+        """What a snapshot sets of the time on the views, at ``now`` (see ``not_evaluated``)."""
         now = self.now
         for p in self.positions.values():
             view = p.view

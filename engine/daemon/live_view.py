@@ -83,7 +83,7 @@ def account_panel(daemon: Daemon, lp: AccountLoop, width: int = MIN_WIDTH, heigh
     extra = [Text(error, style="red", no_wrap=True, overflow="ellipsis")] if error else []
     footer = Text(_footer(lp), style="dim", no_wrap=True, overflow="ellipsis")
     room = height - PANEL_OVERHEAD - len(header) - len(extra) - 1 - 3 * TABLE_OVERHEAD
-    positions = book.position_views()
+    positions = engine.position_views()
     lockouts = engine.lockouts_at(now)
     actions = list(lp.activity.actions)
     rows = plan_rows(len(positions), len(lockouts), len(actions), room)

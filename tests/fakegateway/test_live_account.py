@@ -136,7 +136,7 @@ def _start(daemon_class: Any, path: Any, gw: FakeGateway) -> tuple[Any, asyncio.
 
 
 def _views(daemon: Any) -> dict[str, Any]:
-    return {v.contract_id: v for v in daemon.loops[0].engine.book.position_views()}
+    return {v.contract_id: v for v in daemon.loops[0].engine.position_views()}
 
 
 # -- sessions that heal -------------------------------------------------------------------------

@@ -150,12 +150,23 @@ def _quote_of(raw: dict[str, Any]) -> Quote | None:
         if type(args) is not list or len(args) != 2 or type(ts_text) is not str or hub != "market":
             return None
         contract_id, data = args
-        if type(contract_id) is not str or not contract_id or type(data) is not dict:
+        if type(contract_id) is not str or type(data) is not dict:
             return None
         last, bid, ask, stamp_text = data["lastPrice"], data["bestBid"], data["bestAsk"], data["timestamp"]
     except KeyError:
         return None  # (a line without `hub` is a market one all the same: the general path reads it)
-    if type(last) is not float or type(bid) is not float or type(ask) is not float or type(stamp_text) is not str:
+    return _quote(ts_text, contract_id, last, bid, ask, stamp_text)
+
+
+def _quote(ts_text: str, contract_id: str, last: Any, bid: Any, ask: Any, stamp_text: Any) -> Quote | None:
+    """The ``Quote`` of a quote line's parts (see ``_quote_of``), or None when they are not in the usual shape."""
+    if (
+        not contract_id
+        or type(last) is not float
+        or type(bid) is not float
+        or type(ask) is not float
+        or type(stamp_text) is not str
+    ):
         return None
     total = last + bid + ask
     if total - total != 0.0:  # an infinity (or a sum that overflows): the general path says why
@@ -286,11 +297,29 @@ def read_feed(path: str) -> Iterator[Quote | Message | Malformed]:
     """``read_recording`` for `riskc replay`: the same items, except that a quote line in its
     usual shape comes as its ``Quote`` alone (no ``Message``: most lines are quotes). A quote
     stamped before a line read earlier still comes as a ``Message``, whose line number the
-    replay reports (a message behind the clock); the clock is never ahead of the lines read."""
-    loads, quote_of, read_line = orjson.loads, _quote_of, _read_line
+    replay reports (a message behind the clock); the clock is never ahead of the lines read.
+
+    A quote line is first decoded by its shape (``quote_lines``: msgspec checks the fields and
+    their types while it parses); a line of any other shape is parsed again by orjson and read
+    as ``read_recording`` reads it, so both ways make the same item of the same line."""
+    from riskc.engine.adapters.projectx import quote_lines  # msgspec: only a replay needs it
+
+    decode, not_a_quote_line = quote_lines.decode, quote_lines.NOT_A_QUOTE_LINE
+    loads, quote_of, read_line, make_quote = orjson.loads, _quote_of, _read_line, _quote
     latest = None  # the latest `ts` of the lines yielded
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, 1):
+            try:
+                shaped = decode(line)
+            except not_a_quote_line:
+                pass
+            else:
+                contract_id, data = shaped.args
+                quote = make_quote(shaped.ts, contract_id, data.lastPrice, data.bestBid, data.bestAsk, data.timestamp)
+                if quote is not None and (latest is None or quote.time >= latest):
+                    latest = quote.time
+                    yield quote
+                    continue
             try:
                 raw = loads(line)  # bytes: orjson checks the UTF-8 itself
             except ValueError:

@@ -93,7 +93,7 @@ def account_json(daemon: Daemon, lp: AccountLoop) -> dict[str, Any]:
             "high_balance": _money(book.day.high_balance) if book.day and book.day.high_balance is not None else None,
         },
         "trading_state": trading_state(engine),
-        "positions": [_position(lp, view, now) for view in book.position_views()],
+        "positions": [_position(lp, view, now) for view in engine.position_views()],
         "orders": len(book.working_orders()),
         "lockouts": [_lockout(lockout, now, zone) for lockout in lockouts],
         "actions": [dict(record) for record in list(lp.activity.actions)],
