@@ -85,13 +85,22 @@ def test_a_quote_line_makes_the_same_item_either_way(lines, tmp_path_factory, mo
     assert shaped == general
 
 
+def _line(data: str, contract: str = '"C"', end: str = "]}") -> bytes:
+    ts = '"2026-01-14T14:45:00+00:00"'
+    head = f'{{"ts": {ts}, "hub": "market", "target": "GatewayQuote", "args": [{contract}, '
+    return (head + data + end).encode("utf-8", "surrogateescape")
+
+
+_STAMP = '"timestamp": "2026-01-14T14:45:00+00:00"'
+
+
 @pytest.mark.parametrize(
     "line",
     [
-        b'{"ts": "2026-01-14T14:45:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["C", {"lastPrice": 1.5, "lastPrice": 2, "bestBid": 1.0, "bestAsk": 2.0, "timestamp": "2026-01-14T14:45:00+00:00"}]}',
-        b'{"ts": "2026-01-14T14:45:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["C", {"lastPrice": 1e308, "bestBid": 1e308, "bestAsk": 1e308, "timestamp": "2026-01-14T14:45:00+00:00"}]}',
-        b'{"ts": "2026-01-14T14:45:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["C", {"lastPrice": 1.5, "bestBid": 1.0, "bestAsk": 2.0, "timestamp": "2026-01-14T14:45:00+00:00"}]',
-        b'{"ts": "2026-01-14T14:45:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["C\xff", {"lastPrice": 1.5, "bestBid": 1.0, "bestAsk": 2.0, "timestamp": "2026-01-14T14:45:00+00:00"}]}',
+        _line(f'{{"lastPrice": 1.5, "lastPrice": 2, "bestBid": 1.0, "bestAsk": 2.0, {_STAMP}}}'),
+        _line(f'{{"lastPrice": 1e308, "bestBid": 1e308, "bestAsk": 1e308, {_STAMP}}}'),
+        _line(f'{{"lastPrice": 1.5, "bestBid": 1.0, "bestAsk": 2.0, {_STAMP}}}', end="]"),
+        _line(f'{{"lastPrice": 1.5, "bestBid": 1.0, "bestAsk": 2.0, {_STAMP}}}', contract='"C\udcff"'),
         b"\n",
     ],
     ids=["a repeated key", "a sum that overflows", "cut short", "not UTF-8", "blank"],
@@ -106,7 +115,7 @@ def test_odd_quote_lines_make_the_same_item_either_way(line, tmp_path, monkeypat
 
 def test_most_lines_of_a_recording_take_the_shaped_way(tmp_path, monkeypatch):
     """Control: the comparisons above compare something (the usual quote line is decoded by shape)."""
-    line = b'{"ts": "2026-01-14T14:45:00+00:00", "hub": "market", "target": "GatewayQuote", "args": ["C", {"lastPrice": 1.5, "bestBid": 1.0, "bestAsk": 2.0, "timestamp": "2026-01-14T14:45:00+00:00"}]}'
+    line = _line(f'{{"lastPrice": 1.5, "bestBid": 1.0, "bestAsk": 2.0, {_STAMP}}}')
     path = tmp_path / "r.jsonl"
     path.write_bytes(line + b"\n")
     decoded = []

@@ -12,9 +12,9 @@ import msgspec
 
 class QuoteData(msgspec.Struct):
     # int | float: an integer price is not the usual shape (intake takes the general path for it)
-    lastPrice: int | float  # noqa: N815 — the Gateway's field names
-    bestBid: int | float  # noqa: N815
-    bestAsk: int | float  # noqa: N815
+    lastPrice: int | float  # the Gateway's field names
+    bestBid: int | float
+    bestAsk: int | float
     timestamp: str
 
 
