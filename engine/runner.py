@@ -27,7 +27,7 @@ from riskc.dsl.compiler import Program, target_id
 from riskc.dsl.decision import Action, Decision, plan
 from riskc.dsl.errors import BAD_SETTING, SCOPE_ERROR, Diagnostic, Span
 from riskc.engine.adapters.port import BrokerCall, BrokerState
-from riskc.engine.core.book import Book
+from riskc.engine.core.book import NEVER, Book
 from riskc.engine.core.calendar import TradingCalendar
 from riskc.engine.core.events import MARKET_EVENTS, BrokerEvent, Fill, MarketTrade, OrderUpdate, PositionUpdate, Quote
 from riskc.engine.core.history import store_history
@@ -186,29 +186,51 @@ class Engine:
         return self._evaluate(event)
 
     def on_quote(self, quote: Quote) -> Effects:
-        """``on_event`` for a quote (most events): the same, with ``_on_quote``'s usual case
-        (a quote of a contract without a position, in a settled second) inlined."""
-        if self._unaudited:
-            self.flush_audit()
-        settled = self._settled
-        if settled is None:
-            return self.on_event(quote)
-        book = self.book
-        applied = book.apply_quote(quote)
-        if applied != 1 or book.rolled or book.coverage_changes:
-            return self._after_quote(quote, applied, book.quote_event, settled)
-        self.events += 1
-        trading = self.trading
+        """``on_event`` for a quote (most events): ``quiet_quote`` when it can take it."""
+        if self.quiet_quote(quote):
+            return NO_EFFECTS
+        return self.on_event(quote)
+
+    def quiet_quote(self, quote: Quote) -> bool:
+        """The usual quote, taken without a call below this one: while the engine is settled on
+        an evaluation that did nothing (``_settle``), a quote of a contract without a position,
+        stamped by the broker, in the book's trading day and the settled state's time, moves
+        only the contract's mark and quote time, which no rule reads (``_on_quote`` would apply
+        it and not evaluate). True when taken so (an older one is dropped, as ``Book.apply_quote``
+        drops it); False, with nothing done, when ``on_event`` must take it."""
+        settled, book = self._settled, self.book
+        ts, contract_id = quote.time, quote.contract_id
+        day = book.day
         if (
-            book.now >= settled[0]
+            settled is None
+            or ts >= settled[0]
+            or ts < book.now
+            or contract_id in book.positions
+            or not quote.stamped
+            or contract_id in book.receive_clock
+            or day is None
+            or ts >= day.end
+            or self._unaudited
+            or book.rolled
+            or book.coverage_changes
             or settled[1] != book.version
             or settled[2] != self.enforcer.version
-            or settled[3] != trading.version
-            or not trading.fresh(book.now)
+            or settled[3] != self.trading.version
+            or not self.trading.fresh(ts)
         ):
-            return self._evaluate(book.quote_event(quote))
-        book.not_evaluated(self.zone)
-        return NO_EFFECTS
+            return False
+        book.now = ts
+        times, stamp = book.quote_times, quote.stamp
+        if stamp < times.get(contract_id, NEVER):
+            return True  # older than the contract's last price: not applied, not an event
+        times[contract_id] = stamp
+        last, marks = quote.last, book.marks
+        if last is not None and marks.get(contract_id) != last:
+            marks[contract_id] = last
+        self.events += 1
+        if ts >= book.second_until:  # the first event of a second: its session (see Book.not_evaluated)
+            book.not_evaluated(self.zone)
+        return True
 
     def _on_quote(self, quote: Quote | MarketTrade, settled: tuple) -> Effects:
         """The quote fast path (a trade print, the rules' `quote` too, alike): the mark moves,

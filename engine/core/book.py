@@ -125,7 +125,7 @@ class Book:
         self._finished: dict[int, dt.datetime] = {}  # terminal orders: a late "open" must not resurrect them
         self.marks: dict[str, Decimal] = {}
         self.quote_times: dict[str, dt.datetime] = {}
-        self._receive_clock: set[str] = set()  # contracts ordered by receive time (see _newer)
+        self.receive_clock: set[str] = set()  # contracts ordered by receive time (see _newer)
         self.position_times: dict[str, dt.datetime] = {}
         self.account_time = NEVER
         self.eod_high_balance = eod_high_balance
@@ -147,6 +147,9 @@ class Book:
         self._pnl_changes = 0  # open P&L updates in place (see _mark), for _day's memo
         self._day_key: tuple[int, int] | None = None
         self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
+        # The end of the second whose session is kept (NEVER before one): an event before it needs
+        # no ``not_evaluated`` (the engine's quiet quote reads it, on most quotes).
+        self.second_until = NEVER
         self._minute: tuple | None = None  # (from, to, local clock, weekday, zone) of the local minute
         self._open_state: tuple[bool, dt.datetime, dt.datetime] | None = None  # (open, from, to)
         self._following_key: tuple | None = None  # (trading day, begun) of _following
@@ -368,7 +371,7 @@ class Book:
         if day is None or self.now >= day.end:
             self._roll(self.now)
         contract_id = quote.contract_id
-        if quote.stamped and contract_id not in self._receive_clock:  # _newer's usual case, inlined
+        if quote.stamped and contract_id not in self.receive_clock:  # _newer's usual case, inlined
             at, times = quote.stamp, self.quote_times
             if at < times.get(contract_id, NEVER):
                 return 0
@@ -447,10 +450,10 @@ class Book:
         clock: the broker's while every update of the contract carries its time, else the
         receive time for all of them (a quote without ``timestamp`` against a trade stamped by
         the exchange 0.5 s ahead would otherwise drop the next quotes as older)."""
-        if not stamped and contract_id not in self._receive_clock:
-            self._receive_clock.add(contract_id)  # a source without the broker's time: switch
+        if not stamped and contract_id not in self.receive_clock:
+            self.receive_clock.add(contract_id)  # a source without the broker's time: switch
             self.quote_times.pop(contract_id, None)
-        at = received if contract_id in self._receive_clock else stamp
+        at = received if contract_id in self.receive_clock else stamp
         if at < self.quote_times.get(contract_id, NEVER):
             return False
         self.quote_times[contract_id] = at
@@ -549,7 +552,7 @@ class Book:
             self._close_day(previous)
         start = self.calendar.day_start(trading_day)
         self.day = DayState(trading_day, start, self.calendar.day_end(trading_day))
-        self._session_cache = None
+        self._session_cache, self.second_until = None, NEVER
 
     def _close_day(self, day: DayState) -> None:
         """The end-of-day high-water mark is taken at the boundary, on the balance at that time."""
@@ -775,7 +778,7 @@ class Book:
             self._following_key = key
             self._following = self.calendar.next_trading_day_start(now)
         result = (second, session, self._following, start, start + _SECOND)
-        self._session_cache = result
+        self._session_cache, self.second_until = result, result[4]
         return session, self._following
 
 

@@ -67,7 +67,7 @@ class SimBroker:
         self.account = _Account()
         self.now = dt.datetime.min.replace(tzinfo=dt.UTC)
         self.sent: list[BrokerCall] = []
-        self._pending: dict[str, deque[_Fill]] = {}
+        self.waiting: dict[str, deque[_Fill]] = {}  # contract -> market orders filled at its next price
         self._outbox: list[Message] = []
         self._next_order = FIRST_ORDER_ID
         self._next_trade = FIRST_TRADE_ID
@@ -104,9 +104,9 @@ class SimBroker:
         if ts > self.now:
             self.now = ts
         contract_id = quote.contract_id
-        if contract_id not in self._pending or quote.last is None:
+        if contract_id not in self.waiting or quote.last is None:
             return []
-        pending = self._pending.pop(contract_id)
+        pending = self.waiting.pop(contract_id)
         out: list[Message] = []
         while pending:
             out += self._fill(pending.popleft(), quote.last, ts)
@@ -139,7 +139,7 @@ class SimBroker:
         """Fill the market orders waiting for this contract's next price (nothing to do for most
         quotes: the price itself is not kept, a fill only ever uses the next one)."""
         contract_id, data = message.args[0], message.args[1]
-        if contract_id not in self._pending:
+        if contract_id not in self.waiting:
             return []
         if isinstance(data, list):
             data = data[-1] if data else {}
@@ -147,7 +147,7 @@ class SimBroker:
         if price is None:
             return []
         price = price if type(price) is Decimal else Decimal(str(price))
-        pending = self._pending.pop(contract_id)
+        pending = self.waiting.pop(contract_id)
         out: list[Message] = []
         while pending:
             out += self._fill(pending.popleft(), price, message.ts)
@@ -183,7 +183,7 @@ class SimBroker:
         """For the daemon: acknowledgements go out through ``drain``; a close returns once its
         market order filled (at the next quote), so verifying it finds the position gone."""
         self._outbox += self.submit(call)
-        fills = self._pending.get(call.contract_id or "")
+        fills = self.waiting.get(call.contract_id or "")
         if call.kind in ("close", "partial_close") and fills:
             fill = fills[-1]
             fill.done = asyncio.get_running_loop().create_future()
@@ -217,7 +217,7 @@ class SimBroker:
         side = 1 if position.get("type") == 1 else 0  # sell to close a long
         order_id = self._take_order_id()
         fill = _Fill(call, order_id, side, size, now)
-        self._pending.setdefault(call.contract_id or "", deque()).append(fill)
+        self.waiting.setdefault(call.contract_id or "", deque()).append(fill)
         data = self._order_data(order_id, call.contract_id or "", now, status=1, type=2, side=side, size=size)
         return [self._user("GatewayUserOrder", data, now)]
 

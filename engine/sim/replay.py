@@ -124,13 +124,32 @@ class Replay:
         self.clock = RecordedClock()
 
     def run(self, items: Iterable[Quote | Message | Malformed]) -> ReplaySummary:
-        feed, feed_quote = self.feed, self._quote
+        feed, feed_quote, quiet = self.feed, self._quote, self.engine.quiet_quote
+        clock, summary, sim = self.clock, self.summary, self.sim
+        waiting = sim.waiting  # contracts whose market orders fill at their next price
         for item in items:
-            if type(item) is Quote:  # most lines (see intake.read_feed)
-                feed_quote(item)
-            else:
+            if type(item) is not Quote:
                 feed(item)
-        return self.summary
+                continue
+            # Most lines: a quote inside the clock's second, in time order, that fills nothing
+            # and that the engine takes as quiet (Engine.quiet_quote): what _quote does, in short.
+            ts, last = item.time, summary.last
+            if (
+                last is not None
+                and ts >= last
+                and clock.next is not None
+                and ts < clock.next
+                and item.contract_id not in waiting
+                and quiet(item)
+            ):
+                summary.messages += 1
+                summary.last = ts
+                if ts > sim.now:
+                    sim.now = ts
+            else:
+                feed_quote(item)
+        summary.events = self.engine.events
+        return summary
 
     def _quote(self, quote: Quote) -> None:
         """``feed`` for a quote line read as its ``Quote`` alone: the same steps, without the
