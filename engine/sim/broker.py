@@ -23,7 +23,7 @@ from typing import Any
 from riskc.engine.adapters.port import BrokerCall, BrokerError, BrokerState
 from riskc.engine.adapters.projectx import decode
 from riskc.engine.adapters.projectx.intake import Message
-from riskc.engine.core.events import Quote
+from riskc.engine.core.events import MarketTrade, Quote
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments, UnknownInstrument, symbol_of
 from riskc.engine.sim import gateway
 
@@ -97,19 +97,23 @@ class SimBroker:
             self._note_trade(data)
         return []
 
-    def observe_quote(self, quote: Quote) -> list[Message]:
-        """``observe`` for a quote decoded without its message (``intake.read_feed``): fills of the
-        market orders waiting for this contract's next price, at its last price."""
+    def observe_quote(self, quote: Quote | MarketTrade) -> list[Message]:
+        """``observe`` for a quote or a trade print decoded without its message
+        (``intake.read_feed``): fills of the market orders waiting for this contract's next
+        price, at its last (traded) price."""
         ts = quote.time
         if ts > self.now:
             self.now = ts
         contract_id = quote.contract_id
-        if contract_id not in self.waiting or quote.last is None:
+        if contract_id not in self.waiting:
+            return []
+        price = quote.last if type(quote) is Quote else quote.price
+        if price is None:
             return []
         pending = self.waiting.pop(contract_id)
         out: list[Message] = []
         while pending:
-            out += self._fill(pending.popleft(), quote.last, ts)
+            out += self._fill(pending.popleft(), price, ts)
         return out
 
     def _note_trade(self, data: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from riskc.engine.adapters.port import BrokerError
 from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode, quote
 from riskc.engine.adapters.projectx.intake import Malformed, Message
-from riskc.engine.core.events import Quote
+from riskc.engine.core.events import MarketTrade, Quote
 from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
 from riskc.engine.enforce.enforcer import Effects
 from riskc.engine.enforce.executor import took_effect
@@ -123,7 +123,7 @@ class Replay:
         self.emit = emit or (lambda record: None)
         self.clock = RecordedClock()
 
-    def run(self, items: Iterable[Quote | Message | Malformed]) -> ReplaySummary:
+    def run(self, items: Iterable[Quote | MarketTrade | Message | Malformed]) -> ReplaySummary:
         feed, feed_quote, quiet = self.feed, self._quote, self.engine.quiet_quote
         clock, summary, sim = self.clock, self.summary, self.sim
         waiting = sim.waiting  # contracts whose market orders fill at their next price
@@ -151,9 +151,9 @@ class Replay:
         summary.events = self.engine.events
         return summary
 
-    def _quote(self, quote: Quote) -> None:
-        """``feed`` for a quote line read as its ``Quote`` alone: the same steps, without the
-        decode (intake did it) or a ``Message`` (the simulated broker reads the quote)."""
+    def _quote(self, quote: Quote | MarketTrade) -> None:
+        """``feed`` for a quote or trade-print line read as its event alone: the same steps,
+        without the decode (intake did it) or a ``Message`` (the simulated broker reads the event)."""
         ts, engine, summary = quote.time, self.engine, self.summary
         if self.clock.next is None or ts >= self.clock.next:
             self.tick_until(ts)
@@ -166,7 +166,7 @@ class Replay:
         if ts < engine.book.now:  # read_feed sends a quote behind a line read before as a Message, with its line
             summary.backwards.append(Backwards(0, ts, engine.book.now))
         triggered = self.sim.observe_quote(quote)
-        effects = engine.on_quote(quote)
+        effects = engine.on_quote(quote) if type(quote) is Quote else engine.on_event(quote)
         if effects is not NO_EFFECTS:
             self._handle(effects)
         if triggered:
@@ -174,8 +174,8 @@ class Replay:
                 self._apply(message)
         summary.events = engine.events
 
-    def feed(self, item: Quote | Message | Malformed) -> None:
-        if type(item) is Quote:
+    def feed(self, item: Quote | MarketTrade | Message | Malformed) -> None:
+        if type(item) is Quote or type(item) is MarketTrade:
             self._quote(item)
             return
         summary = self.summary

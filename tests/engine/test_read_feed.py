@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskc.engine.adapters.projectx import quote_lines
-from riskc.engine.adapters.projectx.intake import read_feed
-from riskc.engine.core.events import Quote
+from riskc.engine.adapters.projectx.decode import DECODE_ERRORS, decode
+from riskc.engine.adapters.projectx.intake import Message, read_feed
+from riskc.engine.core.events import MarketTrade, Quote
 
 _PRICE = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
@@ -59,18 +60,78 @@ def quote_lines_(draw) -> bytes:
     return json.dumps(line).encode()
 
 
+@st.composite
+def trade_lines(draw) -> bytes:
+    ts = draw(_TIME)
+
+    def trade() -> dict:
+        entry = {"symbolId": "F.US.MNQ", "price": draw(_PRICE), "type": 0, "volume": 1}
+        stamp = draw(st.one_of(st.just(ts), _TIME, st.none(), st.just(7)))
+        if stamp is not None or draw(st.booleans()):
+            entry["timestamp"] = stamp
+        if draw(st.integers(0, 3)) == 0:
+            entry["lastPrice"] = draw(_PRICE)
+        if draw(st.integers(0, 9)) == 0:
+            del entry["price"]
+        return entry
+
+    trades = [trade() for _ in range(draw(st.integers(0, 3)))]
+    payload = draw(st.sampled_from(["list", "dict", "list"]))
+    data = trades if payload == "list" else (trades[-1] if trades else {})
+    contract = draw(st.sampled_from(["CON.F.US.MNQ.H26", "", None]))
+    line = {"ts": ts, "hub": draw(st.sampled_from(["market", "market", "user"])), "target": "GatewayTrade"}
+    line["args"] = [contract, data]
+    return json.dumps(line).encode()
+
+
 def _items(path: Path) -> list:
+    """What a replay takes of each line: the events of a Quote, a MarketTrade or a Message (as
+    ``decode`` makes them of it, or the error it raises), with their instants' zones; a
+    Malformed as is."""
     out = []
     for item in read_feed(str(path)):
-        if type(item) is Quote:  # its instants' zones as well as their values
-            out.append((item, item.time.utcoffset(), item.stamp.utcoffset(), item.time.isoformat()))
+        if type(item) is Message:
+            out.append(("events", item.hub, _decoded(item), _fills(item)))
+        elif type(item) is Quote or type(item) is MarketTrade:
+            out.append(("events", "market", [_zoned(item)], _fills(item)))
         else:
             out.append(item)
     return out
 
 
+def _fills(item) -> list:
+    """What the simulated broker makes of the item with a market order waiting on its contract."""
+    import datetime as dt
+    from collections import deque
+
+    from riskc.engine.adapters.port import BrokerCall
+    from riskc.engine.sim.broker import SimBroker, _Fill
+
+    sim = SimBroker()
+    placed = dt.datetime(2026, 1, 14, tzinfo=dt.UTC)
+    call = BrokerCall("close_position", 1, contract_id="CON.F.US.MNQ.H26")
+    sim.waiting["CON.F.US.MNQ.H26"] = deque([_Fill(call, 7, 1, 1, placed)])
+    try:
+        made = sim.observe(item) if type(item) is Message else sim.observe_quote(item)
+    except Exception as error:  # the general way may raise on a payload it cannot read: the same, both ways
+        return [type(error)]
+    return [m.to_json() for m in made]
+
+
+def _zoned(event) -> tuple:
+    return (event, event.time.utcoffset(), event.stamp.utcoffset(), event.time.isoformat())
+
+
+def _decoded(message: Message) -> list | type:
+    try:
+        events = decode(message)
+    except DECODE_ERRORS as error:
+        return type(error)
+    return [_zoned(e) for e in events]
+
+
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(quote_lines_(), min_size=1, max_size=6))
+@given(lines=st.lists(st.one_of(quote_lines_(), trade_lines()), min_size=1, max_size=6))
 def test_a_quote_line_makes_the_same_item_either_way(lines, tmp_path_factory, monkeypatch):
     path = tmp_path_factory.mktemp("feed") / "r.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -101,9 +162,12 @@ _STAMP = '"timestamp": "2026-01-14T14:45:00+00:00"'
         _line(f'{{"lastPrice": 1e308, "bestBid": 1e308, "bestAsk": 1e308, {_STAMP}}}'),
         _line(f'{{"lastPrice": 1.5, "bestBid": 1.0, "bestAsk": 2.0, {_STAMP}}}', end="]"),
         _line(f'{{"lastPrice": 1.5, "bestBid": 1.0, "bestAsk": 2.0, {_STAMP}}}', contract='"C\udcff"'),
+        _line(
+            '[{"price": 2.5, "lastPrice": 1.5, "timestamp": "2026-01-14T14:45:00+00:00"}]', '"CON.F.US.MNQ.H26"'
+        ).replace(b"GatewayQuote", b"GatewayTrade"),
         b"\n",
     ],
-    ids=["a repeated key", "a sum that overflows", "cut short", "not UTF-8", "blank"],
+    ids=["a repeated key", "a sum that overflows", "cut short", "not UTF-8", "a trade with a lastPrice", "blank"],
 )
 def test_odd_quote_lines_make_the_same_item_either_way(line, tmp_path, monkeypatch):
     path = tmp_path / "r.jsonl"

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from riskc.engine.core.events import Malformed, Quote
+from riskc.engine.core.events import Malformed, MarketTrade, Quote
 
 USER_TARGETS = frozenset({"GatewayUserAccount", "GatewayUserPosition", "GatewayUserOrder", "GatewayUserTrade"})
 MARKET_TARGETS = frozenset({"GatewayQuote", "GatewayTrade", "GatewayDepth"})
@@ -194,6 +194,22 @@ def _quote(ts_text: str, contract_id: str, last: Any, bid: Any, ask: Any, stamp_
     )  # stamped: by the broker
 
 
+def _trade(ts_text: str, contract_id: str, price: Any, stamp_text: str) -> MarketTrade | None:
+    """The ``MarketTrade`` of a `GatewayTrade` line's last trade in its usual shape (a contract
+    id, a price that is a JSON number with a fraction, a timestamp), as ``decode.market_trade``
+    makes it of the general path's message; None for any other shape."""
+    if not contract_id or type(price) is not float or not stamp_text or price - price != 0.0:
+        return None
+    try:
+        ts = _fromisoformat(ts_text)
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=_UTC)  # as parse_time
+        stamp = ts if stamp_text == ts_text else parse_time(stamp_text)
+    except (TypeError, ValueError):
+        return None  # the general path reports it
+    return _new_tuple(MarketTrade, (ts, contract_id, _cached(price) or _decimal(price), stamp, True))
+
+
 _fromisoformat = dt.datetime.fromisoformat
 _UTC = dt.UTC
 _new_tuple = tuple.__new__
@@ -293,19 +309,21 @@ def _read_line(raw: bytes, number: int) -> Message | Malformed | None:
     return parse_line(text, number)
 
 
-def read_feed(path: str) -> Iterator[Quote | Message | Malformed]:
+def read_feed(path: str) -> Iterator[Quote | MarketTrade | Message | Malformed]:
     """``read_recording`` for `riskc replay`: the same items, except that a quote line in its
-    usual shape comes as its ``Quote`` alone (no ``Message``: most lines are quotes). A quote
-    stamped before a line read earlier still comes as a ``Message``, whose line number the
-    replay reports (a message behind the clock); the clock is never ahead of the lines read.
+    usual shape comes as its ``Quote`` alone, and a trade print as its ``MarketTrade`` (no
+    ``Message``: nearly all lines are these). One stamped before a line read earlier still
+    comes as a ``Message``, whose line number the replay reports (a message behind the clock);
+    the clock is never ahead of the lines read.
 
-    A quote line is first decoded by its shape (``quote_lines``: msgspec checks the fields and
-    their types while it parses); a line of any other shape is parsed again by orjson and read
-    as ``read_recording`` reads it, so both ways make the same item of the same line."""
+    A quote or trade line is first decoded by its shape (``quote_lines``: msgspec checks the
+    fields and their types while it parses); a line of any other shape is parsed again by orjson
+    and read as ``read_recording`` reads it, so both ways make the same event of the same line."""
     from riskc.engine.adapters.projectx import quote_lines  # msgspec: only a replay needs it
 
-    decode, not_a_quote_line = quote_lines.decode, quote_lines.NOT_A_QUOTE_LINE
-    loads, quote_of, read_line, make_quote = orjson.loads, _quote_of, _read_line, _quote
+    decode, not_a_quote_line, quote_line = quote_lines.decode, quote_lines.NOT_A_QUOTE_LINE, quote_lines.QuoteLine
+    loads, quote_of, read_line, make_quote, make_trade = orjson.loads, _quote_of, _read_line, _quote, _trade
+    last_trade = quote_lines.last_trade
     latest = None  # the latest `ts` of the lines yielded
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, 1):
@@ -315,10 +333,16 @@ def read_feed(path: str) -> Iterator[Quote | Message | Malformed]:
                 pass
             else:
                 contract_id, data = shaped.args
-                quote = make_quote(shaped.ts, contract_id, data.lastPrice, data.bestBid, data.bestAsk, data.timestamp)
-                if quote is not None and (latest is None or quote.time >= latest):
-                    latest = quote.time
-                    yield quote
+                if type(shaped) is quote_line:
+                    event = make_quote(
+                        shaped.ts, contract_id, data.lastPrice, data.bestBid, data.bestAsk, data.timestamp
+                    )
+                else:  # a trade print: its last trade (decode.market_trade)
+                    trade = last_trade(data)
+                    event = None if trade is None else make_trade(shaped.ts, contract_id, trade.price, trade.timestamp)
+                if event is not None and (latest is None or event.time >= latest):
+                    latest = event.time
+                    yield event
                     continue
             try:
                 raw = loads(line)  # bytes: orjson checks the UTF-8 itself
