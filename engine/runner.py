@@ -185,19 +185,14 @@ class Engine:
         self.events += 1
         return self._evaluate(event)
 
-    def on_quote(self, quote: Quote) -> Effects:
-        """``on_event`` for a quote (most events): ``quiet_quote`` when it can take it."""
-        if self.quiet_quote(quote):
-            return NO_EFFECTS
-        return self.on_event(quote)
-
-    def quiet_quote(self, quote: Quote) -> bool:
-        """The usual quote, taken without a call below this one: while the engine is settled on
-        an evaluation that did nothing (``_settle``), a quote of a contract without a position,
-        stamped by the broker, in the book's trading day and the settled state's time, moves
-        only the contract's mark and quote time, which no rule reads (``_on_quote`` would apply
-        it and not evaluate). True when taken so (an older one is dropped, as ``Book.apply_quote``
-        drops it); False, with nothing done, when ``on_event`` must take it."""
+    def on_quote(self, quote: Quote | MarketTrade) -> Effects:
+        """``on_event`` for a quote or a trade print (most events), its usual cases taken here
+        in one call. While the engine is settled on an evaluation that did nothing (``_settle``)
+        and the update is stamped by the broker, in the book's trading day and the settled
+        state's time, with nothing else changed since: a contract without a position moves only
+        its mark and quote time, which no rule reads; a position's price moves its view and the
+        open P&L, evaluated only when that leaves the band (``_pnl_band``). Exactly what
+        ``_on_quote`` does then, without its layers; any other case is ``on_event``'s."""
         settled, book = self._settled, self.book
         ts, contract_id = quote.time, quote.contract_id
         day = book.day
@@ -205,7 +200,6 @@ class Engine:
             settled is None
             or ts >= settled[0]
             or ts < book.now
-            or contract_id in book.positions
             or not quote.stamped
             or contract_id in book.receive_clock
             or day is None
@@ -218,19 +212,29 @@ class Engine:
             or settled[3] != self.trading.version
             or not self.trading.fresh(ts)
         ):
-            return False
+            return self.on_event(quote)
+        held = contract_id in book.positions
+        if held and settled[4] is None:
+            return self.on_event(quote)  # no band: a price of a position that moves is evaluated
         book.now = ts
         times, stamp = book.quote_times, quote.stamp
         if stamp < times.get(contract_id, NEVER):
-            return True  # older than the contract's last price: not applied, not an event
+            return NO_EFFECTS  # older than the contract's last price: not applied, not an event
         times[contract_id] = stamp
-        last, marks = quote.last, book.marks
-        if last is not None and marks.get(contract_id) != last:
-            marks[contract_id] = last
+        price = quote.last if type(quote) is Quote else quote.price
         self.events += 1
+        if price is not None and book.marks.get(contract_id) != price:
+            if not held:
+                book.marks[contract_id] = price
+            else:
+                book.mark(contract_id, price)
+                low, high = settled[4]
+                pnl = book.open_pnl()
+                if (low is not None and pnl <= low) or (high is not None and pnl >= high):
+                    return self._evaluate(book.quote_event(quote) if type(quote) is Quote else book.trade_event(quote))
         if ts >= book.second_until:  # the first event of a second: its session (see Book.not_evaluated)
             book.not_evaluated(self.zone)
-        return True
+        return NO_EFFECTS
 
     def _on_quote(self, quote: Quote | MarketTrade, settled: tuple) -> Effects:
         """The quote fast path (a trade print, the rules' `quote` too, alike): the mark moves,

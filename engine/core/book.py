@@ -383,7 +383,7 @@ class Book:
             if contract_id not in self.positions:
                 marks[contract_id] = last  # _mark, for a contract without a position
                 return 1
-            self._mark(contract_id, last)
+            self.mark(contract_id, last)
             return 2
         return 1
 
@@ -393,7 +393,7 @@ class Book:
         if not self._newer(contract_id, quote.time, quote.stamp, quote.stamped):
             return False
         if last is not None and self.marks.get(contract_id) != last:
-            self._mark(contract_id, last)
+            self.mark(contract_id, last)
         return True
 
     def quote_event(self, quote: Quote) -> Event:
@@ -421,7 +421,7 @@ class Book:
         if not self._newer(contract_id, ts, trade.stamp, trade.stamped):
             return 0
         if self.marks.get(contract_id) != price:
-            self._mark(contract_id, price)
+            self.mark(contract_id, price)
             return 2 if contract_id in self.positions else 1
         return 1
 
@@ -429,7 +429,7 @@ class Book:
         contract_id, price = trade.contract_id, trade.price
         if not self._newer(contract_id, trade.time, trade.stamp, trade.stamped):
             return None
-        self._mark(contract_id, price)
+        self.mark(contract_id, price)
         return self.trade_event(trade)
 
     def trade_event(self, trade: MarketTrade) -> Event:
@@ -459,7 +459,8 @@ class Book:
         self.quote_times[contract_id] = at
         return True
 
-    def _mark(self, contract_id: str, price: Decimal) -> None:
+    def mark(self, contract_id: str, price: Decimal) -> None:
+        """A price of the contract: its mark, and a position's view follows it."""
         if self.marks.get(contract_id) != price:
             self.marks[contract_id] = price
             position = self.positions.get(contract_id)

@@ -124,28 +124,32 @@ class Replay:
         self.clock = RecordedClock()
 
     def run(self, items: Iterable[Quote | MarketTrade | Message | Malformed]) -> ReplaySummary:
-        feed, feed_quote, quiet = self.feed, self._quote, self.engine.quiet_quote
+        feed, feed_quote, on_quote, handle = self.feed, self._quote, self.engine.on_quote, self._handle
         clock, summary, sim = self.clock, self.summary, self.sim
         waiting = sim.waiting  # contracts whose market orders fill at their next price
         for item in items:
-            if type(item) is not Quote:
+            kind = type(item)
+            if kind is not Quote and kind is not MarketTrade:
                 feed(item)
                 continue
-            # Most lines: a quote inside the clock's second, in time order, that fills nothing
-            # and that the engine takes as quiet (Engine.quiet_quote): what _quote does, in short.
+            # Most lines: a quote (or trade print) inside the clock's second, in time order, that
+            # fills nothing: what _quote does, in short (the engine's part is Engine.on_quote).
             ts, last = item.time, summary.last
             if (
                 last is not None
                 and ts >= last
                 and clock.next is not None
                 and ts < clock.next
+                and ts >= self.engine.book.now
                 and item.contract_id not in waiting
-                and quiet(item)
             ):
                 summary.messages += 1
                 summary.last = ts
                 if ts > sim.now:
                     sim.now = ts
+                effects = on_quote(item)
+                if effects is not NO_EFFECTS:
+                    handle(effects)
             else:
                 feed_quote(item)
         summary.events = self.engine.events
@@ -166,7 +170,7 @@ class Replay:
         if ts < engine.book.now:  # read_feed sends a quote behind a line read before as a Message, with its line
             summary.backwards.append(Backwards(0, ts, engine.book.now))
         triggered = self.sim.observe_quote(quote)
-        effects = engine.on_quote(quote) if type(quote) is Quote else engine.on_event(quote)
+        effects = engine.on_quote(quote)
         if effects is not NO_EFFECTS:
             self._handle(effects)
         if triggered:
