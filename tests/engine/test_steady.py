@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from riskc.engine.adapters.projectx.intake import parse_line
+from riskc.engine.adapters.projectx.intake import parse_line, read_feed
 from riskc.engine.runner import Engine, PolicySet
 from riskc.engine.sim.replay import Replay
 from riskc.engine.store import Store
@@ -37,13 +37,22 @@ def generated() -> list[str]:
     return out.getvalue().splitlines()
 
 
-def _run(lines: list[str], policy: Path, tmp_path: Path, name: str) -> tuple[list, list, list]:
+def _run(lines: list[str], policy: Path, tmp_path: Path, name: str, *, as_replay: bool = False) -> tuple:
+    """The records, calls and stored actions of a replay of ``lines``: read as messages
+    (``parse_line``: every quote through ``Engine.on_event``), or, ``as_replay``, as `riskc
+    replay` reads them (``read_feed``: quotes and trade prints as their events, through
+    ``Engine.on_quote`` and the replay loop's own path)."""
     policies, diagnostics, _ = PolicySet.from_paths([policy])
     assert policies is not None, diagnostics
     records: list[dict] = []
     with Store.open(tmp_path / f"{name}.db", synchronous="OFF") as store:
         replay = Replay(policies, store, emit=records.append)
-        replay.run(item for n, line in enumerate(lines, 1) if (item := parse_line(line, n)) is not None)
+        if as_replay:
+            recording = tmp_path / f"{name}.jsonl"
+            recording.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            replay.run(read_feed(str(recording)))
+        else:
+            replay.run(item for n, line in enumerate(lines, 1) if (item := parse_line(line, n)) is not None)
         calls = [c.to_record() for c in replay.sim.sent]
         actions = sorted((a.key, a.state, a.attempts) for a in store.recent_actions(limit=1_000_000))
     return records, calls, actions
@@ -51,6 +60,7 @@ def _run(lines: list[str], policy: Path, tmp_path: Path, name: str) -> tuple[lis
 
 def _both(lines: list[str], policy: Path, tmp_path: Path, monkeypatch) -> None:
     skipping = _run(lines, policy, tmp_path, "skipping")
+    assert _run(lines, policy, tmp_path, "replay", as_replay=True) == skipping
     with monkeypatch.context() as patch:
         patch.setattr(Engine, "_steady_key", lambda self, *args: None)  # never steady: evaluate everything
         patch.setattr(Engine, "_settle", lambda self, event, quiet=None: None)  # never settled: every quote evaluated
@@ -193,6 +203,9 @@ def _feed_run(messages, skip: bool, tick_every: int = 1, policy: str = TIGHT) ->
     from test_book import f
     from test_engine import Harness
 
+    from riskc.engine.adapters.projectx.decode import decode
+    from riskc.engine.core.events import MarketTrade, Quote
+
     with tempfile.TemporaryDirectory() as folder, Store.open(Path(folder) / "s.db", synchronous="OFF") as store:
         h = Harness(store, policy)
         if not skip:
@@ -205,7 +218,13 @@ def _feed_run(messages, skip: bool, tick_every: int = 1, policy: str = TIGHT) ->
                 second += 1
                 if second % tick_every == 0:
                     h.tick(f.at(second))
-            h.feed(message)
+            if skip:  # quotes and trade prints through the engine's quote entry, as `riskc replay` sends them
+                h.port.sees(message)
+                for event in decode(message):
+                    quoted = type(event) is Quote or type(event) is MarketTrade
+                    h._handle(h.engine.on_quote(event) if quoted else h.engine.on_event(event))
+            else:
+                h.feed(message)
         for extra in range(1, 8):
             h.tick(f.at(second + extra))
         return h.records, [c.to_record() for c in h.port.calls]
