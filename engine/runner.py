@@ -210,7 +210,6 @@ class Engine:
             or settled[1] != book.version
             or settled[2] != self.enforcer.version
             or settled[3] != self.trading.version
-            or not self.trading.fresh(ts)
         ):
             return self.on_event(quote)
         held = contract_id in book.positions
@@ -256,13 +255,11 @@ class Engine:
         if not applied:
             return NO_EFFECTS
         self.events += 1
-        trading = self.trading
         if (
             book.now >= settled[0]
             or settled[1] != book.version
             or settled[2] != self.enforcer.version
-            or settled[3] != trading.version
-            or not trading.fresh(book.now)
+            or settled[3] != self.trading.version
         ):
             return self._evaluate(event_of(quote))
         if applied == 2:  # the price of a position moved: evaluated unless its open P&L stays in the band
@@ -297,15 +294,14 @@ class Engine:
             if version != self._data_version:  # another process (riskc lock / unlock) changed the store
                 self._data_version = version
                 self.trading.invalidate()
-        settled, book, trading = self._settled, self.book, self.trading
+        settled, book = self._settled, self.book
         if (  # nothing the rules read has changed since a quiet evaluation (see _settle)
             settled is not None
             and settled[5]
             and book.now < settled[0]
             and settled[1] == book.version
             and settled[2] == self.enforcer.version
-            and settled[3] == trading.version
-            and trading.fresh(book.now)
+            and settled[3] == self.trading.version
         ):
             book.not_evaluated(self.zone)
             return NO_EFFECTS
@@ -472,6 +468,11 @@ class Engine:
         if self._ages and (book.positions or book.orders):
             opened = [p.opened_at for p in book.positions.values()] + [o.placed_at for o in book.orders.values()]
             end = _crossing(end, book.now, opened, thresholds["age"])
+        trading = self.trading
+        if not trading.fresh(book.now):
+            return  # the lockouts are read again at the next evaluation (a `while` one: at every one)
+        if trading.expires is not None and end is not None:
+            end = min(end, trading.expires)  # a lockout ends: read again then (reading moves `version`)
         if end is not None:
             band = self._pnl_band(quiet) if quiet is not None and self._pnl_atoms is not None else None
             ticks = quiet is not None and "clock" in self._like_quote  # a tick would do nothing either

@@ -39,7 +39,7 @@ class Trading:
         self.checked: dt.datetime | None = None  # when the store was last read; None: read again
         self.expires: dt.datetime | None = None  # the first of their ends
         self.has_while = False  # one of them is a `while` lockout (checked on every evaluation)
-        self.version = 0  # counts reads of the lockouts (and releases)
+        self.version = 0  # counts reads of the lockouts, releases and invalidations
         self._exposure_key: tuple[int, int] | None = None
         self._exposure = False
         self._rule = ""
@@ -49,6 +49,7 @@ class Trading:
     def invalidate(self) -> None:
         """A lockout may have changed (one was set, another process wrote the store): read again."""
         self.checked = None
+        self.version += 1  # an engine settled on the lockouts it read evaluates again (Engine._settle)
 
     def fresh(self, now: dt.datetime) -> bool:
         """Whether ``lockouts`` is current without reading anything (the usual case)."""

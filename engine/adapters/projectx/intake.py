@@ -168,9 +168,6 @@ def _quote(ts_text: str, contract_id: str, last: Any, bid: Any, ask: Any, stamp_
         or type(stamp_text) is not str
     ):
         return None
-    total = last + bid + ask
-    if total - total != 0.0:  # an infinity (or a sum that overflows): the general path says why
-        return None
     try:
         ts = _fromisoformat(ts_text)
         if ts.tzinfo is None:
@@ -198,7 +195,7 @@ def _trade(ts_text: str, contract_id: str, price: Any, stamp_text: str) -> Marke
     """The ``MarketTrade`` of a `GatewayTrade` line's last trade in its usual shape (a contract
     id, a price that is a JSON number with a fraction, a timestamp), as ``decode.market_trade``
     makes it of the general path's message; None for any other shape."""
-    if not contract_id or type(price) is not float or not stamp_text or price - price != 0.0:
+    if not contract_id or type(price) is not float or not stamp_text:
         return None
     try:
         ts = _fromisoformat(ts_text)
