@@ -125,7 +125,7 @@ class Replay:
 
     def run(self, items: Iterable[Quote | MarketTrade | Message | Malformed]) -> ReplaySummary:
         feed, feed_quote, on_quote, handle = self.feed, self._quote, self.engine.on_quote, self._handle
-        clock, summary, sim = self.clock, self.summary, self.sim
+        clock, summary, sim, book = self.clock, self.summary, self.sim, self.engine.book
         waiting = sim.waiting  # contracts whose market orders fill at their next price
         for item in items:
             kind = type(item)
@@ -140,7 +140,7 @@ class Replay:
                 and ts >= last
                 and clock.next is not None
                 and ts < clock.next
-                and ts >= self.engine.book.now
+                and ts >= book.now
                 and item.contract_id not in waiting
             ):
                 summary.messages += 1
