@@ -170,7 +170,7 @@ class Program:
         self._action_values: list[Callable] = namespace["VALUES"]
         self._explain: list[Callable] = namespace["EXPLAIN"]
         self._keys: list[Callable | None] = namespace["KEYS"]
-        self._plans: dict[tuple, tuple[int, ...]] = {}  # plan's memo for this program (see _decide)
+        self._plans: dict[tuple, Callable[[list], tuple]] = {}  # plan's memo for this program (see _decide)
         self._whiles: dict[str, Callable] = namespace["WHILES"]
         self._make_tracer = tracer
         self._clause_tests: list[tuple[Callable, ...]] | None = None
@@ -926,13 +926,22 @@ def _capture(e: ast.Expr, r: _RuleCode, unit: _Unit, zone: str, want: bool, fact
         right = _capture(e.right, r, unit, zone, want, facts)
         if (e.op == "and") == want:
             return f"({left} + {right})"
-        return f"({left} if bool({_expr(e.left, r, unit)}) == {want} else {right})"
+        return f"({left} if {_comes_out(e.left, r, unit, want)} else {right})"
     if isinstance(e, ast.Not):
         return _capture(e.operand, r, unit, zone, not want, facts)
     values, text = _fact_parts(e, r, unit, zone)
     name = f"_fact_{r.index}_{len(facts)}"
     facts.append(f"{name} = lambda v: {text}")
-    return f"([({name}, ({values},))] if bool({_expr(e, r, unit)}) == {want} else [])"
+    return f"([({name}, ({values},))] if {_comes_out(e, r, unit, want)} else [])"
+
+
+def _comes_out(e: ast.Expr, r: _RuleCode, unit: _Unit, want: bool) -> str:
+    """Code that is true when ``e`` comes out ``want``. A comparison is a bool already (the
+    none-safe ones too: ``runtime.less`` ...); anything else is tested for its truth."""
+    code = _expr(e, r, unit)
+    if isinstance(e, ast.Compare):
+        return code if want else f"not {code}"
+    return f"bool({code}) == {want}"
 
 
 def _fact_parts(atom: ast.Expr, r: _RuleCode, unit: _Unit, zone: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
+from operator import itemgetter
 from typing import NamedTuple
 
 from riskc.dsl.runtime import Reason
@@ -171,24 +172,34 @@ def plan(actions: list[Action]) -> tuple[Action, ...]:
     return plan_keyed(actions, tuple([a[:3] + a[4:] for a in actions]), _PLANS)  # every value but the reason
 
 
-_PLANS: dict[tuple, tuple[int, ...]] = {}  # the actions' values (no reasons) -> the positions plan keeps
+_PLANS: dict[tuple, Callable[[list], tuple]] = {}  # the actions' values (no reasons) -> what plan keeps
 
 
-def plan_keyed(actions: list[Action], key: tuple, memo: dict[tuple, tuple[int, ...]]) -> tuple[Action, ...]:
+def plan_keyed(actions: list[Action], key: tuple, memo: dict[tuple, Callable[[list], tuple]]) -> tuple[Action, ...]:
     """``plan`` remembered in ``memo`` by ``key``, which the caller makes and which must tell
     apart any two lists of actions whose values (all but the reasons) differ (a compiled
-    program's: the rules that held and what is not a literal in their actions)."""
+    program's: the rules that held and what is not a literal in their actions). What is
+    remembered picks the planned actions out of the list by their places."""
     try:
-        chosen = memo.get(key)
+        pick = memo.get(key)
     except TypeError:  # a value that cannot be hashed (a signaling NaN): planned, not remembered
         return _plan(actions)
-    if chosen is None:
+    if pick is None:
         position = {id(a): n for n, a in enumerate(actions)}
-        chosen = tuple([position[id(a)] for a in _plan(actions)])
+        pick = _picker(tuple([position[id(a)] for a in _plan(actions)]))
         if len(memo) >= 1024:
             memo.clear()
-        memo[key] = chosen
-    return tuple([actions[n] for n in chosen])
+        memo[key] = pick
+    return pick(actions)
+
+
+def _picker(places: tuple[int, ...]) -> Callable[[list], tuple]:
+    """A function of a list that gives the tuple of its items at ``places`` (itemgetter, in C)."""
+    if len(places) >= 2:
+        return itemgetter(*places)
+    if places:
+        return lambda items, place=places[0]: (items[place],)
+    return lambda items: ()
 
 
 def _plan(actions: list[Action]) -> tuple[Action, ...]:
