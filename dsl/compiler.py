@@ -284,7 +284,7 @@ class Program:
                 if varying is not None:
                     key.append(varying(made))
         planned = plan(actions) if key is None else plan_keyed(actions, tuple(key), self._plans)
-        return planned, tuple(firings), tuple(errors)
+        return planned, tuple(firings), tuple(errors) if errors else ()
 
     def _failure(self, index: int, error: Exception) -> str:
         """`file.risk:3:8: rule could not be evaluated (ZeroDivisionError: ...)`."""
@@ -322,6 +322,13 @@ class _Evaluated(Decision):
         if built is None:
             built = self._built = self._program._decide(self._snapshot, self.hits)
         return built
+
+    @property
+    def actions(self) -> tuple[Action, ...]:  # _made inlined: read once per change of the decision
+        built = self._built
+        if built is None:
+            built = self._built = self._program._decide(self._snapshot, self.hits)
+        return built[0]
 
     def values(self) -> tuple[Action, ...]:
         return self._program._values(self._snapshot, self.hits)
@@ -379,7 +386,11 @@ def target_id(target) -> str | None:
     """What a rule fired for, as a value: a position's or an order's contract, else its id."""
     if target is None:
         return None
-    return getattr(target, "contract_id", None) or str(getattr(target, "id", ""))
+    try:  # an attribute read, not getattr(..., None): this runs for every rule that fires
+        contract = target.contract_id
+    except AttributeError:
+        contract = None
+    return contract or str(getattr(target, "id", ""))
 
 
 def compile_policy(policy: CheckedPolicy, result: CheckResult) -> Program:

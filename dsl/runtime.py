@@ -112,19 +112,20 @@ class Reason:
     made the first time it is read (``str``; ``Action.reason``), by a record, an alert or a
     view, and is the same whenever that is. Equal to a ``str`` or a ``Reason`` of the same text."""
 
-    __slots__ = ("_render", "_values", "_text")
+    __slots__ = ("_render", "_values")  # once made, the text is in _values and _render is None
 
     def __init__(self, render, values) -> None:
-        self._render, self._values, self._text = render, values, None
+        self._render, self._values = render, values
 
     def __str__(self) -> str:
-        text = self._text
-        if text is None:
-            try:
-                text = self._render(self._values)
-            except Exception as error:
-                text = f"(could not explain: {error})"
-            self._text, self._render, self._values = text, None, None
+        render = self._render
+        if render is None:
+            return self._values
+        try:
+            text = render(self._values)
+        except Exception as error:
+            text = f"(could not explain: {error})"
+        self._render, self._values = None, text
         return text
 
     def __eq__(self, other: object) -> bool:
