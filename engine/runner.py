@@ -286,15 +286,18 @@ class Engine:
 
     def on_tick(self, now: dt.datetime) -> Effects:
         """The 1-second clock: time-based rules (grace periods, trading hours) see time pass."""
-        self.flush_audit()
-        self.book.advance(now)
-        self._roll_days()
+        if self._unaudited:
+            self.flush_audit()
+        book = self.book
+        book.advance(now)
+        if book.rolled:
+            self._roll_days()
         if self.watch_store:
             version = self.store.data_version()
             if version != self._data_version:  # another process (riskc lock / unlock) changed the store
                 self._data_version = version
                 self.trading.invalidate()
-        settled, book = self._settled, self.book
+        settled = self._settled
         if (  # nothing the rules read has changed since a quiet evaluation (see _settle)
             settled is not None
             and settled[5]
