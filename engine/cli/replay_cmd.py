@@ -268,7 +268,7 @@ def _print_summary(summary, as_json: bool) -> None:
     console.print(
         f"\n[bold]{data['messages']:,}[/bold] messages, {data['events']:,} events, {data['ticks']:,} clock ticks, "
         f"{data['broker_calls']:,} broker calls, {data['malformed']:,} malformed lines skipped{extra}"
-        f" ({data['from']} → {data['to']})"
+        + (f" ({data['from']} → {data['to']})" if data["from"] else "")
     )
     if data["actions"]:
         table = Table("rule", "action", "count", title="actions")

@@ -36,6 +36,8 @@ _TIME = st.sampled_from(
         "2026-02-30T14:45:00+00:00",  # no such day
         "yesterday",
         "",
+        "0001-01-01T00:00:00",  # .NET's default: outside the years riskc reads
+        "9999-12-31T23:59:59.5+00:00",
     ]
 )
 

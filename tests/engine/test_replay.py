@@ -667,3 +667,26 @@ def test_a_timestamp_going_backwards_is_counted_reported_and_applied_at_the_cloc
     assert lines[-1]["summary"]["backwards"] == 1
     text = replay(str(recording), "--policy", str(TOPSTEP))
     assert "time goes back line 3" in text.output and "applied at the clock's time" in text.output
+
+
+@pytest.mark.parametrize("year", ["0001", "1900", "9999"])
+def test_a_time_outside_the_years_riskc_reads_is_a_malformed_line_or_an_absent_stamp(tmp_path: Path, year: str):
+    """.NET writes 0001-01-01 for a time it never set; the calendar, the local clock and a
+    lockout's end cannot place such an instant (the datetime arithmetic overflows). A line
+    stamped so is malformed, with the reason; a payload's timestamp so is absent (the receive
+    time stands in) and the update is applied."""
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    far = f"{year}-12-31T23:59:59.500000+00:00"
+    odd = _quote(at(2)).replace(at(2).isoformat(), far)  # the line's `ts`
+    stamped = json.loads(_position(at(3), 1))
+    stamped["args"][0]["data"]["creationTimestamp"] = far
+    quote = json.loads(_quote(at(4)))
+    quote["args"][1]["timestamp"] = far
+    recording = write_recording(
+        tmp_path, [_account(at(0)), _quote(at(1)), odd, json.dumps(stamped), json.dumps(quote), _quote(at(40))]
+    )
+    records, summary = replay_json(recording)
+    assert summary["malformed"] == 1 and summary["messages"] == 5
+    assert [r["action"] for r in records if r["rule"] == "stop_required"] == ["close"]  # the position was applied
+    reported = replay(str(recording), "--policy", str(TOPSTEP), "--json").stderr
+    assert "line 3" not in reported and '"line": 3' in reported and "outside the years riskc reads" in reported

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from riskc.engine.adapters.port import BrokerState
-from riskc.engine.adapters.projectx.intake import Message, parse_time
+from riskc.engine.adapters.projectx.intake import Message, TimeOutOfRange, parse_time
 from riskc.engine.core.events import (
     ORDER_STATUSES,
     AccountUpdate,
@@ -146,9 +146,9 @@ def quote(args: list[Any], ts: dt.datetime) -> Quote:
     contract_id, data = args[0], args[1]
     if type(contract_id) is not str or not contract_id or type(data) is not dict:
         contract_id, data = _contract(contract_id), _object(data, "GatewayQuote data")  # raise why
-    stamp = data.get("timestamp")
-    stamped = bool(stamp)
-    stamp = parse_time(stamp) if stamp else ts
+    at = _time(data.get("timestamp"))
+    stamped = at is not None
+    stamp = at if stamped else ts
     last, bid, ask = data.get("lastPrice"), data.get("bestBid"), data.get("bestAsk")
     if not (
         type(last) is Decimal
@@ -228,7 +228,14 @@ def _account(value: Any) -> int | None:
 
 
 def _time(text: Any) -> dt.datetime | None:
-    return parse_time(text) if text else None
+    """A payload's timestamp; None (the receive time stands in) when absent or outside the
+    years riskc reads (.NET's default 0001-01-01 for one the Gateway did not set)."""
+    if not text:
+        return None
+    try:
+        return parse_time(text)
+    except TimeOutOfRange:
+        return None
 
 
 def _money(value: Any) -> Decimal:

@@ -68,11 +68,21 @@ def _json_default(value: Any) -> Any:
 
 
 _last_time: tuple[Any, dt.datetime | None] = (None, None)
+# The instants riskc reads. One outside them is a placeholder (.NET's default 0001-01-01) or a
+# typo, and the exchange calendar, the local clock and a lockout's end cannot place it (the
+# datetime arithmetic would overflow).
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+
+class TimeOutOfRange(ValueError):
+    """A timestamp outside ``EARLIEST`` .. ``LATEST``."""
 
 
 def parse_time(text: Any) -> dt.datetime:
     """An ISO-8601 instant (the Gateway's timestamps; UTC when it names no zone), as an aware datetime. A quote
-    carries its timestamp twice (the message's and the data's): the last one parsed is kept."""
+    carries its timestamp twice (the message's and the data's): the last one parsed is kept. Raises
+    ``ValueError`` for a text that is not one, ``TimeOutOfRange`` for one outside the years riskc reads."""
     global _last_time
     last_text, last_moment = _last_time
     if text == last_text and type(text) is str:
@@ -80,6 +90,8 @@ def parse_time(text: Any) -> dt.datetime:
     moment = dt.datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)  # the Gateway's zone-less timestamps are UTC (PRODUCT.md §6.1)
+    if not EARLIEST <= moment < LATEST:
+        raise TimeOutOfRange(f"time {text!r} is outside the years riskc reads (1970 to 8999)")
     _last_time = (text, moment)
     return moment
 
@@ -166,15 +178,18 @@ def _quote(ts_text: str, contract_id: str, last: Any, bid: Any, ask: Any, stamp_
         or type(bid) is not float
         or type(ask) is not float
         or type(stamp_text) is not str
+        or not stamp_text  # no broker time: the general path orders it by the receive time
     ):
         return None
     try:
         ts = _fromisoformat(ts_text)
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=_UTC)  # as parse_time
-        stamp = ts if stamp_text == ts_text else parse_time(stamp_text) if stamp_text else ts
+        stamp = ts if stamp_text == ts_text else parse_time(stamp_text)
     except (TypeError, ValueError):
         return None  # the general path reports it
+    if not _EARLIEST <= ts < _LATEST:
+        return None  # as parse_time: the general path reports it
     cached = _cached
     # tuple.__new__: a named tuple's own constructor costs three times as much, on every quote
     return _new_tuple(
@@ -204,11 +219,14 @@ def _trade(ts_text: str, contract_id: str, price: Any, stamp_text: str) -> Marke
         stamp = ts if stamp_text == ts_text else parse_time(stamp_text)
     except (TypeError, ValueError):
         return None  # the general path reports it
+    if not _EARLIEST <= ts < _LATEST:
+        return None  # as parse_time: the general path reports it
     return _new_tuple(MarketTrade, (ts, contract_id, _cached(price) or _decimal(price), stamp, True))
 
 
 _fromisoformat = dt.datetime.fromisoformat
 _UTC = dt.UTC
+_EARLIEST, _LATEST = EARLIEST, LATEST
 _new_tuple = tuple.__new__
 
 
