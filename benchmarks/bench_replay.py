@@ -62,8 +62,15 @@ def run() -> list[tuple[str, str]]:
     lines = sum(1 for _ in path.open("rb"))
     quotes = sum(1 for line in path.open("rb") if b'"GatewayQuote"' in line)
     bare, bare_decimal, bare_orjson = _bare_rates(path)
-    floor_cpu = _floor_cpu(path)
+    # The machine is shared: the replay runs twice and the floor three times around them, and
+    # the ratio is of the least CPU time of each (noise only ever adds time), beside each run's own.
+    floors = [_floor_cpu(path)]
     replay, elapsed, cpu, rss, rates = _replay(path)
+    floors.append(_floor_cpu(path))
+    again = _replay(path)[2]
+    floors.append(_floor_cpu(path))
+    floor_cpu, least = min(floors), min(cpu, again)
+    each = f"{cpu / floors[0]:.1f}x, {again / floors[1]:.1f}x"
     summary = replay.summary
     rate = summary.messages / elapsed
     by_message, by_tick, _ = _latencies(path, "OFF")
@@ -79,12 +86,18 @@ def run() -> list[tuple[str, str]]:
         ),
         ("replay throughput, topstep-50k (messages/s)", f"{rate:,.0f}"),
         ("replay wall time (s)", f"{elapsed:.1f}"),
-        ("replay CPU time (s); messages per CPU second", f"{cpu:.1f}; {summary.messages / cpu:,.0f}"),
-        ("read (bytes) + orjson.loads, the floor: CPU time (s)", f"{floor_cpu:.2f}"),
-        ("replay / floor, CPU time (the goal: at most 5x)", f"{cpu / floor_cpu:.1f}x"),
+        (
+            "replay CPU time (s), two runs; messages per CPU second, the faster",
+            f"{cpu:.2f}, {again:.2f}; {summary.messages / least:,.0f}",
+        ),
+        ("read (bytes) + orjson.loads, the floor: CPU time (s), three runs", ", ".join(f"{f:.2f}" for f in floors)),
+        (
+            "replay / floor, CPU time, the least of each (the goal: at most 5x); each run / the floor before it",
+            f"{least / floor_cpu:.2f}x; {each}",
+        ),
         (
             "  the calendar's load, once, before the clock starts: CPU time (s); the ratio with it",
-            f"{CALENDAR_CPU[0]:.2f}; {(cpu + CALENDAR_CPU[0]) / floor_cpu:.1f}x",
+            f"{CALENDAR_CPU[0]:.2f}; {(least + CALENDAR_CPU[0]) / floor_cpu:.2f}x",
         ),
         (
             "throughput per 100,000 messages (thousand/s; the last: locked out by daily_loss)",
