@@ -209,19 +209,12 @@ def _quote(ts_text: str, contract_id: str, last: Any, bid: Any, ask: Any, stamp_
 def _trade(ts_text: str, contract_id: str, price: Any, stamp_text: str) -> MarketTrade | None:
     """The ``MarketTrade`` of a `GatewayTrade` line's last trade in its usual shape (a contract
     id, a price that is a JSON number with a fraction, a timestamp), as ``decode.market_trade``
-    makes it of the general path's message; None for any other shape."""
-    if not contract_id or type(price) is not float or not stamp_text:
+    makes it of the general path's message; None for any other shape. The checks and the
+    instants are a quote's (a twentieth of the lines: one more tuple is nothing)."""
+    quote = _quote(ts_text, contract_id, price, price, price, stamp_text)
+    if quote is None:
         return None
-    try:
-        ts = _fromisoformat(ts_text)
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=_UTC)  # as parse_time
-        stamp = ts if stamp_text == ts_text else parse_time(stamp_text)
-    except (TypeError, ValueError):
-        return None  # the general path reports it
-    if not _EARLIEST <= ts < _LATEST:
-        return None  # as parse_time: the general path reports it
-    return _new_tuple(MarketTrade, (ts, contract_id, _cached(price) or _decimal(price), stamp, True))
+    return _new_tuple(MarketTrade, (quote.time, contract_id, quote.last, quote.stamp, True))
 
 
 _fromisoformat = dt.datetime.fromisoformat
