@@ -126,6 +126,35 @@ async def test_a_cached_spec_prices_the_position_when_the_contract_search_fails(
         await asyncio.wait_for(task, 30)
 
 
+@bounded(60)
+async def test_a_position_stamped_with_dotnets_default_time_is_followed_and_guarded(gw: FakeGateway, tmp_path) -> None:
+    """A time the Gateway never set comes as .NET's default, `0001-01-01T00:00:00`, which no
+    calendar or local clock can place: the position is followed all the same (its time taken as
+    absent), from the REST state at start and from the hub, and the guard acts on it: the
+    oversize position is reduced to the limit, not flattened as a rule that failed would be."""
+    from riskc.engine.daemon.daemon import Daemon
+
+    from .test_daemon_e2e import config, until
+
+    gw.set_position(MNQ, 1, 21000.0)
+    gw.position(MNQ)["creationTimestamp"] = "0001-01-01T00:00:00"
+    policy = tmp_path / "p.risk"
+    policy.write_text(FLATTEN_POLICY)
+    daemon, task = _start(Daemon, config(tmp_path, gw, policy), gw)
+    try:
+        await until(lambda: bool(daemon.loops) and _views(daemon).get(MNQ) is not None, timeout=20)
+        gw.set_position(MNQ, 7, 21000.0)
+        gw.position(MNQ)["creationTimestamp"] = "0001-01-01T00:00:00"
+        await gw.push_raw("user", "GatewayUserPosition", [gw.position(MNQ)])
+        await until(lambda: gw.requests_to("/Position/partialCloseContract") != [], timeout=20)
+        [close] = gw.requests_to("/Position/partialCloseContract")
+        assert close.json["size"] == 2 and gw.requests_to("/Position/closeContract") == []
+        assert not task.done()
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 30)
+
+
 def _start(daemon_class: Any, path: Any, gw: FakeGateway) -> tuple[Any, asyncio.Task]:
     from riskc.engine.daemon.config import Credentials, load_config
     from riskc.engine.daemon.loops import build_loops
