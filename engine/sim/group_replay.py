@@ -21,7 +21,7 @@ from riskc.engine.core.instruments import DEFAULT_INSTRUMENTS, Instruments
 from riskc.engine.core.snapshot import Event
 from riskc.engine.enforce.group import GroupGuard, group_event, moves_group
 from riskc.engine.runner import PolicySet
-from riskc.engine.sim.replay import IDLE_GAP, Emit, RecordedClock, Replay, ReplaySummary
+from riskc.engine.sim.replay import Emit, RecordedClock, Replay, ReplaySummary
 from riskc.engine.store import Store
 
 
@@ -168,15 +168,15 @@ class GroupReplay:
         """Every account's 1-second ticks up to ``ts``, then the groups; a long silence while
         every account is idle is jumped as ``Replay.tick_until`` does for one."""
         clock = self.clock
-        if clock.next is not None and ts - clock.next > IDLE_GAP and all(r._idle() for r in self.replays):
-            moments = sorted({m for r in self.replays for m in r._moments(clock.next, ts)})
-            for moment in moments:
-                self._tick(moment)
-            resume = ts.replace(microsecond=0)
-            self.summary.jumped += resume - clock.next
-            clock.next = resume
-        for tick in clock.due(ts):
+        for tick in clock.until(ts, self._idle, self._moments):
             self._tick(tick)
+        self.summary.jumped = clock.jumped
+
+    def _idle(self) -> bool:
+        return all(r._idle() for r in self.replays)
+
+    def _moments(self, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+        return sorted({m for r in self.replays for m in r._moments(start, end)})
 
     def _tick(self, tick: dt.datetime) -> None:
         self.summary.ticks += 1

@@ -90,10 +90,11 @@ class RecordedClock:
     """The 1-second clock of a recording: it ticks at every whole second of recorded time after
     the first message, also between messages. Shared by `riskc replay` and the daemon's sim feed."""
 
-    __slots__ = ("next",)
+    __slots__ = ("next", "jumped")
 
     def __init__(self) -> None:
         self.next: dt.datetime | None = None  # the next tick due
+        self.jumped = dt.timedelta(0)  # recorded time jumped over while idle (see until)
 
     def due(self, ts: dt.datetime) -> Iterator[dt.datetime]:
         """The ticks up to and including ``ts``, in order (none for the first message)."""
@@ -104,6 +105,22 @@ class RecordedClock:
             tick = self.next
             self.next += SECOND
             yield tick
+
+    def until(
+        self,
+        ts: dt.datetime,
+        idle: Callable[[], bool],
+        moments: Callable[[dt.datetime, dt.datetime], Iterable[dt.datetime]],
+    ) -> Iterator[dt.datetime]:
+        """``due``, except that a silence longer than ``IDLE_GAP`` while ``idle()`` is jumped:
+        it ticks only at ``moments(start, ts)``, where time alone changes something, then from
+        ``ts``'s second on; ``jumped`` adds up the recorded time jumped over."""
+        start = self.next
+        if start is not None and ts - start > IDLE_GAP and idle():
+            yield from moments(start, ts)
+            self.next = ts.replace(microsecond=0)
+            self.jumped += self.next - start
+        yield from self.due(ts)
 
 
 class Replay:
@@ -158,17 +175,8 @@ class Replay:
     def _quote(self, quote: Quote | MarketTrade) -> None:
         """``feed`` for a quote or trade-print line read as its event alone: the same steps,
         without the decode (intake did it) or a ``Message`` (the simulated broker reads the event)."""
-        ts, engine, summary = quote.time, self.engine, self.summary
-        if self.clock.next is None or ts >= self.clock.next:
-            self.tick_until(ts)
-        summary.messages += 1
-        last = summary.last
-        if last is None:
-            summary.first = summary.last = ts
-        elif ts >= last:
-            summary.last = ts
-        if ts < engine.book.now:  # read_feed sends a quote behind a line read before as a Message, with its line
-            summary.backwards.append(Backwards(0, ts, engine.book.now))
+        engine = self.engine
+        self._arrive(quote.time, 0)  # no line: read_feed sends a quote behind an earlier line as a Message
         triggered = self.sim.observe_quote(quote)
         effects = engine.on_quote(quote)
         if effects is not NO_EFFECTS:
@@ -176,7 +184,7 @@ class Replay:
         if triggered:
             for message in triggered:
                 self._apply(message)
-        summary.events = engine.events
+        self.summary.events = engine.events
 
     def feed(self, item: Quote | MarketTrade | Message | Malformed) -> None:
         if type(item) is Quote or type(item) is MarketTrade:
@@ -188,16 +196,7 @@ class Replay:
             log.debug("malformed recording line skipped: %s", item.describe())
             return
         ts, engine = item.ts, self.engine
-        if self.clock.next is None or ts >= self.clock.next:  # most messages share their second
-            self.tick_until(ts)
-        summary.messages += 1
-        last = summary.last
-        if last is None:
-            summary.first = summary.last = ts
-        elif ts >= last:
-            summary.last = ts
-        if ts < engine.book.now:
-            summary.backwards.append(Backwards(item.line, ts, engine.book.now))
+        self._arrive(ts, item.line)
         try:  # decoded before the simulated broker sees it: it must not see what the book cannot use
             # a quote (most lines) has one event, decoded by intake when in its usual shape: no list to build
             event = item.event
@@ -222,6 +221,22 @@ class Replay:
                 self._apply(message)
         summary.events = engine.events
 
+    def _arrive(self, ts: dt.datetime, line: int) -> None:
+        """What a message does before its events: the clock's ticks up to it, its count and the
+        span of the recording in the summary, and a time behind the clock reported."""
+        summary, clock = self.summary, self.clock
+        if clock.next is None or ts >= clock.next:  # most messages share their second
+            self.tick_until(ts)
+        summary.messages += 1
+        last = summary.last
+        if last is None:
+            summary.first = summary.last = ts
+        elif ts >= last:
+            summary.last = ts
+        now = self.engine.book.now
+        if ts < now:
+            summary.backwards.append(Backwards(line, ts, now))
+
     def _foreign(self, updates) -> bool:
         """A user message only of accounts other than the one replayed (a recording of several
         accounts replayed with one policy): counted and skipped, so the simulated broker does not
@@ -241,14 +256,9 @@ class Replay:
         state (each trading-day start, each lockout's end), then from ``ts``'s second on. A
         recording with one line a year ahead takes a few hundred ticks, not 31 million."""
         clock = self.clock
-        if clock.next is not None and ts - clock.next > IDLE_GAP and self._idle():
-            for moment in self._moments(clock.next, ts):
-                self._tick(moment)
-            resume = ts.replace(microsecond=0)
-            self.summary.jumped += resume - clock.next
-            clock.next = resume
-        for tick in clock.due(ts):
+        for tick in clock.until(ts, self._idle, self._moments):
             self._tick(tick)
+        self.summary.jumped = clock.jumped
 
     def _tick(self, tick: dt.datetime) -> None:
         self.summary.ticks += 1
