@@ -96,20 +96,12 @@ def test_a_breach_that_keeps_firing_is_skipped_after_the_first_evaluation(genera
     assert sum(keys) > 1_000
 
 
-def test_most_quotes_are_not_evaluated(generated, tmp_path, monkeypatch):
+def test_most_quotes_are_not_evaluated(generated, tmp_path):
     """Control for the quote fast path: it does skip (else the comparisons above compare a
     thing with itself), and quotes are still counted as events."""
-    evaluated: list[str] = []
-    original = Engine._evaluate
-
-    def counting(self, event):
-        evaluated.append(event.kind)
-        return original(self, event)
-
-    monkeypatch.setattr(Engine, "_evaluate", counting)
-    _run(generated, REPO / "policies" / "topstep-50k.risk", tmp_path, "counted")
+    _, evaluated = _counted(lambda: _run(generated, REPO / "policies" / "topstep-50k.risk", tmp_path, "counted"))
     quotes = sum(1 for line in generated if '"GatewayQuote"' in line)
-    assert evaluated.count("quote") < quotes / 2
+    assert sum(kind == "quote" for kind, _ in evaluated) < quotes / 2
 
 
 # -- on random feeds -----------------------------------------------------------------------------
@@ -230,6 +222,32 @@ def _feed_run(messages, skip: bool, tick_every: int = 1, policy: str = TIGHT) ->
         return h.records, [c.to_record() for c in h.port.calls]
 
 
+def _counted(run):
+    """What ``run()`` returns, and the (kind, time) of every event the engine evaluated meanwhile."""
+    evaluated: list[tuple] = []
+    original = Engine._evaluate
+
+    def counting(self, event):
+        evaluated.append((event.kind, event.time))
+        return original(self, event)
+
+    Engine._evaluate = counting
+    try:
+        return run(), evaluated
+    finally:
+        Engine._evaluate = original
+
+
+def _quote_at(contract: str, price: float, at):
+    """A quote of ``contract`` received at ``at`` and stamped by the broker at the same instant."""
+    import dataclasses
+
+    from test_book import f
+
+    quote = f.quote(0, contract, price, stamp=0)
+    return dataclasses.replace(quote, ts=at, args=[quote.args[0], quote.args[1] | {"timestamp": at.isoformat()}])
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.deferred(lambda: _random_message()), max_size=40))
 def test_skipping_is_invisible_on_random_feeds(messages):
@@ -264,12 +282,7 @@ def test_quotes_skipped_inside_a_second_change_nothing(messages, quotes, tick_ev
 
     feed = [dataclasses.replace(m, ts=m.ts + dt.timedelta(milliseconds=ms)) for m, ms in messages]
     for contract, price, ms in quotes:
-        at = dt.timedelta(milliseconds=ms)
-        quote = f.quote(0, (MNQ, ES)[contract], price, stamp=0)
-        stamp = (f.start + at).isoformat()
-        feed.append(
-            dataclasses.replace(quote, ts=f.start + at, args=[quote.args[0], quote.args[1] | {"timestamp": stamp}])
-        )
+        feed.append(_quote_at((MNQ, ES)[contract], price, f.start + dt.timedelta(milliseconds=ms)))
     skipping = _feed_run(feed, skip=True, tick_every=tick_every, policy=policy)
     assert skipping == _feed_run(feed, skip=False, tick_every=tick_every, policy=policy)
 
@@ -332,26 +345,11 @@ def test_a_grace_that_ends_inside_a_second_acts_at_the_first_quote_after_it():
     opened = f.position(0, ES, 1, 21000)
     feed = [dataclasses.replace(opened, ts=opened.ts + dt.timedelta(milliseconds=300))]
     for n in range(40):  # quotes of another contract, five a second, over the 5 s grace
-        quote = f.quote(0, MNQ, 21000, stamp=0)
-        at = f.start + dt.timedelta(milliseconds=100 + 200 * n)
-        feed.append(
-            dataclasses.replace(quote, ts=at, args=[quote.args[0], quote.args[1] | {"timestamp": at.isoformat()}])
-        )
-    evaluated: list[str] = []
-    original = Engine._evaluate
-
-    def counting(self, event):
-        evaluated.append(event.kind)
-        return original(self, event)
-
-    Engine._evaluate = counting
-    try:
-        skipping = _feed_run(feed, skip=True, tick_every=1000)
-    finally:
-        Engine._evaluate = original
+        feed.append(_quote_at(MNQ, 21000, f.start + dt.timedelta(milliseconds=100 + 200 * n)))
+    skipping, evaluated = _counted(lambda: _feed_run(feed, skip=True, tick_every=1000))
     closes = [r for r in skipping[0] if r["rule"] == "stop_required"]
     assert closes and closes[0]["ts"] == (f.start + dt.timedelta(milliseconds=5300)).isoformat(), skipping[0]
-    assert evaluated.count("quote") < 20
+    assert sum(kind == "quote" for kind, _ in evaluated) < 20
     assert skipping == _feed_run(feed, skip=False, tick_every=1000)
 
 
@@ -394,25 +392,10 @@ def test_a_quote_that_moves_the_open_pnl_across_a_threshold_is_evaluated():
     # The price moves a quarter point ($12.50 on ES) up and down every 100 ms, then falls.
     prices = [21000 + (n % 3 - 1) * 0.25 for n in range(30)] + [21000 - n * 0.25 for n in range(10)]
     for n, price in enumerate(prices):
-        quote = f.quote(0, ES, price, stamp=0)
-        at = f.start + dt.timedelta(milliseconds=40_200 + 100 * n)
-        feed.append(
-            dataclasses.replace(quote, ts=at, args=[quote.args[0], quote.args[1] | {"timestamp": at.isoformat()}])
-        )
-    evaluated: list[str] = []
-    original = Engine._evaluate
-
-    def counting(self, event):
-        evaluated.append(event.kind)
-        return original(self, event)
-
-    Engine._evaluate = counting
-    try:
-        skipping = _feed_run(feed, skip=True, tick_every=1000, policy=BANDED)
-    finally:
-        Engine._evaluate = original
+        feed.append(_quote_at(ES, price, f.start + dt.timedelta(milliseconds=40_200 + 100 * n)))
+    skipping, evaluated = _counted(lambda: _feed_run(feed, skip=True, tick_every=1000, policy=BANDED))
     assert [r for r in skipping[0] if r["rule"] == "trailing_drawdown"], skipping[0]
-    assert evaluated.count("quote") < 15, evaluated
+    assert sum(kind == "quote" for kind, _ in evaluated) < 15, evaluated
     assert skipping == _feed_run(feed, skip=False, tick_every=1000, policy=BANDED)
 
 
@@ -428,20 +411,9 @@ def test_ticks_are_skipped_until_the_minute_a_rule_reads_ends():
     account, opened, stop = f.account(0, 50_000), f.position(0, ES, 1, 21000), f.order(0, 9, ES, stop=20000)
     feed = [dataclasses.replace(m, ts=m.ts + dt.timedelta(milliseconds=40_100)) for m in (account, opened, stop)]
     feed.append(f.quote(65, ES, 21000, stamp=65))
-    evaluated: list[dt.datetime] = []
-    original = Engine._evaluate
-
-    def counting(self, event):
-        if event.kind == "clock":
-            evaluated.append(event.time)
-        return original(self, event)
-
-    Engine._evaluate = counting
-    try:
-        skipping = _feed_run(feed, skip=True, tick_every=1, policy=CLOCKED)
-    finally:
-        Engine._evaluate = original
+    skipping, evaluated = _counted(lambda: _feed_run(feed, skip=True, tick_every=1, policy=CLOCKED))
     closing = [r for r in skipping[0] if r["rule"] == "trading_hours"]
     assert closing and closing[0]["ts"] == f.at(60).isoformat(), skipping[0]
-    assert len([t for t in evaluated if f.at(41) <= t < f.at(60)]) < 3, evaluated  # the ticks of 41-59 s
+    ticks = [t for kind, t in evaluated if kind == "clock" and f.at(41) <= t < f.at(60)]
+    assert len(ticks) < 3, evaluated  # the ticks of 41-59 s
     assert skipping == _feed_run(feed, skip=False, tick_every=1, policy=CLOCKED)
