@@ -29,10 +29,10 @@ async def until(predicate, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def config(tmp: Path, gw: FakeGateway, policy: Path) -> Path:
-    path = tmp / "riskc.yaml"
-    path.write_text(
-        textwrap.dedent(f"""\
+def config_head(tmp: Path, gw: FakeGateway, reconcile: str = "30s") -> str:
+    """What every fake-Gateway daemon's riskc.yaml has: the state and log in ``tmp``, the broker
+    at the fake Gateway, how often it reconciles."""
+    return textwrap.dedent(f"""\
         state: {tmp / "state.db"}
         log: {tmp / "log.jsonl"}
         broker:
@@ -42,12 +42,13 @@ def config(tmp: Path, gw: FakeGateway, policy: Path) -> Path:
           api_url: {gw.api_url}
           user_hub_url: {gw.user_hub_url}
           market_hub_url: {gw.market_hub_url}
-        reconcile_every: 30s
-        accounts:
-          - policies: [{policy}]
-        alerts: {{console: false}}
+        reconcile_every: {reconcile}
     """)
-    )
+
+
+def config(tmp: Path, gw: FakeGateway, policy: Path) -> Path:
+    path = tmp / "riskc.yaml"
+    path.write_text(config_head(tmp, gw) + f"accounts:\n  - policies: [{policy}]\nalerts: {{console: false}}\n")
     return path
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from riskc.engine.daemon.loops import build_loops
 
 from .conftest import MNQ, bounded
 from .server import FakeGateway
-from .test_daemon_e2e import until
+from .test_daemon_e2e import config_head, until
 
 A = 13298777  # the fake's default account
 B, C, D = 13298778, 13298779, 13298780
@@ -34,20 +33,7 @@ def write_config(tmp: Path, gw: FakeGateway, accounts: str, *, logins: str = "",
     policy = tmp / "p.risk"
     policy.write_text(LIMIT_2)
     path = tmp / "riskc.yaml"
-    body = textwrap.dedent(f"""\
-        state: {tmp / "state.db"}
-        log: {tmp / "log.jsonl"}
-        broker:
-          kind: projectx
-          timeout: 5s
-          retries: 2
-          api_url: {gw.api_url}
-          user_hub_url: {gw.user_hub_url}
-          market_hub_url: {gw.market_hub_url}
-        reconcile_every: {reconcile}
-        alerts: {{console: false}}
-        web: false
-    """)
+    body = config_head(tmp, gw, reconcile) + "alerts: {console: false}\nweb: false\n"
     path.write_text(body + logins + accounts.replace("POLICY", str(policy)))
     return path
 
@@ -55,6 +41,17 @@ def write_config(tmp: Path, gw: FakeGateway, accounts: str, *, logins: str = "",
 def start(path: Path, credentials: Any) -> tuple[Daemon, asyncio.Task]:
     daemon = Daemon(load_config(path), live_view=False)
     return daemon, asyncio.create_task(daemon.run(lambda d: build_loops(d, credentials), ()))
+
+
+def start_two(gw: FakeGateway, tmp: Path) -> tuple[Daemon, asyncio.Task]:
+    """Accounts A and B on the one login, MNQ priced: the daemon started on TWO_ACCOUNTS."""
+    gw.add_account(B, "50KTC-V2-7654321")
+    gw.set_price(MNQ, 26250.0)
+    return start(write_config(tmp, gw, TWO_ACCOUNTS), Credentials(gw.username, gw.api_key))
+
+
+async def all_reconciled(daemon: Daemon, count: int = 2) -> None:
+    await until(lambda: len(daemon.loops) == count and all(lp.activity.last_reconcile for lp in daemon.loops))
 
 
 async def stop(daemon: Daemon, task: asyncio.Task) -> None:
@@ -83,7 +80,7 @@ async def test_two_accounts_of_one_login_share_one_login_one_hub_and_one_rate_li
     gw.set_position(MNQ, 1, 26246.0, account_id=B)
     daemon, task = start(write_config(tmp_path, gw, TWO_ACCOUNTS), Credentials(gw.username, gw.api_key))
     try:
-        await until(lambda: len(daemon.loops) == 2 and all(lp.activity.last_reconcile for lp in daemon.loops))
+        await all_reconciled(daemon)
         assert len(gw.requests_to("/Auth/loginKey")) == 1
         assert len(gw.requests_to("/Account/search")) == 2  # the login's, and one shared by both reconciliations
         (user,) = gw.connections("user")
@@ -124,11 +121,9 @@ async def test_two_accounts_of_one_login_share_one_login_one_hub_and_one_rate_li
 
 @bounded(60)
 async def test_a_rejected_token_is_replaced_once_and_every_account_reconciled(gw: FakeGateway, tmp_path: Path) -> None:
-    gw.add_account(B, "50KTC-V2-7654321")
-    gw.set_price(MNQ, 26250.0)
-    daemon, task = start(write_config(tmp_path, gw, TWO_ACCOUNTS), Credentials(gw.username, gw.api_key))
+    daemon, task = start_two(gw, tmp_path)
     try:
-        await until(lambda: len(daemon.loops) == 2 and all(lp.activity.last_reconcile for lp in daemon.loops))
+        await all_reconciled(daemon)
         first = {lp.account_id: lp.activity.last_reconcile for lp in daemon.loops}
         negotiated = len(gw.negotiations)
         gw.revoke_tokens()  # REST answers 401 from now on; the open hub sockets stay up
@@ -356,7 +351,7 @@ async def test_accounts_all_picks_up_an_account_that_appears_while_running(gw: F
     path = write_config(tmp_path, gw, "accounts: {all: true, policies: [POLICY]}\n", reconcile="1s")
     daemon, task = start(path, Credentials(gw.username, gw.api_key))
     try:
-        await until(lambda: len(daemon.loops) == 2 and all(lp.activity.last_reconcile for lp in daemon.loops))
+        await all_reconciled(daemon)
         gw.add_account(C, "50KTC-V2-NEW")  # a new Combine, over the limit already
         gw.set_position(MNQ, 3, 26246.0, account_id=C)
         await until(lambda: gw.signed_size(MNQ, C) == 2, timeout=20)
@@ -396,11 +391,9 @@ async def test_after_the_hubs_drop_both_accounts_are_subscribed_again_and_reconc
 ) -> None:
     """The SDK restores only its own account's subscriptions on a reopened hub: riskc sends the
     other accounts' again, and every account reconciles before its rules act."""
-    gw.add_account(B, "50KTC-V2-7654321")
-    gw.set_price(MNQ, 26250.0)
-    daemon, task = start(write_config(tmp_path, gw, TWO_ACCOUNTS), Credentials(gw.username, gw.api_key))
+    daemon, task = start_two(gw, tmp_path)
     try:
-        await until(lambda: len(daemon.loops) == 2 and all(lp.activity.last_reconcile for lp in daemon.loops))
+        await all_reconciled(daemon)
         first = {lp.account_id: lp.activity.last_reconcile for lp in daemon.loops}
         gw.set_position(MNQ, 3, 26246.0, account_id=B)  # while the hubs are down: only REST knows
         await gw.drop_connections()
