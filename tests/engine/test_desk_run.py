@@ -79,18 +79,24 @@ def test_a_killed_workers_account_is_taken_by_the_other_riskc_run(pg_url: str, t
         status = CliRunner().invoke(main, ["status", "--desk", "--state", pg_url])
         assert status.exit_code == 0 and f":{second.pid}" in status.output, status.output
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        _stop(first, second)
     with Store.open_readonly(pg_url) as store:
         assert store.verify_audit().ok
         assert [lo.rule for lo in store.active_lockouts(ACCOUNT, START + dt.timedelta(minutes=5))] == ["daily_loss"]
         epochs = [r for r in store.audit_records() if r.kind == "event" and '"lease_acquired"' in r.payload]
         assert len(epochs) == 2
+
+
+def _stop(*workers: subprocess.Popen | None) -> None:
+    """SIGTERM each worker still running, as an operator stops riskc run; killed if it takes
+    more than 20 s."""
+    for proc in workers:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _config(tmp_path: Path, state: str, account_line: str) -> Path:
@@ -155,13 +161,7 @@ def test_two_workers_hold_a_group_on_one_of_them_and_its_breach_is_enforced_once
         assert any(holders[1001].endswith(f":{w.pid}") for w in workers)
         time.sleep(2.0)  # both workers go on: nothing more is planned
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        _stop(*workers)
     with Store.open_readonly(pg_url) as store:
         assert store.verify_audit().ok
         for account in accounts:
