@@ -243,9 +243,9 @@ class Engine:
         else changed (the book, the enforcer, the lockouts)."""
         book = self.book
         if type(quote) is Quote:
-            applied, event_of = book.apply_quote(quote), book.quote_event  # 2: it moved the price of a position
+            applied, event_of = book.apply_price(quote, quote.last), book.quote_event  # 2: a position's price moved
         else:
-            applied, event_of = book.apply_trade_print(quote), book.trade_event
+            applied, event_of = book.apply_price(quote, quote.price), book.trade_event
         return self._after_quote(quote, applied, event_of, settled)
 
     def _after_quote(self, quote: Quote | MarketTrade, applied: int, event_of, settled: tuple) -> Effects:

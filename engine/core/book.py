@@ -360,31 +360,18 @@ class Book:
     def _on_quote(self, quote: Quote) -> Event | None:
         return self.quote_event(quote) if self._take_quote(quote) else None
 
-    def apply_quote(self, quote: Quote) -> int:
-        """``apply`` for a quote without building its ``Event`` (the engine's quote fast path
-        asks for it with ``quote_event`` only when it evaluates): 0 when it is older than the
-        contract's last (not applied), 2 when it moved the mark of a position, else 1."""
-        ts = quote.time
-        if ts > self.now:
-            self.now = ts
-        day = self.day
-        if day is None or self.now >= day.end:
-            self._roll(self.now)
-        contract_id = quote.contract_id
-        if quote.stamped and contract_id not in self.receive_clock:  # _newer's usual case, inlined
-            at, times = quote.stamp, self.quote_times
-            if at < times.get(contract_id, NEVER):
-                return 0
-            times[contract_id] = at
-        elif not self._newer(contract_id, ts, quote.stamp, quote.stamped):
+    def apply_price(self, update: Quote | MarketTrade, price: Decimal | None) -> int:
+        """``apply`` for a quote (``price`` its last) or a trade print (its price) without
+        building its ``Event`` (the engine asks for it with ``quote_event`` or ``trade_event``
+        only when it evaluates): 0 when it is older than the contract's last (not applied), 2
+        when it moved the mark of a position, else 1."""
+        self.advance(update.time)
+        contract_id = update.contract_id
+        if not self._newer(contract_id, update.time, update.stamp, update.stamped):
             return 0
-        last, marks = quote.last, self.marks
-        if last is not None and marks.get(contract_id) != last:
-            if contract_id not in self.positions:
-                marks[contract_id] = last  # _mark, for a contract without a position
-                return 1
-            self.mark(contract_id, last)
-            return 2
+        if price is not None and self.marks.get(contract_id) != price:
+            self.mark(contract_id, price)
+            return 2 if contract_id in self.positions else 1
         return 1
 
     def _take_quote(self, quote: Quote) -> bool:
@@ -408,22 +395,6 @@ class Book:
             bid if bid is not None else mark,
             ask if ask is not None else mark,
         )
-
-    def apply_trade_print(self, trade: MarketTrade) -> int:
-        """``apply_quote`` for the last trade printed on a contract (``trade_event`` is its event)."""
-        ts = trade.time
-        if ts > self.now:
-            self.now = ts
-        day = self.day
-        if day is None or self.now >= day.end:
-            self._roll(self.now)
-        contract_id, price = trade.contract_id, trade.price
-        if not self._newer(contract_id, ts, trade.stamp, trade.stamped):
-            return 0
-        if self.marks.get(contract_id) != price:
-            self.mark(contract_id, price)
-            return 2 if contract_id in self.positions else 1
-        return 1
 
     def _on_market_trade(self, trade: MarketTrade) -> Event | None:
         contract_id, price = trade.contract_id, trade.price
