@@ -227,9 +227,7 @@ class Engine:
                 book.marks[contract_id] = price
             else:
                 book.mark(contract_id, price)
-                low, high = settled[4]
-                pnl = book.open_pnl()
-                if (low is not None and pnl <= low) or (high is not None and pnl >= high):
+                if _leaves(settled[4], book.open_pnl()):
                     return self._evaluate(book.quote_event(quote) if type(quote) is Quote else book.trade_event(quote))
         if ts >= book.second_until:  # the first event of a second: its session (see Book.not_evaluated)
             book.not_evaluated(self.zone)
@@ -262,14 +260,8 @@ class Engine:
             or settled[3] != self.trading.version
         ):
             return self._evaluate(event_of(quote))
-        if applied == 2:  # the price of a position moved: evaluated unless its open P&L stays in the band
-            band = settled[4]
-            if band is None:
-                return self._evaluate(event_of(quote))
-            low, high = band
-            pnl = book.open_pnl()
-            if (low is not None and pnl <= low) or (high is not None and pnl >= high):
-                return self._evaluate(event_of(quote))
+        if applied == 2 and (settled[4] is None or _leaves(settled[4], book.open_pnl())):
+            return self._evaluate(event_of(quote))  # a position's price moved its open P&L out of the band
         book.not_evaluated(self.zone)
         return NO_EFFECTS
 
@@ -868,6 +860,12 @@ def _quote_blindness(policies: PolicySet) -> tuple[bool, frozenset[str], frozens
     blind = not any(program.sees_quotes for program in programs)
     like = frozenset(k for k in EVENT_KINDS if all(program.like_quote(k) for program in programs))
     return blind, frozenset().union(*(program.condition_reads for program in programs)), like
+
+
+def _leaves(band: tuple, pnl: Decimal) -> bool:
+    """Whether the open P&L ``pnl`` is out of ``band`` (``Engine._pnl_band``: no bound is None)."""
+    low, high = band
+    return (low is not None and pnl <= low) or (high is not None and pnl >= high)
 
 
 def _reads_ages(policies: PolicySet) -> bool:
