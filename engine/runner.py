@@ -142,18 +142,12 @@ class Engine:
         if high_water is not None:
             self.book.account.high_water_balance = high_water  # an intraday trailing drawdown survives a restart
         self.enforcer = Enforcer(store, account_id or 0)
-        self.policies = policies
-        self._ages = _reads_ages(policies)
-        self._price_rules = [price_rules(program) for program in policies.programs]
+        self._use(policies)
         # Prices (the market feed) down since; rules that read them are unevaluable once they are
         # older than stale_after (engine/enforce/stale_prices.py). Set and cleared by the live loop.
         self.prices_down_at: dt.datetime | None = None
         self._position_seen: dict[str, dt.datetime] = {}  # contract -> the last stream position update
         self.stale_after = dt.timedelta(seconds=10)
-        self._settled: tuple | None = None  # see _settle
-        self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
-        self._thresholds = _time_thresholds(policies)
-        self._pnl_atoms = _pnl_atoms(policies)
         self.watch_store = True  # look for another process's writes on every tick (replay has none: False)
         self.persist_book = persist_book
         self.stale = False  # set when the feed is known to be behind (reconnecting): rules do not act
@@ -305,10 +299,14 @@ class Engine:
     def swap(self, policies: PolicySet) -> None:
         """Atomically replace the policies (between two events). The trading-day settings of
         the book stay those it started with; a timezone change needs a restart."""
+        self._use(policies)
+
+    def _use(self, policies: PolicySet) -> None:
+        """The policies, and what the engine derives from them once (not on every event)."""
         self.policies = policies
         self._ages = _reads_ages(policies)
         self._price_rules = [price_rules(program) for program in policies.programs]
-        self._settled = None
+        self._settled: tuple | None = None  # see _settle
         self._quote_blind, self._time_reads, self._like_quote = _quote_blindness(policies)
         self._thresholds = _time_thresholds(policies)
         self._pnl_atoms = _pnl_atoms(policies)
