@@ -325,12 +325,12 @@ def read_feed(path: str) -> Iterator[Quote | MarketTrade | Message | Malformed]:
     the clock is never ahead of the lines read.
 
     A quote or trade line is first decoded by its shape (``quote_lines``: msgspec checks the
-    fields and their types while it parses); a line of any other shape is parsed again by orjson
-    and read as ``read_recording`` reads it, so both ways make the same event of the same line."""
+    fields and their types while it parses); a line of any other shape, or one behind the clock,
+    is read as ``read_recording`` reads it, and both ways make the same event of the same line."""
     from riskc.engine.adapters.projectx import quote_lines  # msgspec: only a replay needs it
 
     decode, not_a_quote_line, quote_line = quote_lines.decode, quote_lines.NOT_A_QUOTE_LINE, quote_lines.QuoteLine
-    loads, quote_of, read_line, make_quote, make_trade = orjson.loads, _quote_of, _read_line, _quote, _trade
+    read_line, make_quote, make_trade = _read_line, _quote, _trade
     last_trade = quote_lines.last_trade
     latest = None  # the latest `ts` of the lines yielded
     with open(path, "rb") as handle:
@@ -352,17 +352,7 @@ def read_feed(path: str) -> Iterator[Quote | MarketTrade | Message | Malformed]:
                     latest = event.time
                     yield event
                     continue
-            try:
-                raw = loads(line)  # bytes: orjson checks the UTF-8 itself
-            except ValueError:
-                raw = None  # not JSON, not UTF-8 or blank: read_recording's way says which
-            if type(raw) is dict and raw.get("target") == "GatewayQuote":
-                quote = quote_of(raw)
-                if quote is not None and (latest is None or quote.time >= latest):
-                    latest = quote.time
-                    yield quote
-                    continue
-            item = read_line(line, number) if raw is None else _parsed(raw, line, number)
+            item = read_line(line, number)  # read_recording's way (a quote behind: a Message with its line)
             if item is not None:
                 if type(item) is Message and (latest is None or item.ts > latest):
                     latest = item.ts
