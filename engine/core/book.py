@@ -584,18 +584,11 @@ class Book:
         ``ages=False`` leaves positions' and orders' `age` as they were (no rule reads them)."""
         now = self.now
         positions = self.position_views()
-        for p in self.positions.values():
-            view = p.view
-            if ages:
-                view.age = now - p.opened_at
-            view.uncovered_for = now - p.uncovered_since if p.uncovered_since is not None else _NO_TIME
+        self.keep_times(ages)
         s = self._snapshot
         s.account = self.account
         s.positions = positions
         s.orders = self.working_orders()
-        if ages:
-            for entry in self.orders.values():
-                entry.order.age = now - entry.placed_at
         s.day = self._day(positions, now)
         trades = self.day.trade_views
         s.trades = trades if trades is not None else self.trade_views()
@@ -695,7 +688,9 @@ class Book:
             self._session(self.now, zone)
 
     def keep_times(self, ages: bool) -> None:
-        """What a snapshot sets of the time on the views, at ``now`` (see ``not_evaluated``)."""
+        """The time on the views at ``now`` (positions' `uncovered_for`, and with ``ages`` their and
+        the orders' `age`): what a snapshot sets, and a reader between evaluations asks for (see
+        ``not_evaluated``)."""
         now = self.now
         for p in self.positions.values():
             view = p.view
