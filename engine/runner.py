@@ -445,8 +445,8 @@ class Engine:
         if not self._quote_blind or event.kind not in self._like_quote:
             return
         book = self.book
-        end = book.second_end
-        if end is None or (
+        end = book.second_until
+        if end == NEVER or (
             "fills_within" in self._time_reads
             and book.day is not None
             and (book.day.fill_times or book.earlier().fill_times)  # fills of the days before age too

@@ -147,8 +147,8 @@ class Book:
         self._pnl_changes = 0  # open P&L updates in place (see _mark), for _day's memo
         self._day_key: tuple[int, int] | None = None
         self._session_cache: tuple[int, Session, dt.datetime, dt.datetime, dt.datetime] | None = None
-        # The end of the second whose session is kept (NEVER before one): an event before it needs
-        # no ``not_evaluated`` (the engine's quiet quote reads it, on most quotes).
+        # The end of the whole second whose session is kept (NEVER before one): an event before it
+        # needs no ``not_evaluated``, and a settled state lasts at least until it (Engine._settle).
         self.second_until = NEVER
         self._minute: tuple | None = None  # (from, to, local clock, weekday, zone) of the local minute
         self._open_state: tuple[bool, dt.datetime, dt.datetime] | None = None  # (open, from, to)
@@ -683,8 +683,7 @@ class Book:
         saw). The views' times (a position's `uncovered_for`, the ages) are not kept here, on
         every quote: a snapshot sets them, and a reader between evaluations (the live view)
         asks for them current with ``keep_times``."""
-        cached = self._session_cache
-        if cached is None or not cached[3] <= self.now < cached[4]:
+        if self.now >= self.second_until:  # (never before the kept second: the book's time only grows)
             self._session(self.now, zone)
 
     def keep_times(self, ages: bool) -> None:
@@ -711,12 +710,6 @@ class Book:
     def open_until(self) -> dt.datetime:
         """Until when the last snapshot's session's `is_open` holds (the exchange's next open or close)."""
         return self._open_state[2]
-
-    @property
-    def second_end(self) -> dt.datetime | None:
-        """The end of the whole second the last snapshot's session is for (None before one)."""
-        cached = self._session_cache
-        return None if cached is None else cached[4]
 
     def _session(self, now: dt.datetime, zone: Any) -> tuple[Session, dt.datetime]:
         cached = self._session_cache
