@@ -108,13 +108,7 @@ class SimBroker:
         if contract_id not in self.waiting:
             return []
         price = quote.last if type(quote) is Quote else quote.price
-        if price is None:
-            return []
-        pending = self.waiting.pop(contract_id)
-        out: list[Message] = []
-        while pending:
-            out += self._fill(pending.popleft(), price, ts)
-        return out
+        return [] if price is None else self._fill_waiting(contract_id, price, ts)
 
     def _note_trade(self, data: dict[str, Any]) -> None:
         """Keep the trades a Gateway's trade search would still return for the current trading
@@ -151,10 +145,14 @@ class SimBroker:
         if price is None:
             return []
         price = price if type(price) is Decimal else Decimal(str(price))
+        return self._fill_waiting(contract_id, price, message.ts)
+
+    def _fill_waiting(self, contract_id: str, price: Decimal, now: dt.datetime) -> list[Message]:
+        """The messages of filling every market order waiting for the contract, at ``price``."""
         pending = self.waiting.pop(contract_id)
         out: list[Message] = []
         while pending:
-            out += self._fill(pending.popleft(), price, message.ts)
+            out += self._fill(pending.popleft(), price, now)
         return out
 
     # -- calls ------------------------------------------------------------------------------
