@@ -45,8 +45,6 @@ def command(
 ) -> None:
     """Replay RECORDING (JSON Lines, PRODUCT.md §6.1) through POLICY with the simulated broker,
     or, with --config, every account (and group) of a riskc.yaml over a recording of several."""
-    from riskc.engine.runner import PolicySet
-
     if bool(policy) == bool(config_path):
         echo_err("error: give --policy PATH (one account) or --config riskc.yaml (its accounts and groups)")
         raise SystemExit(EXIT_USAGE)
@@ -56,23 +54,37 @@ def command(
     if config_path:
         _replay_config(Path(recording), Path(config_path), group_name, as_json, state, progress)
         return
-    files = collect_risk_files(policy)
-    policies, diagnostics, result = PolicySet.from_paths(files)
+    policies = _checked(collect_risk_files(policy), "account", "the files given")
+    _replay_and_report(Path(recording), policies, as_json, state, progress)
+
+
+def _checked(paths: list[Path], scope: str, what: str):
+    """The PolicySet of ``paths`` (``scope``: an account's or a group's), or, when they do not
+    check, their diagnostics on stderr and exit 1."""
+    from riskc.engine.runner import PolicySet
+
+    policies, diagnostics, result = PolicySet.from_paths(paths, scope)
     if policies is None:
         for d in diagnostics:
-            echo_err(d.render(result.sources.get(d.span.file)))
+            echo_err(d.render(result.sources.get(d.span.file) if result else None))
         if not any(d.is_error for d in diagnostics):
-            echo_err("error: no policy among the files given (only rule definitions)")
+            echo_err(f"error: no policy among {what} (only rule definitions)")
         raise SystemExit(EXIT_FAILED)
+    return policies
+
+
+def _replay_and_report(recording: Path, policies, as_json: bool, state: str | None, progress, groups=None) -> None:
+    """The replay, in the state store ``state`` or a scratch one, and its summary."""
     with tempfile.TemporaryDirectory(prefix="riskc-replay-") as scratch:
         store_path = Path(state) if state else Path(scratch) / "state.db"
         summary = _run(
-            Path(recording),
+            recording,
             policies,
             store_path,
             as_json,
             scratch_store=state is None,
-            show_progress=_wants_progress(progress, recording),
+            show_progress=_wants_progress(progress, str(recording)),
+            groups=groups,
         )
     _print_summary(summary, as_json)
 
@@ -130,35 +142,16 @@ def _replay_config(
             raise SystemExit(EXIT_USAGE)
         groups, accounts = [group], config.members(group)
     members, specs = _load_members(config, accounts, groups)
-    with tempfile.TemporaryDirectory(prefix="riskc-replay-") as scratch:
-        store_path = Path(state) if state else Path(scratch) / "state.db"
-        summary = _run(
-            recording,
-            members,
-            store_path,
-            as_json,
-            scratch_store=state is None,
-            show_progress=_wants_progress(progress, str(recording)),
-            groups=specs,
-        )
-    _print_summary(summary, as_json)
+    _replay_and_report(recording, members, as_json, state, progress, groups=specs)
 
 
 def _load_members(config, accounts, groups):
     """Each account's policies and each group's, checked; the first file that does not check stops it."""
     from riskc.engine.daemon.config import policy_files
-    from riskc.engine.runner import PolicySet
     from riskc.engine.sim.group_replay import GroupSpec, Member
 
     def load(entry, scope: str):
-        policies, diagnostics, result = PolicySet.from_paths(policy_files(entry), scope)
-        if policies is None:
-            for d in diagnostics:
-                echo_err(d.render(result.sources.get(d.span.file) if result else None))
-            if not any(d.is_error for d in diagnostics):
-                echo_err(f"error: no policy among the files of {entry.label} (only rule definitions)")
-            raise SystemExit(EXIT_FAILED)
-        return policies
+        return _checked(policy_files(entry), scope, f"the files of {entry.label}")
 
     members = [Member(a.id, a.name, load(a, "account")) for a in accounts]
     specs = []
