@@ -111,10 +111,7 @@ class GroupReplay:
         ts = item.ts
         if self.clock.next is None or ts >= self.clock.next:
             self.tick_until(ts)
-        summary.messages += 1
-        if summary.first is None:
-            summary.first = ts
-        summary.last = ts if summary.last is None or ts > summary.last else summary.last
+        summary.saw(ts)
         market = []
         for account_id, name, part in split_by_account(item):
             if account_id is None and name is None:
@@ -190,22 +187,21 @@ class GroupReplay:
         summary = self.summary
         summary.events = sum(r.engine.events for r in self.replays)
         summary.calls = sum(r.summary.calls for r in self.replays)
-        seen = {m.line for m in summary.malformed}
         for replay in self.replays:
             summary.actions.update(replay.summary.actions)
-            for bad in replay.summary.malformed:
-                if bad.line not in seen:
-                    seen.add(bad.line)
-                    summary.malformed.append(bad)
-        lines = set()
-        for replay in self.replays:
-            for back in replay.summary.backwards:
-                if back.line not in lines:
-                    lines.add(back.line)
-                    summary.backwards.append(back)
-        summary.malformed.sort(key=lambda m: m.line)
-        summary.backwards.sort(key=lambda b: b.line)
+        # A line every account read (a quote) is reported once.
+        summary.malformed = _by_line(summary.malformed, *(r.summary.malformed for r in self.replays))
+        summary.backwards = _by_line(summary.backwards, *(r.summary.backwards for r in self.replays))
         return summary
+
+
+def _by_line(*lists: list) -> list:
+    """The items of ``lists``, the first of each line, in line order."""
+    first: dict[int, Any] = {}
+    for items in lists:
+        for item in items:
+            first.setdefault(item.line, item)
+    return sorted(first.values(), key=lambda item: item.line)
 
 
 def _with_account(emit: Emit, replay: Replay) -> Emit:

@@ -67,6 +67,15 @@ class ReplaySummary:
     last: dt.datetime | None = None
     other_accounts: Counter = field(default_factory=Counter)  # account id -> its user messages skipped
 
+    def saw(self, ts: dt.datetime) -> None:
+        """One more message, stamped ``ts``: counted, and the span of the recording grown."""
+        self.messages += 1
+        last = self.last
+        if last is None:
+            self.first = self.last = ts
+        elif ts >= last:
+            self.last = ts
+
     def to_json(self) -> dict[str, Any]:
         others = {"other_accounts": {str(a): n for a, n in sorted(self.other_accounts.items())}}
         return ({} if not self.other_accounts else others) | {
@@ -227,12 +236,7 @@ class Replay:
         summary, clock = self.summary, self.clock
         if clock.next is None or ts >= clock.next:  # most messages share their second
             self.tick_until(ts)
-        summary.messages += 1
-        last = summary.last
-        if last is None:
-            summary.first = summary.last = ts
-        elif ts >= last:
-            summary.last = ts
+        summary.saw(ts)
         now = self.engine.book.now
         if ts < now:
             summary.backwards.append(Backwards(line, ts, now))
