@@ -97,6 +97,8 @@ def _resolve_path(value: Any, info: ValidationInfo) -> Path:
 
 
 ConfigPath = Annotated[Path, BeforeValidator(_resolve_path)]
+# `policies: policies/` is one entry: a single path stands for a list of it.
+PolicyPaths = Annotated[list[ConfigPath], BeforeValidator(lambda value: [value] if isinstance(value, str) else value)]
 
 
 def _resolve_state(value: Any, info: ValidationInfo) -> Path | str:
@@ -199,12 +201,7 @@ class AccountConfig(_Model):
     id: int | None = None
     all: bool = False
     login: str | None = None
-    policies: list[ConfigPath] = Field(min_length=1)
-
-    @field_validator("policies", mode="before")
-    @classmethod
-    def _one_or_more(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value  # `policies: policies/` is one entry
+    policies: PolicyPaths = Field(min_length=1)
 
     @model_validator(mode="after")
     def _all_alone(self) -> Self:
@@ -228,12 +225,7 @@ class GroupConfig(_Model):
 
     name: str = Field(min_length=1)
     accounts: list[int | str] = Field(min_length=1)
-    policies: list[ConfigPath] = Field(min_length=1)
-
-    @field_validator("policies", mode="before")
-    @classmethod
-    def _one_or_more(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    policies: PolicyPaths = Field(min_length=1)
 
     @property
     def label(self) -> str:
