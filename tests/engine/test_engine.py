@@ -78,7 +78,10 @@ class FakePort:
         elif call.kind == "cancel":
             self.orders.pop(call.order_id, None)
         elif call.kind == "modify_stop":
-            self.orders[call.order_id]["stopPrice"] = call.stop_price
+            order = self.orders.get(call.order_id)
+            if order is None:  # cancelled by an earlier call, or never known: the Gateway refuses it
+                raise BrokerError(f"no order {call.order_id}")
+            order["stopPrice"] = call.stop_price
         elif call.kind == "place_stop":
             self._next_order += 1
             self.orders[self._next_order] = {
